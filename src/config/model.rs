@@ -1,0 +1,151 @@
+//! Validated runtime configuration: no serde, names already resolved to
+//! indices, defaults applied. Everything here is `Send + Sync` and is shared
+//! read-only by every shard through an `Arc<Config>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use super::raw::{Algorithm, NodeState, Protocol, Shards};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it came from: a path, or `<embedded default>` / `<command line>`.
+    pub source: String,
+    /// Every file read (the main file and its includes), for reload later.
+    pub files: Vec<PathBuf>,
+    pub global: Global,
+    pub virtual_servers: Vec<VirtualServer>,
+    pub pools: Vec<Pool>,
+    pub responders: Vec<Responder>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    pub shards: Shards,
+    pub shutdown_timeout: Duration,
+    pub log_level: log::LevelFilter,
+    /// How often a shard publishes changed balancing counters to the others.
+    pub mesh_interval: Duration,
+    pub ring_entries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualServer {
+    pub name: String,
+    pub listen: Vec<SocketAddr>,
+    pub protocol: Protocol,
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+    pub max_connections: u32,
+    /// Overrides the pool's `max_connect_time` when set.
+    pub connect_timeout: Option<Duration>,
+    pub client_idle_timeout: Duration,
+    pub server_idle_timeout: Duration,
+    /// Written to the client on accept (`server_first_banner` only).
+    pub banner: Option<Vec<u8>>,
+    pub buffer_size: usize,
+    pub backlog: u32,
+    /// Shard indices that accept for this virtual server; `None` = all.
+    pub shards: Option<Vec<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub algorithm: Algorithm,
+    pub nodes: Vec<Node>,
+    pub node_connection_attempts: u32,
+    pub node_fail_time: Duration,
+    pub max_connect_time: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// As written in the configuration (`host:port`), for logs.
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub state: NodeState,
+}
+
+/// A built-in demo node: greets each connection with a line, then echoes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Responder {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub greeting: String,
+}
+
+impl Config {
+    /// If `new` differs from `self` only in node states, the changes as
+    /// `(pool, node, new state)`; `None` if anything else differs.
+    pub fn node_state_changes(&self, new: &Config) -> Option<Vec<(usize, usize, NodeState)>> {
+        let mut normalised = new.clone();
+        let mut changes = Vec::new();
+        if normalised.pools.len() != self.pools.len() {
+            return None;
+        }
+        for (pi, (np, op)) in normalised.pools.iter_mut().zip(&self.pools).enumerate() {
+            if np.nodes.len() != op.nodes.len() {
+                return None;
+            }
+            for (ni, (nn, on)) in np.nodes.iter_mut().zip(&op.nodes).enumerate() {
+                if nn.state != on.state {
+                    changes.push((pi, ni, nn.state));
+                    nn.state = on.state;
+                }
+            }
+        }
+        (normalised == *self).then_some(changes)
+    }
+
+    pub fn pool(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// A one-screen summary for `shoal check` and the startup log.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "configuration {} ({} file(s))", self.source, self.files.len().max(1));
+        let shards = match &self.global.shards {
+            Shards::Auto => "auto (one per CPU)".to_string(),
+            Shards::Count(n) => n.to_string(),
+            Shards::Cpus(c) => format!("{c:?}"),
+        };
+        let _ = writeln!(s, "  shards: {shards}");
+        for vs in &self.virtual_servers {
+            let listen: Vec<String> = vs.listen.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "  virtual server {}: {} on {} -> pool {}",
+                vs.name,
+                vs.protocol.name(),
+                listen.join(", "),
+                self.pools[vs.pool].name
+            );
+        }
+        for p in &self.pools {
+            let nodes: Vec<String> = p
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut t = n.name.clone();
+                    if n.weight != 1 {
+                        let _ = write!(t, " w{}", n.weight);
+                    }
+                    if n.state != NodeState::Active {
+                        let _ = write!(t, " ({})", n.state.name());
+                    }
+                    t
+                })
+                .collect();
+            let _ = writeln!(s, "  pool {}: {} over {}", p.name, p.algorithm.name(), nodes.join(", "));
+        }
+        for r in &self.responders {
+            let _ = writeln!(s, "  responder {} on {}", r.name, r.listen);
+        }
+        s
+    }
+}

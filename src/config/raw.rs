@@ -1,0 +1,414 @@
+//! The serde mirror of the TOML file: every table rejects unknown keys, and
+//! every default is written here once, beside the key it belongs to.
+//!
+//! Values that can be checked on their own (durations, addresses, enums) are
+//! checked while deserialising, so their errors carry the value's position.
+//! Cross-references (virtual server → pool) are checked in `validate.rs`,
+//! which is why reference fields keep their span.
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+use toml::Spanned;
+
+/// One configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Further files, or directories whose `*.toml` files are read in name
+    /// order; paths are relative to the including file.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    pub global: Option<Spanned<RawGlobal>>,
+    #[serde(default)]
+    pub virtual_servers: BTreeMap<Spanned<String>, RawVirtualServer>,
+    #[serde(default)]
+    pub pools: BTreeMap<Spanned<String>, RawPool>,
+    #[serde(default)]
+    pub responders: BTreeMap<Spanned<String>, RawResponder>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    #[serde(default)]
+    pub shards: Shards,
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Dur,
+    #[serde(default = "default_log_level")]
+    pub log_level: LogLevel,
+    #[serde(default = "default_mesh_interval")]
+    pub mesh_interval: Dur,
+    #[serde(default = "default_ring_entries")]
+    pub ring_entries: u32,
+}
+
+impl Default for RawGlobal {
+    fn default() -> Self {
+        RawGlobal {
+            shards: Shards::Auto,
+            shutdown_timeout: default_shutdown_timeout(),
+            log_level: default_log_level(),
+            mesh_interval: default_mesh_interval(),
+            ring_entries: default_ring_entries(),
+        }
+    }
+}
+
+fn default_shutdown_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_log_level() -> LogLevel {
+    LogLevel(log::LevelFilter::Info)
+}
+fn default_mesh_interval() -> Dur {
+    Dur(Duration::from_millis(5))
+}
+fn default_ring_entries() -> u32 {
+    1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVirtualServer {
+    pub listen: Spanned<OneOrMany>,
+    pub protocol: Protocol,
+    pub pool: Spanned<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    pub connect_timeout: Option<Dur>,
+    #[serde(default = "default_idle")]
+    pub client_idle_timeout: Dur,
+    #[serde(default = "default_idle")]
+    pub server_idle_timeout: Dur,
+    pub banner: Option<Spanned<String>>,
+    #[serde(default = "default_buffer_size")]
+    pub buffer_size: Spanned<u32>,
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+    pub shards: Option<Spanned<Vec<usize>>>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_connections() -> u32 {
+    100_000
+}
+fn default_idle() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_buffer_size() -> Spanned<u32> {
+    Spanned::new(0..0, 64 * 1024)
+}
+fn default_backlog() -> u32 {
+    1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    pub nodes: Spanned<Vec<RawNode>>,
+    #[serde(default = "default_attempts")]
+    pub node_connection_attempts: Spanned<u32>,
+    #[serde(default = "default_fail_time")]
+    pub node_fail_time: Dur,
+    #[serde(default = "default_connect_time")]
+    pub max_connect_time: Dur,
+}
+
+fn default_attempts() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn default_fail_time() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_connect_time() -> Dur {
+    Dur(Duration::from_secs(4))
+}
+
+/// A node: either `"host:port"` or `{ address = "host:port", weight = 2, state = "draining" }`.
+#[derive(Debug)]
+pub struct RawNode {
+    pub address: String,
+    pub weight: u32,
+    pub state: NodeState,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeTable {
+    address: String,
+    #[serde(default = "one")]
+    weight: u32,
+    #[serde(default)]
+    state: NodeState,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawNode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"host:port\" or a table { address, weight, state }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawNode, E> {
+                Ok(RawNode { address: v.to_owned(), weight: 1, state: NodeState::Active })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<RawNode, A::Error> {
+                let t = RawNodeTable::deserialize(de::value::MapAccessDeserializer::new(m))?;
+                if t.weight == 0 {
+                    return Err(de::Error::custom("node weight must be at least 1"));
+                }
+                Ok(RawNode { address: t.address, weight: t.weight, state: t.state })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponder {
+    pub listen: Spanned<String>,
+    pub greeting: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    ServerFirst,
+    ClientFirst,
+    ServerFirstBanner,
+    GenericStreaming,
+}
+
+impl Protocol {
+    pub const NAMES: &'static [&'static str] =
+        &["server_first", "client_first", "server_first_banner", "generic_streaming"];
+
+    pub fn parse(s: &str) -> Option<Protocol> {
+        Protocol::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::ServerFirst => "server_first",
+            Protocol::ClientFirst => "client_first",
+            Protocol::ServerFirstBanner => "server_first_banner",
+            Protocol::GenericStreaming => "generic_streaming",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+    Random,
+    LeastConnections,
+    WeightedLeastConnections,
+}
+
+impl Algorithm {
+    pub const NAMES: &'static [&'static str] =
+        &["round_robin", "weighted_round_robin", "random", "least_connections", "weighted_least_connections"];
+
+    pub fn parse(s: &str) -> Option<Algorithm> {
+        Algorithm::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        Algorithm::NAMES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    #[default]
+    Active,
+    Draining,
+    Disabled,
+}
+
+impl NodeState {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Active => "active",
+            NodeState::Draining => "draining",
+            NodeState::Disabled => "disabled",
+        }
+    }
+}
+
+/// `shards = "auto" | N | [cpu, cpu, …]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Shards {
+    #[default]
+    Auto,
+    Count(usize),
+    Cpus(Vec<usize>),
+}
+
+impl<'de> Deserialize<'de> for Shards {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shards;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"auto\", a shard count, or a list of CPU numbers")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Shards, E> {
+                if v == "auto" {
+                    Ok(Shards::Auto)
+                } else {
+                    Err(E::custom(format!("expected \"auto\", a count or a CPU list, found \"{v}\"")))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Shards, E> {
+                if (1..=1024).contains(&v) {
+                    Ok(Shards::Count(v as usize))
+                } else {
+                    Err(E::custom(format!("shard count must be between 1 and 1024, found {v}")))
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Shards, A::Error> {
+                let mut cpus = Vec::new();
+                while let Some(c) = s.next_element::<usize>()? {
+                    if cpus.contains(&c) {
+                        return Err(de::Error::custom(format!("CPU {c} listed twice")));
+                    }
+                    cpus.push(c);
+                }
+                if cpus.is_empty() {
+                    return Err(de::Error::custom("the CPU list is empty"));
+                }
+                Ok(Shards::Cpus(cpus))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration written as whole seconds (`30`) or with a unit (`"250ms"`,
+/// `"4s"`, `"5m"`, `"1h"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 =
+            num.parse().map_err(|_| format!("invalid duration \"{s}\": expected e.g. \"250ms\", \"4s\", \"5m\""))?;
+        let d = match unit.trim() {
+            "ms" => Duration::from_millis(n),
+            "" | "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            u => return Err(format!("invalid duration unit \"{u}\" in \"{s}\": use ms, s, m or h")),
+        };
+        Ok(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration: seconds as an integer, or a string like \"250ms\", \"4s\", \"5m\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
+                u64::try_from(v)
+                    .map(|s| Dur(Duration::from_secs(s)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                Dur::parse(v).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogLevel(pub log::LevelFilter);
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::logging::parse_level(&s).map(LogLevel).ok_or_else(|| {
+            de::Error::custom(format!("unknown log level \"{s}\": expected off, error, warn, info, debug or trace"))
+        })
+    }
+}
+
+/// A key that takes one string or a list of them.
+#[derive(Debug)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<OneOrMany, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = s.next_element::<String>()? {
+                    v.push(x);
+                }
+                Ok(OneOrMany(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(Dur::parse("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(Dur::parse("4s").unwrap(), Duration::from_secs(4));
+        assert_eq!(Dur::parse("4").unwrap(), Duration::from_secs(4));
+        assert_eq!(Dur::parse("2m").unwrap(), Duration::from_secs(120));
+        assert!(Dur::parse("4 parsecs").is_err());
+        assert!(Dur::parse("ms").is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for n in Protocol::NAMES {
+            assert_eq!(Protocol::parse(n).unwrap().name(), *n);
+        }
+        for n in Algorithm::NAMES {
+            assert_eq!(Algorithm::parse(n).unwrap().name(), *n);
+        }
+        assert!(Protocol::parse("http2").is_none());
+    }
+}

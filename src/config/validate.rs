@@ -1,0 +1,239 @@
+//! Raw files → validated [`Config`]: merges included files, resolves names
+//! to indices, checks cross-references and value ranges. Errors point at the
+//! offending value.
+
+use super::model::*;
+use super::raw::{self, Dur};
+use super::{ConfigError, SourceFile};
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use toml::Spanned;
+
+const MIN_BUFFER: u32 = 1024;
+const MAX_BUFFER: u32 = 16 << 20;
+
+pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
+    // Global: at most one file may set it.
+    let mut global_raw: Option<(&SourceFile, &Spanned<raw::RawGlobal>)> = None;
+    for f in files {
+        if let Some(g) = &f.raw.global {
+            if let Some((prev, pg)) = global_raw {
+                let (l, c) = super::line_col(&prev.text, pg.span().start);
+                return Err(f.error_at(
+                    g.span(),
+                    Some("global".into()),
+                    format!("[global] is already defined at {}:{l}:{c}", prev.name),
+                ));
+            }
+            global_raw = Some((f, g));
+        }
+    }
+    let default_global = raw::RawGlobal::default();
+    let g = global_raw.map_or(&default_global, |(_, g)| g.get_ref());
+    let global = Global {
+        shards: g.shards.clone(),
+        shutdown_timeout: g.shutdown_timeout.0,
+        log_level: g.log_level.0,
+        mesh_interval: g.mesh_interval.0.max(std::time::Duration::from_millis(1)),
+        ring_entries: g.ring_entries.clamp(64, 32768).next_power_of_two(),
+    };
+
+    // Pools first: virtual servers refer to them by name.
+    let mut pools = Vec::new();
+    let mut pool_index: HashMap<&str, (usize, &SourceFile, &Spanned<String>)> = HashMap::new();
+    for f in files {
+        for (name, p) in &f.raw.pools {
+            if let Some((_, pf, pn)) = pool_index.get(name.get_ref().as_str()) {
+                let (l, c) = super::line_col(&pf.text, pn.span().start);
+                return Err(f.error_at(
+                    name.span(),
+                    None,
+                    format!("pool \"{}\" is already defined at {}:{l}:{c}", name.get_ref(), pf.name),
+                ));
+            }
+            pool_index.insert(name.get_ref(), (pools.len(), f, name));
+            pools.push(pool(f, name, p)?);
+        }
+    }
+
+    let mut virtual_servers = Vec::new();
+    let mut seen_vs: HashMap<&str, (&SourceFile, &Spanned<String>)> = HashMap::new();
+    let mut seen_listen: HashMap<SocketAddr, String> = HashMap::new();
+    for f in files {
+        for (name, v) in &f.raw.virtual_servers {
+            let vname = name.get_ref();
+            if let Some((pf, pn)) = seen_vs.get(vname.as_str()) {
+                let (l, c) = super::line_col(&pf.text, pn.span().start);
+                return Err(f.error_at(
+                    name.span(),
+                    None,
+                    format!("virtual server \"{vname}\" is already defined at {}:{l}:{c}", pf.name),
+                ));
+            }
+            seen_vs.insert(vname, (f, name));
+            let key = |k: &str| Some(format!("virtual_servers.{vname}.{k}"));
+            let pool = match pool_index.get(v.pool.get_ref().as_str()) {
+                Some((i, _, _)) => *i,
+                None => {
+                    let mut known: Vec<&str> = pool_index.keys().copied().collect();
+                    known.sort_unstable();
+                    return Err(f.error_at(
+                        v.pool.span(),
+                        key("pool"),
+                        format!(
+                            "no pool named \"{}\" (defined pools: {})",
+                            v.pool.get_ref(),
+                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                        ),
+                    ));
+                }
+            };
+            let mut listen = Vec::new();
+            for l in &v.listen.get_ref().0 {
+                let addr: SocketAddr = l.parse().map_err(|_| {
+                    f.error_at(v.listen.span(), key("listen"), format!("invalid listen address \"{l}\": expected IP:PORT such as \"127.0.0.1:8080\" or \"[::]:443\""))
+                })?;
+                if addr.port() != 0 {
+                    if let Some(other) = seen_listen.insert(addr, vname.clone()) {
+                        return Err(f.error_at(
+                            v.listen.span(),
+                            key("listen"),
+                            format!("{addr} is already used by virtual server \"{other}\""),
+                        ));
+                    }
+                }
+                listen.push(addr);
+            }
+            if listen.is_empty() {
+                return Err(f.error_at(
+                    name.span(),
+                    key("listen"),
+                    "a virtual server needs at least one listen address".into(),
+                ));
+            }
+            let banner = match (&v.banner, v.protocol) {
+                (Some(b), raw::Protocol::ServerFirstBanner) => Some(b.get_ref().as_bytes().to_vec()),
+                (None, raw::Protocol::ServerFirstBanner) => {
+                    return Err(f.error_at(
+                        name.span(),
+                        key("banner"),
+                        "protocol server_first_banner needs a `banner`".into(),
+                    ))
+                }
+                (Some(b), p) => {
+                    return Err(f.error_at(
+                        b.span(),
+                        key("banner"),
+                        format!("`banner` only applies to server_first_banner, not {}", p.name()),
+                    ))
+                }
+                (None, _) => None,
+            };
+            let bs = *v.buffer_size.get_ref();
+            if !(MIN_BUFFER..=MAX_BUFFER).contains(&bs) {
+                return Err(f.error_at(
+                    v.buffer_size.span(),
+                    key("buffer_size"),
+                    format!("buffer_size must be between {MIN_BUFFER} and {MAX_BUFFER} bytes, found {bs}"),
+                ));
+            }
+            if v.max_connections == 0 {
+                return Err(f.error_at(
+                    name.span(),
+                    key("max_connections"),
+                    "max_connections must be at least 1".into(),
+                ));
+            }
+            let shards = match &v.shards {
+                Some(s) if s.get_ref().is_empty() => {
+                    return Err(f.error_at(s.span(), key("shards"), "the shard list is empty".into()))
+                }
+                Some(s) => Some(s.get_ref().clone()),
+                None => None,
+            };
+            if !v.enabled {
+                continue;
+            }
+            virtual_servers.push(VirtualServer {
+                name: vname.clone(),
+                listen,
+                protocol: v.protocol,
+                pool,
+                max_connections: v.max_connections,
+                connect_timeout: v.connect_timeout.map(|d: Dur| d.0),
+                client_idle_timeout: v.client_idle_timeout.0,
+                server_idle_timeout: v.server_idle_timeout.0,
+                banner,
+                buffer_size: bs as usize,
+                backlog: v.backlog.clamp(1, 65535),
+                shards,
+            });
+        }
+    }
+
+    let mut responders = Vec::new();
+    for f in files {
+        for (name, r) in &f.raw.responders {
+            let listen: SocketAddr = r.listen.get_ref().parse().map_err(|_| {
+                f.error_at(
+                    r.listen.span(),
+                    Some(format!("responders.{}.listen", name.get_ref())),
+                    format!("invalid listen address \"{}\"", r.listen.get_ref()),
+                )
+            })?;
+            if let Some(other) = seen_listen.insert(listen, name.get_ref().clone()) {
+                return Err(f.error_at(r.listen.span(), None, format!("{listen} is already used by \"{other}\"")));
+            }
+            responders.push(Responder { name: name.get_ref().clone(), listen, greeting: r.greeting.clone() });
+        }
+    }
+
+    Ok(Config { source: String::new(), files: Vec::new(), global, virtual_servers, pools, responders })
+}
+
+fn pool(f: &SourceFile, name: &Spanned<String>, p: &raw::RawPool) -> Result<Pool, ConfigError> {
+    let pname = name.get_ref();
+    let key = |k: &str| Some(format!("pools.{pname}.{k}"));
+    if p.nodes.get_ref().is_empty() {
+        return Err(f.error_at(p.nodes.span(), key("nodes"), "a pool needs at least one node".into()));
+    }
+    let attempts = *p.node_connection_attempts.get_ref();
+    if attempts == 0 {
+        return Err(f.error_at(
+            p.node_connection_attempts.span(),
+            key("node_connection_attempts"),
+            "must be at least 1".into(),
+        ));
+    }
+    let mut nodes: Vec<Node> = Vec::new();
+    for n in p.nodes.get_ref() {
+        let addr = resolve(&n.address).map_err(|m| f.error_at(p.nodes.span(), key("nodes"), m))?;
+        if nodes.iter().any(|o| o.addr == addr) {
+            return Err(f.error_at(p.nodes.span(), key("nodes"), format!("node {} is listed twice", n.address)));
+        }
+        nodes.push(Node { name: n.address.clone(), addr, weight: n.weight, state: n.state });
+    }
+    Ok(Pool {
+        name: pname.clone(),
+        algorithm: p.algorithm,
+        nodes,
+        node_connection_attempts: attempts,
+        node_fail_time: p.node_fail_time.0,
+        max_connect_time: p.max_connect_time.0,
+    })
+}
+
+/// `host:port` → the first address it resolves to. Literal addresses need no
+/// lookup; names are resolved once, at load.
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return Err(format!("invalid node address \"{s}\": expected host:port"));
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve node address \"{s}\": {e}"))?
+        .next()
+        .ok_or_else(|| format!("node address \"{s}\" resolves to nothing"))
+}

@@ -1,0 +1,51 @@
+//! Least connections: the eligible node with the fewest connections across
+//! all shards. Ties rotate, so an idle pool is filled round robin rather
+//! than always from its first node.
+
+use super::{Balancer, Nodes};
+use std::cell::Cell;
+
+#[derive(Default)]
+pub struct LeastConnections {
+    next: Cell<usize>,
+}
+
+impl Balancer for LeastConnections {
+    fn pick(&self, nodes: &dyn Nodes) -> Option<usize> {
+        let n = nodes.len();
+        let start = self.next.get();
+        let mut best: Option<(usize, u32)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if !nodes.eligible(i) {
+                continue;
+            }
+            let c = nodes.connections(i);
+            if best.is_none_or(|(_, bc)| c < bc) {
+                best = Some((i, c));
+            }
+        }
+        let (b, _) = best?;
+        self.next.set(b + 1);
+        Some(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::StaticNodes;
+
+    #[test]
+    fn fewest_wins_ties_rotate() {
+        let mut n = StaticNodes::new(&[1, 1, 1]);
+        n.conns = vec![5, 2, 2];
+        let b = LeastConnections::default();
+        let first = b.pick(&n).unwrap();
+        let second = b.pick(&n).unwrap();
+        assert_eq!([first.min(second), first.max(second)], [1, 2]);
+        n.eligible[1] = false;
+        n.eligible[2] = false;
+        assert_eq!(b.pick(&n), Some(0));
+    }
+}

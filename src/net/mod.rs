@@ -1,0 +1,4 @@
+//! Listening sockets and the per-shard accept loop.
+
+pub mod accept;
+pub mod listener;

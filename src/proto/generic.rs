@@ -1,0 +1,104 @@
+//! The generic protocols (B1–B4): how the first bytes are handled before
+//! the connection becomes a plain relay.
+//!
+//! - `server_first`: connect to a node at once; the node is expected to
+//!   speak first (its silence past `server_idle_timeout` is a node failure).
+//! - `client_first`: wait for the client's first bytes, then connect and
+//!   forward them.
+//! - `server_first_banner`: write the configured banner to the client at
+//!   once, proceed as `client_first`, and discard the node's own first line.
+//! - `generic_streaming`: connect at once and relay with no expectation of
+//!   who speaks when.
+
+use super::relay::{self, RelayEnd, RelayOpts};
+use crate::config::Protocol;
+use crate::pool::connect;
+use crate::runtime::shard::Shard;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, peer: SocketAddr) {
+    let vs = &shard.config.virtual_servers[vs_index];
+    let pool = &shard.pools[vs.pool];
+    let _ = client.set_nodelay(true);
+    let mut first: Option<Vec<u8>> = None;
+    match vs.protocol {
+        Protocol::ServerFirst | Protocol::GenericStreaming => {}
+        Protocol::ClientFirst | Protocol::ServerFirstBanner => {
+            if let Some(banner) = &vs.banner {
+                let (res, _) = client.write_all(banner.clone()).await;
+                if let Err(e) = res {
+                    log::debug!("virtual server {}: client {peer}: banner write failed: {e}", vs.name);
+                    return;
+                }
+            }
+            let buf = Vec::with_capacity(vs.buffer_size);
+            match monoio::time::timeout(vs.client_idle_timeout, client.read(buf)).await {
+                Ok((Ok(n), buf)) if n > 0 => first = Some(buf),
+                Ok((Ok(_), _)) => return, // closed before sending anything
+                Ok((Err(e), _)) => {
+                    log::debug!("virtual server {}: client {peer}: read failed: {e}", vs.name);
+                    return;
+                }
+                Err(_) => {
+                    log::debug!("virtual server {}: client {peer}: sent nothing within client_idle_timeout", vs.name);
+                    return;
+                }
+            }
+        }
+    }
+
+    let (lease, mut node) = match connect::connect(pool, vs.connect_timeout).await {
+        Ok(x) => x,
+        Err(e) => {
+            log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.name);
+            return;
+        }
+    };
+    if let Some(data) = first.take() {
+        let (res, _) = node.write_all(data).await;
+        if let Err(e) = res {
+            pool.record_failure(lease.index(), &format!("write failed: {e}"));
+            return;
+        }
+    }
+    let opts = RelayOpts {
+        buffer_size: vs.buffer_size,
+        client_idle: vs.client_idle_timeout,
+        server_idle: vs.server_idle_timeout,
+        discard_node_line: vs.protocol == Protocol::ServerFirstBanner,
+        awaiting_node: vs.protocol != Protocol::GenericStreaming,
+    };
+    let node_index = lease.index();
+    let end = relay::relay(client, node, &opts, &|| pool.record_success(node_index)).await;
+    let node_name = &lease.node().name;
+    match end {
+        RelayEnd::Done { up, down } => {
+            // A clean end is a success even if the node never spoke (a
+            // streaming node may legitimately only listen).
+            pool.record_success(node_index);
+            log::debug!(
+                "virtual server {}: client {peer} <-> node {node_name}: closed ({up} bytes up, {down} down)",
+                vs.name
+            )
+        }
+        RelayEnd::NodeNoReply => pool.record_failure(
+            lease.index(),
+            &format!("no reply within server_idle_timeout ({:?})", vs.server_idle_timeout),
+        ),
+        RelayEnd::NodeIdle => log::debug!(
+            "virtual server {}: client {peer}: node {node_name} idle past server_idle_timeout; closed",
+            vs.name
+        ),
+        RelayEnd::ClientIdle => {
+            log::debug!("virtual server {}: client {peer}: idle past client_idle_timeout; closed", vs.name)
+        }
+        RelayEnd::ClientError(e) => log::debug!("virtual server {}: client {peer}: {e}", vs.name),
+        RelayEnd::NodeError(e) => log::info!("virtual server {}: client {peer}: node {node_name}: {e}", vs.name),
+        RelayEnd::BannerTooLong => {
+            pool.record_failure(lease.index(), &format!("banner line longer than {} bytes", relay::MAX_DISCARD_LINE))
+        }
+    }
+}

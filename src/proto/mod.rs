@@ -1,0 +1,5 @@
+//! Protocol handlers: what happens to a connection between accept and close.
+
+pub mod generic;
+pub mod relay;
+pub mod responder;

@@ -1,0 +1,212 @@
+//! One shard: a pinned thread running a monoio runtime, owning the
+//! connections it accepts and its view of every pool.
+
+use super::mesh::{MeshEnd, ShardMsg};
+use super::ring;
+use crate::config::Config;
+use crate::pool::health::NodeHealth;
+use crate::pool::ShardPool;
+use crate::util::event::{Event, Flag};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a shard thread is handed at start. All `Send`.
+pub struct ShardSetup {
+    pub id: usize,
+    pub nshards: usize,
+    pub cpu: Option<usize>,
+    pub config: Arc<Config>,
+    /// `health[pool][node]`, shared by all shards.
+    pub health: Arc<Vec<Vec<Arc<NodeHealth>>>>,
+    pub mesh: MeshEnd,
+    /// (virtual server index, listener) pairs this shard accepts on.
+    pub listeners: Vec<(usize, std::net::TcpListener)>,
+    /// Built-in demo responders (on shard 0 only).
+    pub responders: Vec<(usize, std::net::TcpListener)>,
+}
+
+/// Shard-local state shared by the shard's tasks through an `Rc`.
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub pools: Vec<Rc<ShardPool>>,
+    pub shutdown: Flag,
+    open: Cell<usize>,
+    closed: Event,
+    vs_open: Vec<Cell<u32>>,
+    vs_limit: Vec<u32>,
+}
+
+impl Shard {
+    /// Number of connections this shard is serving.
+    pub fn open_connections(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Whether virtual server `vs` has a free connection slot on this shard.
+    pub fn has_slot(&self, vs: usize) -> bool {
+        self.vs_open[vs].get() < self.vs_limit[vs]
+    }
+
+    /// Wait until a connection closes somewhere on this shard.
+    pub fn connection_closed(&self) -> crate::util::event::Listen<'_> {
+        self.closed.listen()
+    }
+
+    /// Count a new connection on virtual server `vs`.
+    pub fn track(self: &Rc<Self>, vs: usize) -> ConnGuard {
+        self.open.set(self.open.get() + 1);
+        self.vs_open[vs].set(self.vs_open[vs].get() + 1);
+        ConnGuard { shard: self.clone(), vs }
+    }
+}
+
+pub struct ConnGuard {
+    shard: Rc<Shard>,
+    vs: usize,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let s = &self.shard;
+        s.open.set(s.open.get() - 1);
+        s.vs_open[self.vs].set(s.vs_open[self.vs].get() - 1);
+        s.closed.notify_all();
+    }
+}
+
+/// Thread body: pin, build the ring, serve until shutdown has drained.
+pub fn run(setup: ShardSetup) {
+    if let Some(cpu) = setup.cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            log::warn!("shard {}: could not pin to CPU {cpu}; running unpinned", setup.id);
+        }
+    }
+    let (mut rt, mode) = match ring::build(setup.config.global.ring_entries) {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("shard {}: cannot build a runtime: {e}", setup.id);
+            std::process::exit(1);
+        }
+    };
+    let cpu = setup.cpu.map_or_else(|| "unpinned".to_string(), |c| format!("CPU {c}"));
+    log::info!("shard {} on {cpu}: {}", setup.id, mode.describe());
+    rt.block_on(serve(setup));
+}
+
+async fn serve(setup: ShardSetup) {
+    let ShardSetup { id, nshards, config, health, mesh, listeners, responders, .. } = setup;
+    let changed = Rc::new(Event::new());
+    let pools: Vec<Rc<ShardPool>> = config
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Rc::new(ShardPool::new(i, p, &health[i], nshards, changed.clone())))
+        .collect();
+    let nvs = config.virtual_servers.len();
+    // A virtual server's connection limit is split evenly over the shards
+    // that accept for it (rounded up), so no shard consults another.
+    let vs_limit = config
+        .virtual_servers
+        .iter()
+        .map(|vs| {
+            let n = vs.shards.as_ref().map_or(nshards, |s| s.len()).max(1) as u32;
+            vs.max_connections.div_ceil(n)
+        })
+        .collect();
+    let shard = Rc::new(Shard {
+        id,
+        config: config.clone(),
+        pools,
+        shutdown: Flag::default(),
+        open: Cell::new(0),
+        closed: Event::new(),
+        vs_open: (0..nvs).map(|_| Cell::new(0)).collect(),
+        vs_limit,
+    });
+
+    for (vs, l) in listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                monoio::spawn(crate::net::accept::accept_loop(shard.clone(), vs, l));
+            }
+            Err(e) => log::error!(
+                "shard {id}: cannot use listener for virtual server {}: {e}",
+                config.virtual_servers[vs].name
+            ),
+        }
+    }
+    for (r, l) in responders {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                monoio::spawn(crate::proto::responder::serve(shard.clone(), r, l));
+            }
+            Err(e) => log::error!("responder {}: {e}", config.responders[r].name),
+        }
+    }
+    let mesh = Rc::new(mesh);
+    if nshards > 1 {
+        monoio::spawn(publish_loop(shard.clone(), mesh.clone(), changed, config.global.mesh_interval));
+    }
+    monoio::spawn(inbox_loop(shard.clone(), mesh));
+
+    shard.shutdown.wait().await;
+    let open = shard.open_connections();
+    let limit = config.global.shutdown_timeout;
+    log::info!("shard {id}: stopped accepting; draining {open} connection(s) for up to {limit:?}");
+    let drained = monoio::time::timeout(limit, async {
+        while shard.open_connections() > 0 {
+            let l = shard.connection_closed();
+            if shard.open_connections() == 0 {
+                break;
+            }
+            l.await;
+        }
+    })
+    .await;
+    match drained {
+        Ok(()) => log::info!("shard {id}: drained"),
+        Err(_) => {
+            log::warn!("shard {id}: shutdown_timeout reached; cutting {} connection(s)", shard.open_connections())
+        }
+    }
+}
+
+/// Publish this shard's changed connection counts to the other shards, at
+/// most once per mesh interval and only when something changed.
+async fn publish_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>, changed: Rc<Event>, interval: Duration) {
+    loop {
+        let l = changed.listen();
+        l.await;
+        monoio::time::sleep(interval).await;
+        for pool in &shard.pools {
+            if let Some(counts) = pool.take_snapshot() {
+                let (from, p) = (shard.id, pool.index);
+                if !mesh.broadcast(|| ShardMsg::ConnCounts { from, pool: p, counts: counts.clone() }) {
+                    pool.redirty();
+                    changed.notify_all();
+                }
+            }
+        }
+    }
+}
+
+async fn inbox_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>) {
+    while let Ok(msg) = mesh.inbox.recv_async().await {
+        match msg {
+            ShardMsg::ConnCounts { from, pool, counts } => {
+                if let Some(p) = shard.pools.get(pool) {
+                    p.apply_remote(from, &counts);
+                }
+            }
+            ShardMsg::NodeState { pool, node, state } => {
+                if let Some(n) = shard.pools.get(pool).and_then(|p| p.nodes.get(node)) {
+                    n.state.set(state);
+                }
+            }
+            ShardMsg::Shutdown => shard.shutdown.set(),
+        }
+    }
+}

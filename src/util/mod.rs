@@ -1,0 +1,4 @@
+//! Small shard-local building blocks with no policy in them.
+
+pub mod clock;
+pub mod event;

@@ -1,0 +1,11 @@
+//! shoal's integration tests: one binary that starts real `shoal` processes
+//! and real `shoal-origin` nodes on OS-chosen loopback ports, sends real
+//! traffic and checks what arrived, byte for byte.
+
+mod support;
+
+mod balance;
+mod config;
+mod generic;
+mod health;
+mod lifecycle;

@@ -1,0 +1,344 @@
+//! Test harness: processes with captured output, polling with deadlines
+//! (never sleeping to synchronise), temp directories, data helpers.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Generous: the CI machine has 2 cores and runs tests in parallel.
+pub const STARTUP: Duration = Duration::from_secs(30);
+
+pub fn shoal_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_shoal"))
+}
+
+/// The shoal-origin binary, built once per test run in the same profile.
+pub fn origin_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = shoal_bin().parent().unwrap().to_path_buf();
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "-q", "-p", "shoal-origin", "--bin", "shoal-origin"]);
+            if dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let st = cmd.status().expect("run cargo to build shoal-origin");
+            assert!(st.success(), "building shoal-origin failed");
+            dir.join("shoal-origin")
+        })
+        .clone()
+}
+
+/// A child process whose output lines are collected as they arrive.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Proc {
+    /// Spawn `cmd`, collecting stdout (`from_stdout`) or stderr lines. The
+    /// other stream is inherited so it shows in a failing test's output.
+    pub fn spawn(mut cmd: Command, from_stdout: bool) -> Proc {
+        cmd.stdin(Stdio::null());
+        if from_stdout {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        } else {
+            cmd.stderr(Stdio::piped()).stdout(Stdio::inherit());
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let lines: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let out: Box<dyn Read + Send> =
+            if from_stdout { Box::new(child.stdout.take().unwrap()) } else { Box::new(child.stderr.take().unwrap()) };
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("SHOAL_TEST_ECHO").is_some() {
+                    eprintln!("| {line}");
+                }
+                l.0.lock().unwrap().push(line);
+                l.1.notify_all();
+            }
+        });
+        Proc { child, lines }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.lines.0.lock().unwrap().iter().filter(|l| pred(l)).count()
+    }
+
+    /// The first line (ever) satisfying `pred`, waiting up to `timeout`.
+    pub fn wait_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lines.0.lock().unwrap();
+        loop {
+            if let Some(l) = g.iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let all = g.join("\n");
+                drop(g);
+                panic!("no matching line within {timeout:?}; output so far:\n{all}");
+            }
+            g = self.lines.1.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Wait until `pred` holds for at least `n` lines.
+    pub fn wait_count(&self, n: usize, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lines.0.lock().unwrap();
+        loop {
+            if g.iter().filter(|l| pred(l)).count() >= n {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let all = g.join("\n");
+                drop(g);
+                panic!("fewer than {n} matching lines within {timeout:?}; output so far:\n{all}");
+            }
+            g = self.lines.1.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Send a signal by name ("TERM", "HUP", ...).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(st.success(), "kill -s {sig}");
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "process did not exit within {timeout:?}:\n{}", self.lines().join("\n"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p =
+            std::env::temp_dir().join(format!("shoal-it-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running shoal with its configuration file.
+pub struct Shoal {
+    pub proc: Proc,
+    pub dir: TempDir,
+    pub config: PathBuf,
+    listen: HashMap<String, SocketAddr>,
+}
+
+impl Shoal {
+    /// Start `shoal run -c` on `toml`; returns once every virtual server is
+    /// listening and every shard has started.
+    pub fn start(toml: &str) -> Shoal {
+        let dir = TempDir::new();
+        let config = dir.write("shoal.toml", toml);
+        let mut cmd = Command::new(shoal_bin());
+        cmd.arg("run").arg("-c").arg(&config);
+        Shoal::from_command(cmd, dir, config)
+    }
+
+    pub fn from_command(cmd: Command, dir: TempDir, config: PathBuf) -> Shoal {
+        let proc = Proc::spawn(cmd, false);
+        let running =
+            proc.wait_line(STARTUP, |l| l.contains(" running ") && l.contains("shard(s)") || l.contains("ERROR"));
+        assert!(!running.contains("ERROR"), "shoal failed to start: {running}");
+        let n: usize = running.split(" running ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        proc.wait_count(n, STARTUP, |l| l.contains("] shard ") && l.contains(" on "));
+        let mut listen = HashMap::new();
+        for l in proc.lines() {
+            if let Some(rest) = l.split("virtual server ").nth(1) {
+                if let Some((name, tail)) = rest.split_once(" listening on ") {
+                    let addr: SocketAddr = tail.split(' ').next().unwrap().parse().unwrap();
+                    listen.insert(name.to_string(), addr);
+                }
+            }
+        }
+        Shoal { proc, dir, config, listen }
+    }
+
+    pub fn addr(&self, vs: &str) -> SocketAddr {
+        *self
+            .listen
+            .get(vs)
+            .unwrap_or_else(|| panic!("virtual server {vs} is not listening; log:\n{}", self.proc.lines().join("\n")))
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.lines().join("\n")
+    }
+}
+
+/// shoal-origin nodes: one process, one listener per name.
+pub struct Origin {
+    pub proc: Proc,
+    pub addrs: HashMap<String, SocketAddr>,
+}
+
+impl Origin {
+    pub fn start(mode: &str, names: &[&str]) -> Origin {
+        Origin::start_at(mode, &names.iter().map(|n| (*n, "127.0.0.1:0".parse().unwrap())).collect::<Vec<_>>())
+    }
+
+    pub fn start_at(mode: &str, nodes: &[(&str, SocketAddr)]) -> Origin {
+        let mut cmd = Command::new(origin_bin());
+        cmd.args(["--mode", mode]);
+        for (n, a) in nodes {
+            cmd.arg("--listen").arg(format!("{n}={a}"));
+        }
+        let proc = Proc::spawn(cmd, true);
+        proc.wait_count(nodes.len(), STARTUP, |l| l.starts_with("listening "));
+        let addrs = proc
+            .lines()
+            .iter()
+            .filter_map(|l| {
+                let mut p = l.split(' ').skip(1);
+                Some((p.next()?.to_string(), p.next()?.parse().ok()?))
+            })
+            .collect();
+        Origin { proc, addrs }
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.addrs[name]
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Read until end of stream.
+pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap_or_else(|e| panic!("read: {e} after {} bytes", v.len()));
+    v
+}
+
+/// Read one `\n`-terminated line, byte by byte (so nothing after it is
+/// consumed).
+pub fn read_line(s: &mut TcpStream) -> String {
+    let mut v = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        let n = s.read(&mut b).unwrap_or_else(|e| panic!("read line: {e} after {:?}", String::from_utf8_lossy(&v)));
+        assert!(n == 1, "end of stream inside a line: {:?}", String::from_utf8_lossy(&v));
+        if b[0] == b'\n' {
+            return String::from_utf8_lossy(&v).trim_end_matches('\r').to_string();
+        }
+        v.push(b[0]);
+    }
+}
+
+/// Connect, read the whole reply of a one-shot node, return it as a string.
+pub fn oneshot(addr: SocketAddr) -> String {
+    let mut s = connect(addr);
+    let v = read_all(&mut s);
+    String::from_utf8(v).unwrap().trim_end().to_string()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so data is not
+/// compressible or repetitive and two runs send the same bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+pub fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Send `data` and half-close on one thread while reading everything back
+/// on this one: both directions move at once. Returns what was read.
+pub fn exchange(s: TcpStream, data: Arc<Vec<u8>>) -> Vec<u8> {
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for c in data.chunks(256 * 1024) {
+            w.write_all(c).unwrap();
+        }
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut r = s;
+    let got = read_all(&mut r);
+    writer.join().unwrap();
+    got
+}
+
+/// Poll `f` until it returns `Some`, or panic after `timeout`.
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}

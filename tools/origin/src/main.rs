@@ -1,0 +1,212 @@
+//! shoal-origin: a test node for shoal's tests and benchmarks.
+//!
+//! One process can play several nodes: every `--listen [NAME=]ADDR` is a
+//! node, named NAME (default: its address). Once bound, each prints
+//! `listening NAME ADDR` on stdout, so callers can use port 0 and learn the
+//! port. Modes (`--mode`):
+//!
+//! - `echo`: echo bytes back; end of stream from the client is answered with
+//!   end of stream (half-close mirrored).
+//! - `name-echo`: on the first bytes from the client, write `NAME\n`, then echo.
+//! - `banner`: write `220 NAME ready\r\n` at once (or `--banner TEXT`), then echo.
+//! - `oneshot`: write `NAME\n` and close (a TIME-like server-first protocol).
+//! - `stall`: accept and never answer (input is swallowed); hold until the peer closes.
+//! - `close`: accept and close at once.
+//! - `blackhole`: listen with a full backlog and never accept, so connects
+//!   hang (for connect-timeout tests).
+//! - `http`: HTTP/1.1 with keepalive, steered by query parameters:
+//!   `status=N`, `size=N` (body bytes), `chunked=1`, `close=1`, `delay=MS`
+//!   (before the response), `slow=MS` (between 1 KiB body pieces),
+//!   `echo=1` (body = request body), `head=1` (body = request head as
+//!   received). Every response carries `X-Node: NAME`.
+
+mod http;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Echo,
+    NameEcho,
+    Banner,
+    Oneshot,
+    Stall,
+    Close,
+    Blackhole,
+    Http,
+}
+
+struct Opts {
+    mode: Mode,
+    listen: Vec<(String, SocketAddr)>,
+    banner: Option<String>,
+}
+
+const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http --listen [NAME=]ADDR [--listen ...] [--banner TEXT]";
+
+fn parse() -> Result<Opts, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_env();
+    let mut mode = None;
+    let mut listen = Vec::new();
+    let mut banner = None;
+    while let Some(a) = p.next().map_err(|e| e.to_string())? {
+        let val = |p: &mut lexopt::Parser| -> Result<String, String> {
+            p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
+        };
+        match a {
+            Long("mode") => {
+                mode = Some(match val(&mut p)?.as_str() {
+                    "echo" => Mode::Echo,
+                    "name-echo" => Mode::NameEcho,
+                    "banner" => Mode::Banner,
+                    "oneshot" => Mode::Oneshot,
+                    "stall" => Mode::Stall,
+                    "close" => Mode::Close,
+                    "blackhole" => Mode::Blackhole,
+                    "http" => Mode::Http,
+                    m => return Err(format!("unknown mode {m}\n{USAGE}")),
+                })
+            }
+            Long("listen") => {
+                let v = val(&mut p)?;
+                let (name, addr) = match v.split_once('=') {
+                    Some((n, a)) => (n.to_string(), a.to_string()),
+                    None => (v.clone(), v),
+                };
+                listen.push((name, addr.parse().map_err(|e| format!("bad address {addr}: {e}"))?));
+            }
+            Long("banner") => banner = Some(val(&mut p)?),
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            a => return Err(format!("{}\n{USAGE}", a.unexpected())),
+        }
+    }
+    if listen.is_empty() {
+        return Err(USAGE.into());
+    }
+    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner })
+}
+
+fn main() {
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("shoal-origin: {e}");
+            std::process::exit(2);
+        }
+    };
+    let banner = Arc::new(opts.banner);
+    let mut handles = Vec::new();
+    for (name, addr) in opts.listen {
+        let (listener, actual) = match bind(opts.mode, addr) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("shoal-origin: cannot listen on {addr}: {e}");
+                std::process::exit(1);
+            }
+        };
+        println!("listening {name} {actual}");
+        let name: Arc<str> = name.into();
+        let banner = banner.clone();
+        let mode = opts.mode;
+        handles.push(thread::spawn(move || {
+            if mode == Mode::Blackhole {
+                // Hold the listener (and the connections filling its
+                // backlog) forever; never accept.
+                let _keep = listener;
+                loop {
+                    thread::park();
+                }
+            }
+            for conn in listener.incoming() {
+                let Ok(stream) = conn else { continue };
+                let (name, banner) = (name.clone(), banner.clone());
+                thread::spawn(move || {
+                    let _ = stream.set_nodelay(true);
+                    let _ = serve(mode, &name, banner.as_deref(), stream);
+                });
+            }
+        }));
+    }
+    let _ = std::io::stdout().flush();
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+fn bind(mode: Mode, addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    if mode == Mode::Blackhole {
+        // Backlog 0 holds one pending connection; fill it so later SYNs are
+        // dropped and connects hang until the client's timeout.
+        s.listen(0)?;
+        let l: TcpListener = s.into();
+        let actual = l.local_addr()?;
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(c) = TcpStream::connect_timeout(&actual, std::time::Duration::from_millis(200)) {
+                fillers.push(c);
+            }
+        }
+        std::mem::forget(fillers);
+        return Ok((l, actual));
+    }
+    s.listen(1024)?;
+    let l: TcpListener = s.into();
+    let actual = l.local_addr()?;
+    Ok((l, actual))
+}
+
+fn serve(mode: Mode, name: &str, banner: Option<&str>, mut s: TcpStream) -> std::io::Result<()> {
+    match mode {
+        Mode::Echo => echo(s, &[]),
+        Mode::NameEcho => {
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return s.shutdown(Shutdown::Write);
+            }
+            s.write_all(format!("{name}\n").as_bytes())?;
+            echo(s, &buf[..n])
+        }
+        Mode::Banner => {
+            let b = banner.map_or_else(|| format!("220 {name} ready\r\n"), |b| b.to_string());
+            s.write_all(b.as_bytes())?;
+            echo(s, &[])
+        }
+        Mode::Oneshot => {
+            s.write_all(format!("{name}\n").as_bytes())?;
+            s.shutdown(Shutdown::Write)
+        }
+        Mode::Stall => {
+            // Never answer: swallow whatever arrives until the peer leaves.
+            let mut sink = vec![0u8; 64 * 1024];
+            while s.read(&mut sink)? > 0 {}
+            Ok(())
+        }
+        Mode::Close => Ok(()),
+        Mode::Blackhole => Ok(()),
+        Mode::Http => http::serve(name, s),
+    }
+}
+
+fn echo(mut s: TcpStream, first: &[u8]) -> std::io::Result<()> {
+    s.write_all(first)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return s.shutdown(Shutdown::Write);
+        }
+        s.write_all(&buf[..n])?;
+    }
+}
