@@ -92,3 +92,21 @@ fn node_half_close_keeps_client_direction() {
     s.write_all(b"late").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
 }
+
+/// Every ring mode in the fallback chain (and the epoll driver used where
+/// io_uring is unavailable) relays exactly, and the log says which is used.
+#[test]
+fn ring_fallbacks_relay_exactly() {
+    let origin = Origin::start("echo", &["e"]);
+    for (mode, expect) in [("coop", "COOP_TASKRUN"), ("plain", "no taskrun flags"), ("epoll", "epoll")] {
+        let dir = TempDir::new();
+        let cfg = dir.write("shoal.toml", &config("generic_streaming", &[origin.addr("e")], ""));
+        let mut cmd = std::process::Command::new(shoal_bin());
+        cmd.arg("run").arg("-c").arg(&cfg).env("SHOAL_RING", mode);
+        let shoal = Shoal::from_command(cmd, dir, cfg);
+        assert_eq!(shoal.proc.count(|l| l.contains("] shard ") && l.contains(expect)), 2, "{}", shoal.log());
+        let data = Arc::new(pattern(4 << 20, 13));
+        let got = exchange(connect(shoal.addr("v")), data.clone());
+        assert_eq!(sha256(&got), sha256(&data), "ring mode {mode}");
+    }
+}
