@@ -1,0 +1,88 @@
+//! The HTTP/1.1 codec: request and response heads parsed in place with
+//! httparse into spans of the connection's own buffer, body framing
+//! (content-length and a streaming chunked framer), and head rewriting by
+//! copying spans. No policy lives here: what to add, remove or allow is
+//! the proxy's decision (`src/proxy/`).
+
+pub mod chunked;
+pub mod head;
+pub mod request;
+pub mod response;
+pub mod rewrite;
+
+use std::ops::Range;
+
+/// A client-side protocol error: the status to answer with and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+impl HttpError {
+    pub const fn new(status: u16, reason: &'static str) -> Self {
+        HttpError { status, reason }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.status, self.reason)
+    }
+}
+
+/// How a message body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    #[default]
+    None,
+    Length(u64),
+    Chunked,
+    /// Response only: the body runs until the node closes.
+    UntilClose,
+}
+
+/// One header line: spans into the head buffer.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderSpan {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// Byte offset of `part` within `base` (both slices of one buffer).
+pub(crate) fn offset(base: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - base.as_ptr() as usize
+}
+
+/// Standard reason phrases for the statuses shoal generates.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// RFC 9110 §9.2.2 idempotent methods.
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE")
+}

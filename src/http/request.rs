@@ -1,0 +1,245 @@
+//! Request heads: parsed in place, validated strictly (RFC 9112), kept as
+//! spans of the connection's buffer so unchanged bytes are forwarded as
+//! they came.
+//!
+//! Refused, with the status given: an unparsable head, a bad method,
+//! target or version, control characters, obs-fold or whitespace before a
+//! colon (400, by httparse's strict request parsing); Content-Length with
+//! Transfer-Encoding, conflicting or malformed Content-Length, a
+//! Transfer-Encoding whose final coding is not `chunked`, or any
+//! Transfer-Encoding on HTTP/1.0 (400); a missing or repeated Host on
+//! HTTP/1.1 (400); an Expect other than `100-continue` (417); a head over
+//! the size limit or with too many fields (431); a target over its limit
+//! (414); an unsupported version (505).
+
+use super::head::{self, BodyHeaders, ConnectionTokens};
+use super::{offset, Framing, HeaderSpan, HttpError};
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Whole head (request line + fields), bytes.
+    pub max_head: usize,
+    pub max_headers: usize,
+    pub max_uri: usize,
+}
+
+/// A parsed request head; spans index the buffer it was parsed from.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    /// Bytes of the head, including the final empty line.
+    pub len: usize,
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub headers: Vec<HeaderSpan>,
+    pub connection: ConnectionTokens,
+    pub framing: Framing,
+    pub expect_continue: bool,
+    /// `Upgrade` requested (Connection: upgrade plus an Upgrade header).
+    pub upgrade: bool,
+}
+
+impl RequestHead {
+    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.method.clone()]
+    }
+    pub fn target<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.target.clone()]
+    }
+    /// The value of the first header named `name` (case-insensitive).
+    pub fn header<'a>(&self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| &buf[h.value.clone()])
+    }
+    /// Whether the client wants the connection kept open after this request.
+    pub fn keep_alive(&self) -> bool {
+        if self.minor == 0 {
+            self.connection.keep_alive && !self.connection.close
+        } else {
+            !self.connection.close
+        }
+    }
+}
+
+/// Parse a request head at the start of `buf`. `Ok(None)`: incomplete (read
+/// more, unless `buf` is already at `limits.max_head`, which the caller
+/// reports with [`incomplete_error`]).
+pub fn parse(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Option<()>, HttpError> {
+    let mut storage = [httparse::EMPTY_HEADER; 256];
+    let n = limits.max_headers.min(storage.len());
+    let mut req = httparse::Request::new(&mut storage[..n]);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::new(431, "too many header fields")),
+        Err(httparse::Error::Version) => return Err(HttpError::new(505, "unsupported HTTP version")),
+        Err(httparse::Error::Token) => return Err(HttpError::new(400, "invalid method")),
+        Err(httparse::Error::HeaderName) => return Err(HttpError::new(400, "invalid header name")),
+        Err(httparse::Error::HeaderValue) => return Err(HttpError::new(400, "invalid header value")),
+        Err(_) => return Err(HttpError::new(400, "malformed request head")),
+    };
+    if len > limits.max_head {
+        return Err(HttpError::new(431, "request head too large"));
+    }
+    let method = req.method.unwrap_or_default().as_bytes();
+    let target = req.path.unwrap_or_default().as_bytes();
+    out.len = len;
+    out.method = offset(buf, method)..offset(buf, method) + method.len();
+    out.target = offset(buf, target)..offset(buf, target) + target.len();
+    out.minor = req.version.unwrap_or(1);
+    out.headers.clear();
+    for h in req.headers.iter() {
+        let name = offset(buf, h.name.as_bytes());
+        let value = offset(buf, h.value);
+        out.headers.push(HeaderSpan { name: name..name + h.name.len(), value: value..value + h.value.len() });
+    }
+    if target.len() > limits.max_uri {
+        return Err(HttpError::new(414, "request target too long"));
+    }
+    check_target(method, target)?;
+
+    let mut hosts = 0;
+    out.expect_continue = false;
+    let mut upgrade_header = false;
+    for h in &out.headers {
+        let name = &buf[h.name.clone()];
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if buf[h.value.clone()].eq_ignore_ascii_case(b"100-continue") {
+                out.expect_continue = true;
+            } else {
+                return Err(HttpError::new(417, "unsupported Expect"));
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade_header = true;
+        }
+    }
+    if out.minor == 1 && hosts != 1 {
+        return Err(HttpError::new(400, if hosts == 0 { "missing Host" } else { "repeated Host" }));
+    }
+    head::connection_tokens(buf, &out.headers, &mut out.connection);
+    out.upgrade = upgrade_header && out.connection.upgrade;
+    let body = head::body_headers(buf, &out.headers)?;
+    out.framing = request_framing(body, out.minor)?;
+    Ok(Some(()))
+}
+
+fn request_framing(b: BodyHeaders, minor: u8) -> Result<Framing, HttpError> {
+    match b {
+        BodyHeaders { transfer_encoding: true, content_length: Some(_), .. } => {
+            Err(HttpError::new(400, "both Content-Length and Transfer-Encoding"))
+        }
+        BodyHeaders { transfer_encoding: true, .. } if minor == 0 => {
+            Err(HttpError::new(400, "Transfer-Encoding in an HTTP/1.0 request"))
+        }
+        BodyHeaders { transfer_encoding: true, chunked: true, .. } => Ok(Framing::Chunked),
+        BodyHeaders { transfer_encoding: true, .. } => {
+            Err(HttpError::new(400, "Transfer-Encoding whose final coding is not chunked"))
+        }
+        BodyHeaders { content_length: Some(0), .. } | BodyHeaders { content_length: None, .. } => Ok(Framing::None),
+        BodyHeaders { content_length: Some(n), .. } => Ok(Framing::Length(n)),
+    }
+}
+
+/// Request-target forms (RFC 9112 §3.2): origin-form for most methods,
+/// absolute-form accepted, `*` only for OPTIONS. CONNECT is not proxied.
+fn check_target(method: &[u8], target: &[u8]) -> Result<(), HttpError> {
+    if method == b"CONNECT" {
+        return Err(HttpError::new(405, "CONNECT is not supported"));
+    }
+    let ok = match target.first() {
+        Some(b'/') => true,
+        Some(b'*') => target.len() == 1 && method == b"OPTIONS",
+        _ => {
+            let lower = target.get(..8).map(|p| p.to_ascii_lowercase());
+            lower.is_some_and(|p| p.starts_with(b"http://") || p.starts_with(b"https://"))
+        }
+    };
+    if ok && !target.contains(&b'#') {
+        Ok(())
+    } else {
+        Err(HttpError::new(400, "invalid request target"))
+    }
+}
+
+/// The error for a head that is still incomplete when the buffer holds
+/// `limits.max_head` bytes: 414 while still in the request line, else 431.
+pub fn incomplete_error(buf: &[u8]) -> HttpError {
+    if buf.contains(&b'\n') {
+        HttpError::new(431, "request head too large")
+    } else {
+        HttpError::new(414, "request line too long")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Limits = Limits { max_head: 8192, max_headers: 64, max_uri: 1024 };
+
+    fn p(s: &str) -> Result<RequestHead, HttpError> {
+        let mut h = RequestHead::default();
+        match parse(s.as_bytes(), &L, &mut h)? {
+            Some(()) => Ok(h),
+            None => Err(HttpError::new(0, "incomplete")),
+        }
+    }
+
+    #[test]
+    fn parses_and_frames() {
+        let s = "POST /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: keep-alive, X-Foo\r\n\r\nhello";
+        let h = p(s).unwrap();
+        assert_eq!(h.method(s.as_bytes()), b"POST");
+        assert_eq!(h.target(s.as_bytes()), b"/a?b");
+        assert_eq!(h.framing, Framing::Length(5));
+        assert_eq!(h.len, s.len() - 5);
+        assert_eq!(h.connection.others.len(), 1);
+        assert!(h.keep_alive());
+        let h = p("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = p("GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(!h.keep_alive());
+    }
+
+    #[test]
+    fn rejects_ambiguous_framing() {
+        for (req, status) in [
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+            ("G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET nope HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", 417),
+            ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        ] {
+            assert_eq!(p(req).map(|_| ()).unwrap_err().status, status, "{req:?}");
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(2000));
+        assert_eq!(p(&long).unwrap_err().status, 414);
+        let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(p(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")).unwrap_err().status, 431);
+        assert_eq!(incomplete_error(b"GET /aaaaaaaa").status, 414);
+        assert_eq!(incomplete_error(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
+    }
+}

@@ -1,0 +1,125 @@
+//! Response heads from nodes, parsed in place. A response shoal cannot
+//! frame unambiguously is invalid (the caller answers 502 and counts a node
+//! failure): malformed head, Content-Length with Transfer-Encoding,
+//! conflicting Content-Length, a head over the limit.
+
+use super::head::{self, ConnectionTokens};
+use super::{offset, Framing, HeaderSpan, HttpError};
+use std::ops::Range;
+
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHead {
+    pub len: usize,
+    pub status: u16,
+    /// From the status code to the end of the reason phrase.
+    pub status_line_rest: Range<usize>,
+    pub minor: u8,
+    pub headers: Vec<HeaderSpan>,
+    pub connection: ConnectionTokens,
+    pub framing: Framing,
+}
+
+impl ResponseHead {
+    /// Whether the node keeps the connection open after this response.
+    pub fn node_keep_alive(&self) -> bool {
+        self.framing != Framing::UntilClose
+            && if self.minor == 0 {
+                self.connection.keep_alive && !self.connection.close
+            } else {
+                !self.connection.close
+            }
+    }
+}
+
+/// Parse a response head. `head_request`: the request was HEAD (no body
+/// whatever the headers say).
+pub fn parse(buf: &[u8], max_head: usize, head_request: bool, out: &mut ResponseHead) -> Result<Option<()>, HttpError> {
+    let mut storage = [httparse::EMPTY_HEADER; 256];
+    let mut resp = httparse::Response::new(&mut storage);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err(HttpError::new(502, "response head too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(HttpError::new(502, "malformed response head")),
+    };
+    if len > max_head {
+        return Err(HttpError::new(502, "response head too large"));
+    }
+    let status = resp.code.unwrap_or(0);
+    if !(100..=999).contains(&status) {
+        return Err(HttpError::new(502, "invalid status code"));
+    }
+    out.len = len;
+    out.status = status;
+    out.minor = resp.version.unwrap_or(1);
+    // Status line: "HTTP/1.x SP" is 9 bytes; keep code and reason as sent.
+    let line_end = buf[..len].iter().position(|&c| c == b'\n').unwrap_or(0);
+    let line_end = if line_end > 0 && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
+    out.status_line_rest = 9.min(line_end)..line_end;
+    out.headers.clear();
+    for h in resp.headers.iter() {
+        let name = offset(buf, h.name.as_bytes());
+        let value = offset(buf, h.value);
+        out.headers.push(HeaderSpan { name: name..name + h.name.len(), value: value..value + h.value.len() });
+    }
+    head::connection_tokens(buf, &out.headers, &mut out.connection);
+    let body = head::body_headers(buf, &out.headers).map_err(|_| HttpError::new(502, "invalid Content-Length"))?;
+    out.framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::None
+    } else if body.transfer_encoding && body.content_length.is_some() {
+        return Err(HttpError::new(502, "both Content-Length and Transfer-Encoding"));
+    } else if body.transfer_encoding {
+        if body.chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match body.content_length {
+            Some(0) => Framing::None,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    Ok(Some(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str, head: bool) -> Result<ResponseHead, HttpError> {
+        let mut h = ResponseHead::default();
+        parse(s.as_bytes(), 8192, head, &mut h).map(|r| {
+            assert!(r.is_some());
+            h
+        })
+    }
+
+    #[test]
+    fn framing() {
+        assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", false).unwrap().framing, Framing::Length(3));
+        assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).unwrap().framing, Framing::None);
+        assert_eq!(p("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n", false).unwrap().framing, Framing::None);
+        assert_eq!(
+            p("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap().framing,
+            Framing::Chunked
+        );
+        let h = p("HTTP/1.0 200 OK\r\n\r\n", false).unwrap();
+        assert_eq!(h.framing, Framing::UntilClose);
+        assert!(!h.node_keep_alive());
+        let s = "HTTP/1.1 404 Not Here\r\n\r\n";
+        let h = p(s, false).unwrap();
+        assert_eq!(&s.as_bytes()[h.status_line_rest.clone()], b"404 Not Here");
+    }
+
+    #[test]
+    fn invalid() {
+        assert!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
+        assert!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", false).is_err());
+        assert!(p("HTTX/1.1 200 OK\r\n\r\n", false).is_err());
+        assert!(p("HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+    }
+}
