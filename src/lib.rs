@@ -13,7 +13,7 @@
 //! by reference: it is read on every pick but written only when a node fails
 //! or recovers (see [`pool::health`]). Protocol handlers ([`proto`]) drive a
 //! connection from accept to close.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod http;
@@ -22,5 +22,6 @@ pub mod logging;
 pub mod net;
 pub mod pool;
 pub mod proto;
+pub mod proxy;
 pub mod runtime;
 pub mod util;

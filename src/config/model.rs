@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::raw::{Algorithm, NodeState, Protocol, Shards};
+pub use super::raw::{Algorithm, ErrorAction, NodeState, Protocol, Shards};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -48,6 +48,27 @@ pub struct VirtualServer {
     pub backlog: u32,
     /// Shard indices that accept for this virtual server; `None` = all.
     pub shards: Option<Vec<usize>>,
+    pub http: HttpSettings,
+}
+
+/// Settings of `protocol = "http"` virtual servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    pub max_header_size: usize,
+    pub max_headers: usize,
+    pub max_uri_length: usize,
+    /// `None` = unlimited.
+    pub max_body_size: Option<u64>,
+    pub header_read_timeout: Duration,
+    pub client_keepalive_timeout: Duration,
+    pub add_x_forwarded_for: bool,
+    pub add_cluster_client_ip: bool,
+    pub add_via: bool,
+    pub all_requests_non_idempotent: bool,
+    pub error_action: ErrorAction,
+    /// Body of shoal's own 502/503/504 responses (`error_file`), loaded at
+    /// configuration time.
+    pub error_page: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +79,12 @@ pub struct Pool {
     pub node_connection_attempts: u32,
     pub node_fail_time: Duration,
     pub max_connect_time: Duration,
+    /// HTTP: time allowed for a node's response head after the request.
+    pub max_reply_time: Duration,
+    /// HTTP: idle keepalive connections kept per node, per shard.
+    pub max_idle_per_node: usize,
+    /// HTTP: idle keepalive connections older than this are not reused.
+    pub node_keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -91,6 +91,58 @@ pub struct RawVirtualServer {
     #[serde(default = "default_backlog")]
     pub backlog: u32,
     pub shards: Option<Spanned<Vec<usize>>>,
+    // HTTP (protocol = "http") settings.
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: Spanned<u32>,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: Spanned<u32>,
+    #[serde(default = "default_max_uri")]
+    pub max_uri_length: u32,
+    /// 0 = unlimited.
+    #[serde(default)]
+    pub max_body_size: u64,
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    #[serde(default = "default_keepalive_timeout")]
+    pub client_keepalive_timeout: Dur,
+    #[serde(default = "yes")]
+    pub add_x_forwarded_for: bool,
+    #[serde(default = "yes")]
+    pub add_cluster_client_ip: bool,
+    #[serde(default)]
+    pub add_via: bool,
+    #[serde(default)]
+    pub all_requests_non_idempotent: bool,
+    #[serde(default)]
+    pub error_action: ErrorAction,
+    pub error_file: Option<Spanned<String>>,
+}
+
+fn default_max_header_size() -> Spanned<u32> {
+    Spanned::new(0..0, 32 * 1024)
+}
+fn default_max_headers() -> Spanned<u32> {
+    Spanned::new(0..0, 100)
+}
+fn default_max_uri() -> u32 {
+    8 * 1024
+}
+fn default_header_read_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_keepalive_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+
+/// What an HTTP virtual server does when no node can serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorAction {
+    /// Answer with the status (502, 503, 504) and the error page.
+    #[default]
+    Page,
+    /// Close the client connection without a response.
+    Close,
 }
 
 fn yes() -> bool {
@@ -121,6 +173,22 @@ pub struct RawPool {
     pub node_fail_time: Dur,
     #[serde(default = "default_connect_time")]
     pub max_connect_time: Dur,
+    #[serde(default = "default_reply_time")]
+    pub max_reply_time: Dur,
+    #[serde(default = "default_max_idle")]
+    pub max_idle_per_node: u32,
+    #[serde(default = "default_node_keepalive")]
+    pub node_keepalive_timeout: Dur,
+}
+
+fn default_reply_time() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_max_idle() -> u32 {
+    64
+}
+fn default_node_keepalive() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 fn default_attempts() -> Spanned<u32> {
@@ -188,6 +256,7 @@ pub struct RawResponder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
+    Http,
     ServerFirst,
     ClientFirst,
     ServerFirstBanner,
@@ -196,7 +265,7 @@ pub enum Protocol {
 
 impl Protocol {
     pub const NAMES: &'static [&'static str] =
-        &["server_first", "client_first", "server_first_banner", "generic_streaming"];
+        &["http", "server_first", "client_first", "server_first_banner", "generic_streaming"];
 
     pub fn parse(s: &str) -> Option<Protocol> {
         Protocol::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok()
@@ -204,6 +273,7 @@ impl Protocol {
 
     pub fn name(self) -> &'static str {
         match self {
+            Protocol::Http => "http",
             Protocol::ServerFirst => "server_first",
             Protocol::ClientFirst => "client_first",
             Protocol::ServerFirstBanner => "server_first_banner",

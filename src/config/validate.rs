@@ -151,6 +151,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 Some(s) => Some(s.get_ref().clone()),
                 None => None,
             };
+            let http = http_settings(f, vname, v)?;
             if !v.enabled {
                 continue;
             }
@@ -167,6 +168,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 buffer_size: bs as usize,
                 backlog: v.backlog.clamp(1, 65535),
                 shards,
+                http,
             });
         }
     }
@@ -220,6 +222,53 @@ fn pool(f: &SourceFile, name: &Spanned<String>, p: &raw::RawPool) -> Result<Pool
         node_connection_attempts: attempts,
         node_fail_time: p.node_fail_time.0,
         max_connect_time: p.max_connect_time.0,
+        max_reply_time: p.max_reply_time.0,
+        max_idle_per_node: p.max_idle_per_node as usize,
+        node_keepalive_timeout: p.node_keepalive_timeout.0,
+    })
+}
+
+fn http_settings(f: &SourceFile, vname: &str, v: &raw::RawVirtualServer) -> Result<HttpSettings, ConfigError> {
+    let key = |k: &str| Some(format!("virtual_servers.{vname}.{k}"));
+    let mhs = *v.max_header_size.get_ref();
+    if !(1024..=1 << 20).contains(&mhs) {
+        return Err(f.error_at(
+            v.max_header_size.span(),
+            key("max_header_size"),
+            format!("must be between 1024 and 1048576 bytes, found {mhs}"),
+        ));
+    }
+    let mh = *v.max_headers.get_ref();
+    if !(1..=256).contains(&mh) {
+        return Err(f.error_at(
+            v.max_headers.span(),
+            key("max_headers"),
+            format!("must be between 1 and 256, found {mh}"),
+        ));
+    }
+    let error_page = match &v.error_file {
+        None => None,
+        Some(path) => {
+            let base = std::path::Path::new(&f.name).parent().unwrap_or(std::path::Path::new("."));
+            let p = base.join(path.get_ref());
+            let body = std::fs::read(&p)
+                .map_err(|e| f.error_at(path.span(), key("error_file"), format!("cannot read {}: {e}", p.display())))?;
+            Some(std::sync::Arc::new(body))
+        }
+    };
+    Ok(HttpSettings {
+        max_header_size: mhs as usize,
+        max_headers: mh as usize,
+        max_uri_length: (v.max_uri_length as usize).clamp(16, mhs as usize),
+        max_body_size: (v.max_body_size > 0).then_some(v.max_body_size),
+        header_read_timeout: v.header_read_timeout.0,
+        client_keepalive_timeout: v.client_keepalive_timeout.0,
+        add_x_forwarded_for: v.add_x_forwarded_for,
+        add_cluster_client_ip: v.add_cluster_client_ip,
+        add_via: v.add_via,
+        all_requests_non_idempotent: v.all_requests_non_idempotent,
+        error_action: v.error_action,
+        error_page,
     })
 }
 

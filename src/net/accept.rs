@@ -39,7 +39,11 @@ pub async fn accept_loop(shard: Rc<Shard>, vs: usize, listener: TcpListener) {
                 let guard = shard.track(vs);
                 let shard = shard.clone();
                 monoio::spawn(async move {
-                    crate::proto::generic::serve(&shard, vs, stream, peer).await;
+                    if shard.config.virtual_servers[vs].protocol == crate::config::Protocol::Http {
+                        crate::proxy::serve(&shard, vs, stream, peer).await;
+                    } else {
+                        crate::proto::generic::serve(&shard, vs, stream, peer).await;
+                    }
                     drop(guard);
                 });
             }

@@ -2,3 +2,5 @@
 
 pub mod accept;
 pub mod listener;
+pub mod peek;
+pub mod reader;

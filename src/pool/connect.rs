@@ -37,6 +37,41 @@ impl Drop for ProbeSlot<'_> {
     }
 }
 
+/// Connect to node `i` of `pool` (picked by the caller, holding the
+/// single-flight slot if `single`). On failure the node's failure is
+/// recorded and the reason returned.
+pub async fn connect_node(
+    pool: &Rc<ShardPool>,
+    i: usize,
+    single: bool,
+    timeout: Duration,
+) -> Result<(NodeLease, TcpStream), String> {
+    let node = &pool.nodes[i];
+    let mut slot = ProbeSlot(single.then_some(&*node.health));
+    // Count the connection while it is being made, so least-connections
+    // sees in-flight connects too.
+    let lease = pool.lease(i);
+    let err = match monoio::time::timeout(timeout, TcpStream::connect_addr(node.addr)).await {
+        Ok(Ok(stream)) => {
+            // Connected is not yet healthy: the protocol records success
+            // once the node answers (a node that accepts and stays silent
+            // must keep counting failures). The single-flight slot is
+            // released here (by dropping `slot`) so the next connection may
+            // try the node while this one waits.
+            let _ = stream.set_nodelay(true);
+            node.idle.opened.set(node.idle.opened.get() + 1);
+            drop(slot);
+            return Ok((lease, stream));
+        }
+        Ok(Err(e)) => format!("connect failed: {e}"),
+        Err(_) => format!("connect timed out after {timeout:?}"),
+    };
+    slot.0 = None;
+    drop(lease);
+    pool.record_failure(i, &err);
+    Err(err)
+}
+
 /// Connect to a node of `pool`. `timeout` overrides the pool's
 /// `max_connect_time` when given.
 pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<(NodeLease, TcpStream), NoNode> {
@@ -47,29 +82,10 @@ pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<
     while let Some((i, single)) = pool.pick(&tried) {
         tried[i] = true;
         count += 1;
-        let node = &pool.nodes[i];
-        let mut slot = ProbeSlot(single.then_some(&*node.health));
-        // Count the connection while it is being made, so least-connections
-        // sees in-flight connects too.
-        let lease = pool.lease(i);
-        let err = match monoio::time::timeout(timeout, TcpStream::connect_addr(node.addr)).await {
-            Ok(Ok(stream)) => {
-                // Connected is not yet healthy: the protocol records success
-                // once the node answers (a node that accepts and stays
-                // silent must keep counting failures). The single-flight
-                // slot is released here (by dropping `slot`) so the next
-                // connection may try the node while this one waits.
-                let _ = stream.set_nodelay(true);
-                drop(slot);
-                return Ok((lease, stream));
-            }
-            Ok(Err(e)) => format!("connect failed: {e}"),
-            Err(_) => format!("connect timed out after {timeout:?}"),
-        };
-        slot.0 = None;
-        drop(lease);
-        pool.record_failure(i, &err);
-        last_error = Some(err);
+        match connect_node(pool, i, single, timeout).await {
+            Ok(x) => return Ok(x),
+            Err(e) => last_error = Some(e),
+        }
     }
     Err(NoNode { tried: count, last_error })
 }

@@ -5,6 +5,7 @@
 
 pub mod connect;
 pub mod health;
+pub mod keepalive;
 
 use crate::config::{self, NodeState};
 use crate::lb::{self, Balancer, Nodes};
@@ -27,6 +28,8 @@ pub struct ShardNode {
     remote_conns: RefCell<Vec<u32>>,
     remote_sum: Cell<u32>,
     pub last_used: Cell<Option<Instant>>,
+    /// Idle HTTP keepalive connections to this node (this shard's).
+    pub idle: keepalive::IdleConns,
 }
 
 impl ShardNode {
@@ -46,6 +49,9 @@ pub struct ShardPool {
     pub node_connection_attempts: u32,
     pub node_fail_time: std::time::Duration,
     pub max_connect_time: std::time::Duration,
+    pub max_reply_time: std::time::Duration,
+    pub max_idle_per_node: usize,
+    pub node_keepalive_timeout: std::time::Duration,
     balancer: Box<dyn Balancer>,
     /// Local counts changed since the last publish to the mesh.
     dirty: Cell<bool>,
@@ -76,6 +82,7 @@ impl ShardPool {
                 remote_conns: RefCell::new(vec![0; nshards]),
                 remote_sum: Cell::new(0),
                 last_used: Cell::new(None),
+                idle: keepalive::IdleConns::default(),
             })
             .collect();
         ShardPool {
@@ -85,6 +92,9 @@ impl ShardPool {
             node_connection_attempts: cfg.node_connection_attempts,
             node_fail_time: cfg.node_fail_time,
             max_connect_time: cfg.max_connect_time,
+            max_reply_time: cfg.max_reply_time,
+            max_idle_per_node: cfg.max_idle_per_node,
+            node_keepalive_timeout: cfg.node_keepalive_timeout,
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
             dirty: Cell::new(false),
             changed,
@@ -103,6 +113,22 @@ impl ShardPool {
                 Availability::SingleFlight if self.nodes[i].health.try_begin_probe() => return Some((i, true)),
                 _ => skip[i] = true,
             }
+        }
+    }
+
+    /// Whether some node not in `tried` could be picked now (claims nothing).
+    pub fn has_candidate(&self, tried: &[bool]) -> bool {
+        let view = PickView { pool: self, tried, now_ms: crate::util::clock::now_ms() };
+        (0..self.nodes.len()).any(|i| view.eligible(i))
+    }
+
+    /// Set node `i`'s state; a node leaving `active` closes its idle
+    /// keepalive connections (C8).
+    pub fn set_state(&self, i: usize, state: NodeState) {
+        let n = &self.nodes[i];
+        n.state.set(state);
+        if state != NodeState::Active {
+            n.idle.clear();
         }
     }
 

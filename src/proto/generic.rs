@@ -25,7 +25,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, pe
     let _ = client.set_nodelay(true);
     let mut first: Option<Vec<u8>> = None;
     match vs.protocol {
-        Protocol::ServerFirst | Protocol::GenericStreaming => {}
+        Protocol::ServerFirst | Protocol::GenericStreaming | Protocol::Http => {}
         Protocol::ClientFirst | Protocol::ServerFirstBanner => {
             if let Some(banner) = &vs.banner {
                 let (res, _) = client.write_all(banner.clone()).await;

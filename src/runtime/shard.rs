@@ -202,8 +202,8 @@ async fn inbox_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>) {
                 }
             }
             ShardMsg::NodeState { pool, node, state } => {
-                if let Some(n) = shard.pools.get(pool).and_then(|p| p.nodes.get(node)) {
-                    n.state.set(state);
+                if let Some(p) = shard.pools.get(pool).filter(|p| node < p.nodes.len()) {
+                    p.set_state(node, state);
                 }
             }
             ShardMsg::Shutdown => shard.shutdown.set(),

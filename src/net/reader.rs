@@ -1,0 +1,75 @@
+//! A read half with its buffer: unread bytes stay at the front of the
+//! buffer, new reads land in its spare capacity, and forwarding writes
+//! hand the buffer itself to the kernel (no copy into a second buffer).
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use std::io;
+
+pub struct Reader<R> {
+    pub inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: AsyncReadRent> Reader<R> {
+    /// `buf` should be empty; its capacity is the most this reader holds.
+    pub fn new(inner: R, buf: Vec<u8>) -> Self {
+        Reader { inner, buf, pos: 0 }
+    }
+
+    /// Unread bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Mark `n` unread bytes as used.
+    pub fn consume(&mut self, n: usize) {
+        self.pos += n;
+        debug_assert!(self.pos <= self.buf.len());
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+            self.buf.clear();
+        }
+    }
+
+    /// Read more bytes after the unread ones. Returns the number read (0 at
+    /// end of stream). Unread bytes are moved to the front first when the
+    /// spare room is short, so a head always ends up contiguous.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        let cap = self.buf.capacity();
+        if self.pos > 0 && (self.buf.len() == cap || self.pos > cap / 2) {
+            self.buf.copy_within(self.pos.., 0);
+            self.buf.truncate(self.buf.len() - self.pos);
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        if len == cap {
+            return Err(io::Error::other("read buffer full"));
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = self.inner.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    /// Write `n` unread bytes to `w` straight from this buffer and consume them.
+    pub async fn forward<W: AsyncWriteRent>(&mut self, w: &mut W, n: usize) -> io::Result<()> {
+        let (start, end) = (self.pos, self.pos + n);
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = w.write_all(buf.slice(start..end)).await;
+        self.buf = slice.into_inner();
+        res?;
+        self.consume(n);
+        Ok(())
+    }
+
+    /// Give the buffer back (for a buffer pool).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}

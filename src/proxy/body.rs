@@ -1,0 +1,111 @@
+//! Streaming a message body from a reader to a writer according to its
+//! framing, in buffer-sized pieces, never holding the whole body. Chunked
+//! bodies are forwarded as they came (the framer only finds their end and
+//! checks their syntax) or de-chunked for HTTP/1.0 clients.
+
+use crate::http::chunked::{ChunkError, ChunkedFramer};
+use crate::http::Framing;
+use crate::net::reader::Reader;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use std::io;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub enum BodyError {
+    /// The source ended before the body did.
+    Truncated,
+    SourceIo(io::Error),
+    /// Nothing arrived from the source for the idle timeout.
+    SourceIdle,
+    Sink(io::Error),
+    Chunked(ChunkError),
+    /// The body exceeded the configured limit.
+    TooLarge,
+}
+
+pub struct BodyOpts {
+    pub idle: Duration,
+    /// Forward only chunk payloads (for an HTTP/1.0 recipient).
+    pub dechunk: bool,
+    /// Largest body allowed, in payload bytes.
+    pub limit: Option<u64>,
+}
+
+/// Forward one body. Returns payload bytes forwarded. Bytes after the body
+/// stay unread in `src` (a pipelined request, or garbage from a node).
+pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut Reader<R>,
+    dst: &mut W,
+    framing: Framing,
+    opts: &BodyOpts,
+) -> Result<u64, BodyError> {
+    match framing {
+        Framing::None => Ok(0),
+        Framing::Length(n) => {
+            if opts.limit.is_some_and(|l| n > l) {
+                return Err(BodyError::TooLarge);
+            }
+            let mut left = n;
+            while left > 0 {
+                if src.data().is_empty() {
+                    fill(src, opts.idle, true).await?;
+                }
+                let take = src.data().len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                src.forward(dst, take).await.map_err(BodyError::Sink)?;
+                left -= take as u64;
+            }
+            Ok(n)
+        }
+        Framing::UntilClose => {
+            let mut total = 0;
+            loop {
+                if src.data().is_empty() && fill(src, opts.idle, false).await? == 0 {
+                    return Ok(total);
+                }
+                let n = src.data().len();
+                total += n as u64;
+                src.forward(dst, n).await.map_err(BodyError::Sink)?;
+            }
+        }
+        Framing::Chunked => {
+            let mut framer = ChunkedFramer::default();
+            let mut payload = 0u64;
+            let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+            loop {
+                if src.data().is_empty() {
+                    fill(src, opts.idle, true).await?;
+                }
+                ranges.clear();
+                let used = framer.advance(src.data(), |r| ranges.push(r)).map_err(BodyError::Chunked)?;
+                payload += ranges.iter().map(|r| r.len() as u64).sum::<u64>();
+                if opts.limit.is_some_and(|l| payload > l) {
+                    return Err(BodyError::TooLarge);
+                }
+                if opts.dechunk {
+                    let mut at = 0;
+                    for r in &ranges {
+                        src.consume(r.start - at);
+                        src.forward(dst, r.len()).await.map_err(BodyError::Sink)?;
+                        at = r.end;
+                    }
+                    src.consume(used - at);
+                } else {
+                    src.forward(dst, used).await.map_err(BodyError::Sink)?;
+                }
+                if framer.is_done() {
+                    return Ok(payload);
+                }
+            }
+        }
+    }
+}
+
+/// Read more into `src` within `idle`; with `need`, end of stream is an error.
+async fn fill<R: AsyncReadRent>(src: &mut Reader<R>, idle: Duration, need: bool) -> Result<usize, BodyError> {
+    match monoio::time::timeout(idle, src.fill()).await {
+        Err(_) => Err(BodyError::SourceIdle),
+        Ok(Err(e)) => Err(BodyError::SourceIo(e)),
+        Ok(Ok(0)) if need => Err(BodyError::Truncated),
+        Ok(Ok(n)) => Ok(n),
+    }
+}

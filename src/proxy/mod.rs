@@ -1,0 +1,16 @@
+//! The HTTP/1.1 proxy (B5): the per-request phases ([`phases`]), the driver
+//! that runs them with retries ([`pipeline`]) and body streaming ([`body`]).
+
+pub mod body;
+pub mod phases;
+pub mod pipeline;
+
+use crate::runtime::shard::Shard;
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// Serve one accepted client connection of an HTTP virtual server.
+pub async fn serve(shard: &Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr) {
+    pipeline::run(&phases::Builtin, shard, vs, stream, peer).await;
+}

@@ -1,0 +1,155 @@
+//! The phases of an HTTP request and the hooks that run in them.
+//!
+//! The driver (`pipeline.rs`) owns the order and the retry loop; modules
+//! that change what happens to a request (rules, cache, persistence, SLM,
+//! shaping) implement [`HttpPhases`] hooks instead of editing the driver.
+//! Every hook has a documented default; [`Builtin`] is the behaviour of a
+//! virtual server with no such modules. See docs/phases.md for the order
+//! and the retry edges.
+//!
+//! Hooks are shard-local (no `Send` bounds) and get the per-request
+//! [`Ctx`]. Async hooks may wait (a rule reading more of the request); only
+//! their own connection waits.
+#![allow(async_fn_in_trait)] // shard-local: futures never cross threads
+
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::http::rewrite::RequestAdditions;
+use crate::pool::ShardPool;
+use crate::runtime::shard::Shard;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Everything the hooks and the access log know about one request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub vs: usize,
+    pub client: SocketAddr,
+    /// When the first byte of the request head arrived.
+    pub started: Instant,
+    /// Pool the request goes to (set by [`HttpPhases::pool`]).
+    pub pool: usize,
+    /// A node the request must go to if it can (C7, named node); a hook
+    /// sets it, the default node choice honours it.
+    pub required_node: Option<usize>,
+    /// The node the balancer would have picked first (`%F`).
+    pub favoured_node: Option<usize>,
+    /// The node that served the request (`%n`).
+    pub node: Option<usize>,
+    /// Nodes tried, including the one that served.
+    pub attempts: u32,
+    /// May the request be retried on another node after bytes of it were
+    /// written? (Idempotent method, no body, not overridden.)
+    pub retryable: bool,
+    pub status: u16,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    pub reused_connection: bool,
+    /// Why shoal answered itself or failed, for the log.
+    pub error: Option<&'static str>,
+}
+
+impl Ctx {
+    pub fn new(vs: usize, pool: usize, client: SocketAddr, started: Instant) -> Ctx {
+        Ctx {
+            vs,
+            client,
+            started,
+            pool,
+            required_node: None,
+            favoured_node: None,
+            node: None,
+            attempts: 0,
+            retryable: false,
+            status: 0,
+            bytes_out: 0,
+            bytes_in: 0,
+            reused_connection: false,
+            error: None,
+        }
+    }
+}
+
+/// A hook's decision about a request.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on to the next phase.
+    Continue,
+    /// Answer the client directly with this status and body; no node is
+    /// contacted.
+    Respond { status: u16, content_type: &'static str, body: Vec<u8> },
+}
+
+/// A hook's verdict on a node's response head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it to the client.
+    Accept,
+    /// The node failed (counts towards marking it dead); the driver retries
+    /// elsewhere when the request is retryable, else forwards the response.
+    NodeFailure(&'static str),
+}
+
+/// A request as the hooks see it: its head and the buffer it points into.
+pub struct Request<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a RequestHead,
+}
+
+pub trait HttpPhases {
+    /// After the head is parsed and validated, before anything else.
+    /// Default: continue. (Request rules, cache lookups.)
+    async fn request(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, _req: &Request<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    /// Choose the pool. Default: the virtual server's pool (`ctx.pool` as
+    /// set by the driver). (Rules' `pool.use`.)
+    fn pool(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, _req: &Request<'_>) {}
+
+    /// Choose a node not yet `tried`; `Some((node, single_flight))`.
+    /// Default: `ctx.required_node` when it is eligible, else the pool's
+    /// balancer. (Persistence classes.)
+    fn node(&self, pool: &ShardPool, ctx: &mut Ctx, tried: &[bool]) -> Option<(usize, bool)> {
+        if let Some(r) = ctx.required_node.filter(|&r| r < tried.len() && !tried[r]) {
+            let mut others = vec![true; tried.len()];
+            others[r] = false;
+            if let Some(pick) = pool.pick(&others) {
+                return Some(pick);
+            }
+        }
+        pool.pick(tried)
+    }
+
+    /// What to add to the request head for the node. Default: the virtual
+    /// server's `add_x_forwarded_for`, `add_cluster_client_ip`, `add_via`.
+    fn upstream_request(&self, shard: &Rc<Shard>, ctx: &Ctx, add: &mut RequestAdditions<'_>) {
+        let http = &shard.config.virtual_servers[ctx.vs].http;
+        let ip = ctx.client.ip().to_canonical();
+        add.x_forwarded_for = http.add_x_forwarded_for.then_some(ip);
+        add.cluster_client_ip = http.add_cluster_client_ip.then_some(ip);
+        add.via = http.add_via.then_some("shoal");
+    }
+
+    /// A node's final response head arrived. Default: a 503 is a node
+    /// failure (C5); anything else is accepted. (Response rules.)
+    async fn response(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, resp: &ResponseHead) -> Verdict {
+        if resp.status == 503 {
+            Verdict::NodeFailure("node answered 503")
+        } else {
+            Verdict::Accept
+        }
+    }
+
+    /// The request is finished (answered, failed or abandoned). Default:
+    /// nothing. (Access log, SLM, statistics.)
+    fn done(&self, _shard: &Rc<Shard>, _ctx: &Ctx) {}
+}
+
+/// The hooks of a plain HTTP virtual server: every default.
+pub struct Builtin;
+
+impl HttpPhases for Builtin {}

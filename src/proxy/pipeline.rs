@@ -1,0 +1,555 @@
+//! The HTTP driver: one client connection's request loop, and for each
+//! request the phases in order with the retry loop (docs/phases.md).
+//!
+//! Retry edges: a connect failure retries on another node (nothing was
+//! written). A reused keepalive connection that turns out closed before
+//! any response byte, with no request body sent, is retried once on a
+//! fresh connection without counting a node failure. Any other node
+//! failure (no reply within `max_reply_time`, reset or close before a
+//! complete head, invalid head, a 503) retries on another node only when
+//! the request is retryable: idempotent method, no body, and the virtual
+//! server does not mark all requests non-idempotent. Each node is tried at
+//! most once per request. A request whose body bytes reached a node is
+//! never sent to a second node.
+
+use super::body::{self, BodyError, BodyOpts};
+use super::phases::{Ctx, Flow, HttpPhases, Request, Verdict};
+use crate::config::ErrorAction;
+use crate::http::request::{self, Limits, RequestHead};
+use crate::http::response::{self, ResponseHead};
+use crate::http::rewrite::{self, RequestAdditions, ResponseChanges};
+use crate::http::{is_idempotent, Framing, HttpError};
+use crate::net::reader::Reader;
+use crate::pool::connect::connect_node;
+use crate::pool::keepalive::NodeConn;
+use crate::runtime::shard::Shard;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::Instant;
+
+struct Client {
+    r: Reader<TcpOwnedReadHalf>,
+    w: TcpOwnedWriteHalf,
+    peer: SocketAddr,
+}
+
+/// Per-connection scratch reused by every request on it.
+struct Scratch {
+    head: RequestHead,
+    resp: ResponseHead,
+    out: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    Close,
+}
+
+enum HeadEnd {
+    /// The client went away, idled out between requests, or shoal is stopping.
+    Closed,
+    Bad(HttpError),
+}
+
+/// Serve one client connection until it closes.
+pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr) {
+    let cfg = &shard.config.virtual_servers[vs];
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let cap = cfg.http.max_header_size.max(cfg.buffer_size);
+    let mut client = Client { r: Reader::new(r, Vec::with_capacity(cap)), w, peer };
+    let mut s = Scratch { head: RequestHead::default(), resp: ResponseHead::default(), out: Vec::with_capacity(1024) };
+    let mut first = true;
+    loop {
+        let started = match read_head(shard, vs, &mut client, &mut s.head, first).await {
+            Ok(t) => t,
+            Err(HeadEnd::Closed) => break,
+            Err(HeadEnd::Bad(e)) => {
+                log::info!("virtual server {}: client {peer}: {} {}", cfg.name, e.status, e.reason);
+                let _ = respond_simple(
+                    &mut client,
+                    e.status,
+                    "text/plain",
+                    format!("{} {}\n", e.status, e.reason).as_bytes(),
+                    true,
+                    &mut s.out,
+                )
+                .await;
+                break;
+            }
+        };
+        first = false;
+        let after = request(phases, shard, vs, &mut client, &mut s, started).await;
+        if after == After::Close || shard.shutdown.is_set() {
+            break;
+        }
+    }
+    let _ = client.w.shutdown().await;
+}
+
+/// Read and parse the next request head. The first request gets
+/// `header_read_timeout` from accept; later ones wait up to
+/// `client_keepalive_timeout` for their first byte (or until shoal stops),
+/// then `header_read_timeout` for the rest of the head.
+async fn read_head(
+    shard: &Rc<Shard>,
+    vs: usize,
+    client: &mut Client,
+    head: &mut RequestHead,
+    first: bool,
+) -> Result<Instant, HeadEnd> {
+    let http = &shard.config.virtual_servers[vs].http;
+    let limits = Limits { max_head: http.max_header_size, max_headers: http.max_headers, max_uri: http.max_uri_length };
+    let mut started = (!client.r.data().is_empty() || first).then(Instant::now);
+    loop {
+        let data = client.r.data();
+        if !data.is_empty() {
+            started.get_or_insert_with(Instant::now);
+            match request::parse(data, &limits, head) {
+                Ok(Some(())) => return Ok(started.unwrap_or_else(Instant::now)),
+                Ok(None) if data.len() >= limits.max_head => return Err(HeadEnd::Bad(request::incomplete_error(data))),
+                Ok(None) => {}
+                Err(e) => return Err(HeadEnd::Bad(e)),
+            }
+        }
+        let got = match started {
+            Some(t) => match monoio::time::timeout_at((t + http.header_read_timeout).into(), client.r.fill()).await {
+                Ok(r) => r,
+                Err(_) if client.r.data().is_empty() && first => return Err(HeadEnd::Closed),
+                Err(_) => {
+                    return Err(HeadEnd::Bad(HttpError::new(
+                        408,
+                        "request head not received within header_read_timeout",
+                    )))
+                }
+            },
+            None => {
+                let wait = monoio::time::timeout(http.client_keepalive_timeout, client.r.fill());
+                monoio::select! {
+                    r = wait => match r {
+                        Ok(r) => r,
+                        Err(_) => return Err(HeadEnd::Closed),
+                    },
+                    _ = shard.shutdown.wait() => return Err(HeadEnd::Closed),
+                }
+            }
+        };
+        match got {
+            Ok(0) | Err(_) => return Err(HeadEnd::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn respond_simple(
+    client: &mut Client,
+    status: u16,
+    ctype: &str,
+    body: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    rewrite::write_simple(status, ctype, body, close, out);
+    write_out(&mut client.w, out).await
+}
+
+/// Write the whole of `out` (handing the buffer to the kernel and back).
+async fn write_out<W: AsyncWriteRent>(w: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let buf = std::mem::take(out);
+    let (res, buf) = w.write_all(buf).await;
+    *out = buf;
+    res.map(|_| ())
+}
+
+/// Why an exchange with a node did not produce a response head.
+enum Failure {
+    /// A reused connection was already closed; nothing reached the node's
+    /// application. Retry on a fresh connection; not a node failure.
+    Stale,
+    /// The node failed: status to answer with if no retry succeeds.
+    Node { status: u16, reason: &'static str },
+    /// The client failed or went away mid-request: give up, close.
+    Client(&'static str),
+    /// The request body broke the rules: answer with this status, close.
+    BadBody(u16, &'static str),
+}
+
+/// Handle one request whose head is parsed in `s.head`.
+async fn request<P: HttpPhases>(
+    phases: &P,
+    shard: &Rc<Shard>,
+    vs_i: usize,
+    client: &mut Client,
+    s: &mut Scratch,
+    started: Instant,
+) -> After {
+    let vs = &shard.config.virtual_servers[vs_i];
+    let http = &vs.http;
+    let mut ctx = Ctx::new(vs_i, vs.pool, client.peer, started);
+    let req = Request { buf: client.r.data(), head: &s.head };
+    if let Flow::Respond { status, content_type, body } = phases.request(shard, &mut ctx, &req).await {
+        let framing = s.head.framing;
+        client.r.consume(s.head.len);
+        ctx.status = status;
+        let close = framing != Framing::None || !s.head.keep_alive();
+        let _ = respond_simple(client, status, content_type, &body, close, &mut s.out).await;
+        phases.done(shard, &ctx);
+        return if close { After::Close } else { After::KeepAlive };
+    }
+    phases.pool(shard, &mut ctx, &req);
+    let head = &s.head;
+    let is_head = head.method(client.r.data()) == b"HEAD";
+    let framing = head.framing;
+    let client_minor = head.minor;
+    let client_keep_alive = head.keep_alive();
+    let expect_continue = head.expect_continue;
+    ctx.retryable =
+        !http.all_requests_non_idempotent && is_idempotent(head.method(client.r.data())) && framing == Framing::None;
+    if let (Framing::Length(n), Some(limit)) = (framing, http.max_body_size) {
+        if n > limit {
+            client.r.consume(head.len);
+            return finish_error(
+                phases,
+                shard,
+                client,
+                s,
+                &mut ctx,
+                413,
+                "request body larger than max_body_size",
+                true,
+            )
+            .await;
+        }
+    }
+    let mut add = RequestAdditions::default();
+    phases.upstream_request(shard, &ctx, &mut add);
+    let mut node_head = Vec::with_capacity(head.len + 128);
+    rewrite::write_request(client.r.data(), head, &add, &mut node_head);
+    client.r.consume(head.len);
+
+    let pool = shard.pools[ctx.pool].clone();
+    let mut tried = vec![false; pool.nodes.len()];
+    let mut last = (503u16, "no node available");
+    let mut stale_retry_used = false;
+    let mut body_sent = false;
+    let body_opts = BodyOpts { idle: vs.client_idle_timeout, dechunk: false, limit: http.max_body_size };
+    while let Some((ni, single)) = phases.node(&pool, &mut ctx, &tried) {
+        ctx.favoured_node.get_or_insert(ni);
+        tried[ni] = true;
+        ctx.attempts += 1;
+        let idle = if single { None } else { pool.nodes[ni].idle.take(pool.node_keepalive_timeout) };
+        let (lease, mut nc) = match idle {
+            Some(c) => (pool.lease(ni), c),
+            None => match connect_node(&pool, ni, single, vs.connect_timeout.unwrap_or(pool.max_connect_time)).await {
+                Ok((lease, stream)) => {
+                    let fd = stream.as_raw_fd();
+                    let (r, w) = stream.into_split();
+                    (lease, NodeConn { r: Reader::new(r, Vec::with_capacity(vs.buffer_size)), w, fd, reused: false })
+                }
+                Err(_) => {
+                    last = (502, "could not connect to a node");
+                    continue;
+                }
+            },
+        };
+        ctx.reused_connection = nc.reused;
+        ctx.node = Some(ni);
+        let deadline = Instant::now() + pool.max_reply_time;
+        let sent = exchange(
+            client,
+            &mut nc,
+            &mut node_head,
+            framing,
+            &body_opts,
+            &mut s.resp,
+            is_head,
+            expect_continue && client_minor == 1,
+            deadline,
+            http.max_header_size.max(8192),
+            &mut ctx,
+        )
+        .await;
+        let body_complete = match sent {
+            Ok(complete) => complete,
+            Err(Failure::Stale) if !stale_retry_used && !body_sent => {
+                stale_retry_used = true;
+                tried[ni] = false;
+                ctx.attempts -= 1;
+                continue;
+            }
+            Err(Failure::Stale) => {
+                pool.record_failure(ni, "connection closed before any response");
+                last = (502, "node closed the connection");
+                body_sent |= framing != Framing::None;
+                if ctx.retryable {
+                    continue;
+                }
+                break;
+            }
+            Err(Failure::Node { status, reason }) => {
+                pool.record_failure(ni, reason);
+                last = (status, reason);
+                body_sent |= framing != Framing::None;
+                if ctx.retryable {
+                    continue;
+                }
+                break;
+            }
+            Err(Failure::Client(why)) => {
+                log::debug!("virtual server {}: client {}: {why}", vs.name, client.peer);
+                ctx.error = Some(why);
+                phases.done(shard, &ctx);
+                return After::Close;
+            }
+            Err(Failure::BadBody(status, why)) => {
+                return finish_error(phases, shard, client, s, &mut ctx, status, why, true).await;
+            }
+        };
+        // A final response head is in s.resp.
+        match phases.response(shard, &mut ctx, &s.resp).await {
+            Verdict::NodeFailure(reason) => {
+                pool.record_failure(ni, reason);
+                if ctx.retryable && pool.has_candidate(&tried) {
+                    last = (s.resp.status, reason);
+                    continue;
+                }
+            }
+            Verdict::Accept => pool.record_success(ni),
+        }
+        let after = forward_response(
+            shard,
+            vs_i,
+            client,
+            &mut nc,
+            s,
+            &mut ctx,
+            body_complete,
+            client_keep_alive,
+            client_minor,
+            is_head,
+        )
+        .await;
+        let reusable = after.1;
+        if reusable && pool.nodes[ni].state.get() == crate::config::NodeState::Active {
+            pool.nodes[ni].idle.put(nc, pool.max_idle_per_node);
+        }
+        drop(lease);
+        phases.done(shard, &ctx);
+        return after.0;
+    }
+    // No node answered.
+    let close = !client_keep_alive || framing != Framing::None;
+    finish_error(phases, shard, client, s, &mut ctx, last.0, last.1, close).await
+}
+
+/// Answer with shoal's own error response (or close, per `error_action`).
+#[allow(clippy::too_many_arguments)]
+async fn finish_error<P: HttpPhases>(
+    phases: &P,
+    shard: &Rc<Shard>,
+    client: &mut Client,
+    s: &mut Scratch,
+    ctx: &mut Ctx,
+    status: u16,
+    why: &'static str,
+    close: bool,
+) -> After {
+    let vs = &shard.config.virtual_servers[ctx.vs];
+    ctx.status = status;
+    ctx.error = Some(why);
+    log::info!("virtual server {}: client {}: {status} ({why})", vs.name, client.peer);
+    let is_proxy_error = matches!(status, 502..=504);
+    if is_proxy_error && vs.http.error_action == ErrorAction::Close {
+        phases.done(shard, ctx);
+        return After::Close;
+    }
+    let default_body;
+    let (ctype, body): (&str, &[u8]) = match (&vs.http.error_page, is_proxy_error) {
+        (Some(page), true) => ("text/html", page.as_slice()),
+        _ => {
+            default_body = format!("{status} {}\n", crate::http::reason(status));
+            ("text/plain", default_body.as_bytes())
+        }
+    };
+    let ok = respond_simple(client, status, ctype, body, close, &mut s.out).await.is_ok();
+    phases.done(shard, ctx);
+    if close || !ok {
+        After::Close
+    } else {
+        After::KeepAlive
+    }
+}
+
+/// Send the request (head, then body while watching for the response) and
+/// read the node's final response head into `resp`. Returns whether the
+/// whole request body was sent.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    client: &mut Client,
+    nc: &mut NodeConn,
+    node_head: &mut Vec<u8>,
+    framing: Framing,
+    body_opts: &BodyOpts,
+    resp: &mut ResponseHead,
+    is_head: bool,
+    forward_continue: bool,
+    deadline: Instant,
+    max_head: usize,
+    ctx: &mut Ctx,
+) -> Result<bool, Failure> {
+    if let Err(_e) = write_out(&mut nc.w, node_head).await {
+        return Err(if nc.reused {
+            Failure::Stale
+        } else {
+            Failure::Node { status: 502, reason: "write to node failed" }
+        });
+    }
+    let reused = nc.reused;
+    if framing == Framing::None {
+        read_response_head(&mut nc.r, &mut client.w, resp, is_head, forward_continue, deadline, max_head, reused)
+            .await?;
+        return Ok(true);
+    }
+    let mut body_fut = pin!(body::forward(&mut client.r, &mut nc.w, framing, body_opts));
+    let mut head_fut =
+        pin!(read_response_head(&mut nc.r, &mut client.w, resp, is_head, forward_continue, deadline, max_head, reused));
+    let first = monoio::select! {
+        b = &mut body_fut => Ok(b),
+        h = &mut head_fut => Err(h),
+    };
+    match first {
+        Ok(Ok(n)) => {
+            ctx.bytes_in = n;
+            head_fut.await?;
+            Ok(true)
+        }
+        Ok(Err(BodyError::Sink(_))) => {
+            // The node stopped reading; it may have answered (e.g. 413).
+            head_fut.await?;
+            Ok(false)
+        }
+        Ok(Err(BodyError::TooLarge)) => Err(Failure::BadBody(413, "request body larger than max_body_size")),
+        Ok(Err(BodyError::Chunked(_))) => Err(Failure::BadBody(400, "invalid chunked request body")),
+        Ok(Err(BodyError::SourceIdle)) => {
+            Err(Failure::BadBody(408, "request body not received within client_idle_timeout"))
+        }
+        Ok(Err(BodyError::Truncated | BodyError::SourceIo(_))) => {
+            Err(Failure::Client("client closed during the request body"))
+        }
+        // The node answered before the whole body was sent: the rest of the
+        // body is never read, so both connections close after this response.
+        Err(h) => h.map(|_| false),
+    }
+}
+
+/// Read a node's response head, forwarding `100 Continue` to the client
+/// when asked and skipping other interim responses.
+#[allow(clippy::too_many_arguments)]
+async fn read_response_head<W: AsyncWriteRent>(
+    nr: &mut Reader<TcpOwnedReadHalf>,
+    client_w: &mut W,
+    resp: &mut ResponseHead,
+    is_head: bool,
+    forward_continue: bool,
+    deadline: Instant,
+    max_head: usize,
+    reused: bool,
+) -> Result<(), Failure> {
+    let mut got_any = false;
+    loop {
+        if !nr.data().is_empty() {
+            got_any = true;
+            match response::parse(nr.data(), max_head, is_head, resp) {
+                Ok(Some(())) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                    if resp.status == 100 && forward_continue {
+                        nr.forward(client_w, resp.len).await.map_err(|_| Failure::Client("client write failed"))?;
+                    } else {
+                        nr.consume(resp.len);
+                    }
+                    continue;
+                }
+                Ok(Some(())) => return Ok(()),
+                Ok(None) => {}
+                Err(_) => return Err(Failure::Node { status: 502, reason: "invalid response from node" }),
+            }
+        }
+        match monoio::time::timeout_at(deadline.into(), nr.fill()).await {
+            Err(_) => return Err(Failure::Node { status: 504, reason: "no reply within max_reply_time" }),
+            Ok(Ok(0)) | Ok(Err(_)) if reused && !got_any => return Err(Failure::Stale),
+            Ok(Ok(0)) => {
+                return Err(Failure::Node {
+                    status: 502,
+                    reason: "node closed the connection before a complete response",
+                })
+            }
+            Ok(Err(_)) => return Err(Failure::Node { status: 502, reason: "node connection reset" }),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Write the response head and stream the body to the client. Returns what
+/// to do with the client connection and whether the node connection can
+/// be reused.
+#[allow(clippy::too_many_arguments)]
+async fn forward_response(
+    shard: &Rc<Shard>,
+    vs_i: usize,
+    client: &mut Client,
+    nc: &mut NodeConn,
+    s: &mut Scratch,
+    ctx: &mut Ctx,
+    request_complete: bool,
+    client_keep_alive: bool,
+    client_minor: u8,
+    _is_head: bool,
+) -> (After, bool) {
+    let vs = &shard.config.virtual_servers[vs_i];
+    let resp = &s.resp;
+    ctx.status = resp.status;
+    let close = !client_keep_alive
+        || client_minor == 0
+        || !request_complete
+        || resp.framing == Framing::UntilClose
+        || resp.status == 101
+        || shard.shutdown.is_set();
+    let dechunk = client_minor == 0 && resp.framing == Framing::Chunked;
+    let changes = ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal") };
+    rewrite::write_response(nc.r.data(), resp, &changes, &mut s.out);
+    nc.r.consume(resp.len);
+    if write_out(&mut client.w, &mut s.out).await.is_err() {
+        return (After::Close, false);
+    }
+    let framing = resp.framing;
+    let node_keep_alive = resp.node_keep_alive();
+    let opts = BodyOpts { idle: vs.server_idle_timeout, dechunk, limit: None };
+    match body::forward(&mut nc.r, &mut client.w, framing, &opts).await {
+        Ok(n) => {
+            ctx.bytes_out = n;
+            let reusable = node_keep_alive && request_complete && nc.r.data().is_empty();
+            (if close { After::Close } else { After::KeepAlive }, reusable)
+        }
+        Err(BodyError::Sink(_)) => {
+            ctx.error = Some("client went away during the response");
+            (After::Close, false)
+        }
+        Err(e) => {
+            let reason = match e {
+                BodyError::SourceIdle => "node idle past server_idle_timeout during the response body",
+                BodyError::Chunked(_) => "invalid chunked response body",
+                _ => "node closed during the response body",
+            };
+            ctx.error = Some(reason);
+            if let Some(ni) = ctx.node {
+                shard.pools[ctx.pool].record_failure(ni, reason);
+            }
+            (After::Close, false)
+        }
+    }
+}
