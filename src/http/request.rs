@@ -76,7 +76,16 @@ pub fn parse(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Optio
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::new(431, "too many header fields")),
-        Err(httparse::Error::Version) => return Err(HttpError::new(505, "unsupported HTTP version")),
+        Err(httparse::Error::Version) => {
+            // A well-formed but unsupported version is 505; garbage is 400.
+            let line = buf.split(|&c| c == b'\n').next().unwrap_or_default();
+            let supported_form = line.windows(7).any(|w| w.starts_with(b" HTTP/") && w[6].is_ascii_digit());
+            return Err(if supported_form {
+                HttpError::new(505, "unsupported HTTP version")
+            } else {
+                HttpError::new(400, "malformed HTTP version")
+            });
+        }
         Err(httparse::Error::Token) => return Err(HttpError::new(400, "invalid method")),
         Err(httparse::Error::HeaderName) => return Err(HttpError::new(400, "invalid header name")),
         Err(httparse::Error::HeaderValue) => return Err(HttpError::new(400, "invalid header value")),

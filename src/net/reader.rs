@@ -1,6 +1,11 @@
 //! A read half with its buffer: unread bytes stay at the front of the
 //! buffer, new reads land in its spare capacity, and forwarding writes
 //! hand the buffer itself to the kernel (no copy into a second buffer).
+//!
+//! The buffer is owned by the I/O operation while one is in flight, so a
+//! `fill` or `forward` dropped mid-way (a timeout) leaves the reader
+//! without its buffer: every later call fails, and the connection must be
+//! closed. Callers only drop these futures on paths that close.
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -42,6 +47,9 @@ impl<R: AsyncReadRent> Reader<R> {
     /// spare room is short, so a head always ends up contiguous.
     pub async fn fill(&mut self) -> io::Result<usize> {
         let cap = self.buf.capacity();
+        if cap == 0 {
+            return Err(io::Error::other("read buffer lost to an interrupted operation"));
+        }
         if self.pos > 0 && (self.buf.len() == cap || self.pos > cap / 2) {
             self.buf.copy_within(self.pos.., 0);
             self.buf.truncate(self.buf.len() - self.pos);

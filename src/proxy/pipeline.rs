@@ -118,10 +118,13 @@ async fn read_head(
                 Err(e) => return Err(HeadEnd::Bad(e)),
             }
         }
+        // A timed-out read loses the buffer it was reading into (monoio owns
+        // it while the read is in flight), so decide from what was there.
+        let partial = !client.r.data().is_empty();
         let got = match started {
             Some(t) => match monoio::time::timeout_at((t + http.header_read_timeout).into(), client.r.fill()).await {
                 Ok(r) => r,
-                Err(_) if client.r.data().is_empty() && first => return Err(HeadEnd::Closed),
+                Err(_) if !partial => return Err(HeadEnd::Closed),
                 Err(_) => {
                     return Err(HeadEnd::Bad(HttpError::new(
                         408,
@@ -225,6 +228,17 @@ async fn request<P: HttpPhases>(
                 true,
             )
             .await;
+        }
+    }
+    if framing == Framing::Chunked {
+        // Check the chunked bytes already received before a node sees
+        // anything, so a malformed body in the first packet never reaches
+        // one. (Later bytes are checked as they stream.)
+        let early = &client.r.data()[head.len..];
+        let mut probe = crate::http::chunked::ChunkedFramer::default();
+        if probe.advance(early, |_| {}).is_err() {
+            client.r.consume(head.len);
+            return finish_error(phases, shard, client, s, &mut ctx, 400, "invalid chunked request body", true).await;
         }
     }
     let mut add = RequestAdditions::default();

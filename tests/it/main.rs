@@ -8,4 +8,5 @@ mod balance;
 mod config;
 mod generic;
 mod health;
+mod http;
 mod lifecycle;

@@ -226,8 +226,13 @@ impl Origin {
     }
 
     pub fn start_at(mode: &str, nodes: &[(&str, SocketAddr)]) -> Origin {
+        Origin::start_with(mode, nodes, &[])
+    }
+
+    /// Like `start_at`, with extra command-line arguments.
+    pub fn start_with(mode: &str, nodes: &[(&str, SocketAddr)], extra: &[&str]) -> Origin {
         let mut cmd = Command::new(origin_bin());
-        cmd.args(["--mode", mode]);
+        cmd.args(["--mode", mode]).args(extra);
         for (n, a) in nodes {
             cmd.arg("--listen").arg(format!("{n}={a}"));
         }
@@ -341,4 +346,77 @@ pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
 
 pub fn write_file(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
+}
+
+/// A minimal HTTP/1.1 response read from a stream: status, headers
+/// (lower-cased names), body. Handles content-length, chunked and
+/// read-until-close bodies; `head_only` for responses to HEAD.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn read_response(s: &mut TcpStream, head_only: bool) -> Resp {
+    let status_line = read_line(s);
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let l = read_line(s);
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header {l:?}"));
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let mut r = Resp { status, headers, body: Vec::new() };
+    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
+        return r;
+    }
+    if r.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let size = usize::from_str_radix(read_line(s).split(';').next().unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                while !read_line(s).is_empty() {}
+                break;
+            }
+            let at = r.body.len();
+            r.body.resize(at + size, 0);
+            s.read_exact(&mut r.body[at..]).unwrap();
+            assert_eq!(read_line(s), "");
+        }
+    } else if let Some(n) = r.header("content-length") {
+        r.body.resize(n.parse().unwrap(), 0);
+        s.read_exact(&mut r.body).unwrap();
+    } else {
+        s.read_to_end(&mut r.body).unwrap();
+    }
+    r
+}
+
+/// Run curl with `args`; returns (exit success, stdout, stderr).
+pub fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "120"])
+        .args(args)
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Peak resident memory of a process, in KiB (VmHWM).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
 }

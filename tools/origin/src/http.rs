@@ -1,10 +1,18 @@
 //! The HTTP/1.1 mode of shoal-origin: a deliberately simple, strict-enough
 //! server for tests (keepalive, content-length and chunked request bodies),
-//! steered by query parameters.
+//! steered by query parameters. Request bodies are streamed through a
+//! SHA-256 (reported in `X-Body-Sha256` and `X-Body-Len`) and kept only when
+//! the response echoes them, so gigabyte uploads cost no memory; generated
+//! response bodies are streamed too.
 
+use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Connections accepted by this process, numbered from 1 (`X-Conn`).
+static CONNS: AtomicU64 = AtomicU64::new(0);
 
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -13,14 +21,27 @@ struct Request {
     target: String,
     head: Vec<u8>,
     close: bool,
+    /// Kept only with `echo=1`.
     body: Vec<u8>,
+    body_len: u64,
+    body_sha: String,
+    request_id: String,
 }
 
-pub fn serve(name: &str, s: TcpStream) -> std::io::Result<()> {
+pub fn serve(name: &str, s: TcpStream, log_requests: bool) -> std::io::Result<()> {
+    let conn = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
     let mut w = s.try_clone()?;
-    let mut r = BufReader::with_capacity(64 * 1024, s);
+    let mut r = BufReader::with_capacity(256 * 1024, s);
+    let mut seq = 0u64;
     while let Some(req) = read_request(&mut r)? {
-        let close = respond(name, &req, &mut w)? || req.close;
+        seq += 1;
+        if log_requests {
+            println!(
+                "request {name} {} {} id={} conn={conn} len={}",
+                req.method, req.target, req.request_id, req.body_len
+            );
+        }
+        let close = respond(name, &req, &mut w, conn, seq)? || req.close;
         if close {
             break;
         }
@@ -56,14 +77,19 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
     let target = parts.next().unwrap_or_default().to_string();
     let version = parts.next().unwrap_or_default();
     let mut close = version == "HTTP/1.0";
-    let mut length = 0usize;
+    let mut length = 0u64;
     let mut chunked = false;
+    let mut request_id = String::from("-");
     for l in lines {
         let Some((k, v)) = l.split_once(':') else { continue };
         let v = v.trim();
         match k.trim().to_ascii_lowercase().as_str() {
             "content-length" => length = v.parse().map_err(|_| bad("bad content-length"))?,
             "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+            "x-request-id" => request_id = v.to_string(),
+            "expect" if v.eq_ignore_ascii_case("100-continue") => {
+                r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            }
             "connection" => {
                 let v = v.to_ascii_lowercase();
                 if v.contains("close") {
@@ -75,12 +101,29 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
             _ => {}
         }
     }
+    let keep = query(&target, "echo").is_some_and(|v| v != "0");
     let mut body = Vec::new();
+    let mut sha = Sha256::new();
+    let mut body_len = 0u64;
+    let mut take = |r: &mut BufReader<TcpStream>, mut n: u64| -> std::io::Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        while n > 0 {
+            let want = n.min(buf.len() as u64) as usize;
+            r.read_exact(&mut buf[..want])?;
+            sha.update(&buf[..want]);
+            if keep {
+                body.extend_from_slice(&buf[..want]);
+            }
+            body_len += want as u64;
+            n -= want as u64;
+        }
+        Ok(())
+    };
     if chunked {
         loop {
             let mut line = String::new();
             r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| bad("bad chunk size"))?;
             if size == 0 {
                 // Trailers up to the empty line.
@@ -92,17 +135,15 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
                 }
                 break;
             }
-            let at = body.len();
-            body.resize(at + size, 0);
-            r.read_exact(&mut body[at..])?;
+            take(r, size)?;
             let mut crlf = [0u8; 2];
             r.read_exact(&mut crlf)?;
         }
     } else if length > 0 {
-        body.resize(length, 0);
-        r.read_exact(&mut body)?;
+        take(r, length)?;
     }
-    Ok(Some(Request { method, target, head, close, body }))
+    let body_sha = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Some(Request { method, target, head, close, body, body_len, body_sha, request_id }))
 }
 
 fn bad(m: &str) -> std::io::Error {
@@ -118,29 +159,34 @@ fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Write the response; returns whether to close afterwards.
-fn respond(name: &str, req: &Request, w: &mut TcpStream) -> std::io::Result<bool> {
+fn respond(name: &str, req: &Request, w: &mut TcpStream, conn: u64, seq: u64) -> std::io::Result<bool> {
     let num = |k: &str| query(&req.target, k).and_then(|v| v.parse::<u64>().ok());
     let flag = |k: &str| query(&req.target, k).is_some_and(|v| v != "0");
     if let Some(d) = num("delay") {
         std::thread::sleep(Duration::from_millis(d));
     }
     let status = num("status").unwrap_or(200);
-    let body: Vec<u8> = if flag("echo") {
-        req.body.clone()
+    let fixed: Option<&[u8]> = if flag("echo") {
+        Some(&req.body)
     } else if flag("head") {
-        req.head.clone()
+        Some(&req.head)
     } else {
-        let size = num("size").unwrap_or(0) as usize;
-        (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+        None
     };
+    let size = fixed.map_or_else(|| num("size").unwrap_or(0), |b| b.len() as u64);
     let close = flag("close");
     let chunked = flag("chunked");
     let no_body = req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
-    let mut h = format!("HTTP/1.1 {status} {}\r\nX-Node: {name}\r\n", reason(status));
+    let mut h = format!(
+        "HTTP/1.1 {status} {}\r\nX-Node: {name}\r\nX-Conn: {conn}\r\nX-Seq: {seq}\r\nX-Body-Len: {}\r\nX-Body-Sha256: {}\r\n",
+        reason(status),
+        req.body_len,
+        req.body_sha
+    );
     if chunked {
         h += "Transfer-Encoding: chunked\r\n";
     } else if status != 204 && !(100..200).contains(&status) {
-        h += &format!("Content-Length: {}\r\n", body.len());
+        h += &format!("Content-Length: {size}\r\n");
     }
     if close {
         h += "Connection: close\r\n";
@@ -152,7 +198,20 @@ fn respond(name: &str, req: &Request, w: &mut TcpStream) -> std::io::Result<bool
     }
     let slow = num("slow");
     let piece = if slow.is_some() { 1024 } else { 256 * 1024 };
-    for c in body.chunks(piece) {
+    let mut generated = vec![0u8; piece];
+    let mut sent = 0u64;
+    while sent < size {
+        let n = (size - sent).min(piece as u64) as usize;
+        let c: &[u8] = match fixed {
+            Some(b) => &b[sent as usize..sent as usize + n],
+            None => {
+                // Byte i of the body is b'a' + i % 26, wherever it falls.
+                for (k, b) in generated[..n].iter_mut().enumerate() {
+                    *b = b'a' + ((sent + k as u64) % 26) as u8;
+                }
+                &generated[..n]
+            }
+        };
         if let Some(ms) = slow {
             std::thread::sleep(Duration::from_millis(ms));
         }
@@ -163,6 +222,7 @@ fn respond(name: &str, req: &Request, w: &mut TcpStream) -> std::io::Result<bool
         } else {
             w.write_all(c)?;
         }
+        sent += n as u64;
     }
     if chunked {
         w.write_all(b"0\r\n\r\n")?;

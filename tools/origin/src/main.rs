@@ -18,7 +18,11 @@
 //!   `status=N`, `size=N` (body bytes), `chunked=1`, `close=1`, `delay=MS`
 //!   (before the response), `slow=MS` (between 1 KiB body pieces),
 //!   `echo=1` (body = request body), `head=1` (body = request head as
-//!   received). Every response carries `X-Node: NAME`.
+//!   received). Every response carries `X-Node: NAME`, `X-Conn: N` (the
+//!   process's connection number), `X-Seq: N` (request number on that
+//!   connection), and `X-Body-Len`/`X-Body-Sha256` of the request body.
+//!   `--log-requests` prints `request NAME METHOD TARGET id=X-Request-Id
+//!   conn=N len=BODY` on stdout for every request.
 
 mod http;
 
@@ -43,9 +47,10 @@ struct Opts {
     mode: Mode,
     listen: Vec<(String, SocketAddr)>,
     banner: Option<String>,
+    log_requests: bool,
 }
 
-const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http --listen [NAME=]ADDR [--listen ...] [--banner TEXT]";
+const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests]";
 
 fn parse() -> Result<Opts, String> {
     use lexopt::prelude::*;
@@ -53,6 +58,7 @@ fn parse() -> Result<Opts, String> {
     let mut mode = None;
     let mut listen = Vec::new();
     let mut banner = None;
+    let mut log_requests = false;
     while let Some(a) = p.next().map_err(|e| e.to_string())? {
         let val = |p: &mut lexopt::Parser| -> Result<String, String> {
             p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
@@ -80,6 +86,7 @@ fn parse() -> Result<Opts, String> {
                 listen.push((name, addr.parse().map_err(|e| format!("bad address {addr}: {e}"))?));
             }
             Long("banner") => banner = Some(val(&mut p)?),
+            Long("log-requests") => log_requests = true,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -90,7 +97,7 @@ fn parse() -> Result<Opts, String> {
     if listen.is_empty() {
         return Err(USAGE.into());
     }
-    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner })
+    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests })
 }
 
 fn main() {
@@ -115,6 +122,7 @@ fn main() {
         let name: Arc<str> = name.into();
         let banner = banner.clone();
         let mode = opts.mode;
+        let log_requests = opts.log_requests;
         handles.push(thread::spawn(move || {
             if mode == Mode::Blackhole {
                 // Hold the listener (and the connections filling its
@@ -129,7 +137,7 @@ fn main() {
                 let (name, banner) = (name.clone(), banner.clone());
                 thread::spawn(move || {
                     let _ = stream.set_nodelay(true);
-                    let _ = serve(mode, &name, banner.as_deref(), stream);
+                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests);
                 });
             }
         }));
@@ -166,7 +174,7 @@ fn bind(mode: Mode, addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     Ok((l, actual))
 }
 
-fn serve(mode: Mode, name: &str, banner: Option<&str>, mut s: TcpStream) -> std::io::Result<()> {
+fn serve(mode: Mode, name: &str, banner: Option<&str>, mut s: TcpStream, log_requests: bool) -> std::io::Result<()> {
     match mode {
         Mode::Echo => echo(s, &[]),
         Mode::NameEcho => {
@@ -195,7 +203,7 @@ fn serve(mode: Mode, name: &str, banner: Option<&str>, mut s: TcpStream) -> std:
         }
         Mode::Close => Ok(()),
         Mode::Blackhole => Ok(()),
-        Mode::Http => http::serve(name, s),
+        Mode::Http => http::serve(name, s, log_requests),
     }
 }
 
