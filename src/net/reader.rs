@@ -80,4 +80,11 @@ impl<R: AsyncReadRent> Reader<R> {
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf
     }
+
+    /// The read half and a copy of the unread bytes (for handing the
+    /// connection to a byte relay).
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        let rest = self.buf[self.pos..].to_vec();
+        (self.inner, rest)
+    }
 }

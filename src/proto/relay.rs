@@ -72,14 +72,33 @@ enum PumpError {
 /// or an idle timeout. `on_node_reply` runs once, when the node first sends
 /// data (its passive-health success).
 pub async fn relay(client: TcpStream, node: TcpStream, opts: &RelayOpts, on_node_reply: &dyn Fn()) -> RelayEnd {
+    let (cr, cw) = client.into_split();
+    let (nr, nw) = node.into_split();
+    relay_halves(cr, cw, nr, nw, opts, on_node_reply).await
+}
+
+/// [`relay`] over already split connections (an HTTP connection switching
+/// protocols hands over its halves).
+pub async fn relay_halves<CR, CW, NR, NW>(
+    cr: CR,
+    cw: CW,
+    nr: NR,
+    nw: NW,
+    opts: &RelayOpts,
+    on_node_reply: &dyn Fn(),
+) -> RelayEnd
+where
+    CR: AsyncReadRent,
+    CW: AsyncWriteRent,
+    NR: AsyncReadRent,
+    NW: AsyncWriteRent,
+{
     let act = Activity {
         on_node_reply,
         last: Cell::new(Instant::now()),
         awaiting_node: Cell::new(opts.awaiting_node),
         node_spoke: Cell::new(false),
     };
-    let (cr, cw) = client.into_split();
-    let (nr, nw) = node.into_split();
     let mut up = pin!(pump(cr, nw, Dir::Up, &act, opts.buffer_size, false));
     let mut down = pin!(pump(nr, cw, Dir::Down, &act, opts.buffer_size, opts.discard_node_line));
     let both = async {

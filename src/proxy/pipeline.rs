@@ -45,10 +45,11 @@ struct Scratch {
     out: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum After {
     KeepAlive,
     Close,
+    /// The node switched protocols (101): relay bytes both ways from now on.
+    Tunnel(NodeConn, crate::pool::NodeLease),
 }
 
 enum HeadEnd {
@@ -85,12 +86,38 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
             }
         };
         first = false;
-        let after = request(phases, shard, vs, &mut client, &mut s, started).await;
-        if after == After::Close || shard.shutdown.is_set() {
-            break;
+        match request(phases, shard, vs, &mut client, &mut s, started).await {
+            After::KeepAlive if !shard.shutdown.is_set() => {}
+            After::KeepAlive | After::Close => break,
+            After::Tunnel(nc, lease) => return tunnel(shard, vs, client, nc, lease).await,
         }
     }
     let _ = client.w.shutdown().await;
+}
+
+/// After `101 Switching Protocols` (WebSocket): a generic streaming relay
+/// between the client and the node, starting with any bytes either side
+/// sent right behind the heads.
+async fn tunnel(shard: &Rc<Shard>, vs: usize, mut client: Client, mut nc: NodeConn, lease: crate::pool::NodeLease) {
+    let cfg = &shard.config.virtual_servers[vs];
+    let (cr, client_rest) = client.r.into_parts();
+    let (nr, node_rest) = nc.r.into_parts();
+    if !client_rest.is_empty() && nc.w.write_all(client_rest).await.0.is_err() {
+        return;
+    }
+    if !node_rest.is_empty() && client.w.write_all(node_rest).await.0.is_err() {
+        return;
+    }
+    let opts = crate::proto::relay::RelayOpts {
+        buffer_size: cfg.buffer_size,
+        client_idle: cfg.client_idle_timeout,
+        server_idle: cfg.server_idle_timeout,
+        discard_node_line: false,
+        awaiting_node: false,
+    };
+    let end = crate::proto::relay::relay_halves(cr, client.w, nr, nc.w, &opts, &|| {}).await;
+    log::debug!("virtual server {}: client {}: upgraded connection ended: {end:?}", cfg.name, client.peer);
+    drop(lease);
 }
 
 /// Read and parse the next request head. The first request gets
@@ -212,6 +239,7 @@ async fn request<P: HttpPhases>(
     let client_minor = head.minor;
     let client_keep_alive = head.keep_alive();
     let expect_continue = head.expect_continue;
+    let upgrade = head.upgrade;
     ctx.retryable =
         !http.all_requests_non_idempotent && is_idempotent(head.method(client.r.data())) && framing == Framing::None;
     if let (Framing::Length(n), Some(limit)) = (framing, http.max_body_size) {
@@ -349,6 +377,10 @@ async fn request<P: HttpPhases>(
             is_head,
         )
         .await;
+        if s.resp.status == 101 && upgrade && matches!(after.0, After::Close) && ctx.error.is_none() {
+            phases.done(shard, &ctx);
+            return After::Tunnel(nc, lease);
+        }
         let reusable = after.1;
         if reusable && pool.nodes[ni].state.get() == crate::config::NodeState::Active {
             pool.nodes[ni].idle.put(nc, pool.max_idle_per_node);

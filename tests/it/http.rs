@@ -328,3 +328,25 @@ fn header_read_and_keepalive_timeouts() {
     assert!(read_all(&mut s).is_empty(), "idle keepalive connection closed without a response");
     assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
 }
+
+/// `Upgrade: websocket`: the node's 101 goes back to a real WebSocket
+/// client, and messages then flow both ways through shoal.
+#[test]
+fn websocket_upgrade_relays_messages() {
+    let origin = Origin::start("websocket", &["ws1"]);
+    let shoal = Shoal::start(&http_config(&[origin.addr("ws1")], "", ""));
+    let stream = connect(shoal.addr("web"));
+    let (mut ws, resp) =
+        tungstenite::client(format!("ws://{}/chat", shoal.addr("web")), stream).expect("handshake through shoal");
+    assert_eq!(resp.status(), 101);
+    assert_eq!(resp.headers().get("x-node").map(|v| v.to_str().unwrap()), Some("ws1"));
+    for i in 0..50 {
+        let msg = format!("message {i} {}", "x".repeat(i * 100));
+        ws.send(tungstenite::Message::text(msg.clone())).unwrap();
+        assert_eq!(ws.read().unwrap().into_text().unwrap().as_str(), msg);
+    }
+    let big = pattern(2 << 20, 5);
+    ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+    assert_eq!(sha256(&ws.read().unwrap().into_data()), sha256(&big));
+    ws.close(None).unwrap();
+}

@@ -14,6 +14,8 @@
 //! - `close`: accept and close at once.
 //! - `blackhole`: listen with a full backlog and never accept, so connects
 //!   hang (for connect-timeout tests).
+//! - `websocket`: accept a WebSocket handshake (adding `X-Node: NAME`) and
+//!   echo every message.
 //! - `http`: HTTP/1.1 with keepalive, steered by query parameters:
 //!   `status=N`, `size=N` (body bytes), `chunked=1`, `close=1`, `delay=MS`
 //!   (before the response), `slow=MS` (between 1 KiB body pieces),
@@ -41,6 +43,7 @@ enum Mode {
     Close,
     Blackhole,
     Http,
+    WebSocket,
 }
 
 struct Opts {
@@ -50,7 +53,7 @@ struct Opts {
     log_requests: bool,
 }
 
-const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests]";
+const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests]";
 
 fn parse() -> Result<Opts, String> {
     use lexopt::prelude::*;
@@ -74,6 +77,7 @@ fn parse() -> Result<Opts, String> {
                     "close" => Mode::Close,
                     "blackhole" => Mode::Blackhole,
                     "http" => Mode::Http,
+                    "websocket" => Mode::WebSocket,
                     m => return Err(format!("unknown mode {m}\n{USAGE}")),
                 })
             }
@@ -204,6 +208,29 @@ fn serve(mode: Mode, name: &str, banner: Option<&str>, mut s: TcpStream, log_req
         Mode::Close => Ok(()),
         Mode::Blackhole => Ok(()),
         Mode::Http => http::serve(name, s, log_requests),
+        Mode::WebSocket => websocket(name, s),
+    }
+}
+
+/// Accept a WebSocket handshake (answering with `X-Node: NAME`) and echo
+/// every message back.
+#[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
+fn websocket(name: &str, s: TcpStream) -> std::io::Result<()> {
+    let name = name.to_string();
+    let add_node = move |_: &tungstenite::handshake::server::Request,
+                         mut resp: tungstenite::handshake::server::Response| {
+        if let Ok(v) = name.parse() {
+            resp.headers_mut().insert("x-node", v);
+        }
+        Ok(resp)
+    };
+    let mut ws = tungstenite::accept_hdr(s, add_node).map_err(std::io::Error::other)?;
+    loop {
+        match ws.read() {
+            Ok(m) if m.is_text() || m.is_binary() => ws.send(m).map_err(std::io::Error::other)?,
+            Ok(tungstenite::Message::Close(_)) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
     }
 }
 
