@@ -18,6 +18,7 @@
 pub mod config;
 pub mod http;
 pub mod lb;
+pub mod log;
 pub mod logging;
 pub mod net;
 pub mod pool;

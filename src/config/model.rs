@@ -69,6 +69,14 @@ pub struct HttpSettings {
     /// Body of shoal's own 502/503/504 responses (`error_file`), loaded at
     /// configuration time.
     pub error_page: Option<std::sync::Arc<Vec<u8>>>,
+    /// `access_log` and its compiled `access_log_format`.
+    pub access_log: Option<AccessLog>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    pub path: PathBuf,
+    pub format: crate::log::access::Format,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -116,6 +116,13 @@ pub struct RawVirtualServer {
     #[serde(default)]
     pub error_action: ErrorAction,
     pub error_file: Option<Spanned<String>>,
+    pub access_log: Option<Spanned<String>>,
+    #[serde(default = "default_log_format")]
+    pub access_log_format: Spanned<String>,
+}
+
+fn default_log_format() -> Spanned<String> {
+    Spanned::new(0..0, "combined".into())
 }
 
 fn default_max_header_size() -> Spanned<u32> {
@@ -291,11 +298,32 @@ pub enum Algorithm {
     Random,
     LeastConnections,
     WeightedLeastConnections,
+    FastestResponseTime,
+    Perceptive,
 }
 
 impl Algorithm {
-    pub const NAMES: &'static [&'static str] =
-        &["round_robin", "weighted_round_robin", "random", "least_connections", "weighted_least_connections"];
+    pub const NAMES: &'static [&'static str] = &[
+        "round_robin",
+        "weighted_round_robin",
+        "random",
+        "least_connections",
+        "weighted_least_connections",
+        "fastest_response_time",
+        "perceptive",
+    ];
+
+    /// Whether the algorithm weighs nodes by load or speed, so that LARD
+    /// (prefer the node that served the URL recently) applies on ties.
+    pub fn uses_lard(self) -> bool {
+        matches!(
+            self,
+            Algorithm::LeastConnections
+                | Algorithm::WeightedLeastConnections
+                | Algorithm::FastestResponseTime
+                | Algorithm::Perceptive
+        )
+    }
 
     pub fn parse(s: &str) -> Option<Algorithm> {
         Algorithm::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok()

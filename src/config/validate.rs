@@ -256,7 +256,18 @@ fn http_settings(f: &SourceFile, vname: &str, v: &raw::RawVirtualServer) -> Resu
             Some(std::sync::Arc::new(body))
         }
     };
+    let access_log = match &v.access_log {
+        None => None,
+        Some(path) => {
+            let base = std::path::Path::new(&f.name).parent().unwrap_or(std::path::Path::new("."));
+            let fmt = v.access_log_format.get_ref();
+            let format = crate::log::access::Format::named_or_parse(fmt)
+                .map_err(|e| f.error_at(v.access_log_format.span(), key("access_log_format"), e))?;
+            Some(AccessLog { path: base.join(path.get_ref()), format })
+        }
+    };
     Ok(HttpSettings {
+        access_log,
         max_header_size: mhs as usize,
         max_headers: mh as usize,
         max_uri_length: (v.max_uri_length as usize).clamp(16, mhs as usize),

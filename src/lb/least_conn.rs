@@ -1,6 +1,7 @@
 //! Least connections: the eligible node with the fewest connections across
 //! all shards. Ties rotate, so an idle pool is filled round robin rather
-//! than always from its first node.
+//! than always from its first node — unless LARD names a node among the
+//! tied ones (it served this URL recently), which then wins.
 
 use super::{Balancer, Nodes};
 use std::cell::Cell;
@@ -25,7 +26,10 @@ impl Balancer for LeastConnections {
                 best = Some((i, c));
             }
         }
-        let (b, _) = best?;
+        let (mut b, bc) = best?;
+        if let Some(p) = nodes.preferred().filter(|&p| p < n && nodes.eligible(p) && nodes.connections(p) <= bc) {
+            b = p;
+        }
         self.next.set(b + 1);
         Some(b)
     }
@@ -44,6 +48,10 @@ mod tests {
         let first = b.pick(&n).unwrap();
         let second = b.pick(&n).unwrap();
         assert_eq!([first.min(second), first.max(second)], [1, 2]);
+        n.preferred = Some(2);
+        assert_eq!(b.pick(&n), Some(2), "LARD wins a tie");
+        n.conns[2] = 3;
+        assert_eq!(b.pick(&n), Some(1), "LARD does not beat a lighter node");
         n.eligible[1] = false;
         n.eligible[2] = false;
         assert_eq!(b.pick(&n), Some(0));

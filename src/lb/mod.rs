@@ -10,13 +10,17 @@
 //! State lives in `Cell`s: a balancer belongs to one shard and is never
 //! shared, so there is nothing to lock.
 
+mod fastest;
 mod least_conn;
+mod perceptive;
 mod random;
 mod round_robin;
 mod weighted_least_conn;
 mod weighted_rr;
 
+pub use fastest::FastestResponseTime;
 pub use least_conn::LeastConnections;
+pub use perceptive::Perceptive;
 pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use weighted_least_conn::WeightedLeastConnections;
@@ -33,6 +37,17 @@ pub trait Nodes {
     fn connections(&self, i: usize) -> u32;
     /// Whether node `i` may be picked for this connection.
     fn eligible(&self, i: usize) -> bool;
+    /// Average time from request to response head at node `i`, in
+    /// microseconds, merged across shards; `None` before any sample.
+    fn response_time_us(&self, _i: usize) -> Option<f64> {
+        None
+    }
+    /// LARD: the node that served this request's URL recently, if any.
+    /// Load- and speed-based algorithms prefer it when it is within a
+    /// whisker of their best choice.
+    fn preferred(&self) -> Option<usize> {
+        None
+    }
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -56,6 +71,8 @@ pub fn build(algorithm: Algorithm, n: usize) -> Box<dyn Balancer> {
         Algorithm::Random => Box::new(Random),
         Algorithm::LeastConnections => Box::new(LeastConnections::default()),
         Algorithm::WeightedLeastConnections => Box::new(WeightedLeastConnections::default()),
+        Algorithm::FastestResponseTime => Box::new(FastestResponseTime::default()),
+        Algorithm::Perceptive => Box::new(Perceptive::default()),
     }
 }
 
@@ -65,12 +82,25 @@ pub struct StaticNodes {
     pub weights: Vec<u32>,
     pub conns: Vec<u32>,
     pub eligible: Vec<bool>,
+    pub rt_us: Vec<Option<f64>>,
+    pub preferred: Option<usize>,
 }
 
 impl StaticNodes {
     pub fn new(weights: &[u32]) -> Self {
-        StaticNodes { weights: weights.to_vec(), conns: vec![0; weights.len()], eligible: vec![true; weights.len()] }
+        StaticNodes {
+            weights: weights.to_vec(),
+            conns: vec![0; weights.len()],
+            eligible: vec![true; weights.len()],
+            rt_us: vec![None; weights.len()],
+            preferred: None,
+        }
     }
+}
+
+/// Whether `a` is within the LARD tolerance of `best` (10% or 100 µs).
+pub(crate) fn close_enough(a: f64, best: f64) -> bool {
+    a <= best * 1.1 || a <= best + 100.0
 }
 
 impl Nodes for StaticNodes {
@@ -85,6 +115,12 @@ impl Nodes for StaticNodes {
     }
     fn eligible(&self, i: usize) -> bool {
         self.eligible[i]
+    }
+    fn response_time_us(&self, i: usize) -> Option<f64> {
+        self.rt_us[i]
+    }
+    fn preferred(&self) -> Option<usize> {
+        self.preferred
     }
 }
 

@@ -25,7 +25,13 @@ impl Balancer for WeightedLeastConnections {
                 best = Some((i, c, w));
             }
         }
-        let (b, _, _) = best?;
+        let (mut b, bc, bw) = best?;
+        if let Some(p) = nodes.preferred().filter(|&p| p < n && nodes.eligible(p)) {
+            let (c, w) = (u64::from(nodes.connections(p)), u64::from(nodes.weight(p).max(1)));
+            if c * bw <= bc * w {
+                b = p; // LARD: tied with the best
+            }
+        }
         self.next.set(b + 1);
         Some(b)
     }

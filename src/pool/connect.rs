@@ -5,7 +5,7 @@
 //! Success is recorded by the caller ([`ShardPool::record_success`]) when
 //! the node has actually answered.
 
-use super::{NodeLease, ShardPool};
+use super::{NodeLease, Pick, ShardPool};
 use monoio::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
@@ -37,20 +37,19 @@ impl Drop for ProbeSlot<'_> {
     }
 }
 
-/// Connect to node `i` of `pool` (picked by the caller, holding the
-/// single-flight slot if `single`). On failure the node's failure is
+/// Connect to the node `pick` chose. On failure the node's failure is
 /// recorded and the reason returned.
 pub async fn connect_node(
     pool: &Rc<ShardPool>,
-    i: usize,
-    single: bool,
+    pick: Pick,
     timeout: Duration,
 ) -> Result<(NodeLease, TcpStream), String> {
+    let i = pick.node;
     let node = &pool.nodes[i];
-    let mut slot = ProbeSlot(single.then_some(&*node.health));
+    let mut slot = ProbeSlot(pick.single.then_some(&*node.health));
     // Count the connection while it is being made, so least-connections
     // sees in-flight connects too.
-    let lease = pool.lease(i);
+    let lease = pool.lease(pick);
     let err = match monoio::time::timeout(timeout, TcpStream::connect_addr(node.addr)).await {
         Ok(Ok(stream)) => {
             // Connected is not yet healthy: the protocol records success
@@ -79,10 +78,10 @@ pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<
     let mut tried = vec![false; pool.nodes.len()];
     let mut count = 0;
     let mut last_error = None;
-    while let Some((i, single)) = pool.pick(&tried) {
-        tried[i] = true;
+    while let Some(pick) = pool.pick(&tried, None) {
+        tried[pick.node] = true;
         count += 1;
-        match connect_node(pool, i, single, timeout).await {
+        match connect_node(pool, pick, timeout).await {
             Ok(x) => return Ok(x),
             Err(e) => last_error = Some(e),
         }

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct NodeHealth {
+    /// Gradual start (perceptive pools), shared the same way.
+    pub ramp: super::ramp::Ramp,
     failures: AtomicU32,
     /// Process-clock milliseconds until which the node is dead; 0 = not dead.
     dead_until: AtomicU64,

@@ -1,13 +1,15 @@
 //! A shard's view of one pool (C1, C4 connection counting, C8 states): its
-//! nodes with their state, this shard's connection counts, the other shards'
-//! last published counts, the shared passive-health cells and the
-//! balancer. Everything but the health cells is shard-local.
+//! nodes with their state, this shard's connection counts and response
+//! times, the other shards' last published ones, the shared per-node cells
+//! (passive health, gradual-start ramp), the LARD table and the balancer.
+//! Everything but the shared cells is shard-local.
 
 pub mod connect;
 pub mod health;
 pub mod keepalive;
+pub mod ramp;
 
-use crate::config::{self, NodeState};
+use crate::config::{self, Algorithm, NodeState};
 use crate::lb::{self, Balancer, Nodes};
 use crate::util::event::Event;
 use health::{Availability, NodeHealth, Transition};
@@ -15,18 +17,36 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Weight of a new response-time sample in the per-shard moving average.
+const RT_ALPHA: f64 = 1.0 / 8.0;
+/// LARD table slots per pool and shard (direct-mapped by URL hash).
+const LARD_SLOTS: usize = 4096;
+
+/// One node's figures as published to the other shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeStat {
+    pub conns: u32,
+    /// Moving average of time to response head, µs (0: no samples).
+    pub rt_us: u32,
+    /// How much that average counts when merging shards (×256).
+    pub rt_weight: u32,
+}
 
 pub struct ShardNode {
     pub name: String,
     pub addr: SocketAddr,
     pub weight: u32,
     pub state: Cell<NodeState>,
+    /// Shared with every shard: passive health and the gradual-start ramp.
     pub health: Arc<NodeHealth>,
     local_conns: Cell<u32>,
-    /// Last published count from each shard (this shard's slot unused).
-    remote_conns: RefCell<Vec<u32>>,
-    remote_sum: Cell<u32>,
+    /// This shard's response-time average (µs) and its weight.
+    local_rt: Cell<(f64, f64)>,
+    /// Last published figures from each shard (this shard's slot unused).
+    remote: RefCell<Vec<NodeStat>>,
+    remote_conns: Cell<u32>,
     pub last_used: Cell<Option<Instant>>,
     /// Idle HTTP keepalive connections to this node (this shard's).
     pub idle: keepalive::IdleConns,
@@ -38,22 +58,48 @@ impl ShardNode {
     }
 
     pub fn connections(&self) -> u32 {
-        self.local_conns.get() + self.remote_sum.get()
+        self.local_conns.get() + self.remote_conns.get()
     }
+
+    /// Average time to response head across shards, weighted by how much
+    /// each shard has sampled recently; `None` before any sample.
+    pub fn response_time_us(&self) -> Option<f64> {
+        let (avg, w) = self.local_rt.get();
+        let (mut sum, mut weight) = (avg * w, w);
+        for r in self.remote.borrow().iter().filter(|r| r.rt_weight > 0) {
+            let w = f64::from(r.rt_weight) / 256.0;
+            sum += f64::from(r.rt_us) * w;
+            weight += w;
+        }
+        (weight > 0.0).then(|| sum / weight)
+    }
+}
+
+/// A node chosen for one connection or request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    pub node: usize,
+    /// Holds the node's single-flight slot (suspect or probed node).
+    pub single: bool,
+    /// Holds a slot of the node's gradual-start ramp.
+    pub ramp: bool,
 }
 
 pub struct ShardPool {
     pub index: usize,
     pub name: String,
+    pub algorithm: Algorithm,
     pub nodes: Vec<ShardNode>,
     pub node_connection_attempts: u32,
-    pub node_fail_time: std::time::Duration,
-    pub max_connect_time: std::time::Duration,
-    pub max_reply_time: std::time::Duration,
+    pub node_fail_time: Duration,
+    pub max_connect_time: Duration,
+    pub max_reply_time: Duration,
     pub max_idle_per_node: usize,
-    pub node_keepalive_timeout: std::time::Duration,
+    pub node_keepalive_timeout: Duration,
     balancer: Box<dyn Balancer>,
-    /// Local counts changed since the last publish to the mesh.
+    /// LARD: URL hash → node that served it (node + 1; 0 = empty).
+    lard: RefCell<Vec<(u64, u32)>>,
+    /// Local figures changed since the last publish to the mesh.
     dirty: Cell<bool>,
     /// Shared with the shard's mesh publisher.
     changed: Rc<Event>,
@@ -79,8 +125,9 @@ impl ShardPool {
                 state: Cell::new(n.state),
                 health: h.clone(),
                 local_conns: Cell::new(0),
-                remote_conns: RefCell::new(vec![0; nshards]),
-                remote_sum: Cell::new(0),
+                local_rt: Cell::new((0.0, 0.0)),
+                remote: RefCell::new(vec![NodeStat::default(); nshards]),
+                remote_conns: Cell::new(0),
                 last_used: Cell::new(None),
                 idle: keepalive::IdleConns::default(),
             })
@@ -88,6 +135,7 @@ impl ShardPool {
         ShardPool {
             index,
             name: cfg.name.clone(),
+            algorithm: cfg.algorithm,
             nodes,
             node_connection_attempts: cfg.node_connection_attempts,
             node_fail_time: cfg.node_fail_time,
@@ -96,29 +144,44 @@ impl ShardPool {
             max_idle_per_node: cfg.max_idle_per_node,
             node_keepalive_timeout: cfg.node_keepalive_timeout,
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
+            lard: RefCell::new(if cfg.algorithm.uses_lard() { vec![(0, 0); LARD_SLOTS] } else { Vec::new() }),
             dirty: Cell::new(false),
             changed,
         }
     }
 
-    /// Pick a node for a new connection, skipping those in `tried`. Returns
-    /// the node and whether it holds the single-flight slot.
-    pub fn pick(&self, tried: &[bool]) -> Option<(usize, bool)> {
+    /// Pick a node for a new connection or request, skipping those in
+    /// `tried`. `url` (HTTP) is the request target's hash, for LARD.
+    pub fn pick(&self, tried: &[bool], url: Option<u64>) -> Option<Pick> {
         let mut skip = tried.to_vec();
+        let preferred = url.and_then(|h| self.lard_lookup(h));
         loop {
-            let view = PickView { pool: self, tried: &skip, now_ms: crate::util::clock::now_ms() };
+            let view = PickView { pool: self, tried: &skip, now_ms: crate::util::clock::now_ms(), preferred };
             let i = self.balancer.pick(&view)?;
-            match self.nodes[i].health.availability(view.now_ms) {
-                Availability::Up => return Some((i, false)),
-                Availability::SingleFlight if self.nodes[i].health.try_begin_probe() => return Some((i, true)),
-                _ => skip[i] = true,
+            let h = &self.nodes[i].health;
+            let single = match h.availability(view.now_ms) {
+                Availability::Up => false,
+                Availability::SingleFlight if h.try_begin_probe() => true,
+                _ => {
+                    skip[i] = true;
+                    continue;
+                }
+            };
+            let ramp = h.ramp.is_active();
+            if ramp && !h.ramp.begin() {
+                if single {
+                    h.end_probe();
+                }
+                skip[i] = true;
+                continue;
             }
+            return Some(Pick { node: i, single, ramp });
         }
     }
 
     /// Whether some node not in `tried` could be picked now (claims nothing).
     pub fn has_candidate(&self, tried: &[bool]) -> bool {
-        let view = PickView { pool: self, tried, now_ms: crate::util::clock::now_ms() };
+        let view = PickView { pool: self, tried, now_ms: crate::util::clock::now_ms(), preferred: None };
         (0..self.nodes.len()).any(|i| view.eligible(i))
     }
 
@@ -132,14 +195,15 @@ impl ShardPool {
         }
     }
 
-    /// Count a connection to node `i`; the returned lease uncounts it on drop.
-    pub fn lease(self: &Rc<Self>, i: usize) -> NodeLease {
-        let n = &self.nodes[i];
+    /// Count a connection (or request) to the picked node; the returned
+    /// lease uncounts it on drop.
+    pub fn lease(self: &Rc<Self>, pick: Pick) -> NodeLease {
+        let n = &self.nodes[pick.node];
         n.local_conns.set(n.local_conns.get() + 1);
         n.last_used.set(Some(Instant::now()));
-        self.balancer.on_start(i);
+        self.balancer.on_start(pick.node);
         self.mark_dirty();
-        NodeLease { pool: self.clone(), node: i }
+        NodeLease { pool: self.clone(), node: pick.node, ramp: pick.ramp, answered: Cell::new(false) }
     }
 
     fn mark_dirty(&self) {
@@ -148,12 +212,20 @@ impl ShardPool {
         }
     }
 
-    /// Take the dirty flag and return this shard's counts, for the mesh.
-    pub fn take_snapshot(&self) -> Option<Vec<u32>> {
+    /// Take the dirty flag and return this shard's figures, for the mesh.
+    pub fn take_snapshot(&self) -> Option<Vec<NodeStat>> {
         if !self.dirty.replace(false) {
             return None;
         }
-        Some(self.nodes.iter().map(|n| n.local_conns.get()).collect())
+        Some(
+            self.nodes
+                .iter()
+                .map(|n| {
+                    let (avg, w) = n.local_rt.get();
+                    NodeStat { conns: n.local_conns.get(), rt_us: avg as u32, rt_weight: (w * 256.0) as u32 }
+                })
+                .collect(),
+        )
     }
 
     /// Put the dirty flag back (a publish could not be delivered).
@@ -161,22 +233,50 @@ impl ShardPool {
         self.dirty.set(true);
     }
 
-    /// Apply another shard's published counts.
-    pub fn apply_remote(&self, shard: usize, counts: &[u32]) {
-        log::debug!("pool {}: shard {shard} now holds {counts:?} connections", self.name);
-        for (n, &c) in self.nodes.iter().zip(counts) {
-            let mut r = n.remote_conns.borrow_mut();
+    /// Apply another shard's published figures.
+    pub fn apply_remote(&self, shard: usize, stats: &[NodeStat]) {
+        if log::log_enabled!(log::Level::Debug) {
+            let conns: Vec<u32> = stats.iter().map(|s| s.conns).collect();
+            log::debug!("pool {}: shard {shard} now holds {conns:?} connections", self.name);
+        }
+        for (n, st) in self.nodes.iter().zip(stats) {
+            let mut r = n.remote.borrow_mut();
             if let Some(slot) = r.get_mut(shard) {
-                let sum = n.remote_sum.get() - *slot + c;
-                *slot = c;
-                n.remote_sum.set(sum);
+                n.remote_conns.set(n.remote_conns.get() - slot.conns + st.conns);
+                *slot = *st;
             }
+        }
+    }
+
+    /// A node answered after `rt` (request written → response head).
+    pub fn record_response_time(&self, i: usize, rt: Duration) {
+        let n = &self.nodes[i];
+        let x = rt.as_secs_f64() * 1e6;
+        let (avg, w) = n.local_rt.get();
+        let avg = if w == 0.0 { x } else { avg + (x - avg) * RT_ALPHA };
+        n.local_rt.set((avg, w * (1.0 - RT_ALPHA) + 1.0));
+        self.mark_dirty();
+    }
+
+    fn lard_lookup(&self, hash: u64) -> Option<usize> {
+        let t = self.lard.borrow();
+        let (h, n) = *t.get(hash as usize % LARD_SLOTS.max(1))?;
+        (h == hash && n > 0).then(|| n as usize - 1)
+    }
+
+    /// LARD: remember that node `i` served the URL with this hash.
+    pub fn lard_record(&self, hash: u64, i: usize) {
+        if let Some(slot) = self.lard.borrow_mut().get_mut(hash as usize % LARD_SLOTS) {
+            *slot = (hash, i as u32 + 1);
         }
     }
 
     pub fn record_success(&self, i: usize) {
         if self.nodes[i].health.record_success() == Transition::Recovered {
             log::info!("pool {} node {}: back in service (probe connection succeeded)", self.name, self.nodes[i].name);
+            if self.algorithm == Algorithm::Perceptive {
+                self.nodes[i].health.ramp.start();
+            }
         }
     }
 
@@ -204,12 +304,34 @@ impl ShardPool {
             Transition::None | Transition::Recovered => {}
         }
     }
+
+    /// End a ramp slot of node `i`: whether it is keeping up with the
+    /// others, and the fair share at which its ramp ends.
+    fn ramp_end(&self, i: usize, answered: bool) {
+        let node = &self.nodes[i];
+        let others: Vec<f64> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, n)| *j != i && n.state.get() == NodeState::Active)
+            .filter_map(|(_, n)| n.response_time_us())
+            .collect();
+        let fast_enough = match (node.response_time_us(), others.is_empty()) {
+            (Some(t), false) => t <= ramp::RAMP_SLOWDOWN * others.iter().sum::<f64>() / others.len() as f64,
+            _ => true,
+        };
+        let active = self.nodes.iter().filter(|n| n.state.get() == NodeState::Active).count().max(1) as u32;
+        let total: u32 = self.nodes.iter().map(ShardNode::connections).sum();
+        node.health.ramp.end(answered, fast_enough, total.div_ceil(active));
+    }
 }
 
-/// One counted connection to a node.
+/// One counted connection (generic protocols) or request (HTTP) to a node.
 pub struct NodeLease {
     pool: Rc<ShardPool>,
     node: usize,
+    ramp: bool,
+    answered: Cell<bool>,
 }
 
 impl NodeLease {
@@ -222,6 +344,10 @@ impl NodeLease {
     pub fn pool(&self) -> &Rc<ShardPool> {
         &self.pool
     }
+    /// The node answered (feeds the gradual-start ramp).
+    pub fn set_answered(&self) {
+        self.answered.set(true);
+    }
 }
 
 impl Drop for NodeLease {
@@ -229,6 +355,9 @@ impl Drop for NodeLease {
         let n = &self.pool.nodes[self.node];
         n.local_conns.set(n.local_conns.get() - 1);
         self.pool.balancer.on_end(self.node);
+        if self.ramp {
+            self.pool.ramp_end(self.node, self.answered.get());
+        }
         self.pool.mark_dirty();
     }
 }
@@ -237,6 +366,7 @@ struct PickView<'a> {
     pool: &'a ShardPool,
     tried: &'a [bool],
     now_ms: u64,
+    preferred: Option<usize>,
 }
 
 impl Nodes for PickView<'_> {
@@ -250,9 +380,18 @@ impl Nodes for PickView<'_> {
         self.pool.nodes[i].connections()
     }
     /// Active (draining and disabled nodes take no new connections), not
-    /// already tried for this connection, and not dead.
+    /// already tried, not dead, and not at its gradual-start cap.
     fn eligible(&self, i: usize) -> bool {
         let n = &self.pool.nodes[i];
-        !self.tried[i] && n.state.get() == NodeState::Active && n.health.availability(self.now_ms) != Availability::Down
+        !self.tried[i]
+            && n.state.get() == NodeState::Active
+            && n.health.availability(self.now_ms) != Availability::Down
+            && n.health.ramp.admits()
+    }
+    fn response_time_us(&self, i: usize) -> Option<f64> {
+        self.pool.nodes[i].response_time_us()
+    }
+    fn preferred(&self) -> Option<usize> {
+        self.preferred
     }
 }

@@ -15,7 +15,7 @@
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::http::rewrite::RequestAdditions;
-use crate::pool::ShardPool;
+use crate::pool::{Pick, ShardPool};
 use crate::runtime::shard::Shard;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -37,6 +37,8 @@ pub struct Ctx {
     pub favoured_node: Option<usize>,
     /// The node that served the request (`%n`).
     pub node: Option<usize>,
+    /// Hash of the request target, for LARD.
+    pub url_hash: Option<u64>,
     /// Nodes tried, including the one that served.
     pub attempts: u32,
     /// May the request be retried on another node after bytes of it were
@@ -50,6 +52,41 @@ pub struct Ctx {
     pub reused_connection: bool,
     /// Why shoal answered itself or failed, for the log.
     pub error: Option<&'static str>,
+    /// Copies kept for the access log; only when the virtual server logs.
+    pub log: Option<Box<LogCopy>>,
+}
+
+/// What the access log needs from a request after its buffer is reused.
+#[derive(Debug, Clone, Default)]
+pub struct LogCopy {
+    pub wall_start: Option<std::time::SystemTime>,
+    pub request_line: Vec<u8>,
+    pub method: std::ops::Range<usize>,
+    pub target: std::ops::Range<usize>,
+    pub request_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub response_headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl LogCopy {
+    /// Copy the request line (and the headers, if `headers`) of `head`.
+    pub fn capture(buf: &[u8], head: &RequestHead, headers: bool) -> LogCopy {
+        let start = head.method.start;
+        let line_end = buf[start..head.len].iter().position(|&c| c == b'\n').map_or(head.len, |p| start + p);
+        let line = &buf[start..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        LogCopy {
+            wall_start: Some(std::time::SystemTime::now()),
+            request_line: line.to_vec(),
+            method: 0..head.method.len(),
+            target: head.target.start - start..head.target.end - start,
+            request_headers: if headers {
+                head.headers.iter().map(|h| (buf[h.name.clone()].to_vec(), buf[h.value.clone()].to_vec())).collect()
+            } else {
+                Vec::new()
+            },
+            response_headers: Vec::new(),
+        }
+    }
 }
 
 impl Ctx {
@@ -62,6 +99,7 @@ impl Ctx {
             required_node: None,
             favoured_node: None,
             node: None,
+            url_hash: None,
             attempts: 0,
             retryable: false,
             status: 0,
@@ -69,6 +107,7 @@ impl Ctx {
             bytes_in: 0,
             reused_connection: false,
             error: None,
+            log: None,
         }
     }
 }
@@ -110,18 +149,18 @@ pub trait HttpPhases {
     /// set by the driver). (Rules' `pool.use`.)
     fn pool(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, _req: &Request<'_>) {}
 
-    /// Choose a node not yet `tried`; `Some((node, single_flight))`.
-    /// Default: `ctx.required_node` when it is eligible, else the pool's
-    /// balancer. (Persistence classes.)
-    fn node(&self, pool: &ShardPool, ctx: &mut Ctx, tried: &[bool]) -> Option<(usize, bool)> {
+    /// Choose a node not yet `tried`. Default: `ctx.required_node` when
+    /// it is eligible, else the pool's balancer (with LARD on
+    /// `ctx.url_hash`). (Persistence classes.)
+    fn node(&self, pool: &ShardPool, ctx: &mut Ctx, tried: &[bool]) -> Option<Pick> {
         if let Some(r) = ctx.required_node.filter(|&r| r < tried.len() && !tried[r]) {
             let mut others = vec![true; tried.len()];
             others[r] = false;
-            if let Some(pick) = pool.pick(&others) {
+            if let Some(pick) = pool.pick(&others, None) {
                 return Some(pick);
             }
         }
-        pool.pick(tried)
+        pool.pick(tried, ctx.url_hash)
     }
 
     /// What to add to the request head for the node. Default: the virtual
@@ -145,8 +184,41 @@ pub trait HttpPhases {
     }
 
     /// The request is finished (answered, failed or abandoned). Default:
-    /// nothing. (Access log, SLM, statistics.)
-    fn done(&self, _shard: &Rc<Shard>, _ctx: &Ctx) {}
+    /// write the access-log line, if the virtual server has an access log.
+    /// (SLM and statistics will hook here too.)
+    fn done(&self, shard: &Rc<Shard>, ctx: &Ctx) {
+        write_access_log(shard, ctx);
+    }
+}
+
+/// Format the request's access-log line into the shard's buffer.
+pub fn write_access_log(shard: &Rc<Shard>, ctx: &Ctx) {
+    let (Some(buf), Some(lc)) = (shard.access_log(ctx.vs), ctx.log.as_deref()) else { return };
+    let vs = &shard.config.virtual_servers[ctx.vs];
+    let Some(al) = vs.http.access_log.as_ref() else { return };
+    let pool = &shard.pools[ctx.pool];
+    let name = |i: Option<usize>| i.and_then(|i| pool.nodes.get(i)).map(|n| n.name.as_str());
+    let req_h: Vec<(&[u8], &[u8])> = lc.request_headers.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
+    let resp_h: Vec<(&[u8], &[u8])> = lc.response_headers.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
+    let rec = crate::log::access::Record {
+        client: ctx.client,
+        time: lc.wall_start.unwrap_or_else(std::time::SystemTime::now),
+        duration: ctx.started.elapsed(),
+        request_line: &lc.request_line,
+        method: &lc.request_line[lc.method.clone()],
+        target: &lc.request_line[lc.target.clone()],
+        status: ctx.status,
+        bytes: ctx.bytes_out,
+        node: name(ctx.node),
+        required_node: name(ctx.required_node),
+        favoured_node: name(ctx.favoured_node),
+        virtual_server: &vs.name,
+        pool: &pool.name,
+        error: ctx.error,
+        request_headers: &req_h,
+        response_headers: &resp_h,
+    };
+    buf.borrow_mut().push_with(|out| al.format.write(&rec, out));
 }
 
 /// The hooks of a plain HTTP virtual server: every default.

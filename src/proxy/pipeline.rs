@@ -32,6 +32,10 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// Fixed keys: LARD tables are per shard, so the hash only needs to be
+/// stable within the process.
+static LARD_HASH: ahash::RandomState = ahash::RandomState::with_seeds(0x5eed, 0x5b0a1, 7, 11);
+
 struct Client {
     r: Reader<TcpOwnedReadHalf>,
     w: TcpOwnedWriteHalf,
@@ -222,6 +226,10 @@ async fn request<P: HttpPhases>(
     let vs = &shard.config.virtual_servers[vs_i];
     let http = &vs.http;
     let mut ctx = Ctx::new(vs_i, vs.pool, client.peer, started);
+    if let Some(al) = &http.access_log {
+        let copy = super::phases::LogCopy::capture(client.r.data(), &s.head, al.format.needs_request_headers());
+        ctx.log = Some(Box::new(copy));
+    }
     let req = Request { buf: client.r.data(), head: &s.head };
     if let Flow::Respond { status, content_type, body } = phases.request(shard, &mut ctx, &req).await {
         let framing = s.head.framing;
@@ -273,6 +281,7 @@ async fn request<P: HttpPhases>(
     phases.upstream_request(shard, &ctx, &mut add);
     let mut node_head = Vec::with_capacity(head.len + 128);
     rewrite::write_request(client.r.data(), head, &add, &mut node_head);
+    let url_hash = { LARD_HASH.hash_one(head.target(client.r.data())) };
     client.r.consume(head.len);
 
     let pool = shard.pools[ctx.pool].clone();
@@ -281,14 +290,18 @@ async fn request<P: HttpPhases>(
     let mut stale_retry_used = false;
     let mut body_sent = false;
     let body_opts = BodyOpts { idle: vs.client_idle_timeout, dechunk: false, limit: http.max_body_size };
-    while let Some((ni, single)) = phases.node(&pool, &mut ctx, &tried) {
+    if pool.algorithm.uses_lard() {
+        ctx.url_hash = Some(url_hash);
+    }
+    while let Some(pick) = phases.node(&pool, &mut ctx, &tried) {
+        let ni = pick.node;
         ctx.favoured_node.get_or_insert(ni);
         tried[ni] = true;
         ctx.attempts += 1;
-        let idle = if single { None } else { pool.nodes[ni].idle.take(pool.node_keepalive_timeout) };
+        let idle = if pick.single { None } else { pool.nodes[ni].idle.take(pool.node_keepalive_timeout) };
         let (lease, mut nc) = match idle {
-            Some(c) => (pool.lease(ni), c),
-            None => match connect_node(&pool, ni, single, vs.connect_timeout.unwrap_or(pool.max_connect_time)).await {
+            Some(c) => (pool.lease(pick), c),
+            None => match connect_node(&pool, pick, vs.connect_timeout.unwrap_or(pool.max_connect_time)).await {
                 Ok((lease, stream)) => {
                     let fd = stream.as_raw_fd();
                     let (r, w) = stream.into_split();
@@ -302,7 +315,8 @@ async fn request<P: HttpPhases>(
         };
         ctx.reused_connection = nc.reused;
         ctx.node = Some(ni);
-        let deadline = Instant::now() + pool.max_reply_time;
+        let sent_at = Instant::now();
+        let deadline = sent_at + pool.max_reply_time;
         let sent = exchange(
             client,
             &mut nc,
@@ -354,6 +368,8 @@ async fn request<P: HttpPhases>(
             }
         };
         // A final response head is in s.resp.
+        pool.record_response_time(ni, sent_at.elapsed());
+        lease.set_answered();
         match phases.response(shard, &mut ctx, &s.resp).await {
             Verdict::NodeFailure(reason) => {
                 pool.record_failure(ni, reason);
@@ -362,7 +378,12 @@ async fn request<P: HttpPhases>(
                     continue;
                 }
             }
-            Verdict::Accept => pool.record_success(ni),
+            Verdict::Accept => {
+                pool.record_success(ni);
+                if let Some(h) = ctx.url_hash {
+                    pool.lard_record(h, ni);
+                }
+            }
         }
         let after = forward_response(
             shard,
@@ -567,6 +588,13 @@ async fn forward_response(
         || shard.shutdown.is_set();
     let dechunk = client_minor == 0 && resp.framing == Framing::Chunked;
     let changes = ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal") };
+    if let (Some(lc), Some(al)) = (ctx.log.as_deref_mut(), vs.http.access_log.as_ref()) {
+        if al.format.needs_response_headers() {
+            let buf = nc.r.data();
+            lc.response_headers =
+                resp.headers.iter().map(|h| (buf[h.name.clone()].to_vec(), buf[h.value.clone()].to_vec())).collect();
+        }
+    }
     rewrite::write_response(nc.r.data(), resp, &changes, &mut s.out);
     nc.r.consume(resp.len);
     if write_out(&mut client.w, &mut s.out).await.is_err() {

@@ -2,8 +2,8 @@
 //! shard and by the control thread. These messages are the only values that
 //! cross threads (besides the read-only `Arc<Config>` and the health cells).
 //!
-//! Balancing counters travel as absolute snapshots of a pool's per-node
-//! counts, not increments: a snapshot that cannot be delivered (inbox full)
+//! Balancing figures travel as absolute snapshots of a pool's per-node
+//! counts and response-time averages, not increments: a snapshot that cannot be delivered (inbox full)
 //! is simply re-sent later, and a late one is never double-counted.
 //!
 //! Staleness bound: a shard publishes a changed pool at most
@@ -21,8 +21,9 @@ pub const INBOX_CAPACITY: usize = 4096;
 
 #[derive(Debug)]
 pub enum ShardMsg {
-    /// Shard `from` now holds `counts[i]` connections to node `i` of `pool`.
-    ConnCounts { from: usize, pool: usize, counts: Vec<u32> },
+    /// Shard `from`'s figures for each node of `pool`: connections and
+    /// response-time average.
+    PoolStats { from: usize, pool: usize, nodes: Vec<crate::pool::NodeStat> },
     /// Node `node` of `pool` changed state (SIGHUP reload; the API later).
     NodeState { pool: usize, node: usize, state: crate::config::NodeState },
     /// Stop accepting and drain (SIGTERM/SIGINT).

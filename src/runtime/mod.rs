@@ -7,7 +7,7 @@ pub mod mesh;
 pub mod ring;
 pub mod shard;
 
-use crate::config::{Config, Shards};
+use crate::config::{Algorithm, Config, NodeState, Shards};
 use crate::net::listener;
 use crate::pool::health::NodeHealth;
 use std::sync::Arc;
@@ -55,9 +55,23 @@ pub fn run(config: Config) -> Result<(), String> {
     let health: Arc<Vec<Vec<Arc<NodeHealth>>>> = Arc::new(
         config.pools.iter().map(|p| p.nodes.iter().map(|_| Arc::new(NodeHealth::default())).collect()).collect(),
     );
+    // Access logs: one writer thread for all of them, files opened now.
+    let mut log_paths = Vec::new();
+    let vs_log: Vec<Option<usize>> = config
+        .virtual_servers
+        .iter()
+        .map(|vs| {
+            vs.http.access_log.as_ref().map(|a| {
+                log_paths.push(a.path.clone());
+                log_paths.len() - 1
+            })
+        })
+        .collect();
+    let access = if log_paths.is_empty() { None } else { Some(crate::log::writer::start(log_paths)?) };
+
     let (ends, control) = mesh::build(n);
     let config = Arc::new(config);
-    install_signals(control, (*config).clone())?;
+    install_signals(control, (*config).clone(), health.clone(), access.clone())?;
     let mut threads = Vec::new();
     for ((id, mesh), (cpu, listeners)) in ends.into_iter().enumerate().zip(cpus.into_iter().zip(per_shard)) {
         let setup = shard::ShardSetup {
@@ -69,6 +83,8 @@ pub fn run(config: Config) -> Result<(), String> {
             mesh,
             listeners,
             responders: if id == 0 { std::mem::take(&mut responders) } else { Vec::new() },
+            access: access.clone(),
+            vs_log: vs_log.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -81,6 +97,9 @@ pub fn run(config: Config) -> Result<(), String> {
         if t.join().is_err() {
             return Err("a shard panicked".into());
         }
+    }
+    if let Some(a) = &access {
+        a.sync(std::time::Duration::from_secs(5));
     }
     log::info!("stopped");
     Ok(())
@@ -120,9 +139,14 @@ fn shard_cpus(spec: &Shards) -> Result<Vec<Option<usize>>, String> {
 /// changes (active/draining/disabled); any other change is refused with a
 /// log line and the running configuration stays (full live
 /// reconfiguration is a later step).
-fn install_signals(control: Vec<flume::Sender<mesh::ShardMsg>>, mut current: Config) -> Result<(), String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+fn install_signals(
+    control: Vec<flume::Sender<mesh::ShardMsg>>,
+    mut current: Config,
+    health: Arc<Vec<Vec<Arc<NodeHealth>>>>,
+    access: Option<crate::log::writer::LogSender>,
+) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -130,7 +154,11 @@ fn install_signals(control: Vec<flume::Sender<mesh::ShardMsg>>, mut current: Con
             let mut stopping = false;
             for sig in signals.forever() {
                 match sig {
-                    SIGHUP => reload(&control, &mut current),
+                    SIGHUP => reload(&control, &mut current, &health),
+                    SIGUSR1 => match &access {
+                        Some(a) => a.reopen(),
+                        None => log::info!("SIGUSR1: no access logs to reopen"),
+                    },
                     _ if stopping => {
                         log::warn!("second stop signal: exiting now");
                         std::process::exit(1);
@@ -152,7 +180,7 @@ fn install_signals(control: Vec<flume::Sender<mesh::ShardMsg>>, mut current: Con
     Ok(())
 }
 
-fn reload(control: &[flume::Sender<mesh::ShardMsg>], current: &mut Config) {
+fn reload(control: &[flume::Sender<mesh::ShardMsg>], current: &mut Config, health: &[Vec<Arc<NodeHealth>>]) {
     let Some(path) = current.files.first().cloned() else {
         log::warn!("SIGHUP: running {} has no file to re-read; nothing changed", current.source);
         return;
@@ -177,6 +205,11 @@ fn reload(control: &[flume::Sender<mesh::ShardMsg>], current: &mut Config) {
     for (pool, node, state) in changes {
         let (p, n) = (&current.pools[pool], &current.pools[pool].nodes[node]);
         log::info!("pool {} node {}: state {} -> {}", p.name, n.name, n.state.name(), state.name());
+        if state == NodeState::Active && p.algorithm == Algorithm::Perceptive {
+            // Gradual start: armed before any shard sees the node active.
+            health[pool][node].ramp.start();
+            log::info!("pool {} node {}: gradual start (one request, then a ramp)", p.name, n.name);
+        }
         for c in control {
             let _ = c.send(mesh::ShardMsg::NodeState { pool, node, state });
         }

@@ -4,10 +4,11 @@
 use super::mesh::{MeshEnd, ShardMsg};
 use super::ring;
 use crate::config::Config;
+use crate::log::access::LineBuffer;
 use crate::pool::health::NodeHealth;
 use crate::pool::ShardPool;
 use crate::util::event::{Event, Flag};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct ShardSetup {
     pub listeners: Vec<(usize, std::net::TcpListener)>,
     /// Built-in demo responders (on shard 0 only).
     pub responders: Vec<(usize, std::net::TcpListener)>,
+    /// The access-log writer, and each virtual server's log number.
+    pub access: Option<crate::log::writer::LogSender>,
+    pub vs_log: Vec<Option<usize>>,
 }
 
 /// Shard-local state shared by the shard's tasks through an `Rc`.
@@ -37,6 +41,8 @@ pub struct Shard {
     closed: Event,
     vs_open: Vec<Cell<u32>>,
     vs_limit: Vec<u32>,
+    /// Per virtual server: its access log's line buffer, when it has one.
+    access_lines: Vec<Option<RefCell<LineBuffer>>>,
 }
 
 impl Shard {
@@ -53,6 +59,11 @@ impl Shard {
     /// Wait until a connection closes somewhere on this shard.
     pub fn connection_closed(&self) -> crate::util::event::Listen<'_> {
         self.closed.listen()
+    }
+
+    /// The access-log line buffer of virtual server `vs`, if it logs.
+    pub fn access_log(&self, vs: usize) -> Option<&RefCell<LineBuffer>> {
+        self.access_lines.get(vs).and_then(Option::as_ref)
     }
 
     /// Count a new connection on virtual server `vs`.
@@ -97,7 +108,7 @@ pub fn run(setup: ShardSetup) {
 }
 
 async fn serve(setup: ShardSetup) {
-    let ShardSetup { id, nshards, config, health, mesh, listeners, responders, .. } = setup;
+    let ShardSetup { id, nshards, config, health, mesh, listeners, responders, access, vs_log, .. } = setup;
     let changed = Rc::new(Event::new());
     let pools: Vec<Rc<ShardPool>> = config
         .pools
@@ -125,7 +136,11 @@ async fn serve(setup: ShardSetup) {
         closed: Event::new(),
         vs_open: (0..nvs).map(|_| Cell::new(0)).collect(),
         vs_limit,
+        access_lines: vs_log.iter().map(|l| l.map(|_| RefCell::new(LineBuffer::new(ACCESS_BUFFER)))).collect(),
     });
+    if let Some(a) = access.clone() {
+        monoio::spawn(flush_access_logs(shard.clone(), a, vs_log.clone()));
+    }
 
     for (vs, l) in listeners {
         match monoio::net::TcpListener::from_std(l) {
@@ -172,6 +187,42 @@ async fn serve(setup: ShardSetup) {
             log::warn!("shard {id}: shutdown_timeout reached; cutting {} connection(s)", shard.open_connections())
         }
     }
+    if let Some(a) = &access {
+        hand_over_access_lines(&shard, a, &vs_log);
+    }
+}
+
+/// Most bytes of access-log lines a shard buffers per virtual server
+/// between hand-overs to the writer; beyond it lines are dropped and counted.
+const ACCESS_BUFFER: usize = 4 << 20;
+const ACCESS_FLUSH: Duration = Duration::from_millis(100);
+
+async fn flush_access_logs(shard: Rc<Shard>, writer: crate::log::writer::LogSender, vs_log: Vec<Option<usize>>) {
+    loop {
+        monoio::time::sleep(ACCESS_FLUSH).await;
+        hand_over_access_lines(&shard, &writer, &vs_log);
+    }
+}
+
+/// Give each non-empty line buffer to the writer; if the writer is behind,
+/// the lines are dropped (and logged) rather than held or waited for.
+fn hand_over_access_lines(shard: &Shard, writer: &crate::log::writer::LogSender, vs_log: &[Option<usize>]) {
+    for (vs, log) in vs_log.iter().enumerate() {
+        let (Some(log), Some(buf)) = (log, shard.access_log(vs)) else { continue };
+        let mut b = buf.borrow_mut();
+        if b.is_empty() {
+            continue;
+        }
+        let bytes = b.take();
+        if let Err(back) = writer.try_send(*log, bytes) {
+            log::warn!(
+                "virtual server {}: access log writer is behind; dropped {} bytes of log lines",
+                shard.config.virtual_servers[vs].name,
+                back.len()
+            );
+            b.recycle(back);
+        }
+    }
 }
 
 /// Publish this shard's changed connection counts to the other shards, at
@@ -182,9 +233,9 @@ async fn publish_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>, changed: Rc<Event>, i
         l.await;
         monoio::time::sleep(interval).await;
         for pool in &shard.pools {
-            if let Some(counts) = pool.take_snapshot() {
+            if let Some(nodes) = pool.take_snapshot() {
                 let (from, p) = (shard.id, pool.index);
-                if !mesh.broadcast(|| ShardMsg::ConnCounts { from, pool: p, counts: counts.clone() }) {
+                if !mesh.broadcast(|| ShardMsg::PoolStats { from, pool: p, nodes: nodes.clone() }) {
                     pool.redirty();
                     changed.notify_all();
                 }
@@ -196,9 +247,9 @@ async fn publish_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>, changed: Rc<Event>, i
 async fn inbox_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>) {
     while let Ok(msg) = mesh.inbox.recv_async().await {
         match msg {
-            ShardMsg::ConnCounts { from, pool, counts } => {
+            ShardMsg::PoolStats { from, pool, nodes } => {
                 if let Some(p) = shard.pools.get(pool) {
-                    p.apply_remote(from, &counts);
+                    p.apply_remote(from, &nodes);
                 }
             }
             ShardMsg::NodeState { pool, node, state } => {

@@ -9,4 +9,5 @@ mod config;
 mod generic;
 mod health;
 mod http;
+mod http_lb;
 mod lifecycle;

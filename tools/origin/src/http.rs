@@ -28,20 +28,30 @@ struct Request {
     request_id: String,
 }
 
-pub fn serve(name: &str, s: TcpStream, log_requests: bool) -> std::io::Result<()> {
+/// Requests being answered right now, for `inflight=` in the request log.
+static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+pub fn serve(name: &str, s: TcpStream, log_requests: bool, delay_ms: u64) -> std::io::Result<()> {
     let conn = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
     let mut w = s.try_clone()?;
     let mut r = BufReader::with_capacity(256 * 1024, s);
     let mut seq = 0u64;
     while let Some(req) = read_request(&mut r)? {
         seq += 1;
+        let inflight = IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1;
         if log_requests {
+            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
             println!(
-                "request {name} {} {} id={} conn={conn} len={}",
+                "request {name} {} {} id={} conn={conn} len={} at={at} inflight={inflight}",
                 req.method, req.target, req.request_id, req.body_len
             );
         }
-        let close = respond(name, &req, &mut w, conn, seq)? || req.close;
+        if delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
+        let res = respond(name, &req, &mut w, conn, seq);
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        let close = res? || req.close;
         if close {
             break;
         }

@@ -24,7 +24,8 @@
 //!   process's connection number), `X-Seq: N` (request number on that
 //!   connection), and `X-Body-Len`/`X-Body-Sha256` of the request body.
 //!   `--log-requests` prints `request NAME METHOD TARGET id=X-Request-Id
-//!   conn=N len=BODY` on stdout for every request.
+//!   conn=N len=BODY at=UNIX_MS inflight=N` on stdout for every request;
+//!   `--delay MS` delays every response (a uniformly slow node).
 
 mod http;
 
@@ -51,9 +52,10 @@ struct Opts {
     listen: Vec<(String, SocketAddr)>,
     banner: Option<String>,
     log_requests: bool,
+    delay_ms: u64,
 }
 
-const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests]";
+const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS]";
 
 fn parse() -> Result<Opts, String> {
     use lexopt::prelude::*;
@@ -62,6 +64,7 @@ fn parse() -> Result<Opts, String> {
     let mut listen = Vec::new();
     let mut banner = None;
     let mut log_requests = false;
+    let mut delay_ms = 0;
     while let Some(a) = p.next().map_err(|e| e.to_string())? {
         let val = |p: &mut lexopt::Parser| -> Result<String, String> {
             p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
@@ -91,6 +94,7 @@ fn parse() -> Result<Opts, String> {
             }
             Long("banner") => banner = Some(val(&mut p)?),
             Long("log-requests") => log_requests = true,
+            Long("delay") => delay_ms = val(&mut p)?.parse().map_err(|_| "--delay takes milliseconds".to_string())?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -101,7 +105,7 @@ fn parse() -> Result<Opts, String> {
     if listen.is_empty() {
         return Err(USAGE.into());
     }
-    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests })
+    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests, delay_ms })
 }
 
 fn main() {
@@ -127,6 +131,7 @@ fn main() {
         let banner = banner.clone();
         let mode = opts.mode;
         let log_requests = opts.log_requests;
+        let delay_ms = opts.delay_ms;
         handles.push(thread::spawn(move || {
             if mode == Mode::Blackhole {
                 // Hold the listener (and the connections filling its
@@ -141,7 +146,7 @@ fn main() {
                 let (name, banner) = (name.clone(), banner.clone());
                 thread::spawn(move || {
                     let _ = stream.set_nodelay(true);
-                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests);
+                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests, delay_ms);
                 });
             }
         }));
@@ -178,7 +183,14 @@ fn bind(mode: Mode, addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     Ok((l, actual))
 }
 
-fn serve(mode: Mode, name: &str, banner: Option<&str>, mut s: TcpStream, log_requests: bool) -> std::io::Result<()> {
+fn serve(
+    mode: Mode,
+    name: &str,
+    banner: Option<&str>,
+    mut s: TcpStream,
+    log_requests: bool,
+    delay_ms: u64,
+) -> std::io::Result<()> {
     match mode {
         Mode::Echo => echo(s, &[]),
         Mode::NameEcho => {
@@ -207,7 +219,7 @@ fn serve(mode: Mode, name: &str, banner: Option<&str>, mut s: TcpStream, log_req
         }
         Mode::Close => Ok(()),
         Mode::Blackhole => Ok(()),
-        Mode::Http => http::serve(name, s, log_requests),
+        Mode::Http => http::serve(name, s, log_requests, delay_ms),
         Mode::WebSocket => websocket(name, s),
     }
 }
