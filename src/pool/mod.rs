@@ -179,6 +179,36 @@ impl ShardPool {
         }
     }
 
+    /// HTTP connection reuse for the order-based algorithms (round robin,
+    /// random): when `pick` would open an *additional* connection to a node
+    /// that is busy on this shard (no idle connection, at least one in use)
+    /// while another eligible node has an idle one, take that node instead.
+    /// So a shard opens at most one connection per node beyond its peak
+    /// concurrent requests, light traffic still goes round every node, and
+    /// equally fast nodes still get equal shares.
+    pub fn prefer_warm(&self, pick: Pick, tried: &[bool]) -> Pick {
+        let chosen = &self.nodes[pick.node];
+        if pick.single
+            || pick.ramp
+            || !matches!(self.algorithm, Algorithm::RoundRobin | Algorithm::Random)
+            || !chosen.idle.is_empty()
+            || chosen.local_conns.get() == 0
+        {
+            return pick;
+        }
+        let now = crate::util::clock::now_ms();
+        let view = PickView { pool: self, tried, now_ms: now, preferred: None };
+        let n = self.nodes.len();
+        (1..n)
+            .map(|k| (pick.node + k) % n)
+            .find(|&j| {
+                view.eligible(j)
+                    && self.nodes[j].health.availability(now) == Availability::Up
+                    && !self.nodes[j].idle.is_empty()
+            })
+            .map_or(pick, |j| Pick { node: j, single: false, ramp: false })
+    }
+
     /// Whether some node not in `tried` could be picked now (claims nothing).
     pub fn has_candidate(&self, tried: &[bool]) -> bool {
         let view = PickView { pool: self, tried, now_ms: crate::util::clock::now_ms(), preferred: None };

@@ -151,7 +151,8 @@ pub trait HttpPhases {
 
     /// Choose a node not yet `tried`. Default: `ctx.required_node` when
     /// it is eligible, else the pool's balancer (with LARD on
-    /// `ctx.url_hash`). (Persistence classes.)
+    /// `ctx.url_hash`, and preferring nodes with an idle connection for
+    /// round robin and random). (Persistence classes.)
     fn node(&self, pool: &ShardPool, ctx: &mut Ctx, tried: &[bool]) -> Option<Pick> {
         if let Some(r) = ctx.required_node.filter(|&r| r < tried.len() && !tried[r]) {
             let mut others = vec![true; tried.len()];
@@ -160,7 +161,7 @@ pub trait HttpPhases {
                 return Some(pick);
             }
         }
-        pool.pick(tried, ctx.url_hash)
+        pool.pick(tried, ctx.url_hash).map(|p| pool.prefer_warm(p, tried))
     }
 
     /// What to add to the request head for the node. Default: the virtual

@@ -477,7 +477,10 @@ async fn exchange(
             Failure::Node { status: 502, reason: "write to node failed" }
         });
     }
-    let reused = nc.reused;
+    // A reused connection that closes with no answer is taken as stale (and
+    // retried) only when no body went out after the head: a node that read
+    // a body and then died may have acted on it.
+    let reused = nc.reused && framing == Framing::None;
     if framing == Framing::None {
         read_response_head(&mut nc.r, &mut client.w, resp, is_head, forward_continue, deadline, max_head, reused)
             .await?;

@@ -44,6 +44,7 @@ fn assert_shares(got: &HashMap<String, usize>, want: &[(&str, f64)], tolerance: 
 
 #[test]
 fn round_robin_weighted_and_random_shares_over_10k_connections() {
+    let _heavy = heavy();
     let origin = Origin::start("oneshot", &["a", "b", "c"]);
     let (a, b, c) = (origin.addr("a"), origin.addr("b"), origin.addr("c"));
     let mut cfg = String::from("[global]\nshards = 2\n");

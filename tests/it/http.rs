@@ -108,6 +108,7 @@ fn uploads_expect_continue_head_and_pipelining() {
 /// byte-exact while shoal's peak RSS stays under 64 MiB.
 #[test]
 fn gigabyte_bodies_exact_with_bounded_memory() {
+    let _heavy = heavy();
     let origin = Origin::start("http", &["a"]);
     let shoal = Shoal::start(&http_config(&[origin.addr("a")], "", ""));
     let gib: u64 = 1 << 30;

@@ -10,4 +10,5 @@ mod generic;
 mod health;
 mod http;
 mod http_lb;
+mod http_load;
 mod lifecycle;

@@ -275,8 +275,8 @@ pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Read one `\n`-terminated line, byte by byte (so nothing after it is
-/// consumed).
-pub fn read_line(s: &mut TcpStream) -> String {
+/// consumed; wrap the stream in a `BufReader` for speed).
+pub fn read_line(s: &mut impl Read) -> String {
     let mut v = Vec::new();
     let mut b = [0u8; 1];
     loop {
@@ -364,7 +364,7 @@ impl Resp {
     }
 }
 
-pub fn read_response(s: &mut TcpStream, head_only: bool) -> Resp {
+pub fn read_response(s: &mut impl Read, head_only: bool) -> Resp {
     let status_line = read_line(s);
     let status: u16 = status_line
         .split(' ')
@@ -419,4 +419,11 @@ pub fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
 pub fn peak_rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+}
+
+/// Tests that load the machine hard (long loads, gigabytes) take this lock,
+/// so they do not run at the same time as each other on a 2-core machine.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -202,10 +202,23 @@ fn respond(name: &str, req: &Request, w: &mut TcpStream, conn: u64, seq: u64) ->
         h += "Connection: close\r\n";
     }
     h += "\r\n";
-    w.write_all(h.as_bytes())?;
     if no_body {
+        w.write_all(h.as_bytes())?;
         return Ok(close);
     }
+    // Small responses go out in one write, so a node killed mid-response
+    // never leaves a client with a head and half a body.
+    let small = !chunked && size <= 64 * 1024 && num("slow").is_none();
+    if small {
+        let mut all = h.into_bytes();
+        match fixed {
+            Some(b) => all.extend_from_slice(b),
+            None => all.extend((0..size).map(|i| b'a' + (i % 26) as u8)),
+        }
+        w.write_all(&all)?;
+        return Ok(close);
+    }
+    w.write_all(h.as_bytes())?;
     let slow = num("slow");
     let piece = if slow.is_some() { 1024 } else { 256 * 1024 };
     let mut generated = vec![0u8; piece];
