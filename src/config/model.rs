@@ -93,6 +93,8 @@ pub struct Pool {
     pub max_idle_per_node: usize,
     /// HTTP: idle keepalive connections older than this are not reused.
     pub node_keepalive_timeout: Duration,
+    /// PROXY protocol header sent first on every node connection.
+    pub proxy_protocol: Option<crate::net::proxy_protocol::Version>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -186,6 +186,18 @@ pub struct RawPool {
     pub max_idle_per_node: u32,
     #[serde(default = "default_node_keepalive")]
     pub node_keepalive_timeout: Dur,
+    /// Send a PROXY protocol header on each node connection.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolSetting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocolSetting {
+    #[default]
+    None,
+    V1,
+    V2,
 }
 
 fn default_reply_time() -> Dur {

@@ -225,6 +225,11 @@ fn pool(f: &SourceFile, name: &Spanned<String>, p: &raw::RawPool) -> Result<Pool
         max_reply_time: p.max_reply_time.0,
         max_idle_per_node: p.max_idle_per_node as usize,
         node_keepalive_timeout: p.node_keepalive_timeout.0,
+        proxy_protocol: match p.proxy_protocol {
+            raw::ProxyProtocolSetting::None => None,
+            raw::ProxyProtocolSetting::V1 => Some(crate::net::proxy_protocol::Version::V1),
+            raw::ProxyProtocolSetting::V2 => Some(crate::net::proxy_protocol::Version::V2),
+        },
     })
 }
 

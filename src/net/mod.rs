@@ -3,4 +3,5 @@
 pub mod accept;
 pub mod listener;
 pub mod peek;
+pub mod proxy_protocol;
 pub mod reader;

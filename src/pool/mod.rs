@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Weight of a new response-time sample in the per-shard moving average.
 const RT_ALPHA: f64 = 1.0 / 8.0;
+/// Turns a busy node may be owed by connection reuse (see `prefer_warm`).
+const MAX_OWED: u32 = 8;
 /// LARD table slots per pool and shard (direct-mapped by URL hash).
 const LARD_SLOTS: usize = 4096;
 
@@ -50,6 +52,8 @@ pub struct ShardNode {
     pub last_used: Cell<Option<Instant>>,
     /// Idle HTTP keepalive connections to this node (this shard's).
     pub idle: keepalive::IdleConns,
+    /// Turns skipped for connection reuse, to be given back.
+    owed: Cell<u32>,
 }
 
 impl ShardNode {
@@ -96,6 +100,7 @@ pub struct ShardPool {
     pub max_reply_time: Duration,
     pub max_idle_per_node: usize,
     pub node_keepalive_timeout: Duration,
+    pub proxy_protocol: Option<crate::net::proxy_protocol::Version>,
     balancer: Box<dyn Balancer>,
     /// LARD: URL hash → node that served it (node + 1; 0 = empty).
     lard: RefCell<Vec<(u64, u32)>>,
@@ -130,6 +135,7 @@ impl ShardPool {
                 remote_conns: Cell::new(0),
                 last_used: Cell::new(None),
                 idle: keepalive::IdleConns::default(),
+                owed: Cell::new(0),
             })
             .collect();
         ShardPool {
@@ -143,6 +149,7 @@ impl ShardPool {
             max_reply_time: cfg.max_reply_time,
             max_idle_per_node: cfg.max_idle_per_node,
             node_keepalive_timeout: cfg.node_keepalive_timeout,
+            proxy_protocol: cfg.proxy_protocol,
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
             lard: RefCell::new(if cfg.algorithm.uses_lard() { vec![(0, 0); LARD_SLOTS] } else { Vec::new() }),
             dirty: Cell::new(false),
@@ -179,34 +186,46 @@ impl ShardPool {
         }
     }
 
-    /// HTTP connection reuse for the order-based algorithms (round robin,
-    /// random): when `pick` would open an *additional* connection to a node
-    /// that is busy on this shard (no idle connection, at least one in use)
-    /// while another eligible node has an idle one, take that node instead.
-    /// So a shard opens at most one connection per node beyond its peak
-    /// concurrent requests, light traffic still goes round every node, and
-    /// equally fast nodes still get equal shares.
+    /// HTTP connection reuse for round robin and random, with bounded
+    /// reordering. When `pick` would open an *additional* connection to a
+    /// node that is busy on this shard (no idle connection, at least one in
+    /// use) while another eligible node has an idle one, the request goes to
+    /// that node instead and the skipped node is owed a turn; a node with
+    /// turns owed gets the next request for which it has an idle connection.
+    /// At most `MAX_OWED` turns are owed per node, so long-run shares stay
+    /// those of the algorithm (a persistently slow node stops being skipped
+    /// and gets its own connections), while the short-term imbalance of
+    /// equally fast nodes is absorbed by connections already open instead of
+    /// new ones.
     pub fn prefer_warm(&self, pick: Pick, tried: &[bool]) -> Pick {
-        let chosen = &self.nodes[pick.node];
-        if pick.single
-            || pick.ramp
-            || !matches!(self.algorithm, Algorithm::RoundRobin | Algorithm::Random)
-            || !chosen.idle.is_empty()
-            || chosen.local_conns.get() == 0
-        {
+        if pick.single || pick.ramp || !matches!(self.algorithm, Algorithm::RoundRobin | Algorithm::Random) {
             return pick;
         }
         let now = crate::util::clock::now_ms();
         let view = PickView { pool: self, tried, now_ms: now, preferred: None };
+        let warm = |j: usize| {
+            view.eligible(j)
+                && self.nodes[j].health.availability(now) == Availability::Up
+                && !self.nodes[j].idle.is_empty()
+        };
         let n = self.nodes.len();
-        (1..n)
-            .map(|k| (pick.node + k) % n)
-            .find(|&j| {
-                view.eligible(j)
-                    && self.nodes[j].health.availability(now) == Availability::Up
-                    && !self.nodes[j].idle.is_empty()
-            })
-            .map_or(pick, |j| Pick { node: j, single: false, ramp: false })
+        // Repay an owed turn first.
+        if let Some(j) = (0..n).map(|k| (pick.node + k) % n).find(|&j| self.nodes[j].owed.get() > 0 && warm(j)) {
+            let owed = &self.nodes[j].owed;
+            owed.set(owed.get() - 1);
+            return Pick { node: j, single: false, ramp: false };
+        }
+        let chosen = &self.nodes[pick.node];
+        if !chosen.idle.is_empty() || chosen.local_conns.get() == 0 || chosen.owed.get() >= MAX_OWED {
+            return pick;
+        }
+        match (1..n).map(|k| (pick.node + k) % n).find(|&j| warm(j)) {
+            Some(j) => {
+                chosen.owed.set(chosen.owed.get() + 1);
+                Pick { node: j, single: false, ramp: false }
+            }
+            None => pick,
+        }
     }
 
     /// Whether some node not in `tried` could be picked now (claims nothing).

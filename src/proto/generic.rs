@@ -57,6 +57,15 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, pe
             return;
         }
     };
+    if let Some(version) = pool.proxy_protocol {
+        let mut header = Vec::with_capacity(64);
+        let local = client.local_addr().unwrap_or(peer);
+        crate::net::proxy_protocol::encode(version, peer, local, &mut header);
+        if let Some(data) = first.take() {
+            header.extend_from_slice(&data);
+        }
+        first = Some(header);
+    }
     if let Some(data) = first.take() {
         let (res, _) = node.write_all(data).await;
         if let Err(e) = res {

@@ -40,6 +40,8 @@ struct Client {
     r: Reader<TcpOwnedReadHalf>,
     w: TcpOwnedWriteHalf,
     peer: SocketAddr,
+    /// The address the client connected to (for the PROXY protocol).
+    local: SocketAddr,
 }
 
 /// Per-connection scratch reused by every request on it.
@@ -66,9 +68,10 @@ enum HeadEnd {
 pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr) {
     let cfg = &shard.config.virtual_servers[vs];
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
     let (r, w) = stream.into_split();
     let cap = cfg.http.max_header_size.max(cfg.buffer_size);
-    let mut client = Client { r: Reader::new(r, Vec::with_capacity(cap)), w, peer };
+    let mut client = Client { r: Reader::new(r, Vec::with_capacity(cap)), w, peer, local };
     let mut s = Scratch { head: RequestHead::default(), resp: ResponseHead::default(), out: Vec::with_capacity(1024) };
     let mut first = true;
     loop {
@@ -305,7 +308,20 @@ async fn request<P: HttpPhases>(
                 Ok((lease, stream)) => {
                     let fd = stream.as_raw_fd();
                     let (r, w) = stream.into_split();
-                    (lease, NodeConn { r: Reader::new(r, Vec::with_capacity(vs.buffer_size)), w, fd, reused: false })
+                    let mut nc =
+                        NodeConn { r: Reader::new(r, Vec::with_capacity(vs.buffer_size)), w, fd, reused: false };
+                    if let Some(version) = pool.proxy_protocol {
+                        // A PROXY header names one client, so such node
+                        // connections serve only this request (never pooled).
+                        let mut header = Vec::with_capacity(64);
+                        crate::net::proxy_protocol::encode(version, client.peer, client.local, &mut header);
+                        if write_out(&mut nc.w, &mut header).await.is_err() {
+                            pool.record_failure(ni, "write to node failed");
+                            last = (502, "write to node failed");
+                            continue;
+                        }
+                    }
+                    (lease, nc)
                 }
                 Err(_) => {
                     last = (502, "could not connect to a node");
@@ -402,7 +418,7 @@ async fn request<P: HttpPhases>(
             phases.done(shard, &ctx);
             return After::Tunnel(nc, lease);
         }
-        let reusable = after.1;
+        let reusable = after.1 && pool.proxy_protocol.is_none();
         if reusable && pool.nodes[ni].state.get() == crate::config::NodeState::Active {
             pool.nodes[ni].idle.put(nc, pool.max_idle_per_node);
         }

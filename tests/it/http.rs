@@ -299,7 +299,9 @@ fn malformed_and_hostile_requests_table() {
         // Nothing further: shoal closed the connection.
         assert!(read_all(&mut s).is_empty(), "case {name:?}: more data after the error response");
     }
-    // Only the legitimate /ok requests reached the node.
+    // Only the legitimate /ok requests reached the node (the origin's log
+    // arrives through a pipe: wait for both lines before judging).
+    origin.proc.wait_count(2, STARTUP, |l| l.starts_with("request "));
     let reached: Vec<String> = origin.proc.lines().into_iter().filter(|l| l.starts_with("request ")).collect();
     assert!(reached.iter().all(|l| l.contains(" GET /ok ")), "hostile requests reached the node: {reached:?}");
     assert_eq!(reached.len(), 2);
@@ -350,4 +352,32 @@ fn websocket_upgrade_relays_messages() {
     ws.send(tungstenite::Message::binary(big.clone())).unwrap();
     assert_eq!(sha256(&ws.read().unwrap().into_data()), sha256(&big));
     ws.close(None).unwrap();
+}
+
+/// PROXY protocol v1 and v2 to nodes (B9), on HTTP and generic virtual
+/// servers: the node learns the real client address.
+#[test]
+fn proxy_protocol_to_nodes() {
+    let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--expect-proxy"]);
+    let a = origin.addr("a");
+    let mut cfg = String::from("[global]\nshards = 2\n");
+    for (name, proto, version) in [("h1", "http", "v1"), ("h2", "http", "v2"), ("g2", "client_first", "v2")] {
+        cfg += &format!(
+            "\n[virtual_servers.{name}]\nlisten = \"127.0.0.1:0\"\nprotocol = \"{proto}\"\npool = \"{name}\"\n\n[pools.{name}]\nnodes = [\"{a}\"]\nproxy_protocol = \"{version}\"\n"
+        );
+    }
+    let shoal = Shoal::start(&cfg);
+    for vs in ["h1", "h2", "g2"] {
+        let mut s = connect(shoal.addr(vs));
+        let me = s.local_addr().unwrap().to_string();
+        for i in 0..3 {
+            write!(s, "GET /p{i}?size=3 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let r = read_response(&mut s, false);
+            assert_eq!(
+                (r.status, r.header("x-proxy-src")),
+                (200, Some(me.as_str())),
+                "virtual server {vs}, request {i}"
+            );
+        }
+    }
 }

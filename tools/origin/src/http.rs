@@ -31,7 +31,13 @@ struct Request {
 /// Requests being answered right now, for `inflight=` in the request log.
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
-pub fn serve(name: &str, s: TcpStream, log_requests: bool, delay_ms: u64) -> std::io::Result<()> {
+pub fn serve(
+    name: &str,
+    s: TcpStream,
+    log_requests: bool,
+    delay_ms: u64,
+    proxy_src: Option<&str>,
+) -> std::io::Result<()> {
     let conn = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
     let mut w = s.try_clone()?;
     let mut r = BufReader::with_capacity(256 * 1024, s);
@@ -49,7 +55,7 @@ pub fn serve(name: &str, s: TcpStream, log_requests: bool, delay_ms: u64) -> std
         if delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(delay_ms));
         }
-        let res = respond(name, &req, &mut w, conn, seq);
+        let res = respond(name, &req, &mut w, conn, seq, proxy_src);
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         let close = res? || req.close;
         if close {
@@ -169,7 +175,14 @@ fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Write the response; returns whether to close afterwards.
-fn respond(name: &str, req: &Request, w: &mut TcpStream, conn: u64, seq: u64) -> std::io::Result<bool> {
+fn respond(
+    name: &str,
+    req: &Request,
+    w: &mut TcpStream,
+    conn: u64,
+    seq: u64,
+    proxy_src: Option<&str>,
+) -> std::io::Result<bool> {
     let num = |k: &str| query(&req.target, k).and_then(|v| v.parse::<u64>().ok());
     let flag = |k: &str| query(&req.target, k).is_some_and(|v| v != "0");
     if let Some(d) = num("delay") {
@@ -193,6 +206,9 @@ fn respond(name: &str, req: &Request, w: &mut TcpStream, conn: u64, seq: u64) ->
         req.body_len,
         req.body_sha
     );
+    if let Some(src) = proxy_src {
+        h += &format!("X-Proxy-Src: {src}\r\n");
+    }
     if chunked {
         h += "Transfer-Encoding: chunked\r\n";
     } else if status != 204 && !(100..200).contains(&status) {

@@ -26,6 +26,8 @@
 //!   `--log-requests` prints `request NAME METHOD TARGET id=X-Request-Id
 //!   conn=N len=BODY at=UNIX_MS inflight=N` on stdout for every request;
 //!   `--delay MS` delays every response (a uniformly slow node).
+//!   `--expect-proxy`: every connection starts with a PROXY protocol v1 or
+//!   v2 header; HTTP responses then carry `X-Proxy-Src: ip:port`.
 
 mod http;
 
@@ -53,9 +55,10 @@ struct Opts {
     banner: Option<String>,
     log_requests: bool,
     delay_ms: u64,
+    expect_proxy: bool,
 }
 
-const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS]";
+const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS] [--expect-proxy]";
 
 fn parse() -> Result<Opts, String> {
     use lexopt::prelude::*;
@@ -65,6 +68,7 @@ fn parse() -> Result<Opts, String> {
     let mut banner = None;
     let mut log_requests = false;
     let mut delay_ms = 0;
+    let mut expect_proxy = false;
     while let Some(a) = p.next().map_err(|e| e.to_string())? {
         let val = |p: &mut lexopt::Parser| -> Result<String, String> {
             p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
@@ -94,6 +98,7 @@ fn parse() -> Result<Opts, String> {
             }
             Long("banner") => banner = Some(val(&mut p)?),
             Long("log-requests") => log_requests = true,
+            Long("expect-proxy") => expect_proxy = true,
             Long("delay") => delay_ms = val(&mut p)?.parse().map_err(|_| "--delay takes milliseconds".to_string())?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
@@ -105,7 +110,7 @@ fn parse() -> Result<Opts, String> {
     if listen.is_empty() {
         return Err(USAGE.into());
     }
-    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests, delay_ms })
+    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests, delay_ms, expect_proxy })
 }
 
 fn main() {
@@ -132,6 +137,7 @@ fn main() {
         let mode = opts.mode;
         let log_requests = opts.log_requests;
         let delay_ms = opts.delay_ms;
+        let expect_proxy = opts.expect_proxy;
         handles.push(thread::spawn(move || {
             if mode == Mode::Blackhole {
                 // Hold the listener (and the connections filling its
@@ -146,7 +152,19 @@ fn main() {
                 let (name, banner) = (name.clone(), banner.clone());
                 thread::spawn(move || {
                     let _ = stream.set_nodelay(true);
-                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests, delay_ms);
+                    let mut stream = stream;
+                    let proxy_src = if expect_proxy {
+                        match read_proxy_header(&mut stream) {
+                            Ok(src) => Some(src),
+                            Err(e) => {
+                                eprintln!("shoal-origin {name}: bad PROXY header: {e}");
+                                return;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests, delay_ms, proxy_src);
                 });
             }
         }));
@@ -183,6 +201,54 @@ fn bind(mode: Mode, addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     Ok((l, actual))
 }
 
+/// Read a PROXY protocol v1 or v2 header; returns the source `ip:port`.
+fn read_proxy_header(s: &mut TcpStream) -> std::io::Result<String> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first[..6])?;
+    if &first[..6] == b"PROXY " {
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while line.last() != Some(&b'\n') {
+            s.read_exact(&mut b)?;
+            line.push(b[0]);
+            if line.len() > 107 {
+                return Err(bad("v1 line too long"));
+            }
+        }
+        let text = String::from_utf8_lossy(&line);
+        let f: Vec<&str> = text.trim_end().split(' ').collect();
+        return match f.as_slice() {
+            [fam, src, _, sport, _] => {
+                Ok(if *fam == "TCP6" { format!("[{src}]:{sport}") } else { format!("{src}:{sport}") })
+            }
+            _ => Err(bad("v1 fields")),
+        };
+    }
+    s.read_exact(&mut first[6..])?;
+    if &first != b"\r\n\r\n\0\r\nQUIT\n" {
+        return Err(bad("no PROXY signature"));
+    }
+    let mut h = [0u8; 4];
+    s.read_exact(&mut h)?;
+    let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    match h[1] {
+        0x11 if len >= 12 => {
+            let ip = std::net::Ipv4Addr::new(body[0], body[1], body[2], body[3]);
+            Ok(format!("{ip}:{}", u16::from_be_bytes([body[8], body[9]])))
+        }
+        0x21 if len >= 36 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&body[..16]);
+            Ok(format!("[{}]:{}", std::net::Ipv6Addr::from(o), u16::from_be_bytes([body[32], body[33]])))
+        }
+        _ => Err(bad("v2 family")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn serve(
     mode: Mode,
     name: &str,
@@ -190,6 +256,7 @@ fn serve(
     mut s: TcpStream,
     log_requests: bool,
     delay_ms: u64,
+    proxy_src: Option<String>,
 ) -> std::io::Result<()> {
     match mode {
         Mode::Echo => echo(s, &[]),
@@ -219,7 +286,7 @@ fn serve(
         }
         Mode::Close => Ok(()),
         Mode::Blackhole => Ok(()),
-        Mode::Http => http::serve(name, s, log_requests, delay_ms),
+        Mode::Http => http::serve(name, s, log_requests, delay_ms, proxy_src.as_deref()),
         Mode::WebSocket => websocket(name, s),
     }
 }
