@@ -38,6 +38,8 @@ pub struct VirtualServer {
     /// Index into [`Config::pools`].
     pub pool: usize,
     pub max_connections: u32,
+    /// Open connections allowed per client IP address (`None` = no limit).
+    pub max_connections_per_client: Option<u32>,
     /// Overrides the pool's `max_connect_time` when set.
     pub connect_timeout: Option<Duration>,
     pub client_idle_timeout: Duration,
@@ -95,6 +97,12 @@ pub struct Pool {
     pub node_keepalive_timeout: Duration,
     /// PROXY protocol header sent first on every node connection.
     pub proxy_protocol: Option<crate::net::proxy_protocol::Version>,
+    /// Concurrent connections (generic) or requests (HTTP) per node across
+    /// all shards; `None` = unlimited.
+    pub max_connections_per_node: Option<u32>,
+    /// Connections or requests waiting for a node slot, per shard.
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

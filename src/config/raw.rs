@@ -80,6 +80,9 @@ pub struct RawVirtualServer {
     pub enabled: bool,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// 0 = unlimited.
+    #[serde(default)]
+    pub max_connections_per_client: u32,
     pub connect_timeout: Option<Dur>,
     #[serde(default = "default_idle")]
     pub client_idle_timeout: Dur,
@@ -189,6 +192,20 @@ pub struct RawPool {
     /// Send a PROXY protocol header on each node connection.
     #[serde(default)]
     pub proxy_protocol: ProxyProtocolSetting,
+    /// 0 = unlimited.
+    #[serde(default)]
+    pub max_connections_per_node: u32,
+    #[serde(default = "default_max_queue")]
+    pub max_queue: u32,
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Dur,
+}
+
+fn default_max_queue() -> u32 {
+    1024
+}
+fn default_queue_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

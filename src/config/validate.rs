@@ -161,6 +161,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 protocol: v.protocol,
                 pool,
                 max_connections: v.max_connections,
+                max_connections_per_client: (v.max_connections_per_client > 0).then_some(v.max_connections_per_client),
                 connect_timeout: v.connect_timeout.map(|d: Dur| d.0),
                 client_idle_timeout: v.client_idle_timeout.0,
                 server_idle_timeout: v.server_idle_timeout.0,
@@ -225,6 +226,9 @@ fn pool(f: &SourceFile, name: &Spanned<String>, p: &raw::RawPool) -> Result<Pool
         max_reply_time: p.max_reply_time.0,
         max_idle_per_node: p.max_idle_per_node as usize,
         node_keepalive_timeout: p.node_keepalive_timeout.0,
+        max_connections_per_node: (p.max_connections_per_node > 0).then_some(p.max_connections_per_node),
+        max_queue: p.max_queue as usize,
+        queue_timeout: p.queue_timeout.0,
         proxy_protocol: match p.proxy_protocol {
             raw::ProxyProtocolSetting::None => None,
             raw::ProxyProtocolSetting::V1 => Some(crate::net::proxy_protocol::Version::V1),

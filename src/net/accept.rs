@@ -36,7 +36,10 @@ pub async fn accept_loop(shard: Rc<Shard>, vs: usize, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                let guard = shard.track(vs);
+                let Some(guard) = shard.track(vs, peer.ip()) else {
+                    refuse_client(&shard, vs, stream, peer);
+                    continue;
+                };
                 let shard = shard.clone();
                 monoio::spawn(async move {
                     if shard.config.virtual_servers[vs].protocol == crate::config::Protocol::Http {
@@ -53,5 +56,26 @@ pub async fn accept_loop(shard: Rc<Shard>, vs: usize, listener: TcpListener) {
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// A client over its `max_connections_per_client`: HTTP gets a 429 with
+/// `Connection: close`, other protocols a plain close.
+fn refuse_client(shard: &Rc<Shard>, vs: usize, mut stream: monoio::net::TcpStream, peer: std::net::SocketAddr) {
+    let cfg = &shard.config.virtual_servers[vs];
+    log::info!("virtual server {}: client {peer}: refused: max_connections_per_client reached", cfg.name);
+    if cfg.protocol == crate::config::Protocol::Http {
+        monoio::spawn(async move {
+            use monoio::io::AsyncWriteRentExt;
+            let mut out = Vec::new();
+            crate::http::rewrite::write_simple(
+                429,
+                "text/plain",
+                b"429 Too Many Requests: too many connections from your address\n",
+                true,
+                &mut out,
+            );
+            let _ = stream.write_all(out).await;
+        });
     }
 }

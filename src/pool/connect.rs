@@ -78,7 +78,14 @@ pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<
     let mut tried = vec![false; pool.nodes.len()];
     let mut count = 0;
     let mut last_error = None;
-    while let Some(pick) = pool.pick(&tried, None) {
+    let queue_deadline = std::time::Instant::now() + pool.queue_timeout;
+    loop {
+        let Some(pick) = pool.pick(&tried, None) else {
+            if pool.has_full_node(&tried) && pool.wait_for_slot(queue_deadline).await {
+                continue;
+            }
+            break;
+        };
         tried[pick.node] = true;
         count += 1;
         match connect_node(pool, pick, timeout).await {

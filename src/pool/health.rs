@@ -23,6 +23,9 @@ use std::time::Duration;
 pub struct NodeHealth {
     /// Gradual start (perceptive pools), shared the same way.
     pub ramp: super::ramp::Ramp,
+    /// Connections or requests in progress, process-wide; kept only when
+    /// the pool sets `max_connections_per_node`.
+    pub active: AtomicU32,
     failures: AtomicU32,
     /// Process-clock milliseconds until which the node is dead; 0 = not dead.
     dead_until: AtomicU64,

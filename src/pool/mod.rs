@@ -16,6 +16,7 @@ use health::{Availability, NodeHealth, Transition};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,8 @@ pub struct Pick {
     pub single: bool,
     /// Holds a slot of the node's gradual-start ramp.
     pub ramp: bool,
+    /// Holds one of the node's `max_connections_per_node` slots.
+    pub slot: bool,
 }
 
 pub struct ShardPool {
@@ -101,6 +104,13 @@ pub struct ShardPool {
     pub max_idle_per_node: usize,
     pub node_keepalive_timeout: Duration,
     pub proxy_protocol: Option<crate::net::proxy_protocol::Version>,
+    pub max_connections_per_node: Option<u32>,
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
+    /// Requests or connections of this shard waiting for a node slot.
+    queued: Cell<usize>,
+    /// A slot was given back on this shard.
+    slot_freed: Event,
     balancer: Box<dyn Balancer>,
     /// LARD: URL hash → node that served it (node + 1; 0 = empty).
     lard: RefCell<Vec<(u64, u32)>>,
@@ -150,6 +160,11 @@ impl ShardPool {
             max_idle_per_node: cfg.max_idle_per_node,
             node_keepalive_timeout: cfg.node_keepalive_timeout,
             proxy_protocol: cfg.proxy_protocol,
+            max_connections_per_node: cfg.max_connections_per_node,
+            max_queue: cfg.max_queue,
+            queue_timeout: cfg.queue_timeout,
+            queued: Cell::new(0),
+            slot_freed: Event::new(),
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
             lard: RefCell::new(if cfg.algorithm.uses_lard() { vec![(0, 0); LARD_SLOTS] } else { Vec::new() }),
             dirty: Cell::new(false),
@@ -182,7 +197,21 @@ impl ShardPool {
                 skip[i] = true;
                 continue;
             }
-            return Some(Pick { node: i, single, ramp });
+            let slot = self.max_connections_per_node.is_some();
+            if let Some(limit) = self.max_connections_per_node {
+                if h.active.fetch_add(1, Relaxed) >= limit {
+                    h.active.fetch_sub(1, Relaxed);
+                    if single {
+                        h.end_probe();
+                    }
+                    if ramp {
+                        h.ramp.end(false, true, u32::MAX);
+                    }
+                    skip[i] = true;
+                    continue;
+                }
+            }
+            return Some(Pick { node: i, single, ramp, slot });
         }
     }
 
@@ -213,7 +242,7 @@ impl ShardPool {
         if let Some(j) = (0..n).map(|k| (pick.node + k) % n).find(|&j| self.nodes[j].owed.get() > 0 && warm(j)) {
             let owed = &self.nodes[j].owed;
             owed.set(owed.get() - 1);
-            return Pick { node: j, single: false, ramp: false };
+            return Pick { node: j, single: false, ramp: false, slot: false };
         }
         let chosen = &self.nodes[pick.node];
         if !chosen.idle.is_empty() || chosen.local_conns.get() == 0 || chosen.owed.get() >= MAX_OWED {
@@ -222,10 +251,53 @@ impl ShardPool {
         match (1..n).map(|k| (pick.node + k) % n).find(|&j| warm(j)) {
             Some(j) => {
                 chosen.owed.set(chosen.owed.get() + 1);
-                Pick { node: j, single: false, ramp: false }
+                Pick { node: j, single: false, ramp: false, slot: false }
             }
             None => pick,
         }
+    }
+
+    /// With `max_connections_per_node`: whether some node not in `tried`
+    /// is usable but at its limit, so waiting in the queue makes sense.
+    pub fn has_full_node(&self, tried: &[bool]) -> bool {
+        let Some(limit) = self.max_connections_per_node else { return false };
+        let now = crate::util::clock::now_ms();
+        self.nodes.iter().enumerate().any(|(i, n)| {
+            !tried[i]
+                && n.state.get() == NodeState::Active
+                && n.health.availability(now) != Availability::Down
+                && n.health.active.load(Relaxed) >= limit
+        })
+    }
+
+    /// Wait (in this shard's bounded queue) until some node may have a free
+    /// slot, or until `deadline`. False when the queue is full or the wait
+    /// timed out. Slots freed on this shard wake the queue at once; slots
+    /// freed on other shards are noticed within 5 ms.
+    pub async fn wait_for_slot(&self, deadline: Instant) -> bool {
+        if self.queued.get() >= self.max_queue {
+            return false;
+        }
+        self.queued.set(self.queued.get() + 1);
+        let limit = self.max_connections_per_node.unwrap_or(u32::MAX);
+        let free =
+            || self.nodes.iter().any(|n| n.state.get() == NodeState::Active && n.health.active.load(Relaxed) < limit);
+        let ok = loop {
+            if free() {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(5));
+            monoio::select! {
+                _ = self.slot_freed.listen() => {},
+                _ = monoio::time::sleep(wait) => {},
+            }
+        };
+        self.queued.set(self.queued.get() - 1);
+        ok
     }
 
     /// Whether some node not in `tried` could be picked now (claims nothing).
@@ -252,7 +324,7 @@ impl ShardPool {
         n.last_used.set(Some(Instant::now()));
         self.balancer.on_start(pick.node);
         self.mark_dirty();
-        NodeLease { pool: self.clone(), node: pick.node, ramp: pick.ramp, answered: Cell::new(false) }
+        NodeLease { pool: self.clone(), node: pick.node, ramp: pick.ramp, slot: pick.slot, answered: Cell::new(false) }
     }
 
     fn mark_dirty(&self) {
@@ -380,6 +452,7 @@ pub struct NodeLease {
     pool: Rc<ShardPool>,
     node: usize,
     ramp: bool,
+    slot: bool,
     answered: Cell<bool>,
 }
 
@@ -407,6 +480,10 @@ impl Drop for NodeLease {
         if self.ramp {
             self.pool.ramp_end(self.node, self.answered.get());
         }
+        if self.slot {
+            n.health.active.fetch_sub(1, Relaxed);
+            self.pool.slot_freed.notify_all();
+        }
         self.pool.mark_dirty();
     }
 }
@@ -429,13 +506,15 @@ impl Nodes for PickView<'_> {
         self.pool.nodes[i].connections()
     }
     /// Active (draining and disabled nodes take no new connections), not
-    /// already tried, not dead, and not at its gradual-start cap.
+    /// already tried, not dead, not at its gradual-start cap, and below
+    /// `max_connections_per_node`.
     fn eligible(&self, i: usize) -> bool {
         let n = &self.pool.nodes[i];
         !self.tried[i]
             && n.state.get() == NodeState::Active
             && n.health.availability(self.now_ms) != Availability::Down
             && n.health.ramp.admits()
+            && self.pool.max_connections_per_node.is_none_or(|l| n.health.active.load(Relaxed) < l)
     }
     fn response_time_us(&self, i: usize) -> Option<f64> {
         self.pool.nodes[i].response_time_us()

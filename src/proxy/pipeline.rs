@@ -296,7 +296,19 @@ async fn request<P: HttpPhases>(
     if pool.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
     }
-    while let Some(pick) = phases.node(&pool, &mut ctx, &tried) {
+    let queue_deadline = Instant::now() + pool.queue_timeout;
+    loop {
+        let Some(pick) = phases.node(&pool, &mut ctx, &tried) else {
+            // Every usable node is at max_connections_per_node: wait in the
+            // shard's bounded queue for a slot.
+            if pool.has_full_node(&tried) {
+                if pool.wait_for_slot(queue_deadline).await {
+                    continue;
+                }
+                last = (503, "every node at max_connections_per_node (queue full or queue_timeout)");
+            }
+            break;
+        };
         let ni = pick.node;
         ctx.favoured_node.get_or_insert(ni);
         tried[ni] = true;

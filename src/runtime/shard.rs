@@ -9,6 +9,8 @@ use crate::pool::health::NodeHealth;
 use crate::pool::ShardPool;
 use crate::util::event::{Event, Flag};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +45,14 @@ pub struct Shard {
     vs_limit: Vec<u32>,
     /// Per virtual server: its access log's line buffer, when it has one.
     access_lines: Vec<Option<RefCell<LineBuffer>>>,
+    /// Per virtual server with `max_connections_per_client`: this shard's
+    /// share of the limit and its open connections per client address.
+    per_client: Vec<Option<PerClient>>,
 }
+
+/// A shard's share of a per-client connection limit, and its table of open
+/// connections per client address.
+type PerClient = (u32, RefCell<HashMap<IpAddr, u32>>);
 
 impl Shard {
     /// Number of connections this shard is serving.
@@ -66,22 +75,42 @@ impl Shard {
         self.access_lines.get(vs).and_then(Option::as_ref)
     }
 
-    /// Count a new connection on virtual server `vs`.
-    pub fn track(self: &Rc<Self>, vs: usize) -> ConnGuard {
+    /// Count a new connection on virtual server `vs` from `client`; `None`
+    /// when the client already holds its share of `max_connections_per_client`
+    /// on this shard.
+    pub fn track(self: &Rc<Self>, vs: usize, client: IpAddr) -> Option<ConnGuard> {
+        if let Some((limit, table)) = &self.per_client[vs] {
+            let mut t = table.borrow_mut();
+            let n = t.entry(client).or_insert(0);
+            if *n >= *limit {
+                return None;
+            }
+            *n += 1;
+        }
         self.open.set(self.open.get() + 1);
         self.vs_open[vs].set(self.vs_open[vs].get() + 1);
-        ConnGuard { shard: self.clone(), vs }
+        Some(ConnGuard { shard: self.clone(), vs, client })
     }
 }
 
 pub struct ConnGuard {
     shard: Rc<Shard>,
     vs: usize,
+    client: IpAddr,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         let s = &self.shard;
+        if let Some((_, table)) = &s.per_client[self.vs] {
+            let mut t = table.borrow_mut();
+            if let Some(n) = t.get_mut(&self.client) {
+                *n -= 1;
+                if *n == 0 {
+                    t.remove(&self.client);
+                }
+            }
+        }
         s.open.set(s.open.get() - 1);
         s.vs_open[self.vs].set(s.vs_open[self.vs].get() - 1);
         s.closed.notify_all();
@@ -137,6 +166,18 @@ async fn serve(setup: ShardSetup) {
         vs_open: (0..nvs).map(|_| Cell::new(0)).collect(),
         vs_limit,
         access_lines: vs_log.iter().map(|l| l.map(|_| RefCell::new(LineBuffer::new(ACCESS_BUFFER)))).collect(),
+        // Like max_connections, the per-client limit is split evenly over
+        // the shards that accept for the virtual server (rounded up), so a
+        // shard never asks another; a client's connections spread over
+        // shards by the kernel's SO_REUSEPORT hash.
+        per_client: config
+            .virtual_servers
+            .iter()
+            .map(|vs| {
+                let n = vs.shards.as_ref().map_or(nshards, |s| s.len()).max(1) as u32;
+                vs.max_connections_per_client.map(|l| (l.div_ceil(n), RefCell::new(HashMap::new())))
+            })
+            .collect(),
     });
     if let Some(a) = access.clone() {
         monoio::spawn(flush_access_logs(shard.clone(), a, vs_log.clone()));

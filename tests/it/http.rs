@@ -4,7 +4,7 @@
 use crate::support::*;
 use std::collections::HashSet;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 pub fn http_config(nodes: &[SocketAddr], vs_extra: &str, pool_extra: &str) -> String {
@@ -380,4 +380,79 @@ fn proxy_protocol_to_nodes() {
             );
         }
     }
+}
+
+/// max_connections_per_client: past the limit a client's new connection
+/// gets 429 and is closed; once one of its connections closes it is served
+/// again.
+#[test]
+fn connections_per_client_address_limit() {
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&http_config(&[origin.addr("a")], "max_connections_per_client = 4\nshards = [0]", ""));
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = connect(shoal.addr("web"));
+            write!(s, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut s, false).status, 200);
+            s
+        })
+        .collect();
+    let mut extra = connect(shoal.addr("web"));
+    let r = read_response(&mut extra, false);
+    assert_eq!((r.status, r.header("connection")), (429, Some("close")));
+    drop(held.pop());
+    poll(STARTUP, "a slot for the client after one connection closed", || {
+        let mut s = connect(shoal.addr("web"));
+        write!(s, "GET /again HTTP/1.1\r\nHost: t\r\n\r\n").ok()?;
+        (read_response(&mut s, false).status == 200).then_some(())
+    });
+}
+
+/// max_connections_per_node: a node limited to 2 concurrent requests never
+/// sees more, whatever the client concurrency and across both shards;
+/// extra requests wait in the queue and are served; past queue_timeout they
+/// get 503.
+#[test]
+fn max_connections_per_node_queues_requests() {
+    let origin =
+        Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--delay", "100", "--log-requests"]);
+    let shoal =
+        Shoal::start(&http_config(&[origin.addr("a")], "", "max_connections_per_node = 2\nqueue_timeout = \"20s\""));
+    let addr = shoal.addr("web");
+    let hs: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                write!(s, "GET /q{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                read_response(&mut s, false).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    origin.proc.wait_count(8, STARTUP, |l| l.starts_with("request "));
+    let max_inflight = origin
+        .proc
+        .lines()
+        .iter()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("inflight=")).and_then(|v| v.parse::<u32>().ok()))
+        .max()
+        .unwrap();
+    assert!(max_inflight <= 2, "the node saw {max_inflight} concurrent requests");
+
+    // A short queue timeout: requests that cannot get a slot in time get 503.
+    let shoal =
+        Shoal::start(&http_config(&[origin.addr("a")], "", "max_connections_per_node = 1\nqueue_timeout = \"50ms\""));
+    let addr = shoal.addr("web");
+    let hs: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                write!(s, "GET /t{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                read_response(&mut s, false).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(statuses.contains(&200) && statuses.contains(&503), "{statuses:?}");
 }
