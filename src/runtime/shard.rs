@@ -231,6 +231,18 @@ async fn serve(setup: ShardSetup) {
     if let Some(a) = &access {
         hand_over_access_lines(&shard, a, &vs_log);
     }
+    // Node connection reuse, until the statistics API reports it live.
+    for pool in &shard.pools {
+        for n in pool.nodes.iter().filter(|n| n.idle.opened.get() > 0) {
+            log::info!(
+                "shard {id}: pool {} node {}: {} connection(s) opened, {} request(s) on reused connections",
+                pool.name,
+                n.name,
+                n.idle.opened.get(),
+                n.idle.reused.get()
+            );
+        }
+    }
 }
 
 /// Most bytes of access-log lines a shard buffers per virtual server

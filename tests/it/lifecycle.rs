@@ -160,3 +160,27 @@ fn embedded_default_serves_demo_nodes() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
 }
+
+/// Quick mode with `--protocol http`: an HTTP proxy with keepalive, and the
+/// node connection reuse reported when it stops.
+#[test]
+fn quick_mode_http_proxy() {
+    let origin = Origin::start("http", &["a", "b"]);
+    let mut cmd = Command::new(shoal_bin());
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--to"]).arg(format!("{},{}", origin.addr("a"), origin.addr("b")));
+    cmd.args(["--protocol", "http", "--shards", "2"]);
+    let mut shoal = Shoal::from_command(cmd, TempDir::new(), std::path::PathBuf::new());
+    let mut s = connect(shoal.addr("proxy"));
+    let mut nodes = std::collections::HashSet::new();
+    for i in 0..20 {
+        write!(s, "GET /q{i}?size={i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!((r.status, r.body.len()), (200, i));
+        nodes.insert(r.header("x-node").unwrap().to_string());
+    }
+    assert_eq!(nodes.len(), 2);
+    drop(s);
+    shoal.proc.signal("TERM");
+    assert!(shoal.proc.wait_exit(STARTUP).success());
+    shoal.proc.wait_line(STARTUP, |l| l.contains("request(s) on reused connections") && !l.contains(", 0 request(s)"));
+}
