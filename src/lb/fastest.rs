@@ -4,7 +4,7 @@
 //! no samples yet counts as fastest, so new nodes are measured at once.
 //! Near-ties (within 10% or 100 µs) rotate, or go to the LARD node.
 
-use super::{close_enough, Balancer, Nodes};
+use super::{close_enough, pick_best, Balancer, Nodes};
 use std::cell::Cell;
 
 #[derive(Default)]
@@ -14,27 +14,8 @@ pub struct FastestResponseTime {
 
 impl Balancer for FastestResponseTime {
     fn pick(&self, nodes: &dyn Nodes) -> Option<usize> {
-        let n = nodes.len();
-        let start = self.next.get();
-        let mut best: Option<(usize, f64)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if !nodes.eligible(i) {
-                continue;
-            }
-            let t = nodes.response_time_us(i).unwrap_or(0.0);
-            if best.is_none_or(|(_, bt)| t < bt && !close_enough(bt, t)) {
-                best = Some((i, t));
-            }
-        }
-        let (mut b, bt) = best?;
-        if let Some(p) = nodes.preferred().filter(|&p| p < n && nodes.eligible(p)) {
-            if close_enough(nodes.response_time_us(p).unwrap_or(0.0), bt) {
-                b = p;
-            }
-        }
-        self.next.set(b + 1);
-        Some(b)
+        let time = |i| nodes.response_time_us(i).unwrap_or(0.0);
+        pick_best(nodes, &self.next, time, |t, best| t < best && !close_enough(best, t), close_enough)
     }
 }
 

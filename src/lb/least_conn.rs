@@ -3,7 +3,7 @@
 //! than always from its first node — unless LARD names a node among the
 //! tied ones (it served this URL recently), which then wins.
 
-use super::{Balancer, Nodes};
+use super::{pick_best, Balancer, Nodes};
 use std::cell::Cell;
 
 #[derive(Default)]
@@ -13,25 +13,7 @@ pub struct LeastConnections {
 
 impl Balancer for LeastConnections {
     fn pick(&self, nodes: &dyn Nodes) -> Option<usize> {
-        let n = nodes.len();
-        let start = self.next.get();
-        let mut best: Option<(usize, u32)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if !nodes.eligible(i) {
-                continue;
-            }
-            let c = nodes.connections(i);
-            if best.is_none_or(|(_, bc)| c < bc) {
-                best = Some((i, c));
-            }
-        }
-        let (mut b, bc) = best?;
-        if let Some(p) = nodes.preferred().filter(|&p| p < n && nodes.eligible(p) && nodes.connections(p) <= bc) {
-            b = p;
-        }
-        self.next.set(b + 1);
-        Some(b)
+        pick_best(nodes, &self.next, |i| nodes.connections(i), |a, b| a < b, |p, best| p <= best)
     }
 }
 

@@ -98,6 +98,41 @@ impl StaticNodes {
     }
 }
 
+/// The rotating scan shared by the score-based balancers. Starting after the
+/// last pick, the eligible node whose score is `better` than every other
+/// wins (among equals the first in rotation order, so equal nodes take
+/// turns); then the LARD node, when eligible and `lard_ok(its score, best)`,
+/// takes its place.
+pub(crate) fn pick_best<S: Copy>(
+    nodes: &dyn Nodes,
+    next: &std::cell::Cell<usize>,
+    score: impl Fn(usize) -> S,
+    better: impl Fn(S, S) -> bool,
+    lard_ok: impl Fn(S, S) -> bool,
+) -> Option<usize> {
+    let n = nodes.len();
+    let start = next.get();
+    let mut best: Option<(usize, S)> = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        if !nodes.eligible(i) {
+            continue;
+        }
+        let s = score(i);
+        if best.is_none_or(|(_, bs)| better(s, bs)) {
+            best = Some((i, s));
+        }
+    }
+    let (mut b, bs) = best?;
+    if let Some(p) = nodes.preferred().filter(|&p| p < n && nodes.eligible(p)) {
+        if lard_ok(score(p), bs) {
+            b = p;
+        }
+    }
+    next.set(b + 1);
+    Some(b)
+}
+
 /// Whether `a` is within the LARD tolerance of `best` (10% or 100 µs).
 pub(crate) fn close_enough(a: f64, best: f64) -> bool {
     a <= best * 1.1 || a <= best + 100.0

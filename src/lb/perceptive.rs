@@ -16,7 +16,7 @@
 //! shards): a node that joins or recovers is offered exactly one request,
 //! then a doubling cap per second while it keeps up (`pool/ramp.rs`).
 
-use super::{close_enough, Balancer, Nodes};
+use super::{close_enough, pick_best, Balancer, Nodes};
 use std::cell::Cell;
 
 #[derive(Default)]
@@ -37,26 +37,7 @@ impl Balancer for Perceptive {
         let default_rt = if known > 0 { sum / f64::from(known) } else { 1.0 };
         let score =
             |i: usize| f64::from(nodes.connections(i) + 1) * nodes.response_time_us(i).unwrap_or(default_rt).max(1.0);
-        let start = self.next.get();
-        let mut best: Option<(usize, f64)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if !nodes.eligible(i) {
-                continue;
-            }
-            let s = score(i);
-            if best.is_none_or(|(_, bs)| s < bs && !close_enough(bs, s)) {
-                best = Some((i, s));
-            }
-        }
-        let (mut b, bs) = best?;
-        if let Some(p) = nodes.preferred().filter(|&p| p < n && nodes.eligible(p)) {
-            if close_enough(score(p), bs) {
-                b = p;
-            }
-        }
-        self.next.set(b + 1);
-        Some(b)
+        pick_best(nodes, &self.next, score, |s, best| s < best && !close_enough(best, s), close_enough)
     }
 }
 

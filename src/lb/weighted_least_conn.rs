@@ -2,7 +2,7 @@
 //! connections ÷ weight (compared by cross-multiplication, no division), so
 //! a weight-2 node carries twice the connections of a weight-1 node.
 
-use super::{Balancer, Nodes};
+use super::{pick_best, Balancer, Nodes};
 use std::cell::Cell;
 
 #[derive(Default)]
@@ -12,28 +12,11 @@ pub struct WeightedLeastConnections {
 
 impl Balancer for WeightedLeastConnections {
     fn pick(&self, nodes: &dyn Nodes) -> Option<usize> {
-        let n = nodes.len();
-        let start = self.next.get();
-        let mut best: Option<(usize, u64, u64)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if !nodes.eligible(i) {
-                continue;
-            }
-            let (c, w) = (u64::from(nodes.connections(i)), u64::from(nodes.weight(i).max(1)));
-            if best.is_none_or(|(_, bc, bw)| c * bw < bc * w) {
-                best = Some((i, c, w));
-            }
-        }
-        let (mut b, bc, bw) = best?;
-        if let Some(p) = nodes.preferred().filter(|&p| p < n && nodes.eligible(p)) {
-            let (c, w) = (u64::from(nodes.connections(p)), u64::from(nodes.weight(p).max(1)));
-            if c * bw <= bc * w {
-                b = p; // LARD: tied with the best
-            }
-        }
-        self.next.set(b + 1);
-        Some(b)
+        // (connections, weight); a/b < c/d as a*d < c*b.
+        let score = |i| (u64::from(nodes.connections(i)), u64::from(nodes.weight(i).max(1)));
+        let less = |(c, w): (u64, u64), (bc, bw): (u64, u64)| c * bw < bc * w;
+        let not_more = |(c, w): (u64, u64), (bc, bw): (u64, u64)| c * bw <= bc * w;
+        pick_best(nodes, &self.next, score, less, not_more)
     }
 }
 

@@ -1,5 +1,4 @@
 //! Small shard-local building blocks with no policy in them.
 
-pub mod bufpool;
 pub mod clock;
 pub mod event;

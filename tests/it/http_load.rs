@@ -88,7 +88,7 @@ fn paced_clients(
     n: usize,
     stop: Arc<AtomicBool>,
     method: &'static str,
-    record: Arc<dyn Fn(String, Result<Resp, String>) + Send + Sync>,
+    record: Recorder,
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..n)
         .map(|c| {
@@ -113,6 +113,28 @@ fn paced_clients(
         .collect()
 }
 
+/// Run 16 paced clients for `load_secs()`, killing `victim` a third of the
+/// way through; returns the duration in seconds.
+fn load_with_kill(addr: SocketAddr, method: &'static str, record: Recorder, victim: &mut Origin) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = paced_clients(addr, 16, stop.clone(), method, record);
+    let start = Instant::now();
+    let secs = load_secs();
+    let until = |t: u64, what: &str| {
+        poll(Duration::from_secs(secs + 60), what, || (start.elapsed() > Duration::from_secs(t)).then_some(()))
+    };
+    until(secs / 3, "a third of the load");
+    victim.kill();
+    until(secs, "the rest of the load");
+    stop.store(true, Ordering::Relaxed);
+    for h in clients {
+        h.join().unwrap();
+    }
+    secs
+}
+
+type Recorder = Arc<dyn Fn(String, Result<Resp, String>) + Send + Sync>;
+
 fn three_nodes() -> (Origin, Origin, Origin) {
     let one = |n: &str| Origin::start_with("http", &[(n, "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
     (one("a"), one("b"), one("c"))
@@ -124,30 +146,16 @@ fn killed_node_during_get_load_no_client_errors() {
     let _heavy = heavy();
     let (a, mut b, c) = three_nodes();
     let shoal = Shoal::start(&http_config(&[a.addr("a"), b.addr("b"), c.addr("c")], "", ""));
-    let stop = Arc::new(AtomicBool::new(false));
     let (ok, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
     let (ok2, errors2) = (ok.clone(), errors.clone());
-    let record: Arc<dyn Fn(String, Result<Resp, String>) + Send + Sync> = Arc::new(move |id, r| match r {
+    let record: Recorder = Arc::new(move |id, r| match r {
         Ok(r) if r.status == 200 => {
             ok2.fetch_add(1, Ordering::Relaxed);
         }
         Ok(r) => errors2.lock().unwrap().push(format!("{id}: status {}", r.status)),
         Err(e) => errors2.lock().unwrap().push(format!("{id}: {e}")),
     });
-    let clients = paced_clients(shoal.addr("web"), 16, stop.clone(), "GET", record);
-    let start = Instant::now();
-    let secs = load_secs();
-    poll(Duration::from_secs(secs + 60), "a third of the load", || {
-        (start.elapsed() > Duration::from_secs(secs / 3)).then_some(())
-    });
-    b.kill();
-    poll(Duration::from_secs(secs + 60), "the rest of the load", || {
-        (start.elapsed() > Duration::from_secs(secs)).then_some(())
-    });
-    stop.store(true, Ordering::Relaxed);
-    for h in clients {
-        h.join().unwrap();
-    }
+    let secs = load_with_kill(shoal.addr("web"), "GET", record, &mut b);
     let errors = errors.lock().unwrap();
     eprintln!(
         "{} GETs answered 200 over {secs} s with node b killed at {} s; {} errors",
@@ -166,25 +174,10 @@ fn killed_node_during_post_load_never_duplicates() {
     let _heavy = heavy();
     let (a, mut b, c) = three_nodes();
     let shoal = Shoal::start(&http_config(&[a.addr("a"), b.addr("b"), c.addr("c")], "", ""));
-    let stop = Arc::new(AtomicBool::new(false));
     let results: Arc<Mutex<HashMap<String, Result<u16, String>>>> = Arc::default();
     let r2 = results.clone();
-    let record: Arc<dyn Fn(String, Result<Resp, String>) + Send + Sync> =
-        Arc::new(move |id, r| drop(r2.lock().unwrap().insert(id, r.map(|r| r.status))));
-    let clients = paced_clients(shoal.addr("web"), 16, stop.clone(), "POST", record);
-    let start = Instant::now();
-    let secs = load_secs();
-    poll(Duration::from_secs(secs + 60), "a third of the load", || {
-        (start.elapsed() > Duration::from_secs(secs / 3)).then_some(())
-    });
-    b.kill();
-    poll(Duration::from_secs(secs + 60), "the rest of the load", || {
-        (start.elapsed() > Duration::from_secs(secs)).then_some(())
-    });
-    stop.store(true, Ordering::Relaxed);
-    for h in clients {
-        h.join().unwrap();
-    }
+    let record: Recorder = Arc::new(move |id, r| drop(r2.lock().unwrap().insert(id, r.map(|r| r.status))));
+    let secs = load_with_kill(shoal.addr("web"), "POST", record, &mut b);
     let ids = |o: &Origin| -> HashSet<String> {
         o.proc
             .lines()
