@@ -65,6 +65,28 @@ impl<R: AsyncReadRent> Reader<R> {
         res
     }
 
+    /// Make room for at least `cap` bytes in all (unread bytes included),
+    /// moving unread bytes to the front.
+    pub fn reserve_total(&mut self, cap: usize) {
+        if self.buf.capacity() >= cap || self.buf.capacity() == 0 {
+            return;
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.reserve_exact(cap - self.buf.len());
+    }
+
+    /// Give memory back while idle: with nothing unread and more than
+    /// `cap` allocated, replace the buffer by one of `cap`.
+    pub fn shrink_idle(&mut self, cap: usize) {
+        if self.data().is_empty() && self.buf.capacity() > cap {
+            self.buf = Vec::with_capacity(cap);
+            self.pos = 0;
+        }
+    }
+
     /// Write `n` unread bytes to `w` straight from this buffer and consume them.
     pub async fn forward<W: AsyncWriteRent>(&mut self, w: &mut W, n: usize) -> io::Result<()> {
         let (start, end) = (self.pos, self.pos + n);

@@ -29,6 +29,8 @@ pub struct BodyOpts {
     pub dechunk: bool,
     /// Largest body allowed, in payload bytes.
     pub limit: Option<u64>,
+    /// Buffer size to stream with (the source's buffer is grown to it).
+    pub buffer: usize,
 }
 
 /// Forward one body. Returns payload bytes forwarded. Bytes after the body

@@ -32,6 +32,11 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// Buffer a connection keeps while idle (client between requests, node
+/// connection in the keepalive pool); it grows to the head limit or
+/// `buffer_size` when a message needs it, and shrinks back when idle.
+const IDLE_BUFFER: usize = 4096;
+
 /// Fixed keys: LARD tables are per shard, so the hash only needs to be
 /// stable within the process.
 static LARD_HASH: ahash::RandomState = ahash::RandomState::with_seeds(0x5eed, 0x5b0a1, 7, 11);
@@ -70,8 +75,7 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let (r, w) = stream.into_split();
-    let cap = cfg.http.max_header_size.max(cfg.buffer_size);
-    let mut client = Client { r: Reader::new(r, Vec::with_capacity(cap)), w, peer, local };
+    let mut client = Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, peer, local };
     let mut s = Scratch { head: RequestHead::default(), resp: ResponseHead::default(), out: Vec::with_capacity(1024) };
     let mut first = true;
     loop {
@@ -94,7 +98,7 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
         };
         first = false;
         match request(phases, shard, vs, &mut client, &mut s, started).await {
-            After::KeepAlive if !shard.shutdown.is_set() => {}
+            After::KeepAlive if !shard.shutdown.is_set() => client.r.shrink_idle(IDLE_BUFFER),
             After::KeepAlive | After::Close => break,
             After::Tunnel(nc, lease) => return tunnel(shard, vs, client, nc, lease).await,
         }
@@ -150,6 +154,11 @@ async fn read_head(
                 Ok(None) if data.len() >= limits.max_head => return Err(HeadEnd::Bad(request::incomplete_error(data))),
                 Ok(None) => {}
                 Err(e) => return Err(HeadEnd::Bad(e)),
+            }
+            // A head longer than the buffer: grow it, up to the head limit.
+            let len = client.r.data().len();
+            if len * 2 > client.r.capacity() {
+                client.r.reserve_total((len * 2).clamp(IDLE_BUFFER, limits.max_head + 1));
             }
         }
         // A timed-out read loses the buffer it was reading into (monoio owns
@@ -292,7 +301,8 @@ async fn request<P: HttpPhases>(
     let mut last = (503u16, "no node available");
     let mut stale_retry_used = false;
     let mut body_sent = false;
-    let body_opts = BodyOpts { idle: vs.client_idle_timeout, dechunk: false, limit: http.max_body_size };
+    let body_opts =
+        BodyOpts { idle: vs.client_idle_timeout, dechunk: false, limit: http.max_body_size, buffer: vs.buffer_size };
     if pool.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
     }
@@ -432,6 +442,7 @@ async fn request<P: HttpPhases>(
         }
         let reusable = after.1 && pool.proxy_protocol.is_none();
         if reusable && pool.nodes[ni].state.get() == crate::config::NodeState::Active {
+            nc.r.shrink_idle(IDLE_BUFFER);
             pool.nodes[ni].idle.put(nc, pool.max_idle_per_node);
         }
         drop(lease);
@@ -577,6 +588,10 @@ async fn read_response_head<W: AsyncWriteRent>(
                 Err(_) => return Err(Failure::Node { status: 502, reason: "invalid response from node" }),
             }
         }
+        let len = nr.data().len();
+        if len * 2 > nr.capacity() {
+            nr.reserve_total((len * 2).clamp(IDLE_BUFFER, max_head + 1));
+        }
         match monoio::time::timeout_at(deadline.into(), nr.fill()).await {
             Err(_) => return Err(Failure::Node { status: 504, reason: "no reply within max_reply_time" }),
             Ok(Ok(0)) | Ok(Err(_)) if reused && !got_any => return Err(Failure::Stale),
@@ -633,7 +648,10 @@ async fn forward_response(
     }
     let framing = resp.framing;
     let node_keep_alive = resp.node_keep_alive();
-    let opts = BodyOpts { idle: vs.server_idle_timeout, dechunk, limit: None };
+    let opts = BodyOpts { idle: vs.server_idle_timeout, dechunk, limit: None, buffer: vs.buffer_size };
+    if framing != Framing::None {
+        nc.r.reserve_total(vs.buffer_size);
+    }
     match body::forward(&mut nc.r, &mut client.w, framing, &opts).await {
         Ok(n) => {
             ctx.bytes_out = n;
