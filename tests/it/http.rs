@@ -93,6 +93,13 @@ fn uploads_expect_continue_head_and_pipelining() {
     assert!(headers.contains("HTTP/1.1 100 Continue"), "{headers}");
     assert!(headers.to_ascii_lowercase().contains(&format!("x-body-sha256: {}", sha256(&data))), "{headers}");
 
+    // HEAD with curl: the length of the GET, no body.
+    let (ok, out, err) = curl(&["-sI", &url(&shoal, "/h?size=100")]);
+    assert!(ok, "{err}");
+    let out = String::from_utf8(out).unwrap().to_ascii_lowercase();
+    assert!(out.starts_with("http/1.1 200") && out.contains("content-length: 100"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "HEAD response carried a body: {out:?}");
+
     let mut s = connect(shoal.addr("web"));
     s.write_all(b"HEAD /h?size=100 HTTP/1.1\r\nHost: t\r\n\r\nGET /g?size=5 HTTP/1.1\r\nHost: t\r\n\r\nPOST /p?echo=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nping").unwrap();
     let head = read_response(&mut s, true);
