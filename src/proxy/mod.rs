@@ -4,6 +4,8 @@
 pub mod body;
 pub mod phases;
 pub mod pipeline;
+#[cfg(test)]
+mod tests;
 
 use crate::runtime::shard::Shard;
 use monoio::net::TcpStream;

@@ -33,6 +33,9 @@ pub struct Ctx {
     /// A node the request must go to if it can (C7, named node); a hook
     /// sets it, the default node choice honours it.
     pub required_node: Option<usize>,
+    /// Forward to this address instead of a pool node (C7, forward proxy);
+    /// a hook sets it. No balancing, retries, health or pooling apply.
+    pub explicit_addr: Option<SocketAddr>,
     /// The node the balancer would have picked first (`%F`).
     pub favoured_node: Option<usize>,
     /// The node that served the request (`%n`).
@@ -97,6 +100,7 @@ impl Ctx {
             started,
             pool,
             required_node: None,
+            explicit_addr: None,
             favoured_node: None,
             node: None,
             url_hash: None,
@@ -198,6 +202,7 @@ pub fn write_access_log(shard: &Rc<Shard>, ctx: &Ctx) {
     let vs = &shard.config.virtual_servers[ctx.vs];
     let Some(al) = vs.http.access_log.as_ref() else { return };
     let pool = &shard.pools[ctx.pool];
+    let explicit = ctx.explicit_addr.map(|a| a.to_string());
     let name = |i: Option<usize>| i.and_then(|i| pool.nodes.get(i)).map(|n| n.name.as_str());
     let req_h: Vec<(&[u8], &[u8])> = lc.request_headers.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
     let resp_h: Vec<(&[u8], &[u8])> = lc.response_headers.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
@@ -210,7 +215,7 @@ pub fn write_access_log(shard: &Rc<Shard>, ctx: &Ctx) {
         target: &lc.request_line[lc.target.clone()],
         status: ctx.status,
         bytes: ctx.bytes_out,
-        node: name(ctx.node),
+        node: name(ctx.node).or(explicit.as_deref()),
         required_node: name(ctx.required_node),
         favoured_node: name(ctx.favoured_node),
         virtual_server: &vs.name,

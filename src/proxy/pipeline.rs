@@ -59,8 +59,9 @@ struct Scratch {
 enum After {
     KeepAlive,
     Close,
-    /// The node switched protocols (101): relay bytes both ways from now on.
-    Tunnel(NodeConn, crate::pool::NodeLease),
+    /// The node switched protocols (101): relay bytes both ways from now on
+    /// (holding the node's lease, if it is a pool node).
+    Tunnel(NodeConn, Option<crate::pool::NodeLease>),
 }
 
 enum HeadEnd {
@@ -109,7 +110,13 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
 /// After `101 Switching Protocols` (WebSocket): a generic streaming relay
 /// between the client and the node, starting with any bytes either side
 /// sent right behind the heads.
-async fn tunnel(shard: &Rc<Shard>, vs: usize, mut client: Client, mut nc: NodeConn, lease: crate::pool::NodeLease) {
+async fn tunnel(
+    shard: &Rc<Shard>,
+    vs: usize,
+    mut client: Client,
+    mut nc: NodeConn,
+    lease: Option<crate::pool::NodeLease>,
+) {
     let cfg = &shard.config.virtual_servers[vs];
     let (cr, client_rest) = client.r.into_parts();
     let (nr, node_rest) = nc.r.into_parts();
@@ -303,6 +310,11 @@ async fn request<P: HttpPhases>(
     let mut body_sent = false;
     let body_opts =
         BodyOpts { idle: vs.client_idle_timeout, dechunk: false, limit: http.max_body_size, buffer: vs.buffer_size };
+    if let Some(addr) = ctx.explicit_addr {
+        let forward_continue = expect_continue && client_minor == 1;
+        let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
+        return direct(phases, shard, client, s, &mut ctx, addr, &mut node_head, &body_opts, req).await;
+    }
     if pool.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
     }
@@ -438,7 +450,7 @@ async fn request<P: HttpPhases>(
         .await;
         if s.resp.status == 101 && upgrade && matches!(after.0, After::Close) && ctx.error.is_none() {
             phases.done(shard, &ctx);
-            return After::Tunnel(nc, lease);
+            return After::Tunnel(nc, Some(lease));
         }
         let reusable = after.1 && pool.proxy_protocol.is_none();
         if reusable && pool.nodes[ni].state.get() == crate::config::NodeState::Active {
@@ -452,6 +464,112 @@ async fn request<P: HttpPhases>(
     // No node answered.
     let close = !client_keep_alive || framing != Framing::None;
     finish_error(phases, shard, client, s, &mut ctx, last.0, last.1, close).await
+}
+
+/// What [`direct`] needs to know about the request.
+struct DirectRequest {
+    framing: Framing,
+    is_head: bool,
+    forward_continue: bool,
+    client_keep_alive: bool,
+    client_minor: u8,
+    upgrade: bool,
+}
+
+/// C7 forward to an explicit address set by a hook: one fresh connection,
+/// no balancing, retries, passive health or pooling (the address is not a
+/// node); failures answer 502 (connect, invalid or early close) or 504
+/// (no reply within the pool's `max_reply_time`).
+#[allow(clippy::too_many_arguments)]
+async fn direct<P: HttpPhases>(
+    phases: &P,
+    shard: &Rc<Shard>,
+    client: &mut Client,
+    s: &mut Scratch,
+    ctx: &mut Ctx,
+    addr: SocketAddr,
+    node_head: &mut Vec<u8>,
+    body_opts: &BodyOpts,
+    req: DirectRequest,
+) -> After {
+    let vs = &shard.config.virtual_servers[ctx.vs];
+    let pool = &shard.pools[ctx.pool];
+    let close_on_error = !req.client_keep_alive || req.framing != Framing::None;
+    ctx.attempts = 1;
+    let timeout = vs.connect_timeout.unwrap_or(pool.max_connect_time);
+    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(_)) | Err(_) => {
+            return finish_error(
+                phases,
+                shard,
+                client,
+                s,
+                ctx,
+                502,
+                "could not connect to the explicit address",
+                close_on_error,
+            )
+            .await
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let (r, w) = stream.into_split();
+    let mut nc = NodeConn { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, reused: false };
+    let deadline = Instant::now() + pool.max_reply_time;
+    let max_head = vs.http.max_header_size.max(8192);
+    let sent = exchange(
+        client,
+        &mut nc,
+        node_head,
+        req.framing,
+        body_opts,
+        &mut s.resp,
+        req.is_head,
+        req.forward_continue,
+        deadline,
+        max_head,
+        ctx,
+    )
+    .await;
+    let complete = match sent {
+        Ok(complete) => complete,
+        Err(Failure::Stale) => {
+            return finish_error(phases, shard, client, s, ctx, 502, "the explicit address closed the connection", true)
+                .await
+        }
+        Err(Failure::Node { status, reason }) => {
+            return finish_error(phases, shard, client, s, ctx, status, reason, true).await
+        }
+        Err(Failure::BadBody(status, why)) => {
+            return finish_error(phases, shard, client, s, ctx, status, why, true).await
+        }
+        Err(Failure::Client(why)) => {
+            ctx.error = Some(why);
+            phases.done(shard, ctx);
+            return After::Close;
+        }
+    };
+    let _ = phases.response(shard, ctx, &s.resp).await;
+    let (after, _) = forward_response(
+        shard,
+        ctx.vs,
+        client,
+        &mut nc,
+        s,
+        ctx,
+        complete,
+        req.client_keep_alive,
+        req.client_minor,
+        req.is_head,
+    )
+    .await;
+    phases.done(shard, ctx);
+    if s.resp.status == 101 && req.upgrade && matches!(after, After::Close) && ctx.error.is_none() {
+        return After::Tunnel(nc, None);
+    }
+    after
 }
 
 /// Answer with shoal's own error response (or close, per `error_action`).

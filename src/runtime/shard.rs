@@ -55,6 +55,55 @@ pub struct Shard {
 type PerClient = (u32, RefCell<HashMap<IpAddr, u32>>);
 
 impl Shard {
+    /// Build a shard's state: its view of every pool (sharing `health`),
+    /// connection accounting, access-log buffers for the virtual servers
+    /// with a log number in `vs_log`. Returns it with the event its pools
+    /// raise when their figures change (for the mesh publisher).
+    pub fn new(
+        id: usize,
+        nshards: usize,
+        config: Arc<Config>,
+        health: &[Vec<Arc<NodeHealth>>],
+        vs_log: &[Option<usize>],
+    ) -> (Rc<Shard>, Rc<Event>) {
+        let changed = Rc::new(Event::new());
+        let pools = config
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Rc::new(ShardPool::new(i, p, &health[i], nshards, changed.clone())))
+            .collect();
+        // Connection limits are split evenly over the shards that accept for
+        // the virtual server (rounded up), so no shard consults another; a
+        // client's connections spread over shards by the kernel's
+        // SO_REUSEPORT hash, so per-client limits are approximate.
+        let share = |vs: &crate::config::VirtualServer, limit: u32| {
+            limit.div_ceil(vs.shards.as_ref().map_or(nshards, |s| s.len()).max(1) as u32)
+        };
+        let vs_limit = config.virtual_servers.iter().map(|vs| share(vs, vs.max_connections)).collect();
+        let per_client = config
+            .virtual_servers
+            .iter()
+            .map(|vs| vs.max_connections_per_client.map(|l| (share(vs, l), RefCell::new(HashMap::new()))))
+            .collect();
+        let nvs = config.virtual_servers.len();
+        let shard = Rc::new(Shard {
+            id,
+            config,
+            pools,
+            shutdown: Flag::default(),
+            open: Cell::new(0),
+            closed: Event::new(),
+            vs_open: (0..nvs).map(|_| Cell::new(0)).collect(),
+            vs_limit,
+            access_lines: (0..nvs)
+                .map(|v| vs_log.get(v).copied().flatten().map(|_| RefCell::new(LineBuffer::new(ACCESS_BUFFER))))
+                .collect(),
+            per_client,
+        });
+        (shard, changed)
+    }
+
     /// Number of connections this shard is serving.
     pub fn open_connections(&self) -> usize {
         self.open.get()
@@ -138,47 +187,7 @@ pub fn run(setup: ShardSetup) {
 
 async fn serve(setup: ShardSetup) {
     let ShardSetup { id, nshards, config, health, mesh, listeners, responders, access, vs_log, .. } = setup;
-    let changed = Rc::new(Event::new());
-    let pools: Vec<Rc<ShardPool>> = config
-        .pools
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Rc::new(ShardPool::new(i, p, &health[i], nshards, changed.clone())))
-        .collect();
-    let nvs = config.virtual_servers.len();
-    // A virtual server's connection limit is split evenly over the shards
-    // that accept for it (rounded up), so no shard consults another.
-    let vs_limit = config
-        .virtual_servers
-        .iter()
-        .map(|vs| {
-            let n = vs.shards.as_ref().map_or(nshards, |s| s.len()).max(1) as u32;
-            vs.max_connections.div_ceil(n)
-        })
-        .collect();
-    let shard = Rc::new(Shard {
-        id,
-        config: config.clone(),
-        pools,
-        shutdown: Flag::default(),
-        open: Cell::new(0),
-        closed: Event::new(),
-        vs_open: (0..nvs).map(|_| Cell::new(0)).collect(),
-        vs_limit,
-        access_lines: vs_log.iter().map(|l| l.map(|_| RefCell::new(LineBuffer::new(ACCESS_BUFFER)))).collect(),
-        // Like max_connections, the per-client limit is split evenly over
-        // the shards that accept for the virtual server (rounded up), so a
-        // shard never asks another; a client's connections spread over
-        // shards by the kernel's SO_REUSEPORT hash.
-        per_client: config
-            .virtual_servers
-            .iter()
-            .map(|vs| {
-                let n = vs.shards.as_ref().map_or(nshards, |s| s.len()).max(1) as u32;
-                vs.max_connections_per_client.map(|l| (l.div_ceil(n), RefCell::new(HashMap::new())))
-            })
-            .collect(),
-    });
+    let (shard, changed) = Shard::new(id, nshards, config.clone(), &health, &vs_log);
     if let Some(a) = access.clone() {
         monoio::spawn(flush_access_logs(shard.clone(), a, vs_log.clone()));
     }
