@@ -5,6 +5,7 @@
 mod support;
 
 mod balance;
+mod bench;
 mod config;
 mod generic;
 mod health;

@@ -19,22 +19,31 @@ pub fn shoal_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shoal"))
 }
 
-/// The shoal-origin binary, built once per test run in the same profile.
+/// A workspace tool's binary, built once per test run in the same profile
+/// as the tests (cargo builds only the package under test for them).
+fn tool_bin(package: &'static str, cell: &'static OnceLock<PathBuf>) -> PathBuf {
+    cell.get_or_init(|| {
+        let dir = shoal_bin().parent().unwrap().to_path_buf();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", package, "--bin", package]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("run cargo to build a test tool");
+        assert!(st.success(), "building {package} failed");
+        dir.join(package)
+    })
+    .clone()
+}
+
 pub fn origin_bin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = shoal_bin().parent().unwrap().to_path_buf();
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["build", "-q", "-p", "shoal-origin", "--bin", "shoal-origin"]);
-            if dir.ends_with("release") {
-                cmd.arg("--release");
-            }
-            let st = cmd.status().expect("run cargo to build shoal-origin");
-            assert!(st.success(), "building shoal-origin failed");
-            dir.join("shoal-origin")
-        })
-        .clone()
+    tool_bin("shoal-origin", &BUILT)
+}
+
+pub fn bench_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    tool_bin("shoal-bench", &BUILT)
 }
 
 /// A child process whose output lines are collected as they arrive.

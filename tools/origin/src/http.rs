@@ -31,13 +31,37 @@ struct Request {
 /// Requests being answered right now, for `inflight=` in the request log.
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
-pub fn serve(
-    name: &str,
-    s: TcpStream,
-    log_requests: bool,
-    delay_ms: u64,
-    proxy_src: Option<&str>,
-) -> std::io::Result<()> {
+/// How this node answers, from the command line.
+pub struct Behaviour<'a> {
+    pub log_requests: bool,
+    pub delay_ms: u64,
+    pub proxy_src: Option<&'a str>,
+    /// (every, for) in milliseconds.
+    pub stall: Option<(u64, u64)>,
+}
+
+fn started() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
+/// Fix the origin's start time (stall windows count from it).
+pub fn start_clock() {
+    let _ = started();
+}
+
+/// Sleep out the current stall window, if inside one.
+fn wait_out_stall(stall: Option<(u64, u64)>) {
+    if let Some((every, len)) = stall {
+        let phase = started().elapsed().as_millis() as u64 % every;
+        if phase >= every - len {
+            std::thread::sleep(Duration::from_millis(every - phase));
+        }
+    }
+}
+
+pub fn serve(name: &str, s: TcpStream, b: Behaviour<'_>) -> std::io::Result<()> {
+    let Behaviour { log_requests, delay_ms, proxy_src, stall } = b;
     let conn = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
     let mut w = s.try_clone()?;
     let mut r = BufReader::with_capacity(256 * 1024, s);
@@ -52,6 +76,7 @@ pub fn serve(
                 req.method, req.target, req.request_id, req.body_len
             );
         }
+        wait_out_stall(stall);
         if delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(delay_ms));
         }

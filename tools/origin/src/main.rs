@@ -28,6 +28,9 @@
 //!   `--delay MS` delays every response (a uniformly slow node).
 //!   `--expect-proxy`: every connection starts with a PROXY protocol v1 or
 //!   v2 header; HTTP responses then carry `X-Proxy-Src: ip:port`.
+//!   `--stall-every MS --stall-for MS`: the node stalls for the last
+//!   `stall-for` ms of every `stall-every` ms period, counted from its
+//!   start; requests arriving then are answered when the stall ends.
 
 mod http;
 
@@ -56,9 +59,12 @@ struct Opts {
     log_requests: bool,
     delay_ms: u64,
     expect_proxy: bool,
+    /// (every, for) in ms: HTTP responses wait out a stall of `for` ms at
+    /// the end of each `every` ms period.
+    stall: Option<(u64, u64)>,
 }
 
-const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS] [--expect-proxy]";
+const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS] [--expect-proxy] [--stall-every MS --stall-for MS]";
 
 fn parse() -> Result<Opts, String> {
     use lexopt::prelude::*;
@@ -69,6 +75,7 @@ fn parse() -> Result<Opts, String> {
     let mut log_requests = false;
     let mut delay_ms = 0;
     let mut expect_proxy = false;
+    let (mut stall_every, mut stall_for) = (0u64, 0u64);
     while let Some(a) = p.next().map_err(|e| e.to_string())? {
         let val = |p: &mut lexopt::Parser| -> Result<String, String> {
             p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
@@ -99,6 +106,12 @@ fn parse() -> Result<Opts, String> {
             Long("banner") => banner = Some(val(&mut p)?),
             Long("log-requests") => log_requests = true,
             Long("expect-proxy") => expect_proxy = true,
+            Long("stall-every") => {
+                stall_every = val(&mut p)?.parse().map_err(|_| "--stall-every takes milliseconds".to_string())?
+            }
+            Long("stall-for") => {
+                stall_for = val(&mut p)?.parse().map_err(|_| "--stall-for takes milliseconds".to_string())?
+            }
             Long("delay") => delay_ms = val(&mut p)?.parse().map_err(|_| "--delay takes milliseconds".to_string())?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
@@ -110,7 +123,8 @@ fn parse() -> Result<Opts, String> {
     if listen.is_empty() {
         return Err(USAGE.into());
     }
-    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests, delay_ms, expect_proxy })
+    let stall = (stall_every > 0 && stall_for > 0).then_some((stall_every, stall_for.min(stall_every)));
+    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests, delay_ms, expect_proxy, stall })
 }
 
 fn main() {
@@ -122,6 +136,7 @@ fn main() {
         }
     };
     let banner = Arc::new(opts.banner);
+    http::start_clock();
     let mut handles = Vec::new();
     for (name, addr) in opts.listen {
         let (listener, actual) = match bind(opts.mode, addr) {
@@ -138,6 +153,7 @@ fn main() {
         let log_requests = opts.log_requests;
         let delay_ms = opts.delay_ms;
         let expect_proxy = opts.expect_proxy;
+        let stall = opts.stall;
         handles.push(thread::spawn(move || {
             if mode == Mode::Blackhole {
                 // Hold the listener (and the connections filling its
@@ -164,7 +180,7 @@ fn main() {
                     } else {
                         None
                     };
-                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests, delay_ms, proxy_src);
+                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests, delay_ms, proxy_src, stall);
                 });
             }
         }));
@@ -257,6 +273,7 @@ fn serve(
     log_requests: bool,
     delay_ms: u64,
     proxy_src: Option<String>,
+    stall: Option<(u64, u64)>,
 ) -> std::io::Result<()> {
     match mode {
         Mode::Echo => echo(s, &[]),
@@ -286,7 +303,9 @@ fn serve(
         }
         Mode::Close => Ok(()),
         Mode::Blackhole => Ok(()),
-        Mode::Http => http::serve(name, s, log_requests, delay_ms, proxy_src.as_deref()),
+        Mode::Http => {
+            http::serve(name, s, http::Behaviour { log_requests, delay_ms, proxy_src: proxy_src.as_deref(), stall })
+        }
         Mode::WebSocket => websocket(name, s),
     }
 }

@@ -1,0 +1,81 @@
+//! shoal-bench (L1) against shoal-origin, directly and through shoal.
+
+use crate::support::*;
+use std::process::Command;
+
+/// Run shoal-bench with `args` and `--json`; returns the parsed report and
+/// whether it exited 0.
+fn bench(args: &[&str]) -> (serde_json::Value, bool) {
+    let out = Command::new(bench_bin()).args(args).args(["--json", "-q"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (v, out.status.success())
+}
+
+/// The report's counts match what the origin itself counted, for keepalive
+/// and new-connection runs, direct and through shoal; the exit status
+/// follows --max-errors.
+#[test]
+fn report_counts_match_the_origin() {
+    let _heavy = heavy();
+    let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
+    let direct = format!("http://{}/x?size=100", origin.addr("a"));
+    let (r, ok) = bench(&["-c", "8", "-k", "-n", "3000", "--threads", "2", &direct]);
+    assert!(ok);
+    assert_eq!(r["requests"], 3000);
+    assert_eq!(r["statuses"]["200"], 3000);
+    assert_eq!(r["body_bytes"], 300_000);
+    assert_eq!(r["errors"]["total"], 0);
+    origin.proc.wait_count(3000, STARTUP, |l| l.starts_with("request "));
+
+    let shoal = Shoal::start(&crate::http::http_config(&[origin.addr("a")], "", ""));
+    let via = format!("http://{}/y?size=10", shoal.addr("web"));
+    let (r, ok) = bench(&["-c", "4", "-n", "500", &via]);
+    assert!(ok);
+    assert_eq!(r["requests"], 500);
+    assert_eq!(r["keepalive"], false);
+    origin.proc.wait_count(3500, STARTUP, |l| l.starts_with("request "));
+    let total = origin.proc.count(|l| l.starts_with("request "));
+    assert_eq!(total, 3500, "the origin counted {total} requests");
+
+    // Errors: a URL list with a dead address; the threshold decides the exit.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = TempDir::new();
+    let urls = dir.write("urls.txt", &format!("{direct}\nhttp://{dead}/\n"));
+    let (r, ok) = bench(&["-c", "2", "-n", "200", "--urls", urls.to_str().unwrap()]);
+    assert!(!ok, "errors must fail the run by default: {r}");
+    assert!(r["errors"]["connect"].as_u64().unwrap() > 0, "{r}");
+    let (_, ok) = bench(&["-c", "2", "-n", "200", "--max-errors", "80", "--urls", urls.to_str().unwrap()]);
+    assert!(ok, "within --max-errors 80%");
+}
+
+/// Coordinated omission: a node that stalls 1 s every 5 s. Closed loop
+/// sends nothing while it waits, so its p99 hides the stall; open loop
+/// counts from each request's intended send time and shows it.
+#[test]
+fn open_loop_corrects_coordinated_omission() {
+    let _heavy = heavy();
+    let origin = Origin::start_with(
+        "http",
+        &[("s", "127.0.0.1:0".parse().unwrap())],
+        &["--delay", "2", "--stall-every", "5000", "--stall-for", "1000"],
+    );
+    let url = format!("http://{}/", origin.addr("s"));
+    let (closed, _) = bench(&["-c", "1", "-k", "-t", "6", &url]);
+    let (open, _) = bench(&["-c", "1", "-k", "-t", "6", "-r", "300", &url]);
+    let p99 = |v: &serde_json::Value, k: &str| v[k]["p99"].as_u64().unwrap();
+    eprintln!(
+        "closed loop p99 {} us; open loop p99 {} us corrected, {} us uncorrected",
+        p99(&closed, "latency_us"),
+        p99(&open, "latency_us"),
+        p99(&open, "latency_uncorrected_us")
+    );
+    // A request scheduled x s into the 1 s stall waits about 1 - x s (the
+    // node keeps up afterwards), so the stall shows as a p99 just under
+    // 1 s: 20% of the requests wait up to the whole second.
+    assert!(p99(&open, "latency_us") >= 900_000, "open loop, corrected: {open}");
+    assert!(open["latency_us"]["max"].as_u64().unwrap() >= 1_000_000, "open loop max: {open}");
+    assert!(p99(&closed, "latency_us") < 500_000, "closed loop: {closed}");
+    assert!(p99(&open, "latency_uncorrected_us") < 500_000, "open loop, uncorrected: {open}");
+}
