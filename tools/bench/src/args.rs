@@ -23,7 +23,8 @@ LOAD:
   -k, --keepalive       reuse connections (default: a new connection per request)
       --threads N       shards (threads pinned to CPUs) [1]
       --cpus LIST       pin shards to these CPUs, e.g. 1 or 0,2 [unpinned]
-      --timeout SECS    per-request timeout, counted as a 'timeout' error [10]
+      --timeout SECS    per-request timeout, counted as a 'timeout' error
+                        [10; 0 = none, which saves a timer per request]
 
 REQUEST:
   -m, --method M        request method [GET]

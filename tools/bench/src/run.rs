@@ -281,7 +281,11 @@ async fn conn_loop(
         }
         let Some(c) = conn.as_mut() else { continue };
         let sent = Instant::now();
-        let outcome = monoio::time::timeout(opts.timeout, exchange(c, request, &mut resp)).await;
+        let outcome = if opts.timeout.is_zero() {
+            Ok(exchange(c, request, &mut resp).await)
+        } else {
+            monoio::time::timeout(opts.timeout, exchange(c, request, &mut resp)).await
+        };
         let done = Instant::now();
         let mut s = stats.borrow_mut();
         match outcome {
