@@ -74,11 +74,11 @@ pub async fn connect_node(
 /// Connect to a node of `pool`. `timeout` overrides the pool's
 /// `max_connect_time` when given.
 pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<(NodeLease, TcpStream), NoNode> {
-    let timeout = timeout.unwrap_or(pool.max_connect_time);
+    let timeout = timeout.unwrap_or(pool.cfg.max_connect_time);
     let mut tried = vec![false; pool.nodes.len()];
     let mut count = 0;
     let mut last_error = None;
-    let queue_deadline = std::time::Instant::now() + pool.queue_timeout;
+    let queue_deadline = std::time::Instant::now() + pool.cfg.queue_timeout;
     loop {
         let Some(pick) = pool.pick(&tried, None) else {
             if pool.has_full_node(&tried) && pool.wait_for_slot(queue_deadline).await {

@@ -97,16 +97,8 @@ pub struct ShardPool {
     pub name: String,
     pub algorithm: Algorithm,
     pub nodes: Vec<ShardNode>,
-    pub node_connection_attempts: u32,
-    pub node_fail_time: Duration,
-    pub max_connect_time: Duration,
-    pub max_reply_time: Duration,
-    pub max_idle_per_node: usize,
-    pub node_keepalive_timeout: Duration,
-    pub proxy_protocol: Option<crate::net::proxy_protocol::Version>,
-    pub max_connections_per_node: Option<u32>,
-    pub max_queue: usize,
-    pub queue_timeout: Duration,
+    /// The pool's validated settings (timeouts, limits, PROXY protocol).
+    pub cfg: config::Pool,
     /// Requests or connections of this shard waiting for a node slot.
     queued: Cell<usize>,
     /// A slot was given back on this shard.
@@ -153,16 +145,7 @@ impl ShardPool {
             name: cfg.name.clone(),
             algorithm: cfg.algorithm,
             nodes,
-            node_connection_attempts: cfg.node_connection_attempts,
-            node_fail_time: cfg.node_fail_time,
-            max_connect_time: cfg.max_connect_time,
-            max_reply_time: cfg.max_reply_time,
-            max_idle_per_node: cfg.max_idle_per_node,
-            node_keepalive_timeout: cfg.node_keepalive_timeout,
-            proxy_protocol: cfg.proxy_protocol,
-            max_connections_per_node: cfg.max_connections_per_node,
-            max_queue: cfg.max_queue,
-            queue_timeout: cfg.queue_timeout,
+            cfg: cfg.clone(),
             queued: Cell::new(0),
             slot_freed: Event::new(),
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
@@ -197,8 +180,8 @@ impl ShardPool {
                 skip[i] = true;
                 continue;
             }
-            let slot = self.max_connections_per_node.is_some();
-            if let Some(limit) = self.max_connections_per_node {
+            let slot = self.cfg.max_connections_per_node.is_some();
+            if let Some(limit) = self.cfg.max_connections_per_node {
                 if h.active.fetch_add(1, Relaxed) >= limit {
                     h.active.fetch_sub(1, Relaxed);
                     if single {
@@ -260,7 +243,7 @@ impl ShardPool {
     /// With `max_connections_per_node`: whether some node not in `tried`
     /// is usable but at its limit, so waiting in the queue makes sense.
     pub fn has_full_node(&self, tried: &[bool]) -> bool {
-        let Some(limit) = self.max_connections_per_node else { return false };
+        let Some(limit) = self.cfg.max_connections_per_node else { return false };
         let now = crate::util::clock::now_ms();
         self.nodes.iter().enumerate().any(|(i, n)| {
             !tried[i]
@@ -275,11 +258,11 @@ impl ShardPool {
     /// timed out. Slots freed on this shard wake the queue at once; slots
     /// freed on other shards are noticed within 5 ms.
     pub async fn wait_for_slot(&self, deadline: Instant) -> bool {
-        if self.queued.get() >= self.max_queue {
+        if self.queued.get() >= self.cfg.max_queue {
             return false;
         }
         self.queued.set(self.queued.get() + 1);
-        let limit = self.max_connections_per_node.unwrap_or(u32::MAX);
+        let limit = self.cfg.max_connections_per_node.unwrap_or(u32::MAX);
         let free =
             || self.nodes.iter().any(|n| n.state.get() == NodeState::Active && n.health.active.load(Relaxed) < limit);
         let ok = loop {
@@ -403,7 +386,7 @@ impl ShardPool {
 
     pub fn record_failure(&self, i: usize, reason: &str) {
         let node = &self.nodes[i];
-        match node.health.record_failure(self.node_connection_attempts, self.node_fail_time) {
+        match node.health.record_failure(self.cfg.node_connection_attempts, self.cfg.node_fail_time) {
             Transition::Failed { n, attempts } => {
                 log::warn!("pool {} node {}: failure: {reason} ({n}/{attempts} consecutive)", self.name, node.name)
             }
@@ -411,15 +394,15 @@ impl ShardPool {
                 "pool {} node {}: marked dead for {:?} after {} consecutive failures (last: {reason})",
                 self.name,
                 node.name,
-                self.node_fail_time,
-                self.node_connection_attempts
+                self.cfg.node_fail_time,
+                self.cfg.node_connection_attempts
             ),
             Transition::StillDead => {
                 log::warn!(
                     "pool {} node {}: probe failed: {reason}; dead for another {:?}",
                     self.name,
                     node.name,
-                    self.node_fail_time
+                    self.cfg.node_fail_time
                 )
             }
             Transition::None | Transition::Recovered => {}
@@ -514,7 +497,7 @@ impl Nodes for PickView<'_> {
             && n.state.get() == NodeState::Active
             && n.health.availability(self.now_ms) != Availability::Down
             && n.health.ramp.admits()
-            && self.pool.max_connections_per_node.is_none_or(|l| n.health.active.load(Relaxed) < l)
+            && self.pool.cfg.max_connections_per_node.is_none_or(|l| n.health.active.load(Relaxed) < l)
     }
     fn response_time_us(&self, i: usize) -> Option<f64> {
         self.pool.nodes[i].response_time_us()

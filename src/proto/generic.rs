@@ -57,7 +57,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, pe
             return;
         }
     };
-    if let Some(version) = pool.proxy_protocol {
+    if let Some(version) = pool.cfg.proxy_protocol {
         let mut header = Vec::with_capacity(64);
         let local = client.local_addr().unwrap_or(peer);
         crate::net::proxy_protocol::encode(version, peer, local, &mut header);

@@ -318,7 +318,7 @@ async fn request<P: HttpPhases>(
     if pool.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
     }
-    let queue_deadline = Instant::now() + pool.queue_timeout;
+    let queue_deadline = Instant::now() + pool.cfg.queue_timeout;
     loop {
         let Some(pick) = phases.node(&pool, &mut ctx, &tried) else {
             // Every usable node is at max_connections_per_node: wait in the
@@ -335,16 +335,16 @@ async fn request<P: HttpPhases>(
         ctx.favoured_node.get_or_insert(ni);
         tried[ni] = true;
         ctx.attempts += 1;
-        let idle = if pick.single { None } else { pool.nodes[ni].idle.take(pool.node_keepalive_timeout) };
+        let idle = if pick.single { None } else { pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout) };
         let (lease, mut nc) = match idle {
             Some(c) => (pool.lease(pick), c),
-            None => match connect_node(&pool, pick, vs.connect_timeout.unwrap_or(pool.max_connect_time)).await {
+            None => match connect_node(&pool, pick, vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time)).await {
                 Ok((lease, stream)) => {
                     let fd = stream.as_raw_fd();
                     let (r, w) = stream.into_split();
                     let mut nc =
                         NodeConn { r: Reader::new(r, Vec::with_capacity(vs.buffer_size)), w, fd, reused: false };
-                    if let Some(version) = pool.proxy_protocol {
+                    if let Some(version) = pool.cfg.proxy_protocol {
                         // A PROXY header names one client, so such node
                         // connections serve only this request (never pooled).
                         let mut header = Vec::with_capacity(64);
@@ -366,7 +366,7 @@ async fn request<P: HttpPhases>(
         ctx.reused_connection = nc.reused;
         ctx.node = Some(ni);
         let sent_at = Instant::now();
-        let deadline = sent_at + pool.max_reply_time;
+        let deadline = sent_at + pool.cfg.max_reply_time;
         let sent = exchange(
             client,
             &mut nc,
@@ -452,10 +452,10 @@ async fn request<P: HttpPhases>(
             phases.done(shard, &ctx);
             return After::Tunnel(nc, Some(lease));
         }
-        let reusable = after.1 && pool.proxy_protocol.is_none();
+        let reusable = after.1 && pool.cfg.proxy_protocol.is_none();
         if reusable && pool.nodes[ni].state.get() == crate::config::NodeState::Active {
             nc.r.shrink_idle(IDLE_BUFFER);
-            pool.nodes[ni].idle.put(nc, pool.max_idle_per_node);
+            pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
         }
         drop(lease);
         phases.done(shard, &ctx);
@@ -496,7 +496,7 @@ async fn direct<P: HttpPhases>(
     let pool = &shard.pools[ctx.pool];
     let close_on_error = !req.client_keep_alive || req.framing != Framing::None;
     ctx.attempts = 1;
-    let timeout = vs.connect_timeout.unwrap_or(pool.max_connect_time);
+    let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
     let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(_)) | Err(_) => {
@@ -517,7 +517,7 @@ async fn direct<P: HttpPhases>(
     let fd = stream.as_raw_fd();
     let (r, w) = stream.into_split();
     let mut nc = NodeConn { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, reused: false };
-    let deadline = Instant::now() + pool.max_reply_time;
+    let deadline = Instant::now() + pool.cfg.max_reply_time;
     let max_head = vs.http.max_header_size.max(8192);
     let sent = exchange(
         client,
