@@ -69,10 +69,12 @@ impl RequestHead {
 /// more, unless `buf` is already at `limits.max_head`, which the caller
 /// reports with [`incomplete_error`]).
 pub fn parse(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Option<()>, HttpError> {
-    let mut storage = [httparse::EMPTY_HEADER; 256];
+    // Uninitialised header slots: httparse writes only those it fills, so a
+    // parse does not pay for zeroing 256 entries first.
+    let mut storage = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); 256];
     let n = limits.max_headers.min(storage.len());
-    let mut req = httparse::Request::new(&mut storage[..n]);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut storage[..n]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::new(431, "too many header fields")),
