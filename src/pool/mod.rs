@@ -210,7 +210,10 @@ impl ShardPool {
     /// equally fast nodes is absorbed by connections already open instead of
     /// new ones.
     pub fn prefer_warm(&self, pick: Pick, tried: &[bool]) -> Pick {
-        if pick.single || pick.ramp || !matches!(self.algorithm, Algorithm::RoundRobin | Algorithm::Random) {
+        // A pick holding a probe, ramp or connection-limit slot keeps its
+        // node: those slots belong to it and are released with its lease.
+        if pick.single || pick.ramp || pick.slot || !matches!(self.algorithm, Algorithm::RoundRobin | Algorithm::Random)
+        {
             return pick;
         }
         let now = crate::util::clock::now_ms();

@@ -447,6 +447,38 @@ fn max_connections_per_node_queues_requests() {
         .unwrap();
     assert!(max_inflight <= 2, "the node saw {max_inflight} concurrent requests");
 
+    // Two nodes, concurrent keepalive clients: slots are given back on
+    // every path. (A leaked slot would leave a node "full" for good, and
+    // the other node would then take everything.)
+    let two = Origin::start("http", &["x", "y"]);
+    let shoal2 = Shoal::start(&http_config(
+        &[two.addr("x"), two.addr("y")],
+        "",
+        "max_connections_per_node = 4\nqueue_timeout = \"2s\"",
+    ));
+    let addr2 = shoal2.addr("web");
+    let hs: Vec<_> = (0..6)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr2);
+                (0..200)
+                    .map(|i| {
+                        write!(s, "GET /c{c}/{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                        let r = read_response(&mut s, false);
+                        (r.status, r.header("x-node").unwrap_or("-").to_string())
+                    })
+                    .collect::<Vec<(u16, String)>>()
+            })
+        })
+        .collect();
+    let mut late_nodes = std::collections::HashSet::new();
+    for h in hs {
+        let rs = h.join().unwrap();
+        assert!(rs.iter().all(|(s, _)| *s == 200), "{rs:?}");
+        late_nodes.extend(rs[150..].iter().map(|(_, n)| n.clone()));
+    }
+    assert_eq!(late_nodes.len(), 2, "late requests reached only {late_nodes:?}");
+
     // A short queue timeout: requests that cannot get a slot in time get 503.
     let shoal =
         Shoal::start(&http_config(&[origin.addr("a")], "", "max_connections_per_node = 1\nqueue_timeout = \"50ms\""));
