@@ -25,7 +25,8 @@ impl<R: AsyncReadRent> Reader<R> {
 
     /// Unread bytes.
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.pos..]
+        // After a cancelled operation the buffer may be gone: nothing unread.
+        self.buf.get(self.pos..).unwrap_or(&[])
     }
 
     pub fn capacity(&self) -> usize {
@@ -106,7 +107,7 @@ impl<R: AsyncReadRent> Reader<R> {
     /// The read half and a copy of the unread bytes (for handing the
     /// connection to a byte relay).
     pub fn into_parts(self) -> (R, Vec<u8>) {
-        let rest = self.buf[self.pos..].to_vec();
+        let rest = self.data().to_vec();
         (self.inner, rest)
     }
 }

@@ -81,7 +81,7 @@ pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<
     let queue_deadline = std::time::Instant::now() + pool.cfg.queue_timeout;
     loop {
         let Some(pick) = pool.pick(&tried, None) else {
-            if pool.has_full_node(&tried) && pool.wait_for_slot(queue_deadline).await {
+            if pool.has_full_node(&tried) && pool.wait_for_slot(&tried, queue_deadline).await {
                 continue;
             }
             break;

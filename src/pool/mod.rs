@@ -260,30 +260,37 @@ impl ShardPool {
     /// slot, or until `deadline`. False when the queue is full or the wait
     /// timed out. Slots freed on this shard wake the queue at once; slots
     /// freed on other shards are noticed within 5 ms.
-    pub async fn wait_for_slot(&self, deadline: Instant) -> bool {
+    pub async fn wait_for_slot(&self, tried: &[bool], deadline: Instant) -> bool {
         if self.queued.get() >= self.cfg.max_queue {
             return false;
         }
+        // Counted while waiting, and uncounted however the wait ends
+        // (including the future being dropped).
+        struct Queued<'a>(&'a Cell<usize>);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
         self.queued.set(self.queued.get() + 1);
-        let limit = self.cfg.max_connections_per_node.unwrap_or(u32::MAX);
-        let free =
-            || self.nodes.iter().any(|n| n.state.get() == NodeState::Active && n.health.active.load(Relaxed) < limit);
-        let ok = loop {
-            if free() {
-                break true;
+        let _queued = Queued(&self.queued);
+        loop {
+            // Exactly the nodes a pick could take: a slot freed on a node
+            // that is tried, dead or ramping must not end the wait, or the
+            // caller would spin between an empty pick and this check.
+            if self.has_candidate(tried) {
+                return true;
             }
             let now = Instant::now();
             if now >= deadline {
-                break false;
+                return false;
             }
             let wait = (deadline - now).min(Duration::from_millis(5));
             monoio::select! {
                 _ = self.slot_freed.listen() => {},
                 _ = monoio::time::sleep(wait) => {},
             }
-        };
-        self.queued.set(self.queued.get() - 1);
-        ok
+        }
     }
 
     /// Whether some node not in `tried` could be picked now (claims nothing).

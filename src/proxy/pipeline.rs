@@ -165,7 +165,7 @@ async fn read_head(
             // A head longer than the buffer: grow it, up to the head limit.
             let len = client.r.data().len();
             if len * 2 > client.r.capacity() {
-                client.r.reserve_total((len * 2).clamp(IDLE_BUFFER, limits.max_head + 1));
+                client.r.reserve_total((len * 2).max(IDLE_BUFFER).min(limits.max_head + 1));
             }
         }
         // A timed-out read loses the buffer it was reading into (monoio owns
@@ -222,9 +222,10 @@ async fn write_out<W: AsyncWriteRent>(w: &mut W, out: &mut Vec<u8>) -> std::io::
 
 /// Why an exchange with a node did not produce a response head.
 enum Failure {
-    /// A reused connection was already closed; nothing reached the node's
-    /// application. Retry on a fresh connection; not a node failure.
-    Stale,
+    /// A reused keepalive connection turned out closed before any response
+    /// byte: not a node failure. `written`: the head went out (the node may
+    /// have read it before closing).
+    Stale { written: bool },
     /// The node failed: status to answer with if no retry succeeds.
     Node { status: u16, reason: &'static str },
     /// The client failed or went away mid-request: give up, close.
@@ -319,12 +320,20 @@ async fn request<P: HttpPhases>(
         ctx.url_hash = Some(url_hash);
     }
     let queue_deadline = Instant::now() + pool.cfg.queue_timeout;
+    // After a stale keepalive connection: the same node, on a new connection.
+    let mut fresh_retry: Option<usize> = None;
     loop {
-        let Some(pick) = phases.node(&pool, &mut ctx, &tried) else {
+        let forced = fresh_retry.take().and_then(|n| {
+            let mut others = vec![true; tried.len()];
+            others[n] = false;
+            pool.pick(&others, None)
+        });
+        let force_fresh = forced.is_some();
+        let Some(pick) = forced.or_else(|| phases.node(&pool, &mut ctx, &tried)) else {
             // Every usable node is at max_connections_per_node: wait in the
             // shard's bounded queue for a slot.
             if pool.has_full_node(&tried) {
-                if pool.wait_for_slot(queue_deadline).await {
+                if pool.wait_for_slot(&tried, queue_deadline).await {
                     continue;
                 }
                 last = (503, "every node at max_connections_per_node (queue full or queue_timeout)");
@@ -335,7 +344,8 @@ async fn request<P: HttpPhases>(
         ctx.favoured_node.get_or_insert(ni);
         tried[ni] = true;
         ctx.attempts += 1;
-        let idle = if pick.single { None } else { pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout) };
+        let idle =
+            if pick.single || force_fresh { None } else { pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout) };
         let (lease, mut nc) = match idle {
             Some(c) => (pool.lease(pick), c),
             None => match connect_node(&pool, pick, vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time)).await {
@@ -365,8 +375,6 @@ async fn request<P: HttpPhases>(
         };
         ctx.reused_connection = nc.reused;
         ctx.node = Some(ni);
-        let sent_at = Instant::now();
-        let deadline = sent_at + pool.cfg.max_reply_time;
         let sent = exchange(
             client,
             &mut nc,
@@ -376,20 +384,24 @@ async fn request<P: HttpPhases>(
             &mut s.resp,
             is_head,
             expect_continue && client_minor == 1,
-            deadline,
+            pool.cfg.max_reply_time,
             http.max_header_size.max(8192),
             &mut ctx,
         )
         .await;
-        let body_complete = match sent {
-            Ok(complete) => complete,
-            Err(Failure::Stale) if !stale_retry_used && !body_sent => {
+        let (body_complete, reply_start) = match sent {
+            Ok(x) => x,
+            // A stale keepalive connection: once, the same node on a new
+            // connection, when nothing reached the node or the request may
+            // be repeated anyway.
+            Err(Failure::Stale { written }) if !stale_retry_used && !body_sent && (!written || ctx.retryable) => {
                 stale_retry_used = true;
                 tried[ni] = false;
                 ctx.attempts -= 1;
+                fresh_retry = Some(ni);
                 continue;
             }
-            Err(Failure::Stale) => {
+            Err(Failure::Stale { .. }) => {
                 pool.record_failure(ni, "connection closed before any response");
                 last = (502, "node closed the connection");
                 body_sent |= framing != Framing::None;
@@ -418,7 +430,7 @@ async fn request<P: HttpPhases>(
             }
         };
         // A final response head is in s.resp.
-        pool.record_response_time(ni, sent_at.elapsed());
+        pool.record_response_time(ni, reply_start.elapsed());
         lease.set_answered();
         match phases.response(shard, &mut ctx, &s.resp).await {
             Verdict::NodeFailure(reason) => {
@@ -448,7 +460,9 @@ async fn request<P: HttpPhases>(
             is_head,
         )
         .await;
-        if s.resp.status == 101 && upgrade && matches!(after.0, After::Close) && ctx.error.is_none() {
+        // Tunnel only when the whole request was read: a 101 that arrived
+        // while request body bytes were in flight would lose them.
+        if s.resp.status == 101 && upgrade && body_complete && matches!(after.0, After::Close) && ctx.error.is_none() {
             phases.done(shard, &ctx);
             return After::Tunnel(nc, Some(lease));
         }
@@ -517,7 +531,6 @@ async fn direct<P: HttpPhases>(
     let fd = stream.as_raw_fd();
     let (r, w) = stream.into_split();
     let mut nc = NodeConn { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, reused: false };
-    let deadline = Instant::now() + pool.cfg.max_reply_time;
     let max_head = vs.http.max_header_size.max(8192);
     let sent = exchange(
         client,
@@ -528,14 +541,14 @@ async fn direct<P: HttpPhases>(
         &mut s.resp,
         req.is_head,
         req.forward_continue,
-        deadline,
+        pool.cfg.max_reply_time,
         max_head,
         ctx,
     )
     .await;
     let complete = match sent {
-        Ok(complete) => complete,
-        Err(Failure::Stale) => {
+        Ok((complete, _)) => complete,
+        Err(Failure::Stale { .. }) => {
             return finish_error(phases, shard, client, s, ctx, 502, "the explicit address closed the connection", true)
                 .await
         }
@@ -566,7 +579,7 @@ async fn direct<P: HttpPhases>(
     )
     .await;
     phases.done(shard, ctx);
-    if s.resp.status == 101 && req.upgrade && matches!(after, After::Close) && ctx.error.is_none() {
+    if s.resp.status == 101 && req.upgrade && complete && matches!(after, After::Close) && ctx.error.is_none() {
         return After::Tunnel(nc, None);
     }
     after
@@ -623,13 +636,13 @@ async fn exchange(
     resp: &mut ResponseHead,
     is_head: bool,
     forward_continue: bool,
-    deadline: Instant,
+    reply: std::time::Duration,
     max_head: usize,
     ctx: &mut Ctx,
-) -> Result<bool, Failure> {
+) -> Result<(bool, Instant), Failure> {
     if let Err(_e) = write_out(&mut nc.w, node_head).await {
         return Err(if nc.reused {
-            Failure::Stale
+            Failure::Stale { written: false }
         } else {
             Failure::Node { status: 502, reason: "write to node failed" }
         });
@@ -639,27 +652,43 @@ async fn exchange(
     // a body and then died may have acted on it.
     let reused = nc.reused && framing == Framing::None;
     if framing == Framing::None {
-        read_response_head(&mut nc.r, &mut client.w, resp, is_head, forward_continue, deadline, max_head, reused)
-            .await?;
-        return Ok(true);
+        let start = Instant::now();
+        read_response_head(
+            &mut nc.r,
+            &mut client.w,
+            resp,
+            is_head,
+            forward_continue,
+            Some(start + reply),
+            max_head,
+            reused,
+        )
+        .await?;
+        return Ok((true, start));
     }
+    // With a body, max_reply_time runs from the end of the body: a slow but
+    // steady upload is the client's time (bounded by client_idle_timeout
+    // per read), not a node failure.
     let mut body_fut = pin!(body::forward(&mut client.r, &mut nc.w, framing, body_opts));
     let mut head_fut =
-        pin!(read_response_head(&mut nc.r, &mut client.w, resp, is_head, forward_continue, deadline, max_head, reused));
+        pin!(read_response_head(&mut nc.r, &mut client.w, resp, is_head, forward_continue, None, max_head, reused));
     let first = monoio::select! {
         b = &mut body_fut => Ok(b),
         h = &mut head_fut => Err(h),
     };
+    let reply_timeout = || Failure::Node { status: 504, reason: "no reply within max_reply_time" };
     match first {
         Ok(Ok(n)) => {
             ctx.bytes_in = n;
-            head_fut.await?;
-            Ok(true)
+            let start = Instant::now();
+            monoio::time::timeout_at((start + reply).into(), &mut head_fut).await.map_err(|_| reply_timeout())??;
+            Ok((true, start))
         }
         Ok(Err(BodyError::Sink(_))) => {
             // The node stopped reading; it may have answered (e.g. 413).
-            head_fut.await?;
-            Ok(false)
+            let start = Instant::now();
+            monoio::time::timeout_at((start + reply).into(), &mut head_fut).await.map_err(|_| reply_timeout())??;
+            Ok((false, start))
         }
         Ok(Err(BodyError::TooLarge)) => Err(Failure::BadBody(413, "request body larger than max_body_size")),
         Ok(Err(BodyError::Chunked(_))) => Err(Failure::BadBody(400, "invalid chunked request body")),
@@ -671,7 +700,7 @@ async fn exchange(
         }
         // The node answered before the whole body was sent: the rest of the
         // body is never read, so both connections close after this response.
-        Err(h) => h.map(|_| false),
+        Err(h) => h.map(|_| (false, Instant::now())),
     }
 }
 
@@ -684,7 +713,7 @@ async fn read_response_head<W: AsyncWriteRent>(
     resp: &mut ResponseHead,
     is_head: bool,
     forward_continue: bool,
-    deadline: Instant,
+    deadline: Option<Instant>,
     max_head: usize,
     reused: bool,
 ) -> Result<(), Failure> {
@@ -708,11 +737,15 @@ async fn read_response_head<W: AsyncWriteRent>(
         }
         let len = nr.data().len();
         if len * 2 > nr.capacity() {
-            nr.reserve_total((len * 2).clamp(IDLE_BUFFER, max_head + 1));
+            nr.reserve_total((len * 2).max(IDLE_BUFFER).min(max_head + 1));
         }
-        match monoio::time::timeout_at(deadline.into(), nr.fill()).await {
+        let filled = match deadline {
+            Some(d) => monoio::time::timeout_at(d.into(), nr.fill()).await,
+            None => Ok(nr.fill().await),
+        };
+        match filled {
             Err(_) => return Err(Failure::Node { status: 504, reason: "no reply within max_reply_time" }),
-            Ok(Ok(0)) | Ok(Err(_)) if reused && !got_any => return Err(Failure::Stale),
+            Ok(Ok(0)) | Ok(Err(_)) if reused && !got_any => return Err(Failure::Stale { written: true }),
             Ok(Ok(0)) => {
                 return Err(Failure::Node {
                     status: 502,
