@@ -46,7 +46,7 @@ pub async fn connect_node(
 ) -> Result<(NodeLease, TcpStream), String> {
     let i = pick.node;
     let node = &pool.nodes[i];
-    let mut slot = ProbeSlot(pick.single.then_some(&*node.health));
+    let slot = ProbeSlot(pick.single.then_some(&*node.health));
     // Count the connection while it is being made, so least-connections
     // sees in-flight connects too.
     let lease = pool.lease(pick);
@@ -65,9 +65,11 @@ pub async fn connect_node(
         Ok(Err(e)) => format!("connect failed: {e}"),
         Err(_) => format!("connect timed out after {timeout:?}"),
     };
-    slot.0 = None;
     drop(lease);
+    // Mark the failure (perhaps the node dead) before giving the
+    // single-flight slot back, so no other attempt slips in between.
     pool.record_failure(i, &err);
+    drop(slot);
     Err(err)
 }
 

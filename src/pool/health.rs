@@ -79,8 +79,9 @@ impl NodeHealth {
         self.probing.compare_exchange(false, true, Relaxed, Relaxed).is_ok()
     }
 
-    /// Give the single-flight slot back without an outcome (the attempt was
-    /// abandoned, e.g. the client left).
+    /// Give the single-flight slot back. Only its holder does this (after
+    /// recording the outcome), so an unrelated success or failure never
+    /// frees another connection's slot.
     pub fn end_probe(&self) {
         self.probing.store(false, Relaxed);
     }
@@ -89,10 +90,9 @@ impl NodeHealth {
         // Only write when there is something to clear: in steady state this
         // is three relaxed loads and no store.
         let was_dead = self.dead_until.load(Relaxed) != 0;
-        if self.failures.load(Relaxed) != 0 || was_dead || self.probing.load(Relaxed) {
+        if self.failures.load(Relaxed) != 0 || was_dead {
             self.failures.store(0, Relaxed);
             self.dead_until.store(0, Relaxed);
-            self.probing.store(false, Relaxed);
             if was_dead {
                 return Transition::Recovered;
             }
@@ -102,7 +102,7 @@ impl NodeHealth {
 
     pub fn record_failure(&self, attempts: u32, fail_time: Duration) -> Transition {
         let now = clock::now_ms();
-        let t = if self.dead_until.load(Relaxed) != 0 {
+        if self.dead_until.load(Relaxed) != 0 {
             self.dead_until.store(now + clock::ms(fail_time), Relaxed);
             Transition::StillDead
         } else {
@@ -114,9 +114,7 @@ impl NodeHealth {
             } else {
                 Transition::Failed { n, attempts }
             }
-        };
-        self.probing.store(false, Relaxed);
-        t
+        }
     }
 
     pub fn is_dead(&self) -> bool {
@@ -139,6 +137,9 @@ mod tests {
         assert_eq!(h.availability(now), Availability::Down, "one attempt at a time while suspect");
         assert!(!h.try_begin_probe());
         assert_eq!(h.record_failure(3, Duration::from_secs(60)), Transition::Failed { n: 2, attempts: 3 });
+        assert_eq!(h.availability(now), Availability::Down, "only the holder frees the slot");
+        h.end_probe();
+        assert_eq!(h.availability(now), Availability::SingleFlight);
         assert_eq!(h.record_failure(3, Duration::from_secs(60)), Transition::MarkedDead);
         assert_eq!(h.availability(clock::now_ms()), Availability::Down);
         // After the fail time a single probe is allowed.
