@@ -21,6 +21,17 @@ pub struct NodeConn {
     pub reused: bool,
 }
 
+impl NodeConn {
+    /// A freshly connected node connection with a read buffer of `cap`.
+    pub fn new(stream: monoio::net::TcpStream, cap: usize) -> NodeConn {
+        use monoio::io::Splitable;
+        use std::os::fd::AsRawFd;
+        let fd = stream.as_raw_fd();
+        let (r, w) = stream.into_split();
+        NodeConn { r: Reader::new(r, Vec::with_capacity(cap)), w, fd, reused: false }
+    }
+}
+
 #[derive(Default)]
 pub struct IdleConns {
     idle: RefCell<VecDeque<(NodeConn, Instant)>>,

@@ -94,8 +94,6 @@ pub struct Pick {
 
 pub struct ShardPool {
     pub index: usize,
-    pub name: String,
-    pub algorithm: Algorithm,
     pub nodes: Vec<ShardNode>,
     /// The pool's validated settings (timeouts, limits, PROXY protocol).
     pub cfg: config::Pool,
@@ -142,8 +140,6 @@ impl ShardPool {
             .collect();
         ShardPool {
             index,
-            name: cfg.name.clone(),
-            algorithm: cfg.algorithm,
             nodes,
             cfg: cfg.clone(),
             queued: Cell::new(0),
@@ -158,17 +154,20 @@ impl ShardPool {
     /// Pick a node for a new connection or request, skipping those in
     /// `tried`. `url` (HTTP) is the request target's hash, for LARD.
     pub fn pick(&self, tried: &[bool], url: Option<u64>) -> Option<Pick> {
-        let mut skip = tried.to_vec();
+        // `tried` is copied only when a picked node has to be skipped, so the
+        // usual pick allocates nothing.
+        let mut skipped: Option<Vec<bool>> = None;
         let preferred = url.and_then(|h| self.lard_lookup(h));
         loop {
-            let view = PickView { pool: self, tried: &skip, now_ms: crate::util::clock::now_ms(), preferred };
+            let skip = skipped.as_deref().unwrap_or(tried);
+            let view = PickView { pool: self, tried: skip, now_ms: crate::util::clock::now_ms(), preferred };
             let i = self.balancer.pick(&view)?;
             let h = &self.nodes[i].health;
             let single = match h.availability(view.now_ms) {
                 Availability::Up => false,
                 Availability::SingleFlight if h.try_begin_probe() => true,
                 _ => {
-                    skip[i] = true;
+                    skipped.get_or_insert_with(|| tried.to_vec())[i] = true;
                     continue;
                 }
             };
@@ -177,7 +176,7 @@ impl ShardPool {
                 if single {
                     h.end_probe();
                 }
-                skip[i] = true;
+                skipped.get_or_insert_with(|| tried.to_vec())[i] = true;
                 continue;
             }
             let slot = self.cfg.max_connections_per_node.is_some();
@@ -190,7 +189,7 @@ impl ShardPool {
                     if ramp {
                         h.ramp.end(false, true, u32::MAX);
                     }
-                    skip[i] = true;
+                    skipped.get_or_insert_with(|| tried.to_vec())[i] = true;
                     continue;
                 }
             }
@@ -212,7 +211,10 @@ impl ShardPool {
     pub fn prefer_warm(&self, pick: Pick, tried: &[bool]) -> Pick {
         // A pick holding a probe, ramp or connection-limit slot keeps its
         // node: those slots belong to it and are released with its lease.
-        if pick.single || pick.ramp || pick.slot || !matches!(self.algorithm, Algorithm::RoundRobin | Algorithm::Random)
+        if pick.single
+            || pick.ramp
+            || pick.slot
+            || !matches!(self.cfg.algorithm, Algorithm::RoundRobin | Algorithm::Random)
         {
             return pick;
         }
@@ -351,7 +353,7 @@ impl ShardPool {
     pub fn apply_remote(&self, shard: usize, stats: &[NodeStat]) {
         if log::log_enabled!(log::Level::Debug) {
             let conns: Vec<u32> = stats.iter().map(|s| s.conns).collect();
-            log::debug!("pool {}: shard {shard} now holds {conns:?} connections", self.name);
+            log::debug!("pool {}: shard {shard} now holds {conns:?} connections", self.cfg.name);
         }
         for (n, st) in self.nodes.iter().zip(stats) {
             let mut r = n.remote.borrow_mut();
@@ -387,8 +389,12 @@ impl ShardPool {
 
     pub fn record_success(&self, i: usize) {
         if self.nodes[i].health.record_success() == Transition::Recovered {
-            log::info!("pool {} node {}: back in service (probe connection succeeded)", self.name, self.nodes[i].name);
-            if self.algorithm == Algorithm::Perceptive {
+            log::info!(
+                "pool {} node {}: back in service (probe connection succeeded)",
+                self.cfg.name,
+                self.nodes[i].name
+            );
+            if self.cfg.algorithm == Algorithm::Perceptive {
                 self.nodes[i].health.ramp.start();
             }
         }
@@ -398,11 +404,11 @@ impl ShardPool {
         let node = &self.nodes[i];
         match node.health.record_failure(self.cfg.node_connection_attempts, self.cfg.node_fail_time) {
             Transition::Failed { n, attempts } => {
-                log::warn!("pool {} node {}: failure: {reason} ({n}/{attempts} consecutive)", self.name, node.name)
+                log::warn!("pool {} node {}: failure: {reason} ({n}/{attempts} consecutive)", self.cfg.name, node.name)
             }
             Transition::MarkedDead => log::warn!(
                 "pool {} node {}: marked dead for {:?} after {} consecutive failures (last: {reason})",
-                self.name,
+                self.cfg.name,
                 node.name,
                 self.cfg.node_fail_time,
                 self.cfg.node_connection_attempts
@@ -410,7 +416,7 @@ impl ShardPool {
             Transition::StillDead => {
                 log::warn!(
                     "pool {} node {}: probe failed: {reason}; dead for another {:?}",
-                    self.name,
+                    self.cfg.name,
                     node.name,
                     self.cfg.node_fail_time
                 )

@@ -53,7 +53,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, pe
     let (lease, mut node) = match connect::connect(pool, vs.connect_timeout).await {
         Ok(x) => x,
         Err(e) => {
-            log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.name);
+            log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
             return;
         }
     };

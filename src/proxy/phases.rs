@@ -219,7 +219,7 @@ pub fn write_access_log(shard: &Rc<Shard>, ctx: &Ctx) {
         required_node: name(ctx.required_node),
         favoured_node: name(ctx.favoured_node),
         virtual_server: &vs.name,
-        pool: &pool.name,
+        pool: &pool.cfg.name,
         error: ctx.error,
         request_headers: &req_h,
         response_headers: &resp_h,

@@ -27,7 +27,6 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Instant;
@@ -316,7 +315,7 @@ async fn request<P: HttpPhases>(
         let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
         return direct(phases, shard, client, s, &mut ctx, addr, &mut node_head, &body_opts, req).await;
     }
-    if pool.algorithm.uses_lard() {
+    if pool.cfg.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
     }
     let queue_deadline = Instant::now() + pool.cfg.queue_timeout;
@@ -350,10 +349,7 @@ async fn request<P: HttpPhases>(
             Some(c) => (pool.lease(pick), c),
             None => match connect_node(&pool, pick, vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time)).await {
                 Ok((lease, stream)) => {
-                    let fd = stream.as_raw_fd();
-                    let (r, w) = stream.into_split();
-                    let mut nc =
-                        NodeConn { r: Reader::new(r, Vec::with_capacity(vs.buffer_size)), w, fd, reused: false };
+                    let mut nc = NodeConn::new(stream, IDLE_BUFFER);
                     if let Some(version) = pool.cfg.proxy_protocol {
                         // A PROXY header names one client, so such node
                         // connections serve only this request (never pooled).
@@ -447,19 +443,9 @@ async fn request<P: HttpPhases>(
                 }
             }
         }
-        let after = forward_response(
-            shard,
-            vs_i,
-            client,
-            &mut nc,
-            s,
-            &mut ctx,
-            body_complete,
-            client_keep_alive,
-            client_minor,
-            is_head,
-        )
-        .await;
+        let after =
+            forward_response(shard, vs_i, client, &mut nc, s, &mut ctx, body_complete, client_keep_alive, client_minor)
+                .await;
         // Tunnel only when the whole request was read: a 101 that arrived
         // while request body bytes were in flight would lose them.
         if s.resp.status == 101 && upgrade && body_complete && matches!(after.0, After::Close) && ctx.error.is_none() {
@@ -528,9 +514,7 @@ async fn direct<P: HttpPhases>(
         }
     };
     let _ = stream.set_nodelay(true);
-    let fd = stream.as_raw_fd();
-    let (r, w) = stream.into_split();
-    let mut nc = NodeConn { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, reused: false };
+    let mut nc = NodeConn::new(stream, IDLE_BUFFER);
     let max_head = vs.http.max_header_size.max(8192);
     let sent = exchange(
         client,
@@ -565,19 +549,9 @@ async fn direct<P: HttpPhases>(
         }
     };
     let _ = phases.response(shard, ctx, &s.resp).await;
-    let (after, _) = forward_response(
-        shard,
-        ctx.vs,
-        client,
-        &mut nc,
-        s,
-        ctx,
-        complete,
-        req.client_keep_alive,
-        req.client_minor,
-        req.is_head,
-    )
-    .await;
+    let (after, _) =
+        forward_response(shard, ctx.vs, client, &mut nc, s, ctx, complete, req.client_keep_alive, req.client_minor)
+            .await;
     phases.done(shard, ctx);
     if s.resp.status == 101 && req.upgrade && complete && matches!(after, After::Close) && ctx.error.is_none() {
         return After::Tunnel(nc, None);
@@ -772,7 +746,6 @@ async fn forward_response(
     request_complete: bool,
     client_keep_alive: bool,
     client_minor: u8,
-    _is_head: bool,
 ) -> (After, bool) {
     let vs = &shard.config.virtual_servers[vs_i];
     let resp = &s.resp;

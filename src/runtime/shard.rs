@@ -245,7 +245,7 @@ async fn serve(setup: ShardSetup) {
         for n in pool.nodes.iter().filter(|n| n.idle.opened.get() > 0) {
             log::info!(
                 "shard {id}: pool {} node {}: {} connection(s) opened, {} request(s) on reused connections",
-                pool.name,
+                pool.cfg.name,
                 n.name,
                 n.idle.opened.get(),
                 n.idle.reused.get()
