@@ -421,21 +421,26 @@ fn connections_per_client_address_limit() {
 /// get 503.
 #[test]
 fn max_connections_per_node_queues_requests() {
+    /// `n` GETs at once, each on its own connection; their statuses.
+    fn concurrent_gets(addr: SocketAddr, n: usize) -> Vec<u16> {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut s = connect(addr);
+                    write!(s, "GET /q{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    read_response(&mut s, false).status
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
     let origin =
         Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--delay", "100", "--log-requests"]);
     let shoal =
         Shoal::start(&http_config(&[origin.addr("a")], "", "max_connections_per_node = 2\nqueue_timeout = \"20s\""));
     let addr = shoal.addr("web");
-    let hs: Vec<_> = (0..8)
-        .map(|i| {
-            std::thread::spawn(move || {
-                let mut s = connect(addr);
-                write!(s, "GET /q{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-                read_response(&mut s, false).status
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let statuses = concurrent_gets(addr, 8);
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     origin.proc.wait_count(8, STARTUP, |l| l.starts_with("request "));
     let max_inflight = origin
@@ -483,15 +488,6 @@ fn max_connections_per_node_queues_requests() {
     let shoal =
         Shoal::start(&http_config(&[origin.addr("a")], "", "max_connections_per_node = 1\nqueue_timeout = \"50ms\""));
     let addr = shoal.addr("web");
-    let hs: Vec<_> = (0..4)
-        .map(|i| {
-            std::thread::spawn(move || {
-                let mut s = connect(addr);
-                write!(s, "GET /t{i} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-                read_response(&mut s, false).status
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let statuses = concurrent_gets(addr, 4);
     assert!(statuses.contains(&200) && statuses.contains(&503), "{statuses:?}");
 }
