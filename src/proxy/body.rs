@@ -29,7 +29,8 @@ pub struct BodyOpts {
     pub dechunk: bool,
     /// Largest body allowed, in payload bytes.
     pub limit: Option<u64>,
-    /// Buffer size to stream with (the source's buffer is grown to it).
+    /// Buffer size to stream with (the source's buffer is grown to it
+    /// when the body needs a read).
     pub buffer: usize,
 }
 
@@ -50,7 +51,7 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
             let mut left = n;
             while left > 0 {
                 if src.data().is_empty() {
-                    fill(src, opts.idle, true).await?;
+                    fill(src, opts, true).await?;
                 }
                 let take = src.data().len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 src.forward(dst, take).await.map_err(BodyError::Sink)?;
@@ -61,7 +62,7 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
         Framing::UntilClose => {
             let mut total = 0;
             loop {
-                if src.data().is_empty() && fill(src, opts.idle, false).await? == 0 {
+                if src.data().is_empty() && fill(src, opts, false).await? == 0 {
                     return Ok(total);
                 }
                 let n = src.data().len();
@@ -75,7 +76,7 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
             let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
             loop {
                 if src.data().is_empty() {
-                    fill(src, opts.idle, true).await?;
+                    fill(src, opts, true).await?;
                 }
                 ranges.clear();
                 let used = framer.advance(src.data(), |r| ranges.push(r)).map_err(BodyError::Chunked)?;
@@ -102,9 +103,13 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
-/// Read more into `src` within `idle`; with `need`, end of stream is an error.
-async fn fill<R: AsyncReadRent>(src: &mut Reader<R>, idle: Duration, need: bool) -> Result<usize, BodyError> {
-    match monoio::time::timeout(idle, src.fill()).await {
+/// Read more into `src` within the idle timeout; with `need`, end of
+/// stream is an error. The source's buffer grows to the streaming size
+/// only here, when a body needs more than arrived with its head, so small
+/// messages never touch the allocator.
+async fn fill<R: AsyncReadRent>(src: &mut Reader<R>, opts: &BodyOpts, need: bool) -> Result<usize, BodyError> {
+    src.reserve_total(opts.buffer);
+    match monoio::time::timeout(opts.idle, src.fill()).await {
         Err(_) => Err(BodyError::SourceIdle),
         Ok(Err(e)) => Err(BodyError::SourceIo(e)),
         Ok(Ok(0)) if need => Err(BodyError::Truncated),

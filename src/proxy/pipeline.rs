@@ -35,6 +35,9 @@ use std::time::Instant;
 /// connection in the keepalive pool); it grows to the head limit or
 /// `buffer_size` when a message needs it, and shrinks back when idle.
 const IDLE_BUFFER: usize = 4096;
+/// Largest response body copied into the head's send when it arrived with
+/// the head (larger ones stream from the node's buffer).
+const COALESCE_BODY: usize = 16 * 1024;
 
 /// Fixed keys: LARD tables are per shard, so the hash only needs to be
 /// stable within the process.
@@ -49,10 +52,16 @@ struct Client {
 }
 
 /// Per-connection scratch reused by every request on it.
+/// Per-connection buffers reused by every request on it, so a keepalive
+/// request allocates nothing in steady state.
 struct Scratch {
     head: RequestHead,
     resp: ResponseHead,
     out: Vec<u8>,
+    /// The request head as rewritten for the node.
+    node_head: Vec<u8>,
+    /// Nodes of the pool already tried for this request.
+    tried: Vec<bool>,
 }
 
 enum After {
@@ -76,7 +85,13 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
     let local = stream.local_addr().unwrap_or(peer);
     let (r, w) = stream.into_split();
     let mut client = Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, peer, local };
-    let mut s = Scratch { head: RequestHead::default(), resp: ResponseHead::default(), out: Vec::with_capacity(1024) };
+    let mut s = Scratch {
+        head: RequestHead::default(),
+        resp: ResponseHead::default(),
+        out: Vec::with_capacity(1024),
+        node_head: Vec::with_capacity(1024),
+        tried: Vec::new(),
+    };
     let mut first = true;
     loop {
         let started = match read_head(shard, vs, &mut client, &mut s.head, first).await {
@@ -298,13 +313,14 @@ async fn request<P: HttpPhases>(
     }
     let mut add = RequestAdditions::default();
     phases.upstream_request(shard, &ctx, &mut add);
-    let mut node_head = Vec::with_capacity(head.len + 128);
-    rewrite::write_request(client.r.data(), head, &add, &mut node_head);
+    s.node_head.clear();
+    rewrite::write_request(client.r.data(), head, &add, &mut s.node_head);
     let url_hash = { LARD_HASH.hash_one(head.target(client.r.data())) };
     client.r.consume(head.len);
 
     let pool = shard.pools[ctx.pool].clone();
-    let mut tried = vec![false; pool.nodes.len()];
+    s.tried.clear();
+    s.tried.resize(pool.nodes.len(), false);
     let mut last = (503u16, "no node available");
     let mut stale_retry_used = false;
     let mut body_sent = false;
@@ -313,7 +329,7 @@ async fn request<P: HttpPhases>(
     if let Some(addr) = ctx.explicit_addr {
         let forward_continue = expect_continue && client_minor == 1;
         let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
-        return direct(phases, shard, client, s, &mut ctx, addr, &mut node_head, &body_opts, req).await;
+        return direct(phases, shard, client, s, &mut ctx, addr, &body_opts, req).await;
     }
     if pool.cfg.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
@@ -323,16 +339,16 @@ async fn request<P: HttpPhases>(
     let mut fresh_retry: Option<usize> = None;
     loop {
         let forced = fresh_retry.take().and_then(|n| {
-            let mut others = vec![true; tried.len()];
+            let mut others = vec![true; s.tried.len()];
             others[n] = false;
             pool.pick(&others, None)
         });
         let force_fresh = forced.is_some();
-        let Some(pick) = forced.or_else(|| phases.node(&pool, &mut ctx, &tried)) else {
+        let Some(pick) = forced.or_else(|| phases.node(&pool, &mut ctx, &s.tried)) else {
             // Every usable node is at max_connections_per_node: wait in the
             // shard's bounded queue for a slot.
-            if pool.has_full_node(&tried) {
-                if pool.wait_for_slot(&tried, queue_deadline).await {
+            if pool.has_full_node(&s.tried) {
+                if pool.wait_for_slot(&s.tried, queue_deadline).await {
                     continue;
                 }
                 last = (503, "every node at max_connections_per_node (queue full or queue_timeout)");
@@ -341,7 +357,7 @@ async fn request<P: HttpPhases>(
         };
         let ni = pick.node;
         ctx.favoured_node.get_or_insert(ni);
-        tried[ni] = true;
+        s.tried[ni] = true;
         ctx.attempts += 1;
         let idle =
             if pick.single || force_fresh { None } else { pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout) };
@@ -374,7 +390,7 @@ async fn request<P: HttpPhases>(
         let sent = exchange(
             client,
             &mut nc,
-            &mut node_head,
+            &mut s.node_head,
             framing,
             &body_opts,
             &mut s.resp,
@@ -392,7 +408,7 @@ async fn request<P: HttpPhases>(
             // be repeated anyway.
             Err(Failure::Stale { written }) if !stale_retry_used && !body_sent && (!written || ctx.retryable) => {
                 stale_retry_used = true;
-                tried[ni] = false;
+                s.tried[ni] = false;
                 ctx.attempts -= 1;
                 fresh_retry = Some(ni);
                 continue;
@@ -431,7 +447,7 @@ async fn request<P: HttpPhases>(
         match phases.response(shard, &mut ctx, &s.resp).await {
             Verdict::NodeFailure(reason) => {
                 pool.record_failure(ni, reason);
-                if ctx.retryable && pool.has_candidate(&tried) {
+                if ctx.retryable && pool.has_candidate(&s.tried) {
                     last = (s.resp.status, reason);
                     continue;
                 }
@@ -488,7 +504,6 @@ async fn direct<P: HttpPhases>(
     s: &mut Scratch,
     ctx: &mut Ctx,
     addr: SocketAddr,
-    node_head: &mut Vec<u8>,
     body_opts: &BodyOpts,
     req: DirectRequest,
 ) -> After {
@@ -519,7 +534,7 @@ async fn direct<P: HttpPhases>(
     let sent = exchange(
         client,
         &mut nc,
-        node_head,
+        &mut s.node_head,
         req.framing,
         body_opts,
         &mut s.resp,
@@ -767,14 +782,25 @@ async fn forward_response(
     }
     rewrite::write_response(nc.r.data(), resp, &changes, &mut s.out);
     nc.r.consume(resp.len);
+    let node_keep_alive = resp.node_keep_alive();
+    let mut framing = resp.framing;
+    // A small body that arrived with the head goes out in the same send:
+    // one segment to the client instead of two.
+    if let Framing::Length(n) = framing {
+        if n <= COALESCE_BODY as u64 && nc.r.data().len() as u64 >= n {
+            s.out.extend_from_slice(&nc.r.data()[..n as usize]);
+            nc.r.consume(n as usize);
+            ctx.bytes_out = n;
+            framing = Framing::None;
+        }
+    }
     if write_out(&mut client.w, &mut s.out).await.is_err() {
         return (After::Close, false);
     }
-    let framing = resp.framing;
-    let node_keep_alive = resp.node_keep_alive();
     let opts = BodyOpts { idle: vs.server_idle_timeout, dechunk, limit: None, buffer: vs.buffer_size };
-    if framing != Framing::None {
-        nc.r.reserve_total(vs.buffer_size);
+    if framing == Framing::None {
+        let reusable = node_keep_alive && request_complete && nc.r.data().is_empty();
+        return (if close { After::Close } else { After::KeepAlive }, reusable);
     }
     match body::forward(&mut nc.r, &mut client.w, framing, &opts).await {
         Ok(n) => {

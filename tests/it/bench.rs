@@ -73,9 +73,12 @@ fn open_loop_corrects_coordinated_omission() {
     );
     // A request scheduled x s into the 1 s stall waits about 1 - x s (the
     // node keeps up afterwards), so the stall shows as a p99 just under
-    // 1 s: 20% of the requests wait up to the whole second.
+    // 1 s: 20% of the requests wait up to the whole second. No request can
+    // wait longer than the stall itself, and the first one caught arrives a
+    // little after the stall began, so the maximum is the stall less that
+    // moment (0.9999 s was seen), not a full second.
     assert!(p99(&open, "latency_us") >= 900_000, "open loop, corrected: {open}");
-    assert!(open["latency_us"]["max"].as_u64().unwrap() >= 1_000_000, "open loop max: {open}");
+    assert!(open["latency_us"]["max"].as_u64().unwrap() >= 950_000, "open loop max: {open}");
     assert!(p99(&closed, "latency_us") < 500_000, "closed loop: {closed}");
     assert!(p99(&open, "latency_uncorrected_us") < 500_000, "open loop, uncorrected: {open}");
 }
