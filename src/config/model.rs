@@ -47,6 +47,8 @@ pub struct VirtualServer {
     /// Written to the client on accept (`server_first_banner` only).
     pub banner: Option<Vec<u8>>,
     pub buffer_size: usize,
+    /// Splice large bodies between sockets instead of copying them.
+    pub splice: bool,
     pub backlog: u32,
     /// Shard indices that accept for this virtual server; `None` = all.
     pub shards: Option<Vec<usize>>,

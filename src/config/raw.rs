@@ -93,6 +93,8 @@ pub struct RawVirtualServer {
     pub buffer_size: Spanned<u32>,
     #[serde(default = "default_backlog")]
     pub backlog: u32,
+    #[serde(default = "default_true")]
+    pub splice: bool,
     pub shards: Option<Spanned<Vec<usize>>>,
     // HTTP (protocol = "http") settings.
     #[serde(default = "default_max_header_size")]
@@ -512,6 +514,10 @@ impl<'de> Deserialize<'de> for OneOrMany {
         }
         d.deserialize_any(V)
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[cfg(test)]

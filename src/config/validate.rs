@@ -167,6 +167,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 server_idle_timeout: v.server_idle_timeout.0,
                 banner,
                 buffer_size: bs as usize,
+                splice: v.splice,
                 backlog: v.backlog.clamp(1, 65535),
                 shards,
                 http,

@@ -5,3 +5,4 @@ pub mod listener;
 pub mod peek;
 pub mod proxy_protocol;
 pub mod reader;
+pub mod splice;

@@ -42,16 +42,21 @@ pub struct IdleConns {
 }
 
 impl IdleConns {
-    /// The freshest usable idle connection, if any.
-    pub fn take(&self, max_age: Duration) -> Option<NodeConn> {
+    /// The freshest usable idle connection, if any. A connection idle
+    /// longer than `check_after` is first checked with a non-blocking peek
+    /// (a system call): the caller passes `Duration::ZERO` when a request
+    /// could not be retried on a connection found closed, and a longer
+    /// time when it can (a node rarely closes a connection it just used).
+    pub fn take(&self, max_age: Duration, check_after: Duration) -> Option<NodeConn> {
         let mut idle = self.idle.borrow_mut();
         while let Some((mut c, since)) = idle.pop_back() {
-            if since.elapsed() > max_age {
+            let age = since.elapsed();
+            if age > max_age {
                 // Everything older is older still.
                 idle.clear();
                 return None;
             }
-            if idle_connection_usable(c.fd) {
+            if age < check_after || idle_connection_usable(c.fd) {
                 c.reused = true;
                 self.reused.set(self.reused.get() + 1);
                 return Some(c);

@@ -6,8 +6,10 @@
 use crate::http::chunked::{ChunkError, ChunkedFramer};
 use crate::http::Framing;
 use crate::net::reader::Reader;
+use crate::net::splice::{self, Pipe, SpliceError};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::io;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -23,6 +25,7 @@ pub enum BodyError {
     TooLarge,
 }
 
+#[derive(Clone, Copy)]
 pub struct BodyOpts {
     pub idle: Duration,
     /// Forward only chunk payloads (for an HTTP/1.0 recipient).
@@ -32,7 +35,15 @@ pub struct BodyOpts {
     /// Buffer size to stream with (the source's buffer is grown to it
     /// when the body needs a read).
     pub buffer: usize,
+    /// The source and destination sockets, when both are plain TCP: the
+    /// rest of a large Content-Length body is then spliced between them
+    /// (zero-copy) instead of read and written.
+    pub splice: Option<(RawFd, RawFd)>,
 }
+
+/// Bodies with at least this much left after the bytes already buffered
+/// are spliced; below it, a read and a write cost less than the pipe.
+const SPLICE_MIN: u64 = 128 * 1024;
 
 /// Forward one body. Returns payload bytes forwarded. Bytes after the body
 /// stay unread in `src` (a pipelined request, or garbage from a node).
@@ -50,6 +61,19 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
             }
             let mut left = n;
             while left > 0 {
+                if src.data().is_empty() && left >= SPLICE_MIN {
+                    if let Some((from, to)) = opts.splice {
+                        if let Some(mut pipe) = Pipe::take() {
+                            splice::relay(from, to, left, &mut pipe, opts.idle).await.map_err(|e| match e {
+                                SpliceError::Truncated => BodyError::Truncated,
+                                SpliceError::SourceIdle => BodyError::SourceIdle,
+                                SpliceError::Source(e) => BodyError::SourceIo(e),
+                                SpliceError::Sink(e) => BodyError::Sink(e),
+                            })?;
+                            return Ok(n);
+                        }
+                    }
+                }
                 if src.data().is_empty() {
                     fill(src, opts, true).await?;
                 }

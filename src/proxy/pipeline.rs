@@ -27,9 +27,10 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Buffer a connection keeps while idle (client between requests, node
 /// connection in the keepalive pool); it grows to the head limit or
@@ -38,6 +39,9 @@ const IDLE_BUFFER: usize = 4096;
 /// Largest response body copied into the head's send when it arrived with
 /// the head (larger ones stream from the node's buffer).
 const COALESCE_BODY: usize = 16 * 1024;
+/// Idle node connections younger than this are reused by retryable
+/// requests without a liveness check.
+const UNCHECKED_REUSE: Duration = Duration::from_secs(1);
 
 /// Fixed keys: LARD tables are per shard, so the hash only needs to be
 /// stable within the process.
@@ -46,6 +50,8 @@ static LARD_HASH: ahash::RandomState = ahash::RandomState::with_seeds(0x5eed, 0x
 struct Client {
     r: Reader<TcpOwnedReadHalf>,
     w: TcpOwnedWriteHalf,
+    /// The socket under `r` and `w` (for splicing bodies).
+    fd: RawFd,
     peer: SocketAddr,
     /// The address the client connected to (for the PROXY protocol).
     local: SocketAddr,
@@ -83,8 +89,9 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
     let cfg = &shard.config.virtual_servers[vs];
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
+    let fd = stream.as_raw_fd();
     let (r, w) = stream.into_split();
-    let mut client = Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, peer, local };
+    let mut client = Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, peer, local };
     let mut s = Scratch {
         head: RequestHead::default(),
         resp: ResponseHead::default(),
@@ -324,8 +331,13 @@ async fn request<P: HttpPhases>(
     let mut last = (503u16, "no node available");
     let mut stale_retry_used = false;
     let mut body_sent = false;
-    let body_opts =
-        BodyOpts { idle: vs.client_idle_timeout, dechunk: false, limit: http.max_body_size, buffer: vs.buffer_size };
+    let body_opts = BodyOpts {
+        idle: vs.client_idle_timeout,
+        dechunk: false,
+        limit: http.max_body_size,
+        buffer: vs.buffer_size,
+        splice: None,
+    };
     if let Some(addr) = ctx.explicit_addr {
         let forward_continue = expect_continue && client_minor == 1;
         let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
@@ -359,8 +371,15 @@ async fn request<P: HttpPhases>(
         ctx.favoured_node.get_or_insert(ni);
         s.tried[ni] = true;
         ctx.attempts += 1;
-        let idle =
-            if pick.single || force_fresh { None } else { pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout) };
+        let idle = if pick.single || force_fresh {
+            None
+        } else {
+            // A retryable request survives a stale connection (it is
+            // retried once on a new one), so it skips the liveness peek
+            // on connections used within the last second.
+            let check_after = if ctx.retryable { UNCHECKED_REUSE } else { Duration::ZERO };
+            pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout, check_after)
+        };
         let (lease, mut nc) = match idle {
             Some(c) => (pool.lease(pick), c),
             None => match connect_node(&pool, pick, vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time)).await {
@@ -387,12 +406,13 @@ async fn request<P: HttpPhases>(
         };
         ctx.reused_connection = nc.reused;
         ctx.node = Some(ni);
+        let body_opts_here = BodyOpts { splice: vs.splice.then_some((client.fd, nc.fd)), ..body_opts };
         let sent = exchange(
             client,
             &mut nc,
             &mut s.node_head,
             framing,
-            &body_opts,
+            &body_opts_here,
             &mut s.resp,
             is_head,
             expect_continue && client_minor == 1,
@@ -797,7 +817,13 @@ async fn forward_response(
     if write_out(&mut client.w, &mut s.out).await.is_err() {
         return (After::Close, false);
     }
-    let opts = BodyOpts { idle: vs.server_idle_timeout, dechunk, limit: None, buffer: vs.buffer_size };
+    let opts = BodyOpts {
+        idle: vs.server_idle_timeout,
+        dechunk,
+        limit: None,
+        buffer: vs.buffer_size,
+        splice: vs.splice.then_some((nc.fd, client.fd)),
+    };
     if framing == Framing::None {
         let reusable = node_keep_alive && request_complete && nc.r.data().is_empty();
         return (if close { After::Close } else { After::KeepAlive }, reusable);

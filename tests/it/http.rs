@@ -491,3 +491,58 @@ fn max_connections_per_node_queues_requests() {
     let statuses = concurrent_gets(addr, 4);
     assert!(statuses.contains(&200) && statuses.contains(&503), "{statuses:?}");
 }
+
+/// Large Content-Length bodies are spliced between the sockets (zero
+/// copy): byte-exact both ways on one keepalive connection, with the
+/// copying path (`splice = false`) beside it. A node that closes or stalls
+/// mid-body closes the client connection short of the declared length,
+/// after every byte the node did send, and is logged as a node failure.
+#[test]
+fn spliced_bodies_exact_and_failures_close_the_client() {
+    let origin = Origin::start("http", &["a"]);
+    let cfg = format!(
+        "{}\n[virtual_servers.copy]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\nsplice = false\n",
+        http_config(&[origin.addr("a")], "server_idle_timeout = \"500ms\"", "")
+    );
+    let shoal = Shoal::start(&cfg);
+    let body = |n: usize| -> Vec<u8> { (0..n).map(|i| b'a' + (i % 26) as u8).collect() };
+    for vs in ["web", "copy"] {
+        let mut s = connect(shoal.addr(vs));
+        for size in [3_000_000usize, 200_000, 100, 5_000_000] {
+            write!(s, "GET /d?size={size} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let r = read_response(&mut s, false);
+            assert_eq!(r.status, 200, "{vs} size {size}");
+            assert!(r.body == body(size), "{vs}: body of {size} bytes differs");
+        }
+        let up = pattern(3_000_000, 9);
+        write!(s, "PUT /u HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", up.len()).unwrap();
+        s.write_all(&up).unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(r.header("x-body-len"), Some("3000000"), "{vs} upload");
+        assert_eq!(r.header("x-body-sha256"), Some(sha256(&up).as_str()), "{vs} upload");
+        write!(s, "GET /again?size=10 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, false).body, body(10), "{vs}: keepalive after large bodies");
+    }
+
+    // The node closes after 1,000,000 of 4,000,000 bytes: the client gets
+    // all 1,000,000, then the connection closes.
+    let mut s = connect(shoal.addr("web"));
+    write!(s, "GET /cut?size=4000000&cut=1000000 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, true);
+    assert_eq!(r.header("content-length"), Some("4000000"));
+    let got = read_all(&mut s);
+    assert!(got == body(1_000_000), "cut body: {} bytes, expected the node's 1000000 exactly", got.len());
+    shoal.proc.wait_line(STARTUP, |l| l.contains("failure: node closed during the response body"));
+
+    // The node stalls after its head: server_idle_timeout (500 ms) closes.
+    let mut s = connect(shoal.addr("web"));
+    let t = Instant::now();
+    write!(s, "GET /stall?size=4000000&slow=3000 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, true);
+    assert_eq!(r.status, 200);
+    assert!(read_all(&mut s).is_empty());
+    assert!(t.elapsed() < Duration::from_millis(2500), "closed after {:?}", t.elapsed());
+    shoal
+        .proc
+        .wait_line(STARTUP, |l| l.contains("failure: node idle past server_idle_timeout during the response body"));
+}

@@ -249,7 +249,9 @@ fn respond(
     }
     // Small responses go out in one write, so a node killed mid-response
     // never leaves a client with a head and half a body.
-    let small = !chunked && size <= 64 * 1024 && num("slow").is_none();
+    // `cut=N`: close after N body bytes, short of the declared size.
+    let cut = num("cut");
+    let small = !chunked && size <= 64 * 1024 && num("slow").is_none() && cut.is_none();
     if small {
         let mut all = h.into_bytes();
         match fixed {
@@ -265,7 +267,11 @@ fn respond(
     let mut generated = vec![0u8; piece];
     let mut sent = 0u64;
     while sent < size {
-        let n = (size - sent).min(piece as u64) as usize;
+        if cut.is_some_and(|c| sent >= c) {
+            w.flush()?;
+            return Ok(true);
+        }
+        let n = (size - sent).min(piece as u64).min(cut.map_or(u64::MAX, |c| c - sent)) as usize;
         let c: &[u8] = match fixed {
             Some(b) => &b[sent as usize..sent as usize + n],
             None => {

@@ -19,6 +19,7 @@
 //! - `http`: HTTP/1.1 with keepalive, steered by query parameters:
 //!   `status=N`, `size=N` (body bytes), `chunked=1`, `close=1`, `delay=MS`
 //!   (before the response), `slow=MS` (between 1 KiB body pieces),
+//!   `cut=N` (close after N body bytes, short of the declared size),
 //!   `echo=1` (body = request body), `head=1` (body = request head as
 //!   received). Every response carries `X-Node: NAME`, `X-Conn: N` (the
 //!   process's connection number), `X-Seq: N` (request number on that
