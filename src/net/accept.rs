@@ -1,9 +1,12 @@
 //! The per-shard accept loop of one listener: honours the virtual server's
 //! connection limit by pausing accepts (new connections wait in the kernel
-//! backlog, as HAProxy does) and stops at shutdown.
+//! backlog, as HAProxy does) and stops at shutdown; and the task life of a
+//! connection, including parking idle HTTP keepalive connections.
 
-use crate::runtime::shard::Shard;
-use monoio::net::TcpListener;
+use crate::proxy::pipeline::Parked;
+use crate::runtime::shard::{ConnGuard, Shard};
+use monoio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -40,15 +43,7 @@ pub async fn accept_loop(shard: Rc<Shard>, vs: usize, listener: TcpListener) {
                     refuse_client(&shard, vs, stream, peer);
                     continue;
                 };
-                let shard = shard.clone();
-                monoio::spawn(async move {
-                    if shard.config.virtual_servers[vs].protocol == crate::config::Protocol::Http {
-                        crate::proxy::serve(&shard, vs, stream, peer).await;
-                    } else {
-                        crate::proto::generic::serve(&shard, vs, stream, peer).await;
-                    }
-                    drop(guard);
-                });
+                spawn_connection(shard.clone(), vs, stream, peer, guard);
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning.
@@ -77,5 +72,37 @@ fn refuse_client(shard: &Rc<Shard>, vs: usize, mut stream: monoio::net::TcpStrea
             );
             let _ = stream.write_all(out).await;
         });
+    }
+}
+
+/// Serve one client connection in a task of its own. An HTTP connection
+/// that idles between requests comes back parked and waits in [`park`].
+fn spawn_connection(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
+    monoio::spawn(async move {
+        if shard.config.virtual_servers[vs].protocol == crate::config::Protocol::Http {
+            if let Some(parked) = crate::proxy::serve(&shard, vs, stream, peer).await {
+                // A new, small task: this one's memory (sized for a whole
+                // request) is freed when it returns.
+                monoio::spawn(park(shard, vs, parked, peer, guard));
+                return;
+            }
+        } else {
+            crate::proto::generic::serve(&shard, vs, stream, peer).await;
+        }
+        drop(guard);
+    });
+}
+
+/// A parked keepalive connection: only its socket, a readiness poll and a
+/// timer, until the client sends its next request (then it is served
+/// again), closes, or idles out, or shoal stops.
+async fn park(shard: Rc<Shard>, vs: usize, parked: Parked, peer: SocketAddr, guard: ConnGuard) {
+    let ready = monoio::select! {
+        r = parked.stream.readable(false) => r.is_ok(),
+        _ = monoio::time::sleep(parked.keepalive_left) => false,
+        _ = shard.shutdown.wait() => false,
+    };
+    if ready {
+        spawn_connection(shard, vs, parked.stream, peer, guard);
     }
 }

@@ -5,16 +5,31 @@
 //! The buffer is owned by the I/O operation while one is in flight, so a
 //! `fill` or `forward` dropped mid-way (a timeout) leaves the reader
 //! without its buffer: every later call fails, and the connection must be
-//! closed. Callers only drop these futures on paths that close.
+//! closed. Callers only drop these futures on paths that close, except
+//! for [`Reader::fill_cancelable`], which is cancelled instead of dropped.
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
 use std::io;
 
 pub struct Reader<R> {
     pub inner: R,
     buf: Vec<u8>,
     pos: usize,
+}
+
+impl<R: CancelableAsyncReadRent> Reader<R> {
+    /// [`fill`](Self::fill) that can be cancelled through `c` without
+    /// losing anything: the read completes either with the bytes that
+    /// arrived before the cancellation took effect (kept, as usual) or with
+    /// `ECANCELED`, and the buffer comes back in both cases.
+    pub async fn fill_cancelable(&mut self, c: CancelHandle) -> io::Result<usize> {
+        let (len, cap) = self.spare()?;
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = self.inner.cancelable_read(buf.slice_mut(len..cap), c).await;
+        self.buf = slice.into_inner();
+        res
+    }
 }
 
 impl<R: AsyncReadRent> Reader<R> {
@@ -47,6 +62,16 @@ impl<R: AsyncReadRent> Reader<R> {
     /// end of stream). Unread bytes are moved to the front first when the
     /// spare room is short, so a head always ends up contiguous.
     pub async fn fill(&mut self) -> io::Result<usize> {
+        let (len, cap) = self.spare()?;
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = self.inner.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    /// Where the next read lands: `(len, cap)`, after moving unread bytes
+    /// to the front when the spare room is short.
+    fn spare(&mut self) -> io::Result<(usize, usize)> {
         let cap = self.buf.capacity();
         if cap == 0 {
             return Err(io::Error::other("read buffer lost to an interrupted operation"));
@@ -60,10 +85,13 @@ impl<R: AsyncReadRent> Reader<R> {
         if len == cap {
             return Err(io::Error::other("read buffer full"));
         }
-        let buf = std::mem::take(&mut self.buf);
-        let (res, slice) = self.inner.read(buf.slice_mut(len..cap)).await;
-        self.buf = slice.into_inner();
-        res
+        Ok((len, cap))
+    }
+
+    /// The read half, dropping the buffer (which must hold nothing unread).
+    pub fn into_inner(self) -> R {
+        debug_assert!(self.data().is_empty());
+        self.inner
     }
 
     /// Make room for at least `cap` bytes in all (unread bytes included),

@@ -12,7 +12,8 @@ use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-/// Serve one accepted client connection of an HTTP virtual server.
-pub async fn serve(shard: &Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr) {
-    pipeline::run(&phases::Builtin, shard, vs, stream, peer).await;
+/// Serve one accepted (or resumed) client connection of an HTTP virtual
+/// server; returns it when it idles between requests, to be parked.
+pub async fn serve(shard: &Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr) -> Option<pipeline::Parked> {
+    pipeline::run(&phases::Builtin, shard, vs, stream, peer).await
 }

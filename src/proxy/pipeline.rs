@@ -23,7 +23,7 @@ use crate::net::reader::Reader;
 use crate::pool::connect::connect_node;
 use crate::pool::keepalive::NodeConn;
 use crate::runtime::shard::Shard;
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Canceller, Splitable};
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
@@ -39,6 +39,12 @@ const IDLE_BUFFER: usize = 4096;
 /// Largest response body copied into the head's send when it arrived with
 /// the head (larger ones stream from the node's buffer).
 const COALESCE_BODY: usize = 16 * 1024;
+/// A client connection idle this long between requests is parked: its
+/// buffers and task are freed and a small task waits for readability.
+/// Shorter than the gaps of a busy keepalive connection would park and
+/// resume often (each costs a cancelled read, a poll and a new task);
+/// longer holds ~14 KiB per idle connection for longer.
+const PARK_AFTER: Duration = Duration::from_millis(200);
 /// Idle node connections younger than this are reused by retryable
 /// requests without a liveness check.
 const UNCHECKED_REUSE: Duration = Duration::from_secs(1);
@@ -52,6 +58,8 @@ struct Client {
     w: TcpOwnedWriteHalf,
     /// The socket under `r` and `w` (for splicing bodies).
     fd: RawFd,
+    /// Cancels the read that waits for the next request (see `PARK_AFTER`).
+    canceller: Canceller,
     peer: SocketAddr,
     /// The address the client connected to (for the PROXY protocol).
     local: SocketAddr,
@@ -82,16 +90,37 @@ enum HeadEnd {
     /// The client went away, idled out between requests, or shoal is stopping.
     Closed,
     Bad(HttpError),
+    /// Idle for `PARK_AFTER` between requests, with this much of
+    /// `client_keepalive_timeout` left: park the connection.
+    Park(Duration),
 }
 
-/// Serve one client connection until it closes.
-pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr) {
+/// A keepalive connection idle between requests, handed back by [`run`]
+/// with nothing unread and no memory of its own beyond the socket, to wait
+/// for its next request in a small task (see `net::accept`).
+pub struct Parked {
+    pub stream: TcpStream,
+    /// What remains of `client_keepalive_timeout`.
+    pub keepalive_left: Duration,
+}
+
+/// Serve one client connection until it closes, or until it idles for
+/// `PARK_AFTER` between requests: then it is returned to be parked, and
+/// the caller runs it again when the next request arrives.
+pub async fn run<P: HttpPhases>(
+    phases: &P,
+    shard: &Rc<Shard>,
+    vs: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<Parked> {
     let cfg = &shard.config.virtual_servers[vs];
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let fd = stream.as_raw_fd();
     let (r, w) = stream.into_split();
-    let mut client = Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, peer, local };
+    let mut client =
+        Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, peer, local, canceller: Canceller::new() };
     let mut s = Scratch {
         head: RequestHead::default(),
         resp: ResponseHead::default(),
@@ -104,6 +133,13 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
         let started = match read_head(shard, vs, &mut client, &mut s.head, first).await {
             Ok(t) => t,
             Err(HeadEnd::Closed) => break,
+            Err(HeadEnd::Park(keepalive_left)) => {
+                let r = client.r.into_inner();
+                return match r.reunite(client.w) {
+                    Ok(stream) => Some(Parked { stream, keepalive_left }),
+                    Err(_) => None,
+                };
+            }
             Err(HeadEnd::Bad(e)) => {
                 log::info!("virtual server {}: client {peer}: {} {}", cfg.name, e.status, e.reason);
                 let _ = respond_simple(
@@ -122,10 +158,14 @@ pub async fn run<P: HttpPhases>(phases: &P, shard: &Rc<Shard>, vs: usize, stream
         match request(phases, shard, vs, &mut client, &mut s, started).await {
             After::KeepAlive if !shard.shutdown.is_set() => client.r.shrink_idle(IDLE_BUFFER),
             After::KeepAlive | After::Close => break,
-            After::Tunnel(nc, lease) => return tunnel(shard, vs, client, nc, lease).await,
+            After::Tunnel(nc, lease) => {
+                tunnel(shard, vs, client, nc, lease).await;
+                return None;
+            }
         }
     }
     let _ = client.w.shutdown().await;
+    None
 }
 
 /// After `101 Switching Protocols` (WebSocket): a generic streaming relay
@@ -204,13 +244,33 @@ async fn read_head(
                 }
             },
             None => {
-                let wait = monoio::time::timeout(http.client_keepalive_timeout, client.r.fill());
-                monoio::select! {
-                    r = wait => match r {
-                        Ok(r) => r,
-                        Err(_) => return Err(HeadEnd::Closed),
-                    },
+                // Between requests. After PARK_AFTER the read is cancelled
+                // (keeping anything that raced in) and the connection is
+                // parked, so an idle keepalive connection holds no buffers
+                // and no request-sized task.
+                let keepalive = http.client_keepalive_timeout;
+                let park_after = PARK_AFTER.min(keepalive);
+                let mut read = pin!(client.r.fill_cancelable(client.canceller.handle()));
+                let early = monoio::select! {
+                    r = &mut read => Some(r),
+                    _ = monoio::time::sleep(park_after) => None,
                     _ = shard.shutdown.wait() => return Err(HeadEnd::Closed),
+                };
+                match early {
+                    Some(r) => r,
+                    None => {
+                        client.canceller = std::mem::take(&mut client.canceller).cancel();
+                        match read.await {
+                            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                                return Err(if park_after < keepalive {
+                                    HeadEnd::Park(keepalive - park_after)
+                                } else {
+                                    HeadEnd::Closed
+                                });
+                            }
+                            r => r,
+                        }
+                    }
                 }
             }
         };

@@ -72,7 +72,7 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
             got
         });
         let (stream, peer) = listener.accept().await.unwrap();
-        pipeline::run(&phases, &shard, 0, stream, peer).await;
+        let _ = pipeline::run(&phases, &shard, 0, stream, peer).await;
         client.join().unwrap()
     });
     (out, health[0][0].clone())

@@ -546,3 +546,45 @@ fn spliced_bodies_exact_and_failures_close_the_client() {
         .proc
         .wait_line(STARTUP, |l| l.contains("failure: node idle past server_idle_timeout during the response body"));
 }
+
+/// Idle keepalive connections are parked after 200 ms (their buffers and
+/// request task freed) and served again when the next request arrives:
+/// single and pipelined requests after an idle gap, a head split across
+/// the gap, and the keepalive timeout counted across the parked time.
+#[test]
+fn parked_keepalive_connections_resume_exactly() {
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&http_config(&[origin.addr("a")], "client_keepalive_timeout = \"2s\"", ""));
+    let body = |n: usize| -> Vec<u8> { (0..n).map(|i| b'a' + (i % 26) as u8).collect() };
+    let mut conns: Vec<TcpStream> = (0..20).map(|_| connect(shoal.addr("web"))).collect();
+    for round in 0..3 {
+        for (i, s) in conns.iter_mut().enumerate() {
+            let n = 10 + i + round;
+            write!(s, "GET /p?size={n} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_response(s, false).body, body(n), "round {round} conn {i}");
+        }
+        // Idle past the parking delay (the behaviour under test, not a
+        // synchronisation).
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // Two pipelined requests into a parked connection.
+    let s = &mut conns[0];
+    write!(s, "GET /a?size=5 HTTP/1.1\r\nHost: t\r\n\r\nGET /b?size=7 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(s, false).body, body(5));
+    assert_eq!(read_response(s, false).body, body(7));
+    // A head split across a parked gap.
+    std::thread::sleep(Duration::from_millis(400));
+    let s = &mut conns[1];
+    s.write_all(b"GET /split?size=9 HT").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    s.write_all(b"TP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(s, false).body, body(9));
+    // The keepalive timeout (2 s) counts across the parked time.
+    let s = &mut conns[2];
+    write!(s, "GET /last?size=3 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(s, false).body, body(3));
+    let t = Instant::now();
+    assert!(read_all(s).is_empty(), "closed without a byte");
+    let idle = t.elapsed();
+    assert!(idle > Duration::from_millis(1800) && idle < Duration::from_secs(4), "closed after {idle:?}");
+}
