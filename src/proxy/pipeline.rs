@@ -401,7 +401,9 @@ async fn request<P: HttpPhases>(
     if let Some(addr) = ctx.explicit_addr {
         let forward_continue = expect_continue && client_minor == 1;
         let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
-        return direct(phases, shard, client, s, &mut ctx, addr, &body_opts, req).await;
+        // Rare (a hook's explicit address): boxed, so its state does not
+        // enlarge every connection's task.
+        return Box::pin(direct(phases, shard, client, s, &mut ctx, addr, &body_opts, req)).await;
     }
     if pool.cfg.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
