@@ -94,12 +94,13 @@ fn spawn_connection(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: Socket
 }
 
 /// A parked keepalive connection: only its socket, a readiness poll and a
-/// timer, until the client sends its next request (then it is served
-/// again), closes, or idles out, or shoal stops.
+/// coarse timer, until the client sends its next request (then it is
+/// served again), closes, or idles out (to the second), or shoal stops.
 async fn park(shard: Rc<Shard>, vs: usize, parked: Parked, peer: SocketAddr, guard: ConnGuard) {
+    let deadline = std::time::Instant::now() + parked.keepalive_left;
     let ready = monoio::select! {
         r = parked.stream.readable(false) => r.is_ok(),
-        _ = monoio::time::sleep(parked.keepalive_left) => false,
+        _ = shard.coarse.sleep_until(deadline) => false,
         _ = shard.shutdown.wait() => false,
     };
     if ready {

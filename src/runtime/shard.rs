@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::log::access::LineBuffer;
 use crate::pool::health::NodeHealth;
 use crate::pool::ShardPool;
+use crate::util::coarse::CoarseTimer;
 use crate::util::event::{Event, Flag};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub struct Shard {
     pub shutdown: Flag,
     open: Cell<usize>,
     closed: Event,
+    /// Keepalive deadlines of parked connections (one-second resolution).
+    pub coarse: Rc<CoarseTimer>,
     vs_open: Vec<Cell<u32>>,
     vs_limit: Vec<u32>,
     /// Per virtual server: its access log's line buffer, when it has one.
@@ -94,6 +97,7 @@ impl Shard {
             shutdown: Flag::default(),
             open: Cell::new(0),
             closed: Event::new(),
+            coarse: Rc::new(CoarseTimer::default()),
             vs_open: (0..nvs).map(|_| Cell::new(0)).collect(),
             vs_limit,
             access_lines: (0..nvs)
