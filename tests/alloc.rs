@@ -87,7 +87,33 @@ fn read_head(s: &mut TcpStream, buf: &mut [u8], have: &mut usize) -> Option<usiz
     }
 }
 
-/// A keepalive HTTP node answering every request with `BODY`.
+/// The body's bytes on the wire when the node sends it chunked.
+fn chunked_body() -> Vec<u8> {
+    let mut v = Vec::new();
+    write!(v, "{:x}\r\n", BODY.len()).unwrap();
+    v.extend_from_slice(BODY);
+    v.extend_from_slice(b"\r\n0\r\n\r\n");
+    v
+}
+
+/// The value of a request head's Content-Length, if any (ASCII, no alloc).
+fn content_length(head: &[u8]) -> usize {
+    let key = b"\r\ncontent-length:";
+    head.windows(key.len())
+        .position(|w| w.eq_ignore_ascii_case(key))
+        .map(|i| {
+            head[i + key.len()..]
+                .iter()
+                .skip_while(|c| **c == b' ')
+                .take_while(|c| c.is_ascii_digit())
+                .fold(0, |n, c| n * 10 + (c - b'0') as usize)
+        })
+        .unwrap_or(0)
+}
+
+/// A keepalive HTTP node answering every request with `BODY`: chunked when
+/// the target starts with `/chunked`, with Content-Length otherwise. It
+/// reads (and checks) request bodies sent with Content-Length.
 fn node() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -97,16 +123,27 @@ fn node() -> SocketAddr {
             std::thread::spawn(move || {
                 exclude_this_thread();
                 let mut s = s;
-                let mut reply = Vec::new();
-                write!(reply, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", BODY.len())
+                let mut plain = Vec::new();
+                write!(plain, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", BODY.len())
                     .unwrap();
-                reply.extend_from_slice(BODY);
+                plain.extend_from_slice(BODY);
+                let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                chunked.extend_from_slice(&chunked_body());
                 let mut buf = [0u8; 8192];
                 let mut have = 0;
                 while let Some(end) = read_head(&mut s, &mut buf, &mut have) {
-                    buf.copy_within(end..have, 0);
-                    have -= end;
-                    if s.write_all(&reply).is_err() {
+                    let body_len = content_length(&buf[..end]);
+                    while have < end + body_len {
+                        match s.read(&mut buf[have..]) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => have += n,
+                        }
+                    }
+                    assert_eq!(&buf[end..end + body_len], &BODY[..body_len], "request body, exactly");
+                    let reply = if buf[..end].starts_with(b"GET /chunked") { &chunked } else { &plain };
+                    buf.copy_within(end + body_len..have, 0);
+                    have -= end + body_len;
+                    if s.write_all(reply).is_err() {
                         break;
                     }
                 }
@@ -116,21 +153,51 @@ fn node() -> SocketAddr {
     addr
 }
 
-/// `n` keepalive GETs on one connection, each response checked byte for byte.
-fn client(s: &mut TcpStream, n: usize) {
-    let req = b"GET /small HTTP/1.1\r\nHost: alloc.test\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n";
+/// What the clients send, and the response body bytes they expect.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// GET, Content-Length response.
+    Get,
+    /// GET, chunked response (forwarded chunked to this HTTP/1.1 client).
+    GetChunked,
+    /// POST with a 100-byte Content-Length body.
+    Post,
+}
+
+/// `n` keepalive requests of `kind` on one connection, each response
+/// checked byte for byte.
+fn client(s: &mut TcpStream, n: usize, kind: Kind, chunked: &[u8]) {
+    let mut req = [0u8; 512];
+    let mut w = &mut req[..];
+    match kind {
+        Kind::Get => {
+            write!(w, "GET /small HTTP/1.1\r\nHost: alloc.test\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n")
+        }
+        Kind::GetChunked => write!(w, "GET /chunked HTTP/1.1\r\nHost: alloc.test\r\nAccept: */*\r\n\r\n"),
+        Kind::Post => write!(w, "POST /post HTTP/1.1\r\nHost: alloc.test\r\nContent-Length: {}\r\n\r\n", BODY.len()),
+    }
+    .unwrap();
+    let left = w.len();
+    let mut len = req.len() - left;
+    if let Kind::Post = kind {
+        req[len..len + BODY.len()].copy_from_slice(BODY);
+        len += BODY.len();
+    }
+    let expect: &[u8] = if let Kind::GetChunked = kind { chunked } else { BODY };
     let mut buf = [0u8; 8192];
-    for _ in 0..n {
-        s.write_all(req).unwrap();
+    for i in 0..n {
+        s.write_all(&req[..len]).unwrap();
         let mut have = 0;
-        let end = read_head(s, &mut buf, &mut have).expect("response head");
+        let Some(end) = read_head(s, &mut buf, &mut have) else {
+            panic!("request {i}: no response head: {have} bytes {:?}", String::from_utf8_lossy(&buf[..have]))
+        };
         assert!(buf.starts_with(b"HTTP/1.1 200 "), "{:?}", String::from_utf8_lossy(&buf[..end]));
-        while have < end + BODY.len() {
+        while have < end + expect.len() {
             let got = s.read(&mut buf[have..]).unwrap();
             assert!(got > 0, "connection closed mid-body");
             have += got;
         }
-        assert_eq!(&buf[end..have], BODY, "body, exactly");
+        assert_eq!(&buf[end..have], expect, "body, exactly");
     }
 }
 
@@ -161,35 +228,38 @@ fn steady_state_allocations_per_request() {
 
     const CLIENTS: usize = 4;
     const WARM: usize = 2_000;
-    const MEASURED: usize = 20_000;
+    const MEASURED: usize = 10_000;
+    let chunked = chunked_body();
     let mut conns: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    let run = |conns: &mut Vec<TcpStream>, n: usize| {
+    let run = |conns: &mut Vec<TcpStream>, n: usize, kind: Kind| {
         std::thread::scope(|s| {
             for c in conns.iter_mut() {
+                let chunked = &chunked;
                 s.spawn(move || {
                     exclude_this_thread();
-                    client(c, n)
+                    client(c, n, kind, chunked)
                 });
             }
         });
     };
-    run(&mut conns, WARM);
-    let before = ALLOCS.load(Relaxed);
-    run(&mut conns, MEASURED);
-    let after = ALLOCS.load(Relaxed);
-    let per_request = (after - before) as f64 / (CLIENTS * MEASURED) as f64;
-    eprintln!(
-        "shoal heap allocations per proxied keepalive GET: {per_request:.3} ({} over {} requests)",
-        after - before,
-        CLIENTS * MEASURED
-    );
-    // A few allocations may straddle the two readings (a request's tail
-    // work racing the counter read); anything per-request shows as
-    // thousands.
-    let allowed = (CEILING * (CLIENTS * MEASURED) as f64) as u64 + SLACK;
-    assert!(
-        after - before <= allowed,
-        "{per_request:.3} allocations per request, above the ceiling of {CEILING} ({} > {allowed})",
-        after - before
-    );
+    let mut failures = Vec::new();
+    for (kind, name) in
+        [(Kind::Get, "GET"), (Kind::GetChunked, "GET, chunked response"), (Kind::Post, "POST, 100-byte body")]
+    {
+        run(&mut conns, WARM, kind);
+        let before = ALLOCS.load(Relaxed);
+        run(&mut conns, MEASURED, kind);
+        let after = ALLOCS.load(Relaxed);
+        let n = CLIENTS * MEASURED;
+        let per_request = (after - before) as f64 / n as f64;
+        eprintln!("{name}: {per_request:.3} shoal heap allocations per request ({} over {n})", after - before);
+        // A few allocations may straddle the two readings (a request's
+        // tail work racing the counter read); anything per request shows
+        // as thousands.
+        let allowed = (CEILING * n as f64) as u64 + SLACK;
+        if after - before > allowed {
+            failures.push(format!("{name}: {per_request:.3} per request ({} > {allowed})", after - before));
+        }
+    }
+    assert!(failures.is_empty(), "above the ceiling of {CEILING} allocations per request: {failures:?}");
 }

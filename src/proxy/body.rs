@@ -103,8 +103,18 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
                     fill(src, opts, true).await?;
                 }
                 ranges.clear();
-                let used = framer.advance(src.data(), |r| ranges.push(r)).map_err(BodyError::Chunked)?;
-                payload += ranges.iter().map(|r| r.len() as u64).sum::<u64>();
+                // Payload ranges are kept only to de-chunk; counting them
+                // needs no list (so forwarding a chunked body as it came
+                // allocates nothing).
+                let dechunk = opts.dechunk;
+                let used = framer
+                    .advance(src.data(), |r| {
+                        payload += r.len() as u64;
+                        if dechunk {
+                            ranges.push(r);
+                        }
+                    })
+                    .map_err(BodyError::Chunked)?;
                 if opts.limit.is_some_and(|l| payload > l) {
                     return Err(BodyError::TooLarge);
                 }

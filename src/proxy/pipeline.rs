@@ -26,10 +26,12 @@ use crate::runtime::shard::Shard;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Canceller, Splitable};
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Buffer a connection keeps while idle (client between requests, node
@@ -769,9 +771,23 @@ async fn exchange(
         Ok(Err(BodyError::Truncated | BodyError::SourceIo(_))) => {
             Err(Failure::Client("client closed during the request body"))
         }
-        // The node answered before the whole body was sent: the rest of the
-        // body is never read, so both connections close after this response.
-        Err(h) => h.map(|_| (false, Instant::now())),
+        // The head won the race. Both may have completed in the same round
+        // (select! picks among ready branches at random), and a node cannot
+        // answer a request before it has read it all, so check the body
+        // once more: only a body still unsent means the node answered
+        // early, when the rest of the body is never read and both
+        // connections close after this response.
+        Err(h) => {
+            let body = std::future::poll_fn(|cx| Poll::Ready(body_fut.as_mut().poll(cx))).await;
+            let complete = match body {
+                Poll::Ready(Ok(n)) => {
+                    ctx.bytes_in = n;
+                    true
+                }
+                _ => false,
+            };
+            h.map(|_| (complete, Instant::now()))
+        }
     }
 }
 

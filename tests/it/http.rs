@@ -588,3 +588,39 @@ fn parked_keepalive_connections_resume_exactly() {
     let idle = t.elapsed();
     assert!(idle > Duration::from_millis(1800) && idle < Duration::from_secs(4), "closed after {idle:?}");
 }
+
+/// Keepalive POSTs stay on their connection: a node's response that
+/// arrives in the same scheduling round as the end of the request body
+/// must not be taken for an early answer (which closes the connection).
+#[test]
+fn keepalive_posts_keep_their_connection() {
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&http_config(&[origin.addr("a")], "", ""));
+    let body = pattern(100, 3);
+    let threads: Vec<_> = (0..4)
+        .map(|k| {
+            let addr = shoal.addr("web");
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                let mut req =
+                    format!("POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+                req.extend_from_slice(&body);
+                for i in 0..4000 {
+                    s.write_all(&req).unwrap();
+                    let r = read_response(&mut s, false);
+                    assert_eq!(r.status, 200, "client {k} request {i}");
+                    assert_eq!(r.header("x-body-sha256"), Some(sha256(&body).as_str()), "client {k} request {i}");
+                    assert_eq!(
+                        r.header("connection"),
+                        None,
+                        "client {k} request {i}: shoal closed a keepalive connection"
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
