@@ -205,13 +205,25 @@ fn client(s: &mut TcpStream, n: usize, kind: Kind, chunked: &[u8]) {
 fn steady_state_allocations_per_request() {
     exclude_this_thread();
     let node = node();
+    // Virtual server 1 writes an access log (into the shard's line buffer:
+    // no writer thread runs here, so lines past its bound are dropped).
+    let log = std::env::temp_dir().join(format!("shoal-alloc-test-{}.log", std::process::id()));
     let cfg = format!(
         "[virtual_servers.v]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n\
-         [pools.p]\nnodes = [\"{node}\"]\n"
+         [virtual_servers.logged]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\
+         access_log = \"{}\"\naccess_log_format = \"%h %l %u %t \\\"%r\\\" %s %b %D %n\"\n\n\
+         [pools.p]\nnodes = [\"{node}\"]\n",
+        log.display()
     );
     let config = Arc::new(shoal::config::load_str(&cfg, "alloc-test").unwrap());
+    let index = |name: &str| config.virtual_servers.iter().position(|v| v.name == name).unwrap();
+    let (plain_vs, logged_vs) = (index("v"), index("logged"));
+    let mut vs_log = vec![None; config.virtual_servers.len()];
+    vs_log[logged_vs] = Some(0);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let logged_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let logged_addr = logged_listener.local_addr().unwrap();
     let health: Vec<Vec<_>> = config
         .pools
         .iter()
@@ -220,9 +232,11 @@ fn steady_state_allocations_per_request() {
     std::thread::spawn(move || {
         let (mut rt, _) = shoal::runtime::ring::build(256).unwrap();
         rt.block_on(async move {
-            let (shard, _) = shoal::runtime::shard::Shard::new(0, 1, config, &health, &[]);
+            let (shard, _) = shoal::runtime::shard::Shard::new(0, 1, config, &health, &vs_log);
+            let logged = monoio::net::TcpListener::from_std(logged_listener).unwrap();
+            monoio::spawn(shoal::net::accept::accept_loop(shard.clone(), logged_vs, logged));
             let l = monoio::net::TcpListener::from_std(listener).unwrap();
-            shoal::net::accept::accept_loop(shard, 0, l).await;
+            shoal::net::accept::accept_loop(shard, plain_vs, l).await;
         });
     });
 
@@ -230,7 +244,8 @@ fn steady_state_allocations_per_request() {
     const WARM: usize = 2_000;
     const MEASURED: usize = 10_000;
     let chunked = chunked_body();
-    let mut conns: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let conns: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let logged: Vec<TcpStream> = (0..CLIENTS).map(|_| TcpStream::connect(logged_addr).unwrap()).collect();
     let run = |conns: &mut Vec<TcpStream>, n: usize, kind: Kind| {
         std::thread::scope(|s| {
             for c in conns.iter_mut() {
@@ -243,12 +258,16 @@ fn steady_state_allocations_per_request() {
         });
     };
     let mut failures = Vec::new();
-    for (kind, name) in
-        [(Kind::Get, "GET"), (Kind::GetChunked, "GET, chunked response"), (Kind::Post, "POST, 100-byte body")]
-    {
-        run(&mut conns, WARM, kind);
+    let mut sets = [conns, logged];
+    for (kind, name, set) in [
+        (Kind::Get, "GET", 0),
+        (Kind::GetChunked, "GET, chunked response", 0),
+        (Kind::Post, "POST, 100-byte body", 0),
+        (Kind::Get, "GET with an access log", 1),
+    ] {
+        run(&mut sets[set], WARM, kind);
         let before = ALLOCS.load(Relaxed);
-        run(&mut conns, MEASURED, kind);
+        run(&mut sets[set], MEASURED, kind);
         let after = ALLOCS.load(Relaxed);
         let n = CLIENTS * MEASURED;
         let per_request = (after - before) as f64 / n as f64;

@@ -71,24 +71,24 @@ pub struct LogCopy {
 }
 
 impl LogCopy {
-    /// Copy the request line (and the headers, if `headers`) of `head`.
-    pub fn capture(buf: &[u8], head: &RequestHead, headers: bool) -> LogCopy {
+    /// Copy the request line (and the headers, if `headers`) of `head`,
+    /// replacing what this copy held (its buffers are reused).
+    pub fn fill(&mut self, buf: &[u8], head: &RequestHead, headers: bool) {
         let start = head.method.start;
         let line_end = buf[start..head.len].iter().position(|&c| c == b'\n').map_or(head.len, |p| start + p);
         let line = &buf[start..line_end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        LogCopy {
-            wall_start: Some(std::time::SystemTime::now()),
-            request_line: line.to_vec(),
-            method: 0..head.method.len(),
-            target: head.target.start - start..head.target.end - start,
-            request_headers: if headers {
-                head.headers.iter().map(|h| (buf[h.name.clone()].to_vec(), buf[h.value.clone()].to_vec())).collect()
-            } else {
-                Vec::new()
-            },
-            response_headers: Vec::new(),
+        self.wall_start = Some(std::time::SystemTime::now());
+        self.request_line.clear();
+        self.request_line.extend_from_slice(line);
+        self.method = 0..head.method.len();
+        self.target = head.target.start - start..head.target.end - start;
+        self.request_headers.clear();
+        if headers {
+            self.request_headers
+                .extend(head.headers.iter().map(|h| (buf[h.name.clone()].to_vec(), buf[h.value.clone()].to_vec())));
         }
+        self.response_headers.clear();
     }
 }
 

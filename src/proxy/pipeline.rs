@@ -78,6 +78,8 @@ struct Scratch {
     node_head: Vec<u8>,
     /// Nodes of the pool already tried for this request.
     tried: Vec<bool>,
+    /// The access-log copy of the last request, kept for the next one.
+    log_spare: Option<Box<super::phases::LogCopy>>,
 }
 
 enum After {
@@ -129,6 +131,7 @@ pub async fn run<P: HttpPhases>(
         out: Vec::with_capacity(1024),
         node_head: Vec::with_capacity(1024),
         tried: Vec::new(),
+        log_spare: None,
     };
     let mut first = true;
     loop {
@@ -327,23 +330,40 @@ async fn request<P: HttpPhases>(
     started: Instant,
 ) -> After {
     let vs = &shard.config.virtual_servers[vs_i];
-    let http = &vs.http;
     let mut ctx = Ctx::new(vs_i, vs.pool, client.peer, started);
-    if let Some(al) = &http.access_log {
-        let copy = super::phases::LogCopy::capture(client.r.data(), &s.head, al.format.needs_request_headers());
-        ctx.log = Some(Box::new(copy));
+    if let Some(al) = &vs.http.access_log {
+        // The connection's log copy is reused request after request.
+        let mut copy = s.log_spare.take().unwrap_or_default();
+        copy.fill(client.r.data(), &s.head, al.format.needs_request_headers());
+        ctx.log = Some(copy);
     }
+    let after = handle(phases, shard, vs_i, client, s, &mut ctx).await;
+    s.log_spare = ctx.log.take();
+    after
+}
+
+/// The body of [`request`], with its context.
+async fn handle<P: HttpPhases>(
+    phases: &P,
+    shard: &Rc<Shard>,
+    vs_i: usize,
+    client: &mut Client,
+    s: &mut Scratch,
+    ctx: &mut Ctx,
+) -> After {
+    let vs = &shard.config.virtual_servers[vs_i];
+    let http = &vs.http;
     let req = Request { buf: client.r.data(), head: &s.head };
-    if let Flow::Respond { status, content_type, body } = phases.request(shard, &mut ctx, &req).await {
+    if let Flow::Respond { status, content_type, body } = phases.request(shard, ctx, &req).await {
         let framing = s.head.framing;
         client.r.consume(s.head.len);
         ctx.status = status;
         let close = framing != Framing::None || !s.head.keep_alive();
         let _ = respond_simple(client, status, content_type, &body, close, &mut s.out).await;
-        phases.done(shard, &ctx);
+        phases.done(shard, ctx);
         return if close { After::Close } else { After::KeepAlive };
     }
-    phases.pool(shard, &mut ctx, &req);
+    phases.pool(shard, ctx, &req);
     let head = &s.head;
     let is_head = head.method(client.r.data()) == b"HEAD";
     let framing = head.framing;
@@ -356,17 +376,8 @@ async fn request<P: HttpPhases>(
     if let (Framing::Length(n), Some(limit)) = (framing, http.max_body_size) {
         if n > limit {
             client.r.consume(head.len);
-            return finish_error(
-                phases,
-                shard,
-                client,
-                s,
-                &mut ctx,
-                413,
-                "request body larger than max_body_size",
-                true,
-            )
-            .await;
+            return finish_error(phases, shard, client, s, ctx, 413, "request body larger than max_body_size", true)
+                .await;
         }
     }
     if framing == Framing::Chunked {
@@ -377,11 +388,11 @@ async fn request<P: HttpPhases>(
         let mut probe = crate::http::chunked::ChunkedFramer::default();
         if probe.advance(early, |_| {}).is_err() {
             client.r.consume(head.len);
-            return finish_error(phases, shard, client, s, &mut ctx, 400, "invalid chunked request body", true).await;
+            return finish_error(phases, shard, client, s, ctx, 400, "invalid chunked request body", true).await;
         }
     }
     let mut add = RequestAdditions::default();
-    phases.upstream_request(shard, &ctx, &mut add);
+    phases.upstream_request(shard, ctx, &mut add);
     s.node_head.clear();
     rewrite::write_request(client.r.data(), head, &add, &mut s.node_head);
     let url_hash = { LARD_HASH.hash_one(head.target(client.r.data())) };
@@ -405,7 +416,7 @@ async fn request<P: HttpPhases>(
         let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
         // Rare (a hook's explicit address): boxed, so its state does not
         // enlarge every connection's task.
-        return Box::pin(direct(phases, shard, client, s, &mut ctx, addr, &body_opts, req)).await;
+        return Box::pin(direct(phases, shard, client, s, ctx, addr, &body_opts, req)).await;
     }
     if pool.cfg.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
@@ -420,7 +431,7 @@ async fn request<P: HttpPhases>(
             pool.pick(&others, None)
         });
         let force_fresh = forced.is_some();
-        let Some(pick) = forced.or_else(|| phases.node(&pool, &mut ctx, &s.tried)) else {
+        let Some(pick) = forced.or_else(|| phases.node(&pool, ctx, &s.tried)) else {
             // Every usable node is at max_connections_per_node: wait in the
             // shard's bounded queue for a slot.
             if pool.has_full_node(&s.tried) {
@@ -482,7 +493,7 @@ async fn request<P: HttpPhases>(
             expect_continue && client_minor == 1,
             pool.cfg.max_reply_time,
             http.max_header_size.max(8192),
-            &mut ctx,
+            ctx,
         )
         .await;
         let (body_complete, reply_start) = match sent {
@@ -518,17 +529,17 @@ async fn request<P: HttpPhases>(
             Err(Failure::Client(why)) => {
                 log::debug!("virtual server {}: client {}: {why}", vs.name, client.peer);
                 ctx.error = Some(why);
-                phases.done(shard, &ctx);
+                phases.done(shard, ctx);
                 return After::Close;
             }
             Err(Failure::BadBody(status, why)) => {
-                return finish_error(phases, shard, client, s, &mut ctx, status, why, true).await;
+                return finish_error(phases, shard, client, s, ctx, status, why, true).await;
             }
         };
         // A final response head is in s.resp.
         pool.record_response_time(ni, reply_start.elapsed());
         lease.set_answered();
-        match phases.response(shard, &mut ctx, &s.resp).await {
+        match phases.response(shard, ctx, &s.resp).await {
             Verdict::NodeFailure(reason) => {
                 pool.record_failure(ni, reason);
                 if ctx.retryable && pool.has_candidate(&s.tried) {
@@ -544,12 +555,12 @@ async fn request<P: HttpPhases>(
             }
         }
         let after =
-            forward_response(shard, vs_i, client, &mut nc, s, &mut ctx, body_complete, client_keep_alive, client_minor)
+            forward_response(shard, vs_i, client, &mut nc, s, ctx, body_complete, client_keep_alive, client_minor)
                 .await;
         // Tunnel only when the whole request was read: a 101 that arrived
         // while request body bytes were in flight would lose them.
         if s.resp.status == 101 && upgrade && body_complete && matches!(after.0, After::Close) && ctx.error.is_none() {
-            phases.done(shard, &ctx);
+            phases.done(shard, ctx);
             return After::Tunnel(nc, Some(lease));
         }
         let reusable = after.1 && pool.cfg.proxy_protocol.is_none();
@@ -558,12 +569,12 @@ async fn request<P: HttpPhases>(
             pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
         }
         drop(lease);
-        phases.done(shard, &ctx);
+        phases.done(shard, ctx);
         return after.0;
     }
     // No node answered.
     let close = !client_keep_alive || framing != Framing::None;
-    finish_error(phases, shard, client, s, &mut ctx, last.0, last.1, close).await
+    finish_error(phases, shard, client, s, ctx, last.0, last.1, close).await
 }
 
 /// What [`direct`] needs to know about the request.
