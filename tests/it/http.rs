@@ -499,6 +499,7 @@ fn max_connections_per_node_queues_requests() {
 /// after every byte the node did send, and is logged as a node failure.
 #[test]
 fn spliced_bodies_exact_and_failures_close_the_client() {
+    let _heavy = heavy();
     let origin = Origin::start("http", &["a"]);
     let cfg = format!(
         "{}\n[virtual_servers.copy]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\nsplice = false\n",
@@ -594,6 +595,7 @@ fn parked_keepalive_connections_resume_exactly() {
 /// must not be taken for an early answer (which closes the connection).
 #[test]
 fn keepalive_posts_keep_their_connection() {
+    let _heavy = heavy();
     let origin = Origin::start("http", &["a"]);
     let shoal = Shoal::start(&http_config(&[origin.addr("a")], "", ""));
     let body = pattern(100, 3);
