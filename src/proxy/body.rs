@@ -45,6 +45,17 @@ pub struct BodyOpts {
 /// are spliced; below it, a read and a write cost less than the pipe.
 const SPLICE_MIN: u64 = 128 * 1024;
 
+impl From<SpliceError> for BodyError {
+    fn from(e: SpliceError) -> Self {
+        match e {
+            SpliceError::Truncated => BodyError::Truncated,
+            SpliceError::SourceIdle => BodyError::SourceIdle,
+            SpliceError::Source(e) => BodyError::SourceIo(e),
+            SpliceError::Sink(e) => BodyError::Sink(e),
+        }
+    }
+}
+
 /// Forward one body. Returns payload bytes forwarded. Bytes after the body
 /// stay unread in `src` (a pipelined request, or garbage from a node).
 pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
@@ -60,18 +71,14 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
                 return Err(BodyError::TooLarge);
             }
             let mut left = n;
+            // Splicing is tried once per body: without a pipe (the shard's
+            // limit, or none could be made) the body is copied to its end.
+            let mut splice = opts.splice;
             while left > 0 {
                 if src.data().is_empty() && left >= SPLICE_MIN {
-                    if let Some((from, to)) = opts.splice {
-                        if let Some(mut pipe) = Pipe::take() {
-                            splice::relay(from, to, left, &mut pipe, opts.idle).await.map_err(|e| match e {
-                                SpliceError::Truncated => BodyError::Truncated,
-                                SpliceError::SourceIdle => BodyError::SourceIdle,
-                                SpliceError::Source(e) => BodyError::SourceIo(e),
-                                SpliceError::Sink(e) => BodyError::Sink(e),
-                            })?;
-                            return Ok(n);
-                        }
+                    if let Some(((from, to), mut pipe)) = splice.take().and_then(|fds| Some((fds, Pipe::take()?))) {
+                        splice::relay(from, to, left, &mut pipe, opts.idle).await?;
+                        return Ok(n);
                     }
                 }
                 if src.data().is_empty() {
