@@ -913,13 +913,10 @@ async fn forward_response(
         buffer: vs.buffer_size,
         splice: vs.splice.then_some((nc.fd, client.fd)),
     };
-    if framing == Framing::None {
-        let reusable = node_keep_alive && request_complete && nc.r.data().is_empty();
-        return (if close { After::Close } else { After::KeepAlive }, reusable);
-    }
     match body::forward(&mut nc.r, &mut client.w, framing, &opts).await {
         Ok(n) => {
-            ctx.bytes_out = n;
+            // Plus a body already sent with the head.
+            ctx.bytes_out += n;
             let reusable = node_keep_alive && request_complete && nc.r.data().is_empty();
             (if close { After::Close } else { After::KeepAlive }, reusable)
         }
