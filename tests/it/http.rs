@@ -7,6 +7,11 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// The body shoal-origin sends for `size=n`: byte i is b'a' + i % 26.
+fn origin_body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
 pub fn http_config(nodes: &[SocketAddr], vs_extra: &str, pool_extra: &str) -> String {
     let nodes: Vec<String> = nodes.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
@@ -29,8 +34,8 @@ fn keepalive_both_sides_and_exact_bodies() {
     let (ok, out, err) = curl(&["-v", &url(&shoal, "/1?size=10"), &url(&shoal, "/2?size=70000&chunked=1")]);
     assert!(ok, "{err}");
     assert!(err.contains("Re-using existing connection"), "curl did not reuse its connection:\n{err}");
-    let mut want: Vec<u8> = (0..10).map(|i| b'a' + (i % 26) as u8).collect();
-    want.extend((0..70000).map(|i| b'a' + (i % 26) as u8));
+    let mut want = origin_body(10);
+    want.extend(origin_body(70000));
     assert_eq!(out, want);
 
     let mut s = connect(shoal.addr("web"));
@@ -123,7 +128,7 @@ fn gigabyte_bodies_exact_with_bounded_memory() {
     let expect = {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
-        let block: Vec<u8> = (0..26 * 40960).map(|i| b'a' + (i % 26) as u8).collect();
+        let block = origin_body(26 * 40960);
         let mut left = gib;
         while left > 0 {
             let n = left.min(block.len() as u64) as usize;
@@ -506,14 +511,13 @@ fn spliced_bodies_exact_and_failures_close_the_client() {
         http_config(&[origin.addr("a")], "server_idle_timeout = \"500ms\"", "")
     );
     let shoal = Shoal::start(&cfg);
-    let body = |n: usize| -> Vec<u8> { (0..n).map(|i| b'a' + (i % 26) as u8).collect() };
     for vs in ["web", "copy"] {
         let mut s = connect(shoal.addr(vs));
         for size in [3_000_000usize, 200_000, 100, 5_000_000] {
             write!(s, "GET /d?size={size} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
             let r = read_response(&mut s, false);
             assert_eq!(r.status, 200, "{vs} size {size}");
-            assert!(r.body == body(size), "{vs}: body of {size} bytes differs");
+            assert!(r.body == origin_body(size), "{vs}: body of {size} bytes differs");
         }
         let up = pattern(3_000_000, 9);
         write!(s, "PUT /u HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", up.len()).unwrap();
@@ -522,7 +526,7 @@ fn spliced_bodies_exact_and_failures_close_the_client() {
         assert_eq!(r.header("x-body-len"), Some("3000000"), "{vs} upload");
         assert_eq!(r.header("x-body-sha256"), Some(sha256(&up).as_str()), "{vs} upload");
         write!(s, "GET /again?size=10 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        assert_eq!(read_response(&mut s, false).body, body(10), "{vs}: keepalive after large bodies");
+        assert_eq!(read_response(&mut s, false).body, origin_body(10), "{vs}: keepalive after large bodies");
     }
 
     // The node closes after 1,000,000 of 4,000,000 bytes: the client gets
@@ -532,7 +536,7 @@ fn spliced_bodies_exact_and_failures_close_the_client() {
     let r = read_response(&mut s, true);
     assert_eq!(r.header("content-length"), Some("4000000"));
     let got = read_all(&mut s);
-    assert!(got == body(1_000_000), "cut body: {} bytes, expected the node's 1000000 exactly", got.len());
+    assert!(got == origin_body(1_000_000), "cut body: {} bytes, expected the node's 1000000 exactly", got.len());
     shoal.proc.wait_line(STARTUP, |l| l.contains("failure: node closed during the response body"));
 
     // The node stalls after its head: server_idle_timeout (500 ms) closes.
@@ -556,13 +560,12 @@ fn spliced_bodies_exact_and_failures_close_the_client() {
 fn parked_keepalive_connections_resume_exactly() {
     let origin = Origin::start("http", &["a"]);
     let shoal = Shoal::start(&http_config(&[origin.addr("a")], "client_keepalive_timeout = \"2s\"", ""));
-    let body = |n: usize| -> Vec<u8> { (0..n).map(|i| b'a' + (i % 26) as u8).collect() };
     let mut conns: Vec<TcpStream> = (0..20).map(|_| connect(shoal.addr("web"))).collect();
     for round in 0..3 {
         for (i, s) in conns.iter_mut().enumerate() {
             let n = 10 + i + round;
             write!(s, "GET /p?size={n} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-            assert_eq!(read_response(s, false).body, body(n), "round {round} conn {i}");
+            assert_eq!(read_response(s, false).body, origin_body(n), "round {round} conn {i}");
         }
         // Idle past the parking delay (the behaviour under test, not a
         // synchronisation).
@@ -571,19 +574,19 @@ fn parked_keepalive_connections_resume_exactly() {
     // Two pipelined requests into a parked connection.
     let s = &mut conns[0];
     write!(s, "GET /a?size=5 HTTP/1.1\r\nHost: t\r\n\r\nGET /b?size=7 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(s, false).body, body(5));
-    assert_eq!(read_response(s, false).body, body(7));
+    assert_eq!(read_response(s, false).body, origin_body(5));
+    assert_eq!(read_response(s, false).body, origin_body(7));
     // A head split across a parked gap.
     std::thread::sleep(Duration::from_millis(400));
     let s = &mut conns[1];
     s.write_all(b"GET /split?size=9 HT").unwrap();
     std::thread::sleep(Duration::from_millis(400));
     s.write_all(b"TP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(s, false).body, body(9));
+    assert_eq!(read_response(s, false).body, origin_body(9));
     // The keepalive timeout (2 s) counts across the parked time.
     let s = &mut conns[2];
     write!(s, "GET /last?size=3 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(s, false).body, body(3));
+    assert_eq!(read_response(s, false).body, origin_body(3));
     let t = Instant::now();
     assert!(read_all(s).is_empty(), "closed without a byte");
     let idle = t.elapsed();
