@@ -93,7 +93,7 @@ pub struct RawVirtualServer {
     pub buffer_size: Spanned<u32>,
     #[serde(default = "default_backlog")]
     pub backlog: u32,
-    #[serde(default = "default_true")]
+    #[serde(default = "yes")]
     pub splice: bool,
     pub shards: Option<Spanned<Vec<usize>>>,
     // HTTP (protocol = "http") settings.
@@ -514,10 +514,6 @@ impl<'de> Deserialize<'de> for OneOrMany {
         }
         d.deserialize_any(V)
     }
-}
-
-fn default_true() -> bool {
-    true
 }
 
 #[cfg(test)]
