@@ -19,7 +19,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// Pipe capacity asked for (the default Linux `pipe-max-size`); the
@@ -163,14 +163,9 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 /// wait for readiness through the shard's ring (polling a duplicate
 /// descriptor polls the same socket).
 fn poller(fd: RawFd) -> io::Result<monoio::net::TcpStream> {
-    // SAFETY: `fd` is open; `dup` returns a new descriptor we then own.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if d < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `d` is a fresh descriptor owned by nothing else.
-    let std = unsafe { std::net::TcpStream::from_raw_fd(d) };
-    monoio::net::TcpStream::from_std(std)
+    // SAFETY: `fd` is open for the duration of the call (see the header).
+    let dup = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    monoio::net::TcpStream::from_std(std::net::TcpStream::from(dup))
 }
 
 /// Move exactly `len` bytes from socket `src` to socket `dst` through
