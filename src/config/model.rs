@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::raw::{Algorithm, ErrorAction, NodeState, Protocol, Shards};
+pub use super::raw::{Algorithm, ClientAuth, ErrorAction, NodeState, PersistenceType, Protocol, Shards};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -18,6 +18,15 @@ pub struct Config {
     pub virtual_servers: Vec<VirtualServer>,
     pub pools: Vec<Pool>,
     pub responders: Vec<Responder>,
+    pub persistence: Vec<Persistence>,
+}
+
+/// A session persistence class (E1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Persistence {
+    pub name: String,
+    pub kind: PersistenceType,
+    pub max_entries: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +62,65 @@ pub struct VirtualServer {
     /// Shard indices that accept for this virtual server; `None` = all.
     pub shards: Option<Vec<usize>>,
     pub http: HttpSettings,
+    /// TLS termination, when the listener speaks TLS.
+    pub tls: Option<VsTls>,
+    /// `ssl_passthrough`: server name pattern → pool index, in order.
+    pub sni_pools: Vec<(String, usize)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// TLS termination on a virtual server: its settings and what was built
+/// from them at load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VsTls {
+    pub settings: TlsServer,
+    pub acceptor: crate::tls::server::Acceptor,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsServer {
+    pub certificates: Vec<CertFiles>,
+    pub versions: Vec<TlsVersion>,
+    pub alpn: Vec<Vec<u8>>,
+    pub client_auth: ClientAuth,
+    pub client_ca: Option<PathBuf>,
+    pub session_cache_size: usize,
+    pub session_tickets: bool,
+    /// HTTP: `X-Forwarded-Proto: https` to nodes.
+    pub add_x_forwarded_proto: bool,
+    /// HTTP: `SSL-Protocol`, `SSL-Cipher`, `SSL-Server-Name`,
+    /// `SSL-Client-Certificate` to nodes.
+    pub add_ssl_headers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub names: Vec<String>,
+}
+
+/// Encryption to a pool's nodes: settings and the client configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolTlsCfg {
+    pub settings: PoolTls,
+    pub connector: crate::tls::client::Connector,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolTls {
+    pub ca: Option<PathBuf>,
+    pub verify: bool,
+    pub server_name: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub versions: Vec<TlsVersion>,
+    pub alpn: Vec<Vec<u8>>,
 }
 
 /// Settings of `protocol = "http"` virtual servers.
@@ -105,6 +173,10 @@ pub struct Pool {
     /// Connections or requests waiting for a node slot, per shard.
     pub max_queue: usize,
     pub queue_timeout: Duration,
+    /// Encrypt to the nodes.
+    pub tls: Option<PoolTlsCfg>,
+    /// Index into [`Config::persistence`].
+    pub persistence: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +217,16 @@ impl Config {
             }
         }
         (normalised == *self).then_some(changes)
+    }
+
+    /// Handshakes from now on use the certificates `new` loaded (the same
+    /// virtual servers, re-read by SIGHUP).
+    pub fn reload_certificates(&self, new: &Config) {
+        for (old, new) in self.virtual_servers.iter().zip(&new.virtual_servers) {
+            if let (Some(o), Some(n)) = (&old.tls, &new.tls) {
+                o.acceptor.resolver.replace_from(&n.acceptor.resolver);
+            }
+        }
     }
 
     pub fn pool(&self, name: &str) -> Option<usize> {

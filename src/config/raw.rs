@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub pools: BTreeMap<Spanned<String>, RawPool>,
     #[serde(default)]
     pub responders: BTreeMap<Spanned<String>, RawResponder>,
+    /// Session persistence classes, referenced by pools.
+    #[serde(default)]
+    pub persistence: BTreeMap<Spanned<String>, RawPersistence>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +127,105 @@ pub struct RawVirtualServer {
     pub access_log: Option<Spanned<String>>,
     #[serde(default = "default_log_format")]
     pub access_log_format: Spanned<String>,
+    /// TLS termination (B7): the listener speaks TLS.
+    pub tls: Option<Spanned<RawVsTls>>,
+    /// `ssl_passthrough`: server name (SNI) → pool; others go to `pool`.
+    pub sni_pools: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+}
+
+/// `[virtual_servers.NAME.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVsTls {
+    /// The first is the default (clients without SNI, or naming no
+    /// certificate's host).
+    pub certificates: Spanned<Vec<RawCertificate>>,
+    #[serde(default = "default_tls_versions")]
+    pub versions: Spanned<Vec<String>>,
+    /// ALPN protocols offered; default `["http/1.1"]` for HTTP, none otherwise.
+    pub alpn: Option<Vec<String>>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    pub client_ca: Option<Spanned<String>>,
+    #[serde(default = "default_session_cache")]
+    pub session_cache_size: u32,
+    #[serde(default = "yes")]
+    pub session_tickets: bool,
+    #[serde(default = "yes")]
+    pub add_x_forwarded_proto: bool,
+    #[serde(default)]
+    pub add_ssl_headers: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    /// Server names this certificate is chosen for (`*.example.com`
+    /// allowed); default: the names the certificate is valid for.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+fn default_tls_versions() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["1.2".into(), "1.3".into()])
+}
+fn default_session_cache() -> u32 {
+    20_000
+}
+
+/// Client certificates on a TLS virtual server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    /// Asked for; checked when sent; connections without one are accepted.
+    Optional,
+    /// Connections without a valid client certificate are refused.
+    Required,
+}
+
+/// `[pools.NAME.tls]`: encrypt to the pool's nodes (B8).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoolTls {
+    /// CA certificates (PEM) nodes are verified against; default: the
+    /// system's bundle.
+    pub ca: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// Name sent (SNI) and verified; default: each node's host.
+    pub server_name: Option<String>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    #[serde(default = "default_tls_versions")]
+    pub versions: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+}
+
+/// `[persistence.NAME]`: a session persistence class (E1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersistence {
+    #[serde(rename = "type")]
+    pub kind: PersistenceType,
+    /// Entries kept (least recently used dropped first).
+    #[serde(default = "default_persistence_entries")]
+    pub max_entries: Spanned<u32>,
+}
+
+fn default_persistence_entries() -> Spanned<u32> {
+    Spanned::new(0..0, 100_000)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersistenceType {
+    /// TLS 1.2 session IDs, learned from ServerHellos (ssl_passthrough).
+    SslSessionId,
 }
 
 fn default_log_format() -> Spanned<String> {
@@ -201,6 +303,9 @@ pub struct RawPool {
     pub max_queue: u32,
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout: Dur,
+    pub tls: Option<Spanned<RawPoolTls>>,
+    /// A `[persistence.NAME]` class.
+    pub persistence: Option<Spanned<String>>,
 }
 
 fn default_max_queue() -> u32 {
@@ -299,11 +404,12 @@ pub enum Protocol {
     ClientFirst,
     ServerFirstBanner,
     GenericStreaming,
+    SslPassthrough,
 }
 
 impl Protocol {
     pub const NAMES: &'static [&'static str] =
-        &["http", "server_first", "client_first", "server_first_banner", "generic_streaming"];
+        &["http", "server_first", "client_first", "server_first_banner", "generic_streaming", "ssl_passthrough"];
 
     pub fn parse(s: &str) -> Option<Protocol> {
         Protocol::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok()
@@ -316,6 +422,7 @@ impl Protocol {
             Protocol::ClientFirst => "client_first",
             Protocol::ServerFirstBanner => "server_first_banner",
             Protocol::GenericStreaming => "generic_streaming",
+            Protocol::SslPassthrough => "ssl_passthrough",
         }
     }
 }

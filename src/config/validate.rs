@@ -38,7 +38,30 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         ring_entries: g.ring_entries.clamp(64, 32768).next_power_of_two(),
     };
 
-    // Pools first: virtual servers refer to them by name.
+    // Persistence classes, then pools (which refer to them), then virtual
+    // servers (which refer to pools).
+    let mut persistence = Vec::new();
+    for f in files {
+        for (name, p) in &f.raw.persistence {
+            if persistence.iter().any(|c: &Persistence| &c.name == name.get_ref()) {
+                return Err(f.error_at(
+                    name.span(),
+                    None,
+                    format!("persistence class \"{}\" is defined twice", name.get_ref()),
+                ));
+            }
+            let max = *p.max_entries.get_ref();
+            if max == 0 || max > 100_000_000 {
+                return Err(f.error_at(
+                    p.max_entries.span(),
+                    Some(format!("persistence.{}.max_entries", name.get_ref())),
+                    format!("must be between 1 and 100000000, found {max}"),
+                ));
+            }
+            persistence.push(Persistence { name: name.get_ref().clone(), kind: p.kind, max_entries: max as usize });
+        }
+    }
+
     let mut pools = Vec::new();
     let mut pool_index: HashMap<&str, (usize, &SourceFile, &Spanned<String>)> = HashMap::new();
     for f in files {
@@ -52,7 +75,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 ));
             }
             pool_index.insert(name.get_ref(), (pools.len(), f, name));
-            pools.push(pool(f, name, p)?);
+            pools.push(pool(f, name, p, &persistence)?);
         }
     }
 
@@ -152,6 +175,55 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 None => None,
             };
             let http = http_settings(f, vname, v)?;
+            let tls = match &v.tls {
+                None => None,
+                Some(t) if v.protocol == raw::Protocol::SslPassthrough => {
+                    return Err(f.error_at(
+                        t.span(),
+                        key("tls"),
+                        "an ssl_passthrough virtual server relays TLS untouched; it cannot also terminate it (remove `tls`, or use another protocol)".into(),
+                    ))
+                }
+                Some(t) => Some(vs_tls(f, vname, t, v.protocol)?),
+            };
+            let mut sni_pools = Vec::new();
+            if let Some(map) = &v.sni_pools {
+                if v.protocol != raw::Protocol::SslPassthrough {
+                    return Err(f.error_at(
+                        map.span(),
+                        key("sni_pools"),
+                        "sni_pools applies to ssl_passthrough virtual servers only".into(),
+                    ));
+                }
+                for (pattern, pname) in map.get_ref() {
+                    let Some((i, _, _)) = pool_index.get(pname.get_ref().as_str()) else {
+                        return Err(f.error_at(
+                            pname.span(),
+                            key("sni_pools"),
+                            format!("no pool named \"{}\"", pname.get_ref()),
+                        ));
+                    };
+                    sni_pools.push((pattern.to_ascii_lowercase(), *i));
+                }
+                // Exact names before wildcards, so the most specific wins.
+                sni_pools.sort_by_key(|(p, _)| p.starts_with("*."));
+            }
+            for &pi in std::iter::once(&pool).chain(sni_pools.iter().map(|(_, i)| i)) {
+                let uses_session_id = pools[pi]
+                    .persistence
+                    .is_some_and(|c: usize| persistence[c].kind == PersistenceType::SslSessionId);
+                if uses_session_id && v.protocol != raw::Protocol::SslPassthrough {
+                    return Err(f.error_at(
+                        v.pool.span(),
+                        key("pool"),
+                        format!(
+                            "pool \"{}\" uses ssl_session_id persistence, which only ssl_passthrough virtual servers can apply (shoal sees no session IDs of a {} virtual server's clients)",
+                            pools[pi].name,
+                            v.protocol.name()
+                        ),
+                    ));
+                }
+            }
             if !v.enabled {
                 continue;
             }
@@ -171,6 +243,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 backlog: v.backlog.clamp(1, 65535),
                 shards,
                 http,
+                tls,
+                sni_pools,
             });
         }
     }
@@ -192,10 +266,137 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         }
     }
 
-    Ok(Config { source: String::new(), files: Vec::new(), global, virtual_servers, pools, responders })
+    Ok(Config { source: String::new(), files: Vec::new(), global, virtual_servers, pools, responders, persistence })
 }
 
-fn pool(f: &SourceFile, name: &Spanned<String>, p: &raw::RawPool) -> Result<Pool, ConfigError> {
+/// The directory relative paths in `f` are resolved against.
+fn base_dir(f: &SourceFile) -> &std::path::Path {
+    std::path::Path::new(&f.name).parent().unwrap_or(std::path::Path::new("."))
+}
+
+fn tls_versions(f: &SourceFile, v: &Spanned<Vec<String>>, key: Option<String>) -> Result<Vec<TlsVersion>, ConfigError> {
+    let mut out = Vec::new();
+    for s in v.get_ref() {
+        let version = match s.trim_start_matches("TLSv").trim_start_matches("tls") {
+            "1.2" => TlsVersion::Tls12,
+            "1.3" => TlsVersion::Tls13,
+            "1.0" | "1.1" => {
+                return Err(f.error_at(
+                    v.span(),
+                    key,
+                    format!("TLS version \"{s}\" is not supported: TLS 1.0 and 1.1 are insecure (RFC 8996); use \"1.2\" and \"1.3\""),
+                ))
+            }
+            _ => {
+                return Err(f.error_at(v.span(), key, format!("unknown TLS version \"{s}\": expected \"1.2\" or \"1.3\"")))
+            }
+        };
+        if !out.contains(&version) {
+            out.push(version);
+        }
+    }
+    if out.is_empty() {
+        return Err(f.error_at(v.span(), key, "at least one TLS version is needed".into()));
+    }
+    Ok(out)
+}
+
+fn vs_tls(
+    f: &SourceFile,
+    vname: &str,
+    t: &Spanned<raw::RawVsTls>,
+    protocol: raw::Protocol,
+) -> Result<VsTls, ConfigError> {
+    let key = |k: &str| Some(format!("virtual_servers.{vname}.tls.{k}"));
+    let r = t.get_ref();
+    let base = base_dir(f);
+    if r.certificates.get_ref().is_empty() {
+        return Err(f.error_at(r.certificates.span(), key("certificates"), "at least one certificate is needed".into()));
+    }
+    let certificates: Vec<CertFiles> = r
+        .certificates
+        .get_ref()
+        .iter()
+        .map(|c| CertFiles {
+            cert: base.join(c.cert.get_ref()),
+            key: base.join(c.key.get_ref()),
+            names: c.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        })
+        .collect();
+    if r.client_auth != ClientAuth::None && r.client_ca.is_none() {
+        return Err(f.error_at(
+            t.span(),
+            key("client_ca"),
+            "client_auth needs client_ca (the CA file client certificates are checked against)".into(),
+        ));
+    }
+    let alpn = match &r.alpn {
+        Some(list) => list.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        None if protocol == raw::Protocol::Http => vec![b"http/1.1".to_vec()],
+        None => Vec::new(),
+    };
+    let settings = TlsServer {
+        certificates,
+        versions: tls_versions(f, &r.versions, key("versions"))?,
+        alpn,
+        client_auth: r.client_auth,
+        client_ca: r.client_ca.as_ref().map(|p| base.join(p.get_ref())),
+        session_cache_size: r.session_cache_size as usize,
+        session_tickets: r.session_tickets,
+        add_x_forwarded_proto: r.add_x_forwarded_proto,
+        add_ssl_headers: r.add_ssl_headers,
+    };
+    let acceptor = crate::tls::server::build(&settings, std::path::Path::new("")).map_err(|e| {
+        let (span, k) = match (e.cert, e.key) {
+            (Some(i), "cert") => (r.certificates.get_ref()[i].cert.span(), "certificates.cert"),
+            (Some(i), _) => (r.certificates.get_ref()[i].key.span(), "certificates.key"),
+            (None, "client_ca") => (r.client_ca.as_ref().map_or(t.span(), |c| c.span()), "client_ca"),
+            (None, "versions") => (r.versions.span(), "versions"),
+            (None, k) => (t.span(), k),
+        };
+        f.error_at(span, key(k), e.message)
+    })?;
+    Ok(VsTls { settings, acceptor })
+}
+
+fn pool_tls(f: &SourceFile, pname: &str, t: &Spanned<raw::RawPoolTls>) -> Result<PoolTlsCfg, ConfigError> {
+    let key = |k: &str| Some(format!("pools.{pname}.tls.{k}"));
+    let r = t.get_ref();
+    let base = base_dir(f);
+    let path = |p: &Option<Spanned<String>>| p.as_ref().map(|p| base.join(p.get_ref()));
+    let settings = PoolTls {
+        ca: path(&r.ca),
+        verify: r.verify,
+        server_name: r.server_name.clone(),
+        client_cert: path(&r.client_cert),
+        client_key: path(&r.client_key),
+        versions: tls_versions(f, &r.versions, key("versions"))?,
+        alpn: r.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+    };
+    let connector = crate::tls::client::build(&settings, std::path::Path::new("")).map_err(|e| {
+        let span = match e.key {
+            "ca" => r.ca.as_ref().map(|c| c.span()),
+            "client_cert" => r.client_cert.as_ref().map(|c| c.span()),
+            "client_key" => r.client_key.as_ref().map(|c| c.span()),
+            "versions" => Some(r.versions.span()),
+            _ => None,
+        };
+        f.error_at(span.unwrap_or(t.span()), key(e.key), e.message)
+    })?;
+    if let Some(n) = &r.server_name {
+        if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() {
+            return Err(f.error_at(t.span(), key("server_name"), format!("invalid TLS server name \"{n}\"")));
+        }
+    }
+    Ok(PoolTlsCfg { settings, connector })
+}
+
+fn pool(
+    f: &SourceFile,
+    name: &Spanned<String>,
+    p: &raw::RawPool,
+    persistence: &[Persistence],
+) -> Result<Pool, ConfigError> {
     let pname = name.get_ref();
     let key = |k: &str| Some(format!("pools.{pname}.{k}"));
     if p.nodes.get_ref().is_empty() {
@@ -217,7 +418,28 @@ fn pool(f: &SourceFile, name: &Spanned<String>, p: &raw::RawPool) -> Result<Pool
         }
         nodes.push(Node { name: n.address.clone(), addr, weight: n.weight, state: n.state });
     }
+    let tls = p.tls.as_ref().map(|t| pool_tls(f, pname, t)).transpose()?;
+    let persistence = match &p.persistence {
+        None => None,
+        Some(c) => match persistence.iter().position(|x| &x.name == c.get_ref()) {
+            Some(i) => Some(i),
+            None => {
+                let known: Vec<&str> = persistence.iter().map(|x| x.name.as_str()).collect();
+                return Err(f.error_at(
+                    c.span(),
+                    key("persistence"),
+                    format!(
+                        "no persistence class named \"{}\" (defined: {})",
+                        c.get_ref(),
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
+                ));
+            }
+        },
+    };
     Ok(Pool {
+        tls,
+        persistence,
         name: pname.clone(),
         algorithm: p.algorithm,
         nodes,

@@ -19,6 +19,51 @@ pub struct RequestAdditions<'a> {
     pub cluster_client_ip: Option<IpAddr>,
     /// Add `Via: 1.1 <this>`.
     pub via: Option<&'a str>,
+    /// Set `X-Forwarded-Proto` (replacing any the client sent).
+    pub forwarded_proto: Option<&'a str>,
+    /// Header lines describing the client's TLS connection (see
+    /// [`SSL_HEADERS`]), replacing any the client sent under those names.
+    pub ssl_headers: Option<&'a [u8]>,
+}
+
+/// The headers a TLS virtual server with `add_ssl_headers` sets.
+pub const SSL_HEADERS: [&str; 4] = ["SSL-Protocol", "SSL-Cipher", "SSL-Server-Name", "SSL-Client-Certificate"];
+
+/// Render the [`SSL_HEADERS`] lines for a connection (once per connection).
+pub fn ssl_header_lines(t: &crate::tls::stream::Negotiated) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut line = |name: &str, value: &[u8]| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    line(SSL_HEADERS[0], t.version.as_bytes());
+    line(SSL_HEADERS[1], t.cipher.as_bytes());
+    if let Some(sni) = &t.sni {
+        line(SSL_HEADERS[2], sni.as_bytes());
+    }
+    if let Some(cert) = &t.peer_cert {
+        // The DER certificate in base64: one header line, no PEM wrapping.
+        line(SSL_HEADERS[3], base64(cert).as_bytes());
+    }
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
 }
 
 fn is_named(buf: &[u8], h: &HeaderSpan, names: &[Range<usize>]) -> bool {
@@ -62,6 +107,12 @@ pub fn write_request(buf: &[u8], head: &RequestHead, add: &RequestAdditions<'_>,
         if add.cluster_client_ip.is_some() && name.eq_ignore_ascii_case(b"x-cluster-client-ip") {
             continue;
         }
+        if add.forwarded_proto.is_some() && name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            continue;
+        }
+        if add.ssl_headers.is_some() && SSL_HEADERS.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes())) {
+            continue;
+        }
         copy_line(buf, h, out);
     }
     if let Some(ip) = add.x_forwarded_for {
@@ -82,6 +133,14 @@ pub fn write_request(buf: &[u8], head: &RequestHead, add: &RequestAdditions<'_>,
     }
     if let Some(via) = add.via {
         push_via(out, head.minor, via);
+    }
+    if let Some(proto) = add.forwarded_proto {
+        out.extend_from_slice(b"X-Forwarded-Proto: ");
+        out.extend_from_slice(proto.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(lines) = add.ssl_headers {
+        out.extend_from_slice(lines);
     }
     if head.upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
@@ -208,12 +267,41 @@ mod tests {
         request::parse(s, &Limits { max_head: 4096, max_headers: 64, max_uri: 1024 }, &mut h).unwrap().unwrap();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let mut out = Vec::new();
-        let add = RequestAdditions { x_forwarded_for: Some(ip), cluster_client_ip: Some(ip), via: Some("shoal") };
+        let add = RequestAdditions {
+            x_forwarded_for: Some(ip),
+            cluster_client_ip: Some(ip),
+            via: Some("shoal"),
+            ..Default::default()
+        };
         write_request(s, &h, &add, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /x HTTP/1.1\r\nHost: h\r\nAccept:  */*\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.7\r\nX-Cluster-Client-Ip: 192.0.2.7\r\nVia: 1.0 shoal\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn tls_headers_replace_the_clients() {
+        let s = b"GET / HTTP/1.1\r\nX-Forwarded-Proto: http\r\nssl-cipher: fake\r\nHost: h\r\n\r\n";
+        let mut h = RequestHead::default();
+        crate::http::request::parse(s, &Limits { max_head: 4096, max_headers: 16, max_uri: 1024 }, &mut h).unwrap().unwrap();
+        let t = crate::tls::stream::Negotiated {
+            version: "TLSv1.3",
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            sni: Some("a.test".into()),
+            peer_cert: Some(b"hello".to_vec()),
+            ..Default::default()
+        };
+        let lines = ssl_header_lines(&t);
+        let add = RequestAdditions { forwarded_proto: Some("https"), ssl_headers: Some(&lines), ..Default::default() };
+        let mut out = Vec::new();
+        write_request(s, &h, &add, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\nSSL-Protocol: TLSv1.3\r\nSSL-Cipher: TLS13_AES_128_GCM_SHA256\r\nSSL-Server-Name: a.test\r\nSSL-Client-Certificate: aGVsbG8=\r\n\r\n"
+        );
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
     }
 
     #[test]

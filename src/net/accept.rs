@@ -3,6 +3,8 @@
 //! backlog, as HAProxy does) and stops at shutdown; and the task life of a
 //! connection, including parking idle HTTP keepalive connections.
 
+use crate::config::Protocol;
+use crate::net::stream::Split;
 use crate::proxy::pipeline::Parked;
 use crate::runtime::shard::{ConnGuard, Shard};
 use monoio::net::{TcpListener, TcpStream};
@@ -59,7 +61,7 @@ pub async fn accept_loop(shard: Rc<Shard>, vs: usize, listener: TcpListener) {
 fn refuse_client(shard: &Rc<Shard>, vs: usize, mut stream: monoio::net::TcpStream, peer: std::net::SocketAddr) {
     let cfg = &shard.config.virtual_servers[vs];
     log::info!("virtual server {}: client {peer}: refused: max_connections_per_client reached", cfg.name);
-    if cfg.protocol == crate::config::Protocol::Http {
+    if cfg.protocol == Protocol::Http && cfg.tls.is_none() {
         monoio::spawn(async move {
             use monoio::io::AsyncWriteRentExt;
             let mut out = Vec::new();
@@ -75,22 +77,66 @@ fn refuse_client(shard: &Rc<Shard>, vs: usize, mut stream: monoio::net::TcpStrea
     }
 }
 
-/// Serve one client connection in a task of its own. An HTTP connection
-/// that idles between requests comes back parked and waits in [`park`].
+/// Serve one client connection in a task of its own: TLS termination
+/// first where the virtual server has it, then its protocol. An HTTP
+/// connection that idles between requests comes back parked and waits in
+/// [`park`]; `resumed` is such a connection coming back.
 fn spawn_connection(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
+    spawn_served(shard, vs, stream, peer, guard, false)
+}
+
+fn spawn_served(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard, resumed: bool) {
     monoio::spawn(async move {
-        if shard.config.virtual_servers[vs].protocol == crate::config::Protocol::Http {
-            if let Some(parked) = crate::proxy::serve(&shard, vs, stream, peer).await {
+        let cfg = &shard.config.virtual_servers[vs];
+        if !resumed {
+            let _ = stream.set_nodelay(true);
+        }
+        let local = stream.local_addr().unwrap_or(peer);
+        if cfg.protocol == Protocol::SslPassthrough {
+            crate::proto::passthrough::serve(&shard, vs, stream, peer, local).await;
+            drop(guard);
+            return;
+        }
+        let conn = match &cfg.tls {
+            None => Split::tcp(stream),
+            Some(tls) => {
+                // The handshake gets the time a request head would.
+                let limit =
+                    if cfg.protocol == Protocol::Http { cfg.http.header_read_timeout } else { cfg.client_idle_timeout };
+                match accept_tls(&tls.acceptor, stream, limit).await {
+                    Ok(s) => Split::tls(s),
+                    Err(e) => {
+                        log::info!("virtual server {}: client {peer}: TLS handshake failed: {e}", cfg.name);
+                        drop(guard);
+                        return;
+                    }
+                }
+            }
+        };
+        if cfg.protocol == Protocol::Http {
+            if let Some(parked) = crate::proxy::serve(&shard, vs, conn, peer, local).await {
                 // A new, small task: this one's memory (sized for a whole
                 // request) is freed when it returns.
                 monoio::spawn(park(shard, vs, parked, peer, guard));
                 return;
             }
         } else {
-            crate::proto::generic::serve(&shard, vs, stream, peer).await;
+            crate::proto::generic::serve(&shard, vs, conn, peer, local).await;
         }
         drop(guard);
     });
+}
+
+async fn accept_tls(
+    acceptor: &crate::tls::server::Acceptor,
+    stream: TcpStream,
+    limit: Duration,
+) -> std::io::Result<crate::tls::stream::TlsStream> {
+    let conn = rustls::ServerConnection::new(acceptor.config.clone()).map_err(std::io::Error::other)?;
+    match monoio::time::timeout(limit, crate::tls::stream::TlsStream::handshake(stream, conn)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("not complete within {limit:?}"))),
+    }
 }
 
 /// A parked keepalive connection: only its socket, a readiness poll and a
@@ -104,6 +150,6 @@ async fn park(shard: Rc<Shard>, vs: usize, parked: Parked, peer: SocketAddr, gua
         _ = shard.shutdown.wait() => false,
     };
     if ready {
-        spawn_connection(shard, vs, parked.stream, peer, guard);
+        spawn_served(shard, vs, parked.stream, peer, guard, true);
     }
 }

@@ -6,3 +6,4 @@ pub mod peek;
 pub mod proxy_protocol;
 pub mod reader;
 pub mod splice;
+pub mod stream;

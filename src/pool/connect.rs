@@ -4,11 +4,18 @@
 //! each working node at most once (C5, C6 for connection-level failures).
 //! Success is recorded by the caller ([`ShardPool::record_success`]) when
 //! the node has actually answered.
+//!
+//! A connection is ready when the pool's preamble is done: the PROXY
+//! protocol header, then the TLS handshake for pools that encrypt to their
+//! nodes (B8). A failed handshake is a node failure like a failed connect.
 
 use super::{NodeLease, Pick, ShardPool};
+use crate::net::stream::Split;
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct NoNode {
@@ -37,30 +44,40 @@ impl Drop for ProbeSlot<'_> {
     }
 }
 
-/// Connect to the node `pick` chose. On failure the node's failure is
-/// recorded and the reason returned.
+/// Connect to the node `pick` chose, for the client `(peer, local)` (named
+/// in a PROXY header if the pool sends one), within `timeout` in all. On
+/// failure the node's failure is recorded and the reason returned.
 pub async fn connect_node(
     pool: &Rc<ShardPool>,
     pick: Pick,
     timeout: Duration,
-) -> Result<(NodeLease, TcpStream), String> {
+    client: (SocketAddr, SocketAddr),
+) -> Result<(NodeLease, Split), String> {
     let i = pick.node;
     let node = &pool.nodes[i];
     let slot = ProbeSlot(pick.single.then_some(&*node.health));
     // Count the connection while it is being made, so least-connections
     // sees in-flight connects too.
     let lease = pool.lease(pick);
+    let deadline = Instant::now() + timeout;
     let err = match monoio::time::timeout(timeout, TcpStream::connect_addr(node.addr)).await {
         Ok(Ok(stream)) => {
-            // Connected is not yet healthy: the protocol records success
-            // once the node answers (a node that accepts and stays silent
-            // must keep counting failures). The single-flight slot is
-            // released here (by dropping `slot`) so the next connection may
-            // try the node while this one waits.
             let _ = stream.set_nodelay(true);
             node.idle.opened.set(node.idle.opened.get() + 1);
-            drop(slot);
-            return Ok((lease, stream));
+            match monoio::time::timeout_at(deadline.into(), preamble(pool, i, stream, client)).await {
+                Ok(Ok(conn)) => {
+                    // Connected is not yet healthy: the protocol records
+                    // success once the node answers (a node that accepts
+                    // and stays silent must keep counting failures). The
+                    // single-flight slot is released here (by dropping
+                    // `slot`) so the next connection may try the node
+                    // while this one waits.
+                    drop(slot);
+                    return Ok((lease, conn));
+                }
+                Ok(Err(e)) => e,
+                Err(_) => format!("TLS handshake timed out (max_connect_time {timeout:?})"),
+            }
         }
         Ok(Err(e)) => format!("connect failed: {e}"),
         Err(_) => format!("connect timed out after {timeout:?}"),
@@ -73,9 +90,36 @@ pub async fn connect_node(
     Err(err)
 }
 
-/// Connect to a node of `pool`. `timeout` overrides the pool's
-/// `max_connect_time` when given.
-pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<(NodeLease, TcpStream), NoNode> {
+/// The PROXY header and the TLS handshake, as the pool asks.
+async fn preamble(
+    pool: &ShardPool,
+    node: usize,
+    mut stream: TcpStream,
+    (peer, local): (SocketAddr, SocketAddr),
+) -> Result<Split, String> {
+    if let Some(version) = pool.cfg.proxy_protocol {
+        let mut header = Vec::with_capacity(64);
+        crate::net::proxy_protocol::encode(version, peer, local, &mut header);
+        let (res, _) = stream.write_all(header).await;
+        res.map_err(|e| format!("write to node failed: {e}"))?;
+    }
+    let Some(tls) = &pool.cfg.tls else { return Ok(Split::tcp(stream)) };
+    let name = tls.connector.name_for(&pool.nodes[node].name)?;
+    let conn = rustls::ClientConnection::new(tls.connector.config.clone(), name)
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let stream = crate::tls::stream::TlsStream::handshake(stream, conn)
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    Ok(Split::tls(stream))
+}
+
+/// Connect to a node of `pool` for the client `(peer, local)`. `timeout`
+/// overrides the pool's `max_connect_time` when given.
+pub async fn connect(
+    pool: &Rc<ShardPool>,
+    timeout: Option<Duration>,
+    client: (SocketAddr, SocketAddr),
+) -> Result<(NodeLease, Split), NoNode> {
     let timeout = timeout.unwrap_or(pool.cfg.max_connect_time);
     let mut tried = vec![false; pool.nodes.len()];
     let mut count = 0;
@@ -90,7 +134,7 @@ pub async fn connect(pool: &Rc<ShardPool>, timeout: Option<Duration>) -> Result<
         };
         tried[pick.node] = true;
         count += 1;
-        match connect_node(pool, pick, timeout).await {
+        match connect_node(pool, pick, timeout, client).await {
             Ok(x) => return Ok(x),
             Err(e) => last_error = Some(e),
         }

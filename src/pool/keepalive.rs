@@ -6,7 +6,7 @@
 
 use crate::net::peek::idle_connection_usable;
 use crate::net::reader::Reader;
-use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use crate::net::stream::{ConnRead, ConnWrite, Split};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -14,21 +14,20 @@ use std::time::{Duration, Instant};
 
 /// An HTTP connection to a node.
 pub struct NodeConn {
-    pub r: Reader<TcpOwnedReadHalf>,
-    pub w: TcpOwnedWriteHalf,
+    pub r: Reader<ConnRead>,
+    pub w: ConnWrite,
     pub fd: RawFd,
+    /// Plain TCP (not TLS): bodies may be spliced.
+    pub plain: bool,
     /// Taken from the keepalive pool (not freshly connected).
     pub reused: bool,
 }
 
 impl NodeConn {
     /// A freshly connected node connection with a read buffer of `cap`.
-    pub fn new(stream: monoio::net::TcpStream, cap: usize) -> NodeConn {
-        use monoio::io::Splitable;
-        use std::os::fd::AsRawFd;
-        let fd = stream.as_raw_fd();
-        let (r, w) = stream.into_split();
-        NodeConn { r: Reader::new(r, Vec::with_capacity(cap)), w, fd, reused: false }
+    pub fn new(conn: Split, cap: usize) -> NodeConn {
+        let plain = conn.r.is_plain();
+        NodeConn { r: Reader::new(conn.r, Vec::with_capacity(cap)), w: conn.w, fd: conn.fd, plain, reused: false }
     }
 }
 

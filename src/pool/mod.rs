@@ -162,39 +162,52 @@ impl ShardPool {
             let skip = skipped.as_deref().unwrap_or(tried);
             let view = PickView { pool: self, tried: skip, now_ms: crate::util::clock::now_ms(), preferred };
             let i = self.balancer.pick(&view)?;
-            let h = &self.nodes[i].health;
-            let single = match h.availability(view.now_ms) {
-                Availability::Up => false,
-                Availability::SingleFlight if h.try_begin_probe() => true,
-                _ => {
-                    skipped.get_or_insert_with(|| tried.to_vec())[i] = true;
-                    continue;
-                }
-            };
-            let ramp = h.ramp.is_active();
-            if ramp && !h.ramp.begin() {
+            match self.claim(i, view.now_ms) {
+                Some(p) => return Some(p),
+                None => skipped.get_or_insert_with(|| tried.to_vec())[i] = true,
+            }
+        }
+    }
+
+    /// Take node `i` for one connection or request if its health, ramp and
+    /// connection limit allow it now.
+    fn claim(&self, i: usize, now_ms: u64) -> Option<Pick> {
+        let h = &self.nodes[i].health;
+        let single = match h.availability(now_ms) {
+            Availability::Up => false,
+            Availability::SingleFlight if h.try_begin_probe() => true,
+            _ => return None,
+        };
+        let ramp = h.ramp.is_active();
+        if ramp && !h.ramp.begin() {
+            if single {
+                h.end_probe();
+            }
+            return None;
+        }
+        let slot = self.cfg.max_connections_per_node.is_some();
+        if let Some(limit) = self.cfg.max_connections_per_node {
+            if h.active.fetch_add(1, Relaxed) >= limit {
+                h.active.fetch_sub(1, Relaxed);
                 if single {
                     h.end_probe();
                 }
-                skipped.get_or_insert_with(|| tried.to_vec())[i] = true;
-                continue;
-            }
-            let slot = self.cfg.max_connections_per_node.is_some();
-            if let Some(limit) = self.cfg.max_connections_per_node {
-                if h.active.fetch_add(1, Relaxed) >= limit {
-                    h.active.fetch_sub(1, Relaxed);
-                    if single {
-                        h.end_probe();
-                    }
-                    if ramp {
-                        h.ramp.end(false, true, u32::MAX);
-                    }
-                    skipped.get_or_insert_with(|| tried.to_vec())[i] = true;
-                    continue;
+                if ramp {
+                    h.ramp.end(false, true, u32::MAX);
                 }
+                return None;
             }
-            return Some(Pick { node: i, single, ramp, slot });
         }
+        Some(Pick { node: i, single, ramp, slot })
+    }
+
+    /// Node `i` for a session persisted to it: active and draining nodes
+    /// keep their sessions (C8, E4), disabled and failed ones do not.
+    pub fn pick_persistent(&self, i: usize) -> Option<Pick> {
+        if i >= self.nodes.len() || self.nodes[i].state.get() == NodeState::Disabled {
+            return None;
+        }
+        self.claim(i, crate::util::clock::now_ms())
     }
 
     /// HTTP connection reuse for round robin and random, with bounded

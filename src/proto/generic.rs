@@ -12,30 +12,31 @@
 
 use super::relay::{self, RelayEnd, RelayOpts};
 use crate::config::Protocol;
+use crate::net::stream::Split;
 use crate::pool::connect;
 use crate::runtime::shard::Shard;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, peer: SocketAddr) {
+/// Serve `client` (plain, or TLS already terminated) for its whole life.
+pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: SocketAddr, local: SocketAddr) {
     let vs = &shard.config.virtual_servers[vs_index];
     let pool = &shard.pools[vs.pool];
-    let _ = client.set_nodelay(true);
+    let Split { r: mut cr, w: mut cw, .. } = client;
     let mut first: Option<Vec<u8>> = None;
     match vs.protocol {
-        Protocol::ServerFirst | Protocol::GenericStreaming | Protocol::Http => {}
+        Protocol::ServerFirst | Protocol::GenericStreaming | Protocol::Http | Protocol::SslPassthrough => {}
         Protocol::ClientFirst | Protocol::ServerFirstBanner => {
             if let Some(banner) = &vs.banner {
-                let (res, _) = client.write_all(banner.clone()).await;
+                let (res, _) = cw.write_all(banner.clone()).await;
                 if let Err(e) = res {
                     log::debug!("virtual server {}: client {peer}: banner write failed: {e}", vs.name);
                     return;
                 }
             }
             let buf = Vec::with_capacity(vs.buffer_size);
-            match monoio::time::timeout(vs.client_idle_timeout, client.read(buf)).await {
+            match monoio::time::timeout(vs.client_idle_timeout, cr.read(buf)).await {
                 Ok((Ok(n), buf)) if n > 0 => first = Some(buf),
                 Ok((Ok(_), _)) => return, // closed before sending anything
                 Ok((Err(e), _)) => {
@@ -50,24 +51,16 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, pe
         }
     }
 
-    let (lease, mut node) = match connect::connect(pool, vs.connect_timeout).await {
+    let (lease, node) = match connect::connect(pool, vs.connect_timeout, (peer, local)).await {
         Ok(x) => x,
         Err(e) => {
             log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
             return;
         }
     };
-    if let Some(version) = pool.cfg.proxy_protocol {
-        let mut header = Vec::with_capacity(64);
-        let local = client.local_addr().unwrap_or(peer);
-        crate::net::proxy_protocol::encode(version, peer, local, &mut header);
-        if let Some(data) = first.take() {
-            header.extend_from_slice(&data);
-        }
-        first = Some(header);
-    }
+    let Split { r: nr, w: mut nw, .. } = node;
     if let Some(data) = first.take() {
-        let (res, _) = node.write_all(data).await;
+        let (res, _) = nw.write_all(data).await;
         if let Err(e) = res {
             pool.record_failure(lease.index(), &format!("write failed: {e}"));
             return;
@@ -81,7 +74,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, mut client: TcpStream, pe
         awaiting_node: vs.protocol != Protocol::GenericStreaming,
     };
     let node_index = lease.index();
-    let end = relay::relay(client, node, &opts, &|| pool.record_success(node_index)).await;
+    let end = relay::relay_halves(cr, cw, nr, nw, &opts, &|| pool.record_success(node_index)).await;
     let node_name = &lease.node().name;
     match end {
         RelayEnd::Done { up, down } => {

@@ -1,5 +1,6 @@
 //! Protocol handlers: what happens to a connection between accept and close.
 
 pub mod generic;
+pub mod passthrough;
 pub mod relay;
 pub mod responder;

@@ -8,8 +8,7 @@
 //! re-armed only when it fires, so traffic costs one clock read per read.
 
 use monoio::buf::IoBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use std::cell::Cell;
 use std::io;
 use std::pin::pin;
@@ -68,17 +67,9 @@ enum PumpError {
     BannerTooLong,
 }
 
-/// Relay between `client` and `node` until both directions end, an error,
-/// or an idle timeout. `on_node_reply` runs once, when the node first sends
-/// data (its passive-health success).
-pub async fn relay(client: TcpStream, node: TcpStream, opts: &RelayOpts, on_node_reply: &dyn Fn()) -> RelayEnd {
-    let (cr, cw) = client.into_split();
-    let (nr, nw) = node.into_split();
-    relay_halves(cr, cw, nr, nw, opts, on_node_reply).await
-}
-
-/// [`relay`] over already split connections (an HTTP connection switching
-/// protocols hands over its halves).
+/// Relay between the client's halves and the node's until both directions
+/// end, an error, or an idle timeout. `on_node_reply` runs once, when the
+/// node first sends data (its passive-health success).
 pub async fn relay_halves<CR, CW, NR, NW>(
     cr: CR,
     cw: CW,

@@ -7,13 +7,19 @@ pub mod pipeline;
 #[cfg(test)]
 mod tests;
 
+use crate::net::stream::Split;
 use crate::runtime::shard::Shard;
-use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// Serve one accepted (or resumed) client connection of an HTTP virtual
 /// server; returns it when it idles between requests, to be parked.
-pub async fn serve(shard: &Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr) -> Option<pipeline::Parked> {
-    pipeline::run(&phases::Builtin, shard, vs, stream, peer).await
+pub async fn serve(
+    shard: &Rc<Shard>,
+    vs: usize,
+    conn: Split,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<pipeline::Parked> {
+    pipeline::run(&phases::Builtin, shard, vs, conn, peer, local).await
 }

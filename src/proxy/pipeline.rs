@@ -23,12 +23,12 @@ use crate::net::reader::Reader;
 use crate::pool::connect::connect_node;
 use crate::pool::keepalive::NodeConn;
 use crate::runtime::shard::Shard;
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Canceller, Splitable};
-use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Canceller};
+use crate::net::stream::{ConnRead, ConnWrite, Split};
 use monoio::net::TcpStream;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -56,10 +56,14 @@ const UNCHECKED_REUSE: Duration = Duration::from_secs(1);
 static LARD_HASH: ahash::RandomState = ahash::RandomState::with_seeds(0x5eed, 0x5b0a1, 7, 11);
 
 struct Client {
-    r: Reader<TcpOwnedReadHalf>,
-    w: TcpOwnedWriteHalf,
+    r: Reader<ConnRead>,
+    w: ConnWrite,
     /// The socket under `r` and `w` (for splicing bodies).
     fd: RawFd,
+    /// Plain TCP (not TLS): bodies may be spliced, idle time parked.
+    plain: bool,
+    /// TLS: the `add_ssl_headers` lines, rendered once per connection.
+    ssl_headers: Option<Vec<u8>>,
     /// Cancels the read that waits for the next request (see `PARK_AFTER`).
     canceller: Canceller,
     peer: SocketAddr,
@@ -115,16 +119,25 @@ pub async fn run<P: HttpPhases>(
     phases: &P,
     shard: &Rc<Shard>,
     vs: usize,
-    stream: TcpStream,
+    conn: Split,
     peer: SocketAddr,
+    local: SocketAddr,
 ) -> Option<Parked> {
     let cfg = &shard.config.virtual_servers[vs];
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
-    let fd = stream.as_raw_fd();
-    let (r, w) = stream.into_split();
-    let mut client =
-        Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, peer, local, canceller: Canceller::new() };
+    let ssl_headers = match (&conn.tls, &cfg.tls) {
+        (Some(t), Some(c)) if c.settings.add_ssl_headers => Some(rewrite::ssl_header_lines(t)),
+        _ => None,
+    };
+    let mut client = Client {
+        plain: conn.r.is_plain(),
+        r: Reader::new(conn.r, Vec::with_capacity(IDLE_BUFFER)),
+        w: conn.w,
+        fd: conn.fd,
+        ssl_headers,
+        peer,
+        local,
+        canceller: Canceller::new(),
+    };
     let mut s = Scratch {
         head: RequestHead::default(),
         resp: ResponseHead::default(),
@@ -139,10 +152,11 @@ pub async fn run<P: HttpPhases>(
             Ok(t) => t,
             Err(HeadEnd::Closed) => break,
             Err(HeadEnd::Park(keepalive_left)) => {
-                let r = client.r.into_inner();
-                return match r.reunite(client.w) {
-                    Ok(stream) => Some(Parked { stream, keepalive_left }),
-                    Err(_) => None,
+                return match (client.r.into_inner(), client.w) {
+                    (ConnRead::Tcp(r), ConnWrite::Tcp(w)) => {
+                        r.reunite(w).ok().map(|stream| Parked { stream, keepalive_left })
+                    }
+                    _ => None,
                 };
             }
             Err(HeadEnd::Bad(e)) => {
@@ -248,6 +262,16 @@ async fn read_head(
                     )))
                 }
             },
+            // Between requests on a TLS connection: a cancelled read could
+            // lose record bytes, so it waits in place for the whole
+            // keepalive time (and holds its buffers meanwhile).
+            None if !client.plain => {
+                monoio::select! {
+                    r = client.r.fill() => r,
+                    _ = monoio::time::sleep(http.client_keepalive_timeout) => return Err(HeadEnd::Closed),
+                    _ = shard.shutdown.wait() => return Err(HeadEnd::Closed),
+                }
+            }
             None => {
                 // Between requests. After PARK_AFTER the read is cancelled
                 // (keeping anything that raced in) and the connection is
@@ -391,7 +415,11 @@ async fn handle<P: HttpPhases>(
             return finish_error(phases, shard, client, s, ctx, 400, "invalid chunked request body", true).await;
         }
     }
-    let mut add = RequestAdditions::default();
+    let mut add = RequestAdditions {
+        forwarded_proto: vs.tls.as_ref().is_some_and(|t| t.settings.add_x_forwarded_proto).then_some("https"),
+        ssl_headers: client.ssl_headers.as_deref(),
+        ..Default::default()
+    };
     phases.upstream_request(shard, ctx, &mut add);
     s.node_head.clear();
     rewrite::write_request(client.r.data(), head, &add, &mut s.node_head);
@@ -457,22 +485,17 @@ async fn handle<P: HttpPhases>(
         };
         let (lease, mut nc) = match idle {
             Some(c) => (pool.lease(pick), c),
-            None => match connect_node(&pool, pick, vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time)).await {
-                Ok((lease, stream)) => {
-                    let mut nc = NodeConn::new(stream, IDLE_BUFFER);
-                    if let Some(version) = pool.cfg.proxy_protocol {
-                        // A PROXY header names one client, so such node
-                        // connections serve only this request (never pooled).
-                        let mut header = Vec::with_capacity(64);
-                        crate::net::proxy_protocol::encode(version, client.peer, client.local, &mut header);
-                        if write_out(&mut nc.w, &mut header).await.is_err() {
-                            pool.record_failure(ni, "write to node failed");
-                            last = (502, "write to node failed");
-                            continue;
-                        }
-                    }
-                    (lease, nc)
-                }
+            // A PROXY header names one client, so such node connections
+            // serve only this request (never pooled).
+            None => match connect_node(
+                &pool,
+                pick,
+                vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time),
+                (client.peer, client.local),
+            )
+            .await
+            {
+                Ok((lease, conn)) => (lease, NodeConn::new(conn, IDLE_BUFFER)),
                 Err(_) => {
                     last = (502, "could not connect to a node");
                     continue;
@@ -481,7 +504,8 @@ async fn handle<P: HttpPhases>(
         };
         ctx.reused_connection = nc.reused;
         ctx.node = Some(ni);
-        let body_opts_here = BodyOpts { splice: vs.splice.then_some((client.fd, nc.fd)), ..body_opts };
+        let splice = vs.splice && client.plain && nc.plain;
+        let body_opts_here = BodyOpts { splice: splice.then_some((client.fd, nc.fd)), ..body_opts };
         let sent = exchange(
             client,
             &mut nc,
@@ -624,7 +648,7 @@ async fn direct<P: HttpPhases>(
         }
     };
     let _ = stream.set_nodelay(true);
-    let mut nc = NodeConn::new(stream, IDLE_BUFFER);
+    let mut nc = NodeConn::new(Split::tcp(stream), IDLE_BUFFER);
     let max_head = vs.http.max_header_size.max(8192);
     let sent = exchange(
         client,
@@ -806,7 +830,7 @@ async fn exchange(
 /// when asked and skipping other interim responses.
 #[allow(clippy::too_many_arguments)]
 async fn read_response_head<W: AsyncWriteRent>(
-    nr: &mut Reader<TcpOwnedReadHalf>,
+    nr: &mut Reader<ConnRead>,
     client_w: &mut W,
     resp: &mut ResponseHead,
     is_head: bool,
@@ -911,7 +935,7 @@ async fn forward_response(
         dechunk,
         limit: None,
         buffer: vs.buffer_size,
-        splice: vs.splice.then_some((nc.fd, client.fd)),
+        splice: (vs.splice && client.plain && nc.plain).then_some((nc.fd, client.fd)),
     };
     match body::forward(&mut nc.r, &mut client.w, framing, &opts).await {
         Ok(n) => {

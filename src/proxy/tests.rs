@@ -61,7 +61,7 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
     let health = vec![vec![Arc::new(NodeHealth::default())]];
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
     let out = rt.block_on(async {
-        let (shard, _) = Shard::new(0, 1, config, &health, &[]);
+        let (shard, _) = Shard::new(0, 1, config.clone(), &health, &[], crate::persist::build(&config));
         let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || {
@@ -72,7 +72,8 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
             got
         });
         let (stream, peer) = listener.accept().await.unwrap();
-        let _ = pipeline::run(&phases, &shard, 0, stream, peer).await;
+        let local = stream.local_addr().unwrap();
+        let _ = pipeline::run(&phases, &shard, 0, crate::net::stream::Split::tcp(stream), peer, local).await;
         client.join().unwrap()
     });
     (out, health[0][0].clone())

@@ -69,6 +69,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .collect();
     let access = if log_paths.is_empty() { None } else { Some(crate::log::writer::start(log_paths)?) };
 
+    let persist = crate::persist::build(&config);
     let (ends, control) = mesh::build(n);
     let config = Arc::new(config);
     install_signals(control, (*config).clone(), health.clone(), access.clone())?;
@@ -85,6 +86,7 @@ pub fn run(config: Config) -> Result<(), String> {
             responders: if id == 0 { std::mem::take(&mut responders) } else { Vec::new() },
             access: access.clone(),
             vs_log: vs_log.clone(),
+            persist: persist.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -199,8 +201,9 @@ fn reload(control: &[flume::Sender<mesh::ShardMsg>], current: &mut Config, healt
         );
         return;
     };
+    current.reload_certificates(&new);
     if changes.is_empty() {
-        log::info!("SIGHUP: configuration re-read; no changes");
+        log::info!("SIGHUP: configuration re-read (certificates reloaded); no other changes");
     }
     for (pool, node, state) in changes {
         let (p, n) = (&current.pools[pool], &current.pools[pool].nodes[node]);

@@ -32,6 +32,8 @@ pub struct ShardSetup {
     /// The access-log writer, and each virtual server's log number.
     pub access: Option<crate::log::writer::LogSender>,
     pub vs_log: Vec<Option<usize>>,
+    /// Session persistence stores, shared by all shards.
+    pub persist: crate::persist::Stores,
 }
 
 /// Shard-local state shared by the shard's tasks through an `Rc`.
@@ -44,6 +46,8 @@ pub struct Shard {
     closed: Event,
     /// Keepalive deadlines of parked connections (one-second resolution).
     pub coarse: Rc<CoarseTimer>,
+    /// Session persistence stores (process-wide), by class index.
+    pub persist: crate::persist::Stores,
     vs_open: Vec<Cell<u32>>,
     vs_limit: Vec<u32>,
     /// Per virtual server: its access log's line buffer, when it has one.
@@ -68,6 +72,7 @@ impl Shard {
         config: Arc<Config>,
         health: &[Vec<Arc<NodeHealth>>],
         vs_log: &[Option<usize>],
+        persist: crate::persist::Stores,
     ) -> (Rc<Shard>, Rc<Event>) {
         let changed = Rc::new(Event::new());
         let pools = config
@@ -91,6 +96,7 @@ impl Shard {
             .collect();
         let nvs = config.virtual_servers.len();
         let shard = Rc::new(Shard {
+            persist,
             id,
             config,
             pools,
@@ -190,8 +196,8 @@ pub fn run(setup: ShardSetup) {
 }
 
 async fn serve(setup: ShardSetup) {
-    let ShardSetup { id, nshards, config, health, mesh, listeners, responders, access, vs_log, .. } = setup;
-    let (shard, changed) = Shard::new(id, nshards, config.clone(), &health, &vs_log);
+    let ShardSetup { id, nshards, config, health, mesh, listeners, responders, access, vs_log, persist, .. } = setup;
+    let (shard, changed) = Shard::new(id, nshards, config.clone(), &health, &vs_log, persist);
     if let Some(a) = access.clone() {
         monoio::spawn(flush_access_logs(shard.clone(), a, vs_log.clone()));
     }

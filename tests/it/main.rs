@@ -2,6 +2,7 @@
 //! and real `shoal-origin` nodes on OS-chosen loopback ports, sends real
 //! traffic and checks what arrived, byte for byte.
 
+mod pki;
 mod support;
 
 mod balance;

@@ -1,0 +1,126 @@
+//! The halves of a client or node connection, plain TCP or TLS, behind one
+//! type each, so the HTTP driver, the keepalive pool and the relay are
+//! written once. A match per I/O call is the whole cost of the choice.
+
+use crate::tls::stream::{Negotiated, TlsRead, TlsStream, TlsWrite};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Splitable};
+use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+pub enum ConnRead {
+    Tcp(TcpOwnedReadHalf),
+    Tls(TlsRead),
+}
+
+pub enum ConnWrite {
+    Tcp(TcpOwnedWriteHalf),
+    Tls(TlsWrite),
+}
+
+/// A connection split into halves, with what the proxy needs to know of it.
+pub struct Split {
+    pub r: ConnRead,
+    pub w: ConnWrite,
+    /// The TCP socket underneath (peeks, splicing, readiness).
+    pub fd: RawFd,
+    /// The handshake's outcome, for TLS connections.
+    pub tls: Option<Negotiated>,
+}
+
+impl Split {
+    pub fn tcp(stream: TcpStream) -> Split {
+        let fd = stream.as_raw_fd();
+        let (r, w) = stream.into_split();
+        Split { r: ConnRead::Tcp(r), w: ConnWrite::Tcp(w), fd, tls: None }
+    }
+
+    pub fn tls(stream: TlsStream) -> Split {
+        let fd = stream.tcp().as_raw_fd();
+        let tls = Some(stream.negotiated());
+        let (r, w) = stream.into_split();
+        Split { r: ConnRead::Tls(r), w: ConnWrite::Tls(w), fd, tls }
+    }
+}
+
+impl ConnRead {
+    /// Plain TCP: bytes can move between sockets without passing through
+    /// user space (splice), and an idle connection can be parked.
+    pub fn is_plain(&self) -> bool {
+        matches!(self, ConnRead::Tcp(_))
+    }
+}
+
+impl ConnWrite {
+    pub fn is_plain(&self) -> bool {
+        matches!(self, ConnWrite::Tcp(_))
+    }
+}
+
+impl AsyncReadRent for ConnRead {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ConnRead::Tcp(r) => r.read(buf).await,
+            ConnRead::Tls(r) => r.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ConnRead::Tcp(r) => r.readv(buf).await,
+            ConnRead::Tls(r) => r.readv(buf).await,
+        }
+    }
+}
+
+/// TLS reads are not cancelled by the handle (a cancelled ciphertext read
+/// would lose record bytes): callers only cancel plain connections
+/// ([`ConnRead::is_plain`]).
+impl CancelableAsyncReadRent for ConnRead {
+    async fn cancelable_read<T: IoBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match self {
+            ConnRead::Tcp(r) => r.cancelable_read(buf, c).await,
+            ConnRead::Tls(r) => r.read(buf).await,
+        }
+    }
+
+    async fn cancelable_readv<T: IoVecBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match self {
+            ConnRead::Tcp(r) => r.cancelable_readv(buf, c).await,
+            ConnRead::Tls(r) => r.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for ConnWrite {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ConnWrite::Tcp(w) => w.write(buf).await,
+            ConnWrite::Tls(w) => w.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ConnWrite::Tcp(w) => w.writev(buf).await,
+            ConnWrite::Tls(w) => w.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ConnWrite::Tcp(w) => w.flush().await,
+            ConnWrite::Tls(w) => w.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            ConnWrite::Tcp(w) => w.shutdown().await,
+            ConnWrite::Tls(w) => w.shutdown().await,
+        }
+    }
+}

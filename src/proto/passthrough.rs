@@ -1,0 +1,141 @@
+//! SSL passthrough (B6): TLS relayed untouched, with two decisions made
+//! from the handshake's first messages, read but never altered:
+//!
+//! - the pool, from the ClientHello's server name (`sni_pools`; the
+//!   virtual server's `pool` when none matches or the client sent none);
+//! - the node, for a pool with `ssl_session_id` persistence: a ClientHello
+//!   offering a TLS 1.2 session ID that a node issued goes to that node
+//!   (when it can still take connections; otherwise the connection is
+//!   balanced and the record replaced). The node's ServerHello says which
+//!   session ID it issued or resumed, and that is recorded.
+//!
+//! After the ServerHello the connection is a generic streaming relay (B4).
+
+use super::relay::{self, RelayEnd, RelayOpts};
+use crate::net::stream::Split;
+use crate::pool::connect;
+use crate::runtime::shard::Shard;
+use crate::tls::hello::{self, HelloError, MAX_HELLO};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Read into `buf` until `parse` finds a whole message, within `limit`.
+async fn read_hello<R: AsyncReadRent, T>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+    parse: impl Fn(&[u8]) -> Result<Option<T>, HelloError>,
+) -> Result<T, String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match parse(buf) {
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) if buf.len() > MAX_HELLO + 512 => return Err(HelloError::TooLong.to_string()),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        if buf.capacity() - buf.len() < 2048 {
+            buf.reserve(4096);
+        }
+        let len = buf.len();
+        let b = std::mem::take(buf);
+        let read = monoio::time::timeout_at(deadline.into(), r.read(monoio::buf::IoBufMut::slice_mut(b, len..)));
+        let (res, slice) = match read.await {
+            Ok(x) => x,
+            Err(_) => return Err(format!("no complete hello within {limit:?}")),
+        };
+        *buf = slice.into_inner();
+        match res {
+            Ok(0) => return Err("closed before its hello was complete".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: SocketAddr, local: SocketAddr) {
+    let vs = &shard.config.virtual_servers[vs_index];
+    let Split { r: mut cr, w: mut cw, .. } = Split::tcp(client);
+    let mut first = Vec::with_capacity(4096);
+    let ch = match read_hello(&mut cr, &mut first, vs.client_idle_timeout, hello::client_hello).await {
+        Ok(h) => h,
+        Err(e) => {
+            log::info!("virtual server {}: client {peer}: no TLS ClientHello: {e}; closing", vs.name);
+            return;
+        }
+    };
+    let pool_index = ch
+        .sni
+        .as_deref()
+        .and_then(|n| vs.sni_pools.iter().find(|(p, _)| crate::tls::server::name_matches(p, n)))
+        .map_or(vs.pool, |&(_, i)| i);
+    let pool = &shard.pools[pool_index];
+    let store = pool.cfg.persistence.map(|c| shard.persist[c].clone());
+    let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
+
+    // A resumption offered to the node that issued the session.
+    let mut connected = None;
+    if let Some(node) = store.as_ref().and_then(|s| s.lookup(pool_index, &ch.session_id)) {
+        if let Some(pick) = pool.pick_persistent(node) {
+            if let Ok(c) = connect::connect_node(pool, pick, timeout, (peer, local)).await {
+                connected = Some(c);
+            }
+        }
+    }
+    let (lease, node) = match connected {
+        Some(c) => c,
+        None => match connect::connect(pool, vs.connect_timeout, (peer, local)).await {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
+                return;
+            }
+        },
+    };
+    let node_index = lease.index();
+    let node_name = &lease.node().name;
+    let Split { r: mut nr, w: mut nw, .. } = node;
+    if let (Err(e), _) = nw.write_all(first).await {
+        pool.record_failure(node_index, &format!("write failed: {e}"));
+        return;
+    }
+
+    // The node's first bytes, up to its ServerHello.
+    let mut reply = Vec::with_capacity(4096);
+    match read_hello(&mut nr, &mut reply, vs.server_idle_timeout, hello::server_hello).await {
+        Ok(sh) => {
+            pool.record_success(node_index);
+            if let Some(s) = &store {
+                if !sh.tls13 && !sh.session_id.is_empty() {
+                    s.record(pool_index, &sh.session_id, node_index);
+                }
+            }
+        }
+        Err(e) => {
+            pool.record_failure(node_index, &format!("no TLS ServerHello: {e}"));
+            return;
+        }
+    }
+    if let (Err(e), _) = cw.write_all(reply).await {
+        log::debug!("virtual server {}: client {peer}: write failed: {e}", vs.name);
+        return;
+    }
+    let opts = RelayOpts {
+        buffer_size: vs.buffer_size,
+        client_idle: vs.client_idle_timeout,
+        server_idle: vs.server_idle_timeout,
+        discard_node_line: false,
+        awaiting_node: false,
+    };
+    match relay::relay_halves(cr, cw, nr, nw, &opts, &|| {}).await {
+        RelayEnd::Done { up, down } => log::debug!(
+            "virtual server {}: client {peer} <-> node {node_name}: closed ({up} bytes up, {down} down)",
+            vs.name
+        ),
+        RelayEnd::NodeError(e) => log::info!("virtual server {}: client {peer}: node {node_name}: {e}", vs.name),
+        end => log::debug!("virtual server {}: client {peer}: {end:?}", vs.name),
+    }
+}

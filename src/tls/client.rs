@@ -1,0 +1,130 @@
+//! Encryption to nodes (B8): a pool's `rustls::ClientConfig`, built once
+//! per configuration load and shared by every shard (so TLS sessions to a
+//! node are resumed whichever shard connects next), and the name each
+//! node is verified against.
+
+use super::{load_certs, load_key, load_roots, provider};
+use crate::config::model::PoolTls;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The system's CA bundle (Debian, Ubuntu, Alpine, Arch), used when a pool
+/// names no `ca`.
+const SYSTEM_ROOTS: &[&str] =
+    &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+#[derive(Clone)]
+pub struct Connector {
+    pub config: Arc<ClientConfig>,
+    /// `server_name`: sent as SNI and verified, instead of each node's host.
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connector(server_name: {:?})", self.server_name)
+    }
+}
+
+/// Compared by the settings that built it ([`PoolTls`]'s other fields).
+impl PartialEq for Connector {
+    fn eq(&self, _: &Connector) -> bool {
+        true
+    }
+}
+
+impl Connector {
+    /// The name to send and verify for the node written as `node` (`host:port`).
+    pub fn name_for(&self, node: &str) -> Result<ServerName<'static>, String> {
+        let host = match &self.server_name {
+            Some(n) => n.as_str(),
+            None => node.rsplit_once(':').map_or(node, |(h, _)| h).trim_start_matches('[').trim_end_matches(']'),
+        };
+        ServerName::try_from(host.to_string()).map_err(|e| format!("invalid TLS server name \"{host}\": {e}"))
+    }
+}
+
+/// Accepts any certificate (`verify = false`), still checking that the
+/// handshake is signed by the key the node presented.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Where a problem was found: the key at fault and the message.
+pub struct BuildError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+pub fn build(settings: &PoolTls, base: &Path) -> Result<Connector, BuildError> {
+    let provider = Arc::new(provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&super::versions(&settings.versions))
+        .map_err(|e| BuildError { key: "versions", message: e.to_string() })?;
+    let builder = if settings.verify {
+        let roots = match &settings.ca {
+            Some(p) => load_roots(&base.join(p)).map_err(|m| BuildError { key: "ca", message: m })?,
+            None => {
+                let path = SYSTEM_ROOTS.iter().map(Path::new).find(|p| p.exists()).ok_or_else(|| BuildError {
+                    key: "ca",
+                    message: format!("no `ca` given and no system CA bundle found (looked for {})", SYSTEM_ROOTS.join(", ")),
+                })?;
+                load_roots(path).map_err(|m| BuildError { key: "ca", message: m })?
+            }
+        };
+        builder.with_root_certificates(roots)
+    } else {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+    };
+    let mut config = match (&settings.client_cert, &settings.client_key) {
+        (Some(c), Some(k)) => {
+            let chain = load_certs(&base.join(c)).map_err(|m| BuildError { key: "client_cert", message: m })?;
+            let key = load_key(&base.join(k)).map_err(|m| BuildError { key: "client_key", message: m })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| BuildError { key: "client_key", message: format!("unusable client certificate or key: {e}") })?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        (Some(_), None) => return Err(BuildError { key: "client_key", message: "client_cert needs client_key".into() }),
+        (None, Some(_)) => return Err(BuildError { key: "client_cert", message: "client_key needs client_cert".into() }),
+    };
+    config.alpn_protocols = settings.alpn.clone();
+    Ok(Connector { config: Arc::new(config), server_name: settings.server_name.clone() })
+}
