@@ -232,7 +232,14 @@ fn steady_state_allocations_per_request() {
     std::thread::spawn(move || {
         let (mut rt, _) = shoal::runtime::ring::build(256).unwrap();
         rt.block_on(async move {
-            let (shard, _) = shoal::runtime::shard::Shard::new(0, 1, config.clone(), &health, &vs_log, shoal::persist::build(&config));
+            let (shard, _) = shoal::runtime::shard::Shard::new(
+                0,
+                1,
+                config.clone(),
+                &health,
+                &vs_log,
+                shoal::persist::build(&config),
+            );
             let logged = monoio::net::TcpListener::from_std(logged_listener).unwrap();
             monoio::spawn(shoal::net::accept::accept_loop(shard.clone(), logged_vs, logged));
             let l = monoio::net::TcpListener::from_std(listener).unwrap();

@@ -209,9 +209,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 sni_pools.sort_by_key(|(p, _)| p.starts_with("*."));
             }
             for &pi in std::iter::once(&pool).chain(sni_pools.iter().map(|(_, i)| i)) {
-                let uses_session_id = pools[pi]
-                    .persistence
-                    .is_some_and(|c: usize| persistence[c].kind == PersistenceType::SslSessionId);
+                let uses_session_id =
+                    pools[pi].persistence.is_some_and(|c: usize| persistence[c].kind == PersistenceType::SslSessionId);
                 if uses_session_id && v.protocol != raw::Protocol::SslPassthrough {
                     return Err(f.error_at(
                         v.pool.span(),
@@ -311,7 +310,11 @@ fn vs_tls(
     let r = t.get_ref();
     let base = base_dir(f);
     if r.certificates.get_ref().is_empty() {
-        return Err(f.error_at(r.certificates.span(), key("certificates"), "at least one certificate is needed".into()));
+        return Err(f.error_at(
+            r.certificates.span(),
+            key("certificates"),
+            "at least one certificate is needed".into(),
+        ));
     }
     let certificates: Vec<CertFiles> = r
         .certificates

@@ -284,7 +284,9 @@ mod tests {
     fn tls_headers_replace_the_clients() {
         let s = b"GET / HTTP/1.1\r\nX-Forwarded-Proto: http\r\nssl-cipher: fake\r\nHost: h\r\n\r\n";
         let mut h = RequestHead::default();
-        crate::http::request::parse(s, &Limits { max_head: 4096, max_headers: 16, max_uri: 1024 }, &mut h).unwrap().unwrap();
+        crate::http::request::parse(s, &Limits { max_head: 4096, max_headers: 16, max_uri: 1024 }, &mut h)
+            .unwrap()
+            .unwrap();
         let t = crate::tls::stream::Negotiated {
             version: "TLSv1.3",
             cipher: "TLS13_AES_128_GCM_SHA256",

@@ -104,7 +104,10 @@ pub fn build(settings: &PoolTls, base: &Path) -> Result<Connector, BuildError> {
             None => {
                 let path = SYSTEM_ROOTS.iter().map(Path::new).find(|p| p.exists()).ok_or_else(|| BuildError {
                     key: "ca",
-                    message: format!("no `ca` given and no system CA bundle found (looked for {})", SYSTEM_ROOTS.join(", ")),
+                    message: format!(
+                        "no `ca` given and no system CA bundle found (looked for {})",
+                        SYSTEM_ROOTS.join(", ")
+                    ),
                 })?;
                 load_roots(path).map_err(|m| BuildError { key: "ca", message: m })?
             }
@@ -117,13 +120,18 @@ pub fn build(settings: &PoolTls, base: &Path) -> Result<Connector, BuildError> {
         (Some(c), Some(k)) => {
             let chain = load_certs(&base.join(c)).map_err(|m| BuildError { key: "client_cert", message: m })?;
             let key = load_key(&base.join(k)).map_err(|m| BuildError { key: "client_key", message: m })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| BuildError { key: "client_key", message: format!("unusable client certificate or key: {e}") })?
+            builder.with_client_auth_cert(chain, key).map_err(|e| BuildError {
+                key: "client_key",
+                message: format!("unusable client certificate or key: {e}"),
+            })?
         }
         (None, None) => builder.with_no_client_auth(),
-        (Some(_), None) => return Err(BuildError { key: "client_key", message: "client_cert needs client_key".into() }),
-        (None, Some(_)) => return Err(BuildError { key: "client_cert", message: "client_key needs client_cert".into() }),
+        (Some(_), None) => {
+            return Err(BuildError { key: "client_key", message: "client_cert needs client_key".into() })
+        }
+        (None, Some(_)) => {
+            return Err(BuildError { key: "client_cert", message: "client_key needs client_cert".into() })
+        }
     };
     config.alpn_protocols = settings.alpn.clone();
     Ok(Connector { config: Arc::new(config), server_name: settings.server_name.clone() })

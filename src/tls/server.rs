@@ -41,9 +41,9 @@ impl Entry {
 /// `*.example.com` matches one label in front of `example.com`.
 pub fn name_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => name
-            .split_once('.')
-            .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix)),
+        Some(suffix) => {
+            name.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix))
+        }
         None => pattern.eq_ignore_ascii_case(name),
     }
 }
@@ -136,8 +136,11 @@ pub fn build(settings: &TlsServer, base: &Path) -> Result<Acceptor, BuildError> 
                 cert: None,
                 message: "client_auth needs client_ca (the CA file client certificates are checked against)".into(),
             })?;
-            let roots = super::load_roots(&base.join(ca_path))
-                .map_err(|m| BuildError { key: "client_ca", cert: None, message: m })?;
+            let roots = super::load_roots(&base.join(ca_path)).map_err(|m| BuildError {
+                key: "client_ca",
+                cert: None,
+                message: m,
+            })?;
             let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()));
             let v = if settings.client_auth == ClientAuth::Optional { v.allow_unauthenticated() } else { v };
             let v = v.build().map_err(|e| BuildError { key: "client_ca", cert: None, message: e.to_string() })?;
@@ -152,8 +155,11 @@ pub fn build(settings: &TlsServer, base: &Path) -> Result<Acceptor, BuildError> 
         Arc::new(rustls::server::NoServerSessionStorage {})
     };
     if settings.session_tickets {
-        config.ticketer = rustls::crypto::ring::Ticketer::new()
-            .map_err(|e| BuildError { key: "session_tickets", cert: None, message: e.to_string() })?;
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| BuildError {
+            key: "session_tickets",
+            cert: None,
+            message: e.to_string(),
+        })?;
     }
     // TLS 1.3 resumes through tickets: encrypted ones with the ticketer,
     // otherwise identifiers into the session cache. Two, as OpenSSL sends,

@@ -14,3 +14,4 @@ mod http;
 mod http_lb;
 mod http_load;
 mod lifecycle;
+mod tls;

@@ -1,0 +1,254 @@
+//! TLS (B6–B8) with real clients: curl and `openssl s_client` against
+//! shoal's TLS listeners, a rustls client for passthrough resumption, and
+//! shoal-origin nodes speaking TLS. Certificates are generated per test
+//! ([`crate::pki`]).
+
+use crate::pki::{Leaf, Pki};
+use crate::support::*;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Run `openssl s_client` with `args` against `addr`, sending nothing;
+/// returns stdout and stderr together.
+fn s_client(addr: SocketAddr, args: &[&str]) -> String {
+    s_client_sending(addr, args, b"")
+}
+
+/// [`s_client`] sending `input` and reading until the server closes.
+fn s_client_sending(addr: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .arg("-connect")
+        .arg(addr.to_string())
+        .args(args)
+        .args(if input.is_empty() { &[][..] } else { &["-ign_eof"][..] })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A TLS virtual server in front of one HTTP origin, with two
+/// certificates (a.test is the default) and `extra` TLS keys.
+fn tls_config(origin: SocketAddr, a: &Leaf, b: &Leaf, extra: &str) -> String {
+    format!(
+        r#"[global]
+shards = 2
+
+[virtual_servers.web]
+listen = "127.0.0.1:0"
+protocol = "http"
+pool = "p"
+
+[virtual_servers.web.tls]
+certificates = [
+  {{ cert = "{}", key = "{}" }},
+  {{ cert = "{}", key = "{}" }},
+]
+{extra}
+
+[pools.p]
+nodes = ["{origin}"]
+"#,
+        p(&a.cert),
+        p(&a.key),
+        p(&b.cert),
+        p(&b.key)
+    )
+}
+
+fn resolve(name: &str, addr: SocketAddr) -> String {
+    format!("{name}:{}:127.0.0.1", addr.port())
+}
+
+/// Proof 1 (B7): curl and s_client see the certificate their SNI names
+/// (the first one without SNI), TLS 1.2 and 1.3 both work, ALPN picks
+/// http/1.1, bodies arrive exactly, and nodes are told the request came
+/// over TLS (replacing what the client claimed).
+#[test]
+fn terminates_tls_with_sni_certificates_versions_and_alpn() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let a = pki.server("a", &["a.test"]);
+    let b = pki.server("b", &["b.test", "*.b.test"]);
+    let origin = Origin::start("http", &["n1"]);
+    let shoal = Shoal::start(&tls_config(origin.addr("n1"), &a, &b, "add_ssl_headers = true"));
+    let addr = shoal.addr("web");
+    let ca = p(&pki.ca);
+
+    for (name, want_cn) in [("a.test", "a.test"), ("b.test", "b.test"), ("x.b.test", "b.test")] {
+        let url = format!("https://{name}:{}/f?size=70000", addr.port());
+        let (ok, out, err) = curl(&["-v", "--cacert", &ca, "--resolve", &resolve(name, addr), &url]);
+        assert!(ok, "{name}: {err}");
+        assert!(err.contains(&format!("CN={want_cn}")), "{name}: wrong certificate:\n{err}");
+        assert!(err.contains("ALPN: server accepted http/1.1"), "{name}: no ALPN:\n{err}");
+        let want: Vec<u8> = (0..70000).map(|i| b'a' + (i % 26) as u8).collect();
+        assert!(out == want, "{name}: body differs ({} bytes)", out.len());
+    }
+
+    // Versions, ALPN and the default certificate, seen by OpenSSL.
+    for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let out = s_client(addr, &[flag, "-CAfile", &ca, "-alpn", "http/1.1", "-servername", "b.test"]);
+        assert!(out.contains(&format!("Protocol  : {version}")) || out.contains(&format!(", {version},")), "{out}");
+        assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+        assert!(out.contains("CN = b.test"), "{out}");
+        assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    }
+    let out = s_client(addr, &["-noservername", "-CAfile", &ca]);
+    assert!(out.contains("subject=CN = a.test"), "no SNI must get the first certificate:\n{out}");
+    // TLS 1.1 and older are refused.
+    let out = s_client(addr, &["-tls1_1"]);
+    assert!(out.contains("Cipher is (NONE)") && out.contains("alert"), "{out}");
+
+    // What the node was told: X-Forwarded-Proto and the SSL headers,
+    // replacing the client's own.
+    let url = format!("https://a.test:{}/h?head=1", addr.port());
+    let (ok, out, err) = curl(&[
+        "--cacert",
+        &ca,
+        "--tlsv1.3",
+        "--resolve",
+        &resolve("a.test", addr),
+        "-H",
+        "X-Forwarded-Proto: http",
+        "-H",
+        "SSL-Cipher: forged",
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    let head = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert_eq!(head.matches("x-forwarded-proto:").count(), 1, "{head}");
+    assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
+    assert!(head.contains("ssl-protocol: tlsv1.3\r\n"), "{head}");
+    assert!(head.contains("ssl-server-name: a.test\r\n"), "{head}");
+    assert!(!head.contains("forged"), "{head}");
+    assert!(head.contains("ssl-cipher: tls13_"), "{head}");
+
+    // A client speaking plain HTTP to the TLS port is dropped; shoal goes on.
+    let mut s = connect(addr);
+    std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let got = read_all(&mut s);
+    assert!(!String::from_utf8_lossy(&got).contains("HTTP/1.1 200"), "plain HTTP must not be served");
+    poll(std::time::Duration::from_secs(10), "handshake failure logged", || {
+        shoal.log().contains("TLS handshake failed").then_some(())
+    });
+    let (ok, _, err) = curl(&["--cacert", &ca, "--resolve", &resolve("a.test", addr), &url]);
+    assert!(ok, "{err}");
+}
+
+/// Proof 1: sessions resume, by tickets (keys shared by both shards) and
+/// by the session cache. TLS 1.2: `-reconnect`'s five reconnections reuse
+/// the first session. TLS 1.3 tickets arrive after the handshake, so the
+/// first connection reads a response before its session is saved.
+#[test]
+fn sessions_resume_with_tickets_and_ids() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let a = pki.server("a", &["a.test"]);
+    let b = pki.server("b", &["b.test"]);
+    let origin = Origin::start("http", &["n1"]);
+    let ca = p(&pki.ca);
+    let sess = certs.0.join("session.pem");
+    let request = b"GET /r?size=3 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    for extra in ["", "session_tickets = false"] {
+        let shoal = Shoal::start(&tls_config(origin.addr("n1"), &a, &b, extra));
+        let addr = shoal.addr("web");
+        for flags in [&["-tls1_2"][..], &["-tls1_2", "-no_ticket"][..]] {
+            let mut args = vec!["-reconnect", "-CAfile", &ca, "-servername", "a.test"];
+            args.extend_from_slice(flags);
+            let out = s_client(addr, &args);
+            let reused = out.lines().filter(|l| l.starts_with("Reused, TLSv1.2")).count();
+            assert!(reused >= 4, "{extra:?} {flags:?}: only {reused} of 5 reconnections resumed:\n{out}");
+        }
+        let base = ["-tls1_3", "-CAfile", &ca, "-servername", "a.test"];
+        let first = s_client_sending(addr, &[&base[..], &["-sess_out", &p(&sess)]].concat(), request);
+        assert!(first.contains("New, TLSv1.3") && first.contains("\r\n\r\nabc"), "{first}");
+        // Stateful TLS 1.3 tickets are single-use: one resumption each.
+        let rounds = if extra.is_empty() { 3 } else { 1 };
+        for _ in 0..rounds {
+            let again = s_client_sending(addr, &[&base[..], &["-sess_in", &p(&sess)]].concat(), request);
+            assert!(again.contains("Reused, TLSv1.3"), "{extra:?}: TLS 1.3 session not resumed:\n{again}");
+            assert!(again.contains("\r\n\r\nabc"), "{again}");
+        }
+    }
+}
+
+/// Proof 1: `client_auth = "required"` refuses a client without a
+/// certificate (and one from another CA) and serves one with a good
+/// certificate, telling the node who it is; `optional` serves both.
+#[test]
+fn client_certificates_required_and_optional() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let other = Pki::new(&certs.0.join("other"), "other");
+    let a = pki.server("a", &["a.test"]);
+    let b = pki.server("b", &["b.test"]);
+    let good = pki.client("alice", "alice");
+    let bad = other.client("mallory", "mallory");
+    let origin = Origin::start("http", &["n1"]);
+    let ca = p(&pki.ca);
+    let required = format!("client_auth = \"required\"\nclient_ca = \"{ca}\"\nadd_ssl_headers = true");
+    let shoal = Shoal::start(&tls_config(origin.addr("n1"), &a, &b, &required));
+    let url = format!("https://a.test:{}/h?head=1", shoal.addr("web").port());
+    let r = resolve("a.test", shoal.addr("web"));
+
+    let (ok, out, err) = curl(&["--cacert", &ca, "--resolve", &r, &url]);
+    assert!(!ok && out.is_empty(), "served without a client certificate: {err}");
+    let (ok, out, _) = curl(&["--cacert", &ca, "--resolve", &r, "--cert", &p(&bad.cert), "--key", &p(&bad.key), &url]);
+    assert!(!ok && out.is_empty(), "served with a certificate from another CA");
+    let (ok, out, err) =
+        curl(&["--cacert", &ca, "--resolve", &r, "--cert", &p(&good.cert), "--key", &p(&good.key), &url]);
+    assert!(ok, "{err}");
+    let head = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(head.contains("ssl-client-certificate: "), "{head}");
+    let out = s_client(shoal.addr("web"), &["-CAfile", &ca, "-servername", "a.test"]);
+    assert!(!out.contains("HTTP/1.1"), "{out}");
+
+    let optional = format!("client_auth = \"optional\"\nclient_ca = \"{ca}\"");
+    let shoal = Shoal::start(&tls_config(origin.addr("n1"), &a, &b, &optional));
+    let url = format!("https://a.test:{}/h?size=5", shoal.addr("web").port());
+    let r = resolve("a.test", shoal.addr("web"));
+    let (ok, out, err) = curl(&["--cacert", &ca, "--resolve", &r, &url]);
+    assert!(ok && out == b"abcde", "{err}");
+    let (ok, out, err) =
+        curl(&["--cacert", &ca, "--resolve", &r, "--cert", &p(&good.cert), "--key", &p(&good.key), &url]);
+    assert!(ok && out == b"abcde", "{err}");
+}
+
+/// Configuration errors name the file, line and key: a missing key file,
+/// a key that does not match its certificate, an unknown version.
+#[test]
+fn tls_configuration_errors_are_precise() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let a = pki.server("a", &["a.test"]);
+    let b = pki.server("b", &["b.test"]);
+    let check = |toml: &str| -> String {
+        let dir = TempDir::new();
+        let path = dir.write("bad.toml", toml);
+        let out = Command::new(shoal_bin()).arg("check").arg("-c").arg(&path).output().unwrap();
+        assert!(!out.status.success(), "accepted:\n{toml}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let origin: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let missing = tls_config(origin, &a, &Leaf { cert: b.cert.clone(), key: certs.0.join("nope.key") }, "");
+    let e = check(&missing);
+    assert!(e.contains("bad.toml:12:") && e.contains("nope.key") && e.contains("certificates.key"), "{e}");
+    let mismatched = tls_config(origin, &a, &Leaf { cert: b.cert.clone(), key: a.key.clone() }, "");
+    let e = check(&mismatched);
+    assert!(e.contains("does not belong"), "{e}");
+    let e = check(&tls_config(origin, &a, &b, "versions = [\"1.0\"]"));
+    assert!(e.contains("bad.toml:14:") && e.contains("insecure"), "{e}");
+    let e = check(&tls_config(origin, &a, &b, "client_auth = \"required\""));
+    assert!(e.contains("client_ca"), "{e}");
+}
