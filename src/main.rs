@@ -25,9 +25,12 @@ USAGE:
       Validate FILE and print a summary; exit 0 if valid, 1 if not.
   shoal proxy --listen ADDR --to NODE[,NODE...] [--protocol NAME]
               [--algorithm NAME] [--shards N] [--log-level LEVEL]
+              [--tls-cert FILE --tls-key FILE]
       Run one virtual server with no configuration file.
-      Protocols: server_first, client_first, server_first_banner (needs
-      --banner TEXT), generic_streaming [default].
+      Protocols: http, server_first, client_first, server_first_banner
+      (needs --banner TEXT), generic_streaming [default], ssl_passthrough.
+      --tls-cert/--tls-key: terminate TLS on the listener with this
+      certificate chain and key (PEM).
       Algorithms: round_robin [default], weighted_round_robin, random,
       least_connections, weighted_least_connections.
   shoal print-default
@@ -65,6 +68,8 @@ struct Quick {
     algorithm: Option<String>,
     shards: Option<usize>,
     banner: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
@@ -96,6 +101,8 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("protocol") => q.protocol = Some(val(&mut p)?),
             Long("algorithm") => q.algorithm = Some(val(&mut p)?),
             Long("banner") => q.banner = Some(val(&mut p)?),
+            Long("tls-cert") => q.tls_cert = Some(val(&mut p)?),
+            Long("tls-key") => q.tls_key = Some(val(&mut p)?),
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
             Short('h') | Long("help") => return Ok((Cmd::Help, None)),
             a => return Err(format!("{}\n\n{USAGE}", a.unexpected())),
@@ -177,6 +184,13 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
     t += &format!("[virtual_servers.proxy]\nlisten = {}\nprotocol = {}\npool = \"proxy\"\n", s(&listen), s(&protocol));
     if let Some(b) = &q.banner {
         t += &format!("banner = {}\n", s(b));
+    }
+    match (&q.tls_cert, &q.tls_key) {
+        (Some(c), Some(k)) => {
+            t += &format!("\n[virtual_servers.proxy.tls]\ncertificates = [{{ cert = {}, key = {} }}]\n", s(c), s(k))
+        }
+        (None, None) => {}
+        _ => return Err("--tls-cert and --tls-key go together".into()),
     }
     t += &format!("\n[pools.proxy]\nalgorithm = {}\nnodes = [{}]\n", s(&algorithm), nodes.join(", "));
     config::load_str(&t, "<command line>")

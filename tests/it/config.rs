@@ -9,9 +9,35 @@ fn check(path: &std::path::Path) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Copy `from` into `to`, recursively.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// Every file in conf/ loads. They are checked in a copy of conf/ with the
+/// throwaway certificates conf/tls.toml names generated beside them (no key
+/// is committed).
 #[test]
 fn every_conf_example_loads() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let tmp = TempDir::new();
+    let dir = tmp.0.join("conf");
+    copy_tree(&src, &dir);
+    let certs = dir.join("certs");
+    let sites = crate::pki::Pki::new(&certs, "sites");
+    sites.server("www", &["www.example.com", "example.com"]);
+    sites.server("media", &["media.example.com"]);
+    std::fs::copy(&sites.ca, certs.join("nodes-ca.pem")).unwrap();
+    std::fs::copy(&crate::pki::Pki::new(&certs.join("c"), "clients").ca, certs.join("clients-ca.pem")).unwrap();
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
