@@ -13,6 +13,10 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// Run `openssl s_client` with `args` against `addr`, sending nothing;
 /// returns stdout and stderr together.
 fn s_client(addr: SocketAddr, args: &[&str]) -> String {
@@ -282,4 +286,243 @@ fn sslyze_mozilla_intermediate() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "sslyze found the listener out of the Mozilla intermediate profile:\n{text}");
     assert!(text.contains("OK - Compliant."), "{text}");
+}
+
+/// A blocking rustls client for tests: trusts `ca`, offers TLS 1.2 only
+/// when `tls12`, and keeps its sessions (session IDs or tickets) in the
+/// config's cache so reconnections resume.
+fn client_config(ca: &Path, tls12: bool) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if tls12 { &[&rustls::version::TLS12] } else { &[&rustls::version::TLS12, &rustls::version::TLS13] };
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    std::sync::Arc::new(cfg)
+}
+
+/// One HTTPS request on a new connection to `addr` with SNI `name`:
+/// the response and whether the TLS session was resumed.
+fn https_get(cfg: &std::sync::Arc<rustls::ClientConfig>, addr: SocketAddr, name: &str, request: &[u8]) -> (Resp, bool) {
+    let conn = rustls::ClientConnection::new(cfg.clone(), name.to_string().try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, connect(addr));
+    std::io::Write::write_all(&mut tls, request).unwrap();
+    let resp = read_response(&mut tls, false);
+    let resumed = tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    (resp, resumed)
+}
+
+/// Proof 4 (B6, E1): passthrough routes two server names to two pools,
+/// relays bytes exactly both ways, and pins resumed TLS 1.2 sessions to
+/// the node that issued them across 120 reconnections on two shards.
+#[test]
+fn passthrough_routes_by_sni_and_pins_tls12_sessions() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "nodes");
+    let a = pki.server("a", &["a.test"]);
+    let b = pki.server("b", &["b.test"]);
+    let tls_args =
+        |l: &Leaf| vec!["--tls-cert".to_string(), p(&l.cert), "--tls-key".into(), p(&l.key), "--tls12".into()];
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let args_a = tls_args(&a);
+    let args_b = tls_args(&b);
+    let oa =
+        Origin::start_with("http", &[("a1", any), ("a2", any)], &args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    let ob =
+        Origin::start_with("http", &[("b1", any), ("b2", any)], &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    let shoal = Shoal::start(&format!(
+        r#"[global]
+shards = 2
+
+[virtual_servers.pt]
+listen = "127.0.0.1:0"
+protocol = "ssl_passthrough"
+pool = "A"
+
+[virtual_servers.pt.sni_pools]
+"b.test" = "B"
+
+[pools.A]
+nodes = ["{}", "{}"]
+persistence = "sessions"
+
+[pools.B]
+nodes = ["{}", "{}"]
+persistence = "sessions"
+
+[persistence.sessions]
+type = "ssl_session_id"
+max_entries = 1000
+"#,
+        oa.addr("a1"),
+        oa.addr("a2"),
+        ob.addr("b1"),
+        ob.addr("b2")
+    ));
+    let addr = shoal.addr("pt");
+    let cfg = client_config(&pki.ca, true);
+
+    // Byte-exact both ways: a 1 MB download and a 1 MB upload echoed back.
+    let (r, _) =
+        https_get(&cfg, addr, "b.test", b"GET /d?size=1000000 HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n");
+    let want: Vec<u8> = (0..1_000_000).map(|i| b'a' + (i % 26) as u8).collect();
+    assert_eq!(sha256(&r.body), sha256(&want));
+    assert!(r.header("x-node").unwrap().starts_with('b'));
+    let up = pattern(1_000_000, 7);
+    let mut req =
+        format!("POST /u?echo=1 HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", up.len())
+            .into_bytes();
+    req.extend_from_slice(&up);
+    let (r, _) = https_get(&cfg, addr, "a.test", &req);
+    assert_eq!(sha256(&r.body), sha256(&up));
+    assert!(r.header("x-node").unwrap().starts_with('a'));
+
+    // Sessions: each name's first connection is new, the next 120 resume
+    // and reach the node that issued the session.
+    for (name, prefix) in [("a.test", 'a'), ("b.test", 'b')] {
+        let cfg = client_config(&pki.ca, true);
+        let req = format!("GET /s HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+        let (r, resumed) = https_get(&cfg, addr, name, req.as_bytes());
+        assert!(!resumed);
+        let node = r.header("x-node").unwrap().to_string();
+        assert!(node.starts_with(prefix), "{name} reached {node}");
+        assert_eq!(r.header("x-tls"), Some("TLSv1.2"));
+        let mut resumed_count = 0;
+        for i in 0..120 {
+            let (r, resumed) = https_get(&cfg, addr, name, req.as_bytes());
+            assert_eq!(r.header("x-node"), Some(node.as_str()), "{name}: reconnection {i} moved to another node");
+            resumed_count += usize::from(resumed);
+        }
+        assert!(resumed_count >= 118, "{name}: only {resumed_count} of 120 reconnections resumed");
+    }
+
+    // Control: without the persistence class, round robin moves the
+    // reconnections between the nodes (so the pinning above is the store's).
+    let plain = std::fs::read_to_string(&shoal.config).unwrap().replace("persistence = \"sessions\"\n", "");
+    let shoal = Shoal::start(&plain);
+    let cfg = client_config(&pki.ca, true);
+    let mut nodes = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let (r, _) =
+            https_get(&cfg, shoal.addr("pt"), "a.test", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        nodes.insert(r.header("x-node").unwrap().to_string());
+    }
+    assert_eq!(nodes.len(), 2, "round robin without persistence should use both nodes");
+}
+
+/// Proof 3 (B8, C5): a pool encrypting to TLS nodes verifies them against
+/// its CA; a node with a certificate from another CA fails the handshake,
+/// which counts as a node failure, and requests go to the good node. With
+/// only the wrong CA nothing is served (502). Client certificates to nodes
+/// that require them work.
+#[test]
+fn encrypts_to_nodes_and_counts_bad_certificates_as_failures() {
+    let certs = TempDir::new();
+    let good_ca = Pki::new(&certs.0, "good");
+    let other_ca = Pki::new(&certs.0.join("other"), "other");
+    let good = good_ca.server("n", &["localhost", "127.0.0.1"]);
+    let bad = other_ca.server("w", &["localhost", "127.0.0.1"]);
+    let client = good_ca.client("shoal-client", "shoal");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let args = |l: &Leaf, extra: &[String]| -> Vec<String> {
+        let mut v = vec!["--tls-cert".to_string(), p(&l.cert), "--tls-key".into(), p(&l.key)];
+        v.extend_from_slice(extra);
+        v
+    };
+    let good_args = args(&good, &[]);
+    let bad_args = args(&bad, &[]);
+    let mtls_args = args(&good, &["--tls-client-ca".into(), p(&good_ca.ca)]);
+    let og = Origin::start_with("http", &[("n1", any)], &refs(&good_args));
+    let ow = Origin::start_with("http", &[("w1", any)], &refs(&bad_args));
+    let om = Origin::start_with("http", &[("m1", any)], &refs(&mtls_args));
+    let shoal = Shoal::start(&format!(
+        r#"[global]
+shards = 2
+
+[virtual_servers.web]
+listen = "127.0.0.1:0"
+protocol = "http"
+pool = "p"
+
+[virtual_servers.wrong]
+listen = "127.0.0.1:0"
+protocol = "http"
+pool = "wrong"
+
+[virtual_servers.mtls]
+listen = "127.0.0.1:0"
+protocol = "http"
+pool = "mtls"
+
+[virtual_servers.nocert]
+listen = "127.0.0.1:0"
+protocol = "http"
+pool = "nocert"
+
+[pools.p]
+nodes = ["{w1}", "{n1}"]
+[pools.p.tls]
+ca = "{ca}"
+
+[pools.wrong]
+nodes = ["{n1}"]
+[pools.wrong.tls]
+ca = "{other}"
+
+[pools.mtls]
+nodes = ["{m1}"]
+[pools.mtls.tls]
+ca = "{ca}"
+client_cert = "{cc}"
+client_key = "{ck}"
+
+[pools.nocert]
+nodes = ["{m1}"]
+[pools.nocert.tls]
+ca = "{ca}"
+"#,
+        w1 = ow.addr("w1"),
+        n1 = og.addr("n1"),
+        m1 = om.addr("m1"),
+        ca = p(&good_ca.ca),
+        other = p(&other_ca.ca),
+        cc = p(&client.cert),
+        ck = p(&client.key),
+    ));
+    for i in 0..20 {
+        let mut s = connect(shoal.addr("web"));
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET /g{i}?size=5000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.header("x-node"), Some("n1"));
+        assert!(r.header("x-tls").is_some_and(|v| v.starts_with("TLSv1.")), "not encrypted to the node");
+        assert_eq!(r.body.len(), 5000);
+    }
+    poll(std::time::Duration::from_secs(10), "the bad node's failure logged", || {
+        let log = shoal.log();
+        (log.contains(&ow.addr("w1").to_string()) && log.contains("TLS handshake failed")).then_some(())
+    });
+
+    let mut s = connect(shoal.addr("wrong"));
+    std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).status, 502);
+
+    let mut s = connect(shoal.addr("mtls"));
+    std::io::Write::write_all(&mut s, b"GET /m?size=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"abc"[..]));
+    let mut s = connect(shoal.addr("nocert"));
+    std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).status, 502, "a node requiring a client certificate served none");
 }
