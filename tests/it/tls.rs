@@ -569,3 +569,38 @@ fn terminates_tls_for_generic_streaming() {
     let _ = std::io::Read::read_to_end(&mut tls, &mut rest);
     assert!(rest.is_empty());
 }
+
+/// Certificates are reloaded with the configuration: after the files are
+/// replaced and SIGHUP, new handshakes get the new certificate; a broken
+/// file is refused and the old certificate keeps serving.
+#[test]
+fn sighup_reloads_certificates() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let a = pki.server("a", &["a.test"]);
+    let b = pki.server("b", &["b.test"]);
+    let origin = Origin::start("http", &["n1"]);
+    let shoal = Shoal::start(&tls_config(origin.addr("n1"), &a, &b, ""));
+    let subject = || {
+        let out = s_client(shoal.addr("web"), &["-servername", "a.test", "-CAfile", &p(&pki.ca)]);
+        out.lines().find(|l| l.starts_with("subject=")).unwrap_or("").to_string()
+    };
+    assert_eq!(subject(), "subject=CN = a.test");
+    // The same paths, a new certificate (another serial number and key).
+    let renewed = pki.server("renewed", &["a.test", "renewed.a.test"]);
+    std::fs::copy(&renewed.cert, &a.cert).unwrap();
+    std::fs::copy(&renewed.key, &a.key).unwrap();
+    shoal.proc.signal("HUP");
+    shoal.proc.wait_line(STARTUP, |l| l.contains("certificates reloaded"));
+    assert_eq!(subject(), "subject=CN = a.test");
+    let out = s_client(shoal.addr("web"), &["-servername", "a.test", "-CAfile", &p(&pki.ca), "-showcerts"]);
+    let served = out.split("-----BEGIN CERTIFICATE-----").nth(1).unwrap_or("").to_string();
+    let renewed_pem = std::fs::read_to_string(&renewed.cert).unwrap();
+    assert!(renewed_pem.contains(served.trim().lines().next().unwrap_or("?")), "the old certificate is still served");
+
+    std::fs::write(&a.key, "not a key").unwrap();
+    shoal.proc.signal("HUP");
+    shoal.proc.wait_line(STARTUP, |l| l.contains("reload refused"));
+    let out = s_client(shoal.addr("web"), &["-servername", "a.test", "-CAfile", &p(&pki.ca)]);
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+}
