@@ -7,7 +7,6 @@
 
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -38,6 +37,9 @@ pub struct Behaviour<'a> {
     pub proxy_src: Option<&'a str>,
     /// (every, for) in milliseconds.
     pub stall: Option<(u64, u64)>,
+    /// TLS connections: the version (`TLSv1.2`/`TLSv1.3`) and whether the
+    /// session was resumed, sent back as `X-TLS` and `X-TLS-Resumed`.
+    pub tls: Option<(&'static str, bool)>,
 }
 
 fn started() -> std::time::Instant {
@@ -60,10 +62,11 @@ fn wait_out_stall(stall: Option<(u64, u64)>) {
     }
 }
 
-pub fn serve(name: &str, s: TcpStream, b: Behaviour<'_>) -> std::io::Result<()> {
-    let Behaviour { log_requests, delay_ms, proxy_src, stall } = b;
+/// Serve one connection (plain TCP or TLS: reads go through a buffer,
+/// responses are written to the stream under it).
+pub fn serve<S: Read + Write>(name: &str, s: S, b: Behaviour<'_>) -> std::io::Result<()> {
+    let Behaviour { log_requests, delay_ms, proxy_src, stall, tls } = b;
     let conn = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
-    let mut w = s.try_clone()?;
     let mut r = BufReader::with_capacity(256 * 1024, s);
     let mut seq = 0u64;
     while let Some(req) = read_request(&mut r)? {
@@ -80,7 +83,7 @@ pub fn serve(name: &str, s: TcpStream, b: Behaviour<'_>) -> std::io::Result<()> 
         if delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(delay_ms));
         }
-        let res = respond(name, &req, &mut w, conn, seq, proxy_src);
+        let res = respond(name, &req, r.get_mut(), conn, seq, proxy_src, tls);
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         let close = res? || req.close;
         if close {
@@ -90,7 +93,7 @@ pub fn serve(name: &str, s: TcpStream, b: Behaviour<'_>) -> std::io::Result<()> 
     Ok(())
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+fn read_request<S: Read + Write>(r: &mut BufReader<S>) -> std::io::Result<Option<Request>> {
     let mut head = Vec::new();
     loop {
         let before = head.len();
@@ -146,7 +149,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>
     let mut body = Vec::new();
     let mut sha = Sha256::new();
     let mut body_len = 0u64;
-    let mut take = |r: &mut BufReader<TcpStream>, mut n: u64| -> std::io::Result<()> {
+    let mut take = |r: &mut BufReader<S>, mut n: u64| -> std::io::Result<()> {
         let mut buf = vec![0u8; 256 * 1024];
         while n > 0 {
             let want = n.min(buf.len() as u64) as usize;
@@ -200,13 +203,14 @@ fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Write the response; returns whether to close afterwards.
-fn respond(
+fn respond<W: Write>(
     name: &str,
     req: &Request,
-    w: &mut TcpStream,
+    w: &mut W,
     conn: u64,
     seq: u64,
     proxy_src: Option<&str>,
+    tls: Option<(&str, bool)>,
 ) -> std::io::Result<bool> {
     let num = |k: &str| query(&req.target, k).and_then(|v| v.parse::<u64>().ok());
     let flag = |k: &str| query(&req.target, k).is_some_and(|v| v != "0");
@@ -233,6 +237,9 @@ fn respond(
     );
     if let Some(src) = proxy_src {
         h += &format!("X-Proxy-Src: {src}\r\n");
+    }
+    if let Some((version, resumed)) = tls {
+        h += &format!("X-TLS: {version}\r\nX-TLS-Resumed: {}\r\n", u8::from(resumed));
     }
     if chunked {
         h += "Transfer-Encoding: chunked\r\n";

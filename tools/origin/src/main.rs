@@ -32,6 +32,16 @@
 //!   `--stall-every MS --stall-for MS`: the node stalls for the last
 //!   `stall-for` ms of every `stall-every` ms period, counted from its
 //!   start; requests arriving then are answered when the stall ends.
+//!
+//! TLS (`http` and `echo` modes): `--tls-cert FILE --tls-key FILE` make
+//! every listener speak TLS (rustls; TLS 1.2 and 1.3, or 1.2 only with
+//! `--tls12`). Sessions resume by session ID (TLS 1.2) or stateful ticket
+//! (TLS 1.3) from a per-process cache; no ticket keys, so a TLS 1.2 session
+//! can only be resumed on the node that issued it, like a server behind an
+//! SSL-session-ID-persistent balancer. `--tls-client-ca FILE` requires a
+//! client certificate from that CA. HTTP responses on TLS connections carry
+//! `X-TLS: TLSv1.2|TLSv1.3` and `X-TLS-Resumed: 0|1`. A failed handshake
+//! drops that connection only (logged on stderr).
 
 mod http;
 
@@ -63,9 +73,10 @@ struct Opts {
     /// (every, for) in ms: HTTP responses wait out a stall of `for` ms at
     /// the end of each `every` ms period.
     stall: Option<(u64, u64)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS] [--expect-proxy] [--stall-every MS --stall-for MS]";
+const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS] [--expect-proxy] [--stall-every MS --stall-for MS] [--tls-cert FILE --tls-key FILE [--tls12] [--tls-client-ca FILE]]";
 
 fn parse() -> Result<Opts, String> {
     use lexopt::prelude::*;
@@ -77,6 +88,7 @@ fn parse() -> Result<Opts, String> {
     let mut delay_ms = 0;
     let mut expect_proxy = false;
     let (mut stall_every, mut stall_for) = (0u64, 0u64);
+    let (mut tls_cert, mut tls_key, mut tls12, mut client_ca) = (None, None, false, None);
     while let Some(a) = p.next().map_err(|e| e.to_string())? {
         let val = |p: &mut lexopt::Parser| -> Result<String, String> {
             p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
@@ -113,6 +125,10 @@ fn parse() -> Result<Opts, String> {
             Long("stall-for") => {
                 stall_for = val(&mut p)?.parse().map_err(|_| "--stall-for takes milliseconds".to_string())?
             }
+            Long("tls-cert") => tls_cert = Some(val(&mut p)?),
+            Long("tls-key") => tls_key = Some(val(&mut p)?),
+            Long("tls12") => tls12 = true,
+            Long("tls-client-ca") => client_ca = Some(val(&mut p)?),
             Long("delay") => delay_ms = val(&mut p)?.parse().map_err(|_| "--delay takes milliseconds".to_string())?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
@@ -125,7 +141,57 @@ fn parse() -> Result<Opts, String> {
         return Err(USAGE.into());
     }
     let stall = (stall_every > 0 && stall_for > 0).then_some((stall_every, stall_for.min(stall_every)));
-    Ok(Opts { mode: mode.ok_or(USAGE)?, listen, banner, log_requests, delay_ms, expect_proxy, stall })
+    let mode = mode.ok_or(USAGE)?;
+    let tls = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => {
+            if !matches!(mode, Mode::Http | Mode::Echo) {
+                return Err("TLS applies to the http and echo modes".into());
+            }
+            Some(tls_config(&c, &k, tls12, client_ca.as_deref())?)
+        }
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    Ok(Opts { mode, listen, banner, log_requests, delay_ms, expect_proxy, stall, tls })
+}
+
+fn tls_config(
+    cert: &str,
+    key: &str,
+    tls12: bool,
+    client_ca: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{cert}: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{key}: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if tls12 { &[&rustls::version::TLS12] } else { &[&rustls::version::TLS12, &rustls::version::TLS13] };
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{ca}: {e}"))? {
+                roots.add(c.map_err(|e| format!("{ca}: {e}"))?).map_err(|e| format!("{ca}: {e}"))?;
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+            builder.with_client_cert_verifier(v)
+        }
+    };
+    let mut cfg = builder.with_single_cert(certs, key).map_err(|e| e.to_string())?;
+    // Session IDs (TLS 1.2) and stateful tickets (TLS 1.3) only: no ticket
+    // keys, so sessions resume on this node alone.
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    Ok(Arc::new(cfg))
 }
 
 fn main() {
@@ -155,6 +221,7 @@ fn main() {
         let delay_ms = opts.delay_ms;
         let expect_proxy = opts.expect_proxy;
         let stall = opts.stall;
+        let tls = opts.tls.clone();
         handles.push(thread::spawn(move || {
             if mode == Mode::Blackhole {
                 // Hold the listener (and the connections filling its
@@ -166,7 +233,7 @@ fn main() {
             }
             for conn in listener.incoming() {
                 let Ok(stream) = conn else { continue };
-                let (name, banner) = (name.clone(), banner.clone());
+                let (name, banner, tls) = (name.clone(), banner.clone(), tls.clone());
                 thread::spawn(move || {
                     let _ = stream.set_nodelay(true);
                     let mut stream = stream;
@@ -181,6 +248,19 @@ fn main() {
                     } else {
                         None
                     };
+                    if let Some(cfg) = tls {
+                        let b = http::Behaviour {
+                            log_requests,
+                            delay_ms,
+                            proxy_src: proxy_src.as_deref(),
+                            stall,
+                            tls: None,
+                        };
+                        if let Err(e) = serve_tls(mode, &name, cfg, stream, b) {
+                            eprintln!("shoal-origin {name}: TLS connection failed: {e}");
+                        }
+                        return;
+                    }
                     let _ = serve(mode, &name, banner.as_deref(), stream, log_requests, delay_ms, proxy_src, stall);
                 });
             }
@@ -216,6 +296,45 @@ fn bind(mode: Mode, addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     let l: TcpListener = s.into();
     let actual = l.local_addr()?;
     Ok((l, actual))
+}
+
+/// A TLS connection in `http` or `echo` mode: the handshake first (so the
+/// version is known), then the mode over the decrypted stream.
+fn serve_tls(
+    mode: Mode,
+    name: &str,
+    cfg: Arc<rustls::ServerConfig>,
+    mut sock: TcpStream,
+    mut b: http::Behaviour<'_>,
+) -> std::io::Result<()> {
+    let mut conn = rustls::ServerConnection::new(cfg).map_err(std::io::Error::other)?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)?;
+    }
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        _ => "TLSv1.2",
+    };
+    let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    if mode == Mode::Http {
+        b.tls = Some((version, resumed));
+        return http::serve(name, s, b);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            s.conn.send_close_notify();
+            s.flush()?;
+            return s.sock.shutdown(Shutdown::Write);
+        }
+        s.write_all(&buf[..n])?;
+    }
 }
 
 /// Read a PROXY protocol v1 or v2 header; returns the source `ip:port`.
@@ -304,9 +423,11 @@ fn serve(
         }
         Mode::Close => Ok(()),
         Mode::Blackhole => Ok(()),
-        Mode::Http => {
-            http::serve(name, s, http::Behaviour { log_requests, delay_ms, proxy_src: proxy_src.as_deref(), stall })
-        }
+        Mode::Http => http::serve(
+            name,
+            s,
+            http::Behaviour { log_requests, delay_ms, proxy_src: proxy_src.as_deref(), stall, tls: None },
+        ),
         Mode::WebSocket => websocket(name, s),
     }
 }
