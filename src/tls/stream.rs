@@ -179,12 +179,18 @@ async fn handshake_on(
         // Process what we have before reading more.
         if !inc.pending().is_empty() {
             let r = feed(&mut conn.borrow_mut(), inc);
-            if let Err(e) = r {
-                // Send the alert rustls queued, then fail.
-                let _ = send(io, conn, out).await;
-                return Err(e);
+            match r {
+                Ok(true) => continue,
+                // rustls takes no more: the peer sent close_notify.
+                Ok(false) => {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during the TLS handshake"))
+                }
+                Err(e) => {
+                    // Send the alert rustls queued, then fail.
+                    let _ = send(io, conn, out).await;
+                    return Err(e);
+                }
             }
-            continue;
         }
         if inc.eof || !receive(io, inc).await? {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed during the TLS handshake"));
@@ -342,5 +348,133 @@ impl AsyncWriteRent for TlsWrite {
             send(&mut self.io, &self.conn, &mut self.out).await?;
         }
         self.io.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monoio::io::AsyncReadRentExt;
+    use std::sync::Arc;
+
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let der = cert.der().clone();
+        let provider = Arc::new(crate::tls::provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap()
+    }
+
+    /// A connected client and server `TlsStream` pair over loopback.
+    async fn pair() -> (TlsStream, TlsStream) {
+        let (server_cfg, client_cfg) = configs();
+        let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = monoio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            TlsStream::handshake(s, rustls::ServerConnection::new(server_cfg).unwrap()).await.unwrap()
+        });
+        let tcp = TcpStream::connect_addr(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let client = TlsStream::handshake(tcp, rustls::ClientConnection::new(client_cfg, name).unwrap()).await.unwrap();
+        (client, server.await)
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    /// The halves work at the same time: 4 MiB written while 4 MiB is read
+    /// back from an echoing peer, then close_notify ends both directions.
+    #[test]
+    fn halves_move_data_both_ways_at_once() {
+        runtime().block_on(async {
+            let (client, server) = pair().await;
+            assert_eq!(client.negotiated().version, "TLSv1.3");
+            let echo = monoio::spawn(async move {
+                let (mut r, mut w) = server.into_split();
+                let mut buf = Vec::with_capacity(10_000);
+                loop {
+                    buf.clear();
+                    let (res, b) = r.read(buf).await;
+                    buf = b;
+                    if res.unwrap() == 0 {
+                        w.shutdown().await.unwrap();
+                        return;
+                    }
+                    let (res, b) = w.write_all(buf).await;
+                    res.unwrap();
+                    buf = b;
+                }
+            });
+            let data = pattern(4 << 20);
+            let (mut r, mut w) = client.into_split();
+            let sent = data.clone();
+            let writer = monoio::spawn(async move {
+                for c in sent.chunks(100_000) {
+                    let (res, _) = w.write_all(c.to_vec()).await;
+                    res.unwrap();
+                }
+                w.shutdown().await.unwrap();
+            });
+            let (res, got) = r.read_exact(vec![0u8; data.len()]).await;
+            res.unwrap();
+            assert!(got == data, "echoed bytes differ");
+            let (res, _) = r.read(Vec::with_capacity(16)).await;
+            assert_eq!(res.unwrap(), 0, "close_notify is end of stream");
+            writer.await;
+            echo.await;
+        });
+    }
+
+    /// A peer that closes the TCP connection without close_notify ends the
+    /// stream (0), like most HTTP clients do.
+    #[test]
+    fn tcp_close_without_close_notify_is_end_of_stream() {
+        runtime().block_on(async {
+            let (client, server) = pair().await;
+            let (sr, mut w) = server.into_split();
+            let (res, _) = w.write_all(b"last words".to_vec()).await;
+            res.unwrap();
+            // Both halves dropped: the socket closes, no close_notify.
+            drop((sr, w));
+            let (mut r, _w) = client.into_split();
+            let (res, got) = r.read_exact(vec![0u8; 10]).await;
+            res.unwrap();
+            assert_eq!(got, b"last words");
+            let (res, _) = r.read(Vec::with_capacity(16)).await;
+            assert_eq!(res.unwrap(), 0);
+        });
+    }
+
+    /// A read dropped while waiting loses its buffer: later reads fail
+    /// (the record stream may have lost bytes), they never misbehave.
+    #[test]
+    fn interrupted_read_fails_later_reads() {
+        runtime().block_on(async {
+            let (client, _server) = pair().await;
+            let (mut r, _w) = client.into_split();
+            let read = monoio::time::timeout(std::time::Duration::from_millis(20), r.read(Vec::with_capacity(16)));
+            assert!(read.await.is_err(), "nothing was sent: the read times out");
+            let (res, _) = r.read(Vec::with_capacity(16)).await;
+            assert!(res.unwrap_err().to_string().contains("interrupted"));
+        });
     }
 }
