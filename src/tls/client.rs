@@ -47,10 +47,11 @@ impl Connector {
     }
 }
 
-/// Accepts any certificate (`verify = false`), still checking that the
-/// handshake is signed by the key the node presented.
+/// Accepts any certificate (`verify = false`, and shoal-bench's
+/// `--insecure`), still checking that the handshake is signed by the key
+/// the peer presented.
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(

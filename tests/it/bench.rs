@@ -82,3 +82,48 @@ fn open_loop_corrects_coordinated_omission() {
     assert!(p99(&closed, "latency_us") < 500_000, "closed loop: {closed}");
     assert!(p99(&open, "latency_uncorrected_us") < 500_000, "open loop, uncorrected: {open}");
 }
+
+/// shoal-bench over TLS (https://): keepalive runs handshake once per
+/// connection, new-connection runs once per request and resume sessions
+/// (unless --no-tls-resume); the origin counts every request; a
+/// certificate the bench does not trust fails every connection as a TLS
+/// error.
+#[test]
+fn https_counts_handshakes_and_resumptions() {
+    let _heavy = heavy();
+    let certs = TempDir::new();
+    let pki = crate::pki::Pki::new(&certs.0, "bench");
+    let leaf = pki.server("origin", &["localhost", "127.0.0.1"]);
+    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
+    let origin = Origin::start_with(
+        "http",
+        &[("a", "127.0.0.1:0".parse().unwrap())],
+        &["--log-requests", "--tls-cert", cert, "--tls-key", key],
+    );
+    let url = format!("https://localhost:{}/x?size=100", origin.addr("a").port());
+    let ca = pki.ca.to_str().unwrap();
+    let (r, ok) = bench(&["-c", "4", "-k", "-n", "400", "--ca", ca, &url]);
+    assert!(ok, "{r}");
+    assert_eq!((r["requests"].as_u64(), r["body_bytes"].as_u64()), (Some(400), Some(40_000)), "{r}");
+    assert_eq!(r["tls_handshakes"], 4, "one handshake per keepalive connection: {r}");
+
+    let (r, ok) = bench(&["-c", "2", "-n", "100", "--ca", ca, &url]);
+    assert!(ok, "{r}");
+    assert_eq!(r["requests"], 100);
+    assert_eq!(r["tls_handshakes"], 100, "one handshake per request: {r}");
+    assert!(r["tls_resumed"].as_u64().unwrap() >= 90, "reconnections resume by default: {r}");
+
+    let (r, ok) = bench(&["-c", "2", "-n", "50", "--ca", ca, "--no-tls-resume", &url]);
+    assert!(ok, "{r}");
+    assert_eq!((r["tls_handshakes"].as_u64(), r["tls_resumed"].as_u64()), (Some(50), Some(0)), "{r}");
+    origin.proc.wait_count(550, STARTUP, |l| l.starts_with("request "));
+
+    // Not trusted: every connection fails its handshake.
+    let (r, ok) = bench(&["-c", "2", "-n", "20", "--max-errors", "100", &url]);
+    assert!(ok);
+    assert_eq!(r["requests"], 0, "{r}");
+    assert!(r["errors"]["tls"].as_u64().unwrap() >= 20, "{r}");
+    // --insecure accepts it.
+    let (r, ok) = bench(&["-c", "2", "-n", "20", "--insecure", &url]);
+    assert!(ok && r["requests"] == 20, "{r}");
+}

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
@@ -38,7 +39,16 @@ OUTPUT:
       --max-errors PCT  exit with status 2 if more than PCT% of requests
                         failed [0: any error fails the run]
 
-URLs are http://HOST[:PORT]/PATH. The report gives requests, req/s, body
+TLS (https:// URLs):
+      --ca FILE         trust the CA certificates in FILE (PEM) [the system's
+                        bundle, /etc/ssl/certs/ca-certificates.crt]
+      --insecure        accept any server certificate (handshake signatures
+                        are still checked)
+      --sni NAME        server name to send and verify [the URL's host]
+      --no-tls-resume   full handshakes only: no session resumption (by
+                        default sessions are cached and reconnections resume)
+
+URLs are http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH. The report gives requests, req/s, body
 bytes/s, latency percentiles (p50, p90, p99, p99.9, max) from an HdrHistogram,
 status code counts and errors by kind (connect, timeout, reset, parse).
 ";
@@ -46,6 +56,8 @@ status code counts and errors by kind (connect, timeout, reset, parse).
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// `https://`: the server name to send and verify.
+    pub tls: Option<rustls::pki_types::ServerName<'static>>,
     /// The request bytes, built once.
     pub request: Vec<u8>,
 }
@@ -64,6 +76,9 @@ pub struct Opts {
     pub json: bool,
     pub quiet: bool,
     pub max_errors_pct: f64,
+    /// The client configuration for `https://` targets (one for the whole
+    /// run, so its session cache lets reconnections resume).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub fn parse() -> Result<Opts, String> {
@@ -75,6 +90,7 @@ pub fn parse() -> Result<Opts, String> {
     let (mut keepalive, mut threads, mut cpus, mut timeout) = (false, 1usize, Vec::new(), Duration::from_secs(10));
     let (mut method, mut headers, mut body) = ("GET".to_string(), Vec::<String>::new(), None::<Vec<u8>>);
     let (mut json, mut quiet, mut max_errors_pct) = (false, false, 0.0);
+    let (mut ca, mut insecure, mut sni, mut resume) = (None::<PathBuf>, false, None::<String>, true);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         let val = |p: &mut lexopt::Parser| -> Result<String, String> {
             p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
@@ -110,6 +126,10 @@ pub fn parse() -> Result<Opts, String> {
             Long("json") => json = true,
             Short('q') | Long("quiet") => quiet = true,
             Long("max-errors") => max_errors_pct = num(&mut p, "--max-errors")?,
+            Long("ca") => ca = Some(PathBuf::from(val(&mut p)?)),
+            Long("insecure") => insecure = true,
+            Long("sni") => sni = Some(val(&mut p)?),
+            Long("no-tls-resume") => resume = false,
             Short('h') | Long("help") => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -135,8 +155,12 @@ pub fn parse() -> Result<Opts, String> {
         duration = Some(Duration::from_secs(10));
     }
     let threads = threads.min(concurrency);
-    let targets =
-        urls.iter().map(|u| target(u, &method, &headers, body.as_deref(), keepalive)).collect::<Result<_, _>>()?;
+    let targets: Vec<Target> = urls
+        .iter()
+        .map(|u| target(u, &method, &headers, body.as_deref(), keepalive, sni.as_deref()))
+        .collect::<Result<_, _>>()?;
+    let tls =
+        if targets.iter().any(|t| t.tls.is_some()) { Some(tls_config(ca.as_deref(), insecure, resume)?) } else { None };
     Ok(Opts {
         targets,
         concurrency,
@@ -150,16 +174,56 @@ pub fn parse() -> Result<Opts, String> {
         json,
         quiet,
         max_errors_pct,
+        tls,
     })
 }
 
-fn target(url: &str, method: &str, headers: &[String], body: Option<&[u8]>, keepalive: bool) -> Result<Target, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        authority.to_string()
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn tls_config(ca: Option<&std::path::Path>, insecure: bool, resume: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(shoal::tls::provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(shoal::tls::client::NoVerify(provider)))
     } else {
-        format!("{authority}:80")
+        let path = ca.unwrap_or(std::path::Path::new(SYSTEM_ROOTS));
+        builder.with_root_certificates(shoal::tls::load_roots(path).map_err(|e| format!("--ca: {e}"))?)
+    };
+    let mut cfg = builder.with_no_client_auth();
+    if !resume {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(cfg))
+}
+
+fn target(
+    url: &str,
+    method: &str,
+    headers: &[String],
+    body: Option<&[u8]>,
+    keepalive: bool,
+    sni: Option<&str>,
+) -> Result<Target, String> {
+    let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => return Err(format!("{url}: only http:// and https:// URLs are supported")),
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    let with_port =
+        if has_port { authority.to_string() } else { format!("{authority}:{}", if https { 443 } else { 80 }) };
+    let tls = if https {
+        let host = with_port.rsplit_once(':').map_or("", |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+        let name = sni.unwrap_or(host).to_string();
+        Some(
+            rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| format!("{url}: server name {name}: {e}"))?,
+        )
+    } else {
+        None
     };
     let addr = with_port
         .to_socket_addrs()
@@ -185,5 +249,5 @@ fn target(url: &str, method: &str, headers: &[String], body: Option<&[u8]>, keep
     if let Some(b) = body {
         request.extend_from_slice(b);
     }
-    Ok(Target { addr, request })
+    Ok(Target { addr, tls, request })
 }

@@ -70,13 +70,23 @@ pub fn text(opts: &Opts, s: &Stats, elapsed: Duration) -> String {
     }
     let statuses: Vec<String> = s.statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "status codes {}", if statuses.is_empty() { "-".into() } else { statuses.join(", ") });
+    if opts.tls.is_some() {
+        let _ = writeln!(
+            o,
+            "TLS handshakes {} ({} resumed), {:.1}/s",
+            s.tls_handshakes,
+            s.tls_resumed,
+            s.tls_handshakes as f64 / secs
+        );
+    }
     let e = &s.errors;
     let _ = writeln!(
         o,
-        "errors       {} ({:.3}%): connect {}, timeout {}, reset {}, parse {}",
+        "errors       {} ({:.3}%): connect {}, tls {}, timeout {}, reset {}, parse {}",
         e.total(),
         error_pct(s),
         e.connect,
+        e.tls,
         e.timeout,
         e.reset,
         e.parse
@@ -110,9 +120,13 @@ pub fn json(opts: &Opts, s: &Stats, elapsed: Duration) -> String {
         "body_bytes_per_s": s.body_bytes as f64 / secs,
         "latency_us": lat(&s.latency),
         "statuses": statuses,
+        "tls_handshakes": s.tls_handshakes,
+        "tls_resumed": s.tls_resumed,
+        "tls_handshakes_per_s": s.tls_handshakes as f64 / secs,
         "errors": {
             "total": s.errors.total(),
             "connect": s.errors.connect,
+            "tls": s.errors.tls,
             "timeout": s.errors.timeout,
             "reset": s.errors.reset,
             "parse": s.errors.parse,

@@ -6,13 +6,13 @@
 
 use crate::args::{Opts, Target};
 use hdrhistogram::Histogram;
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
-use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use shoal::http::chunked::ChunkedFramer;
 use shoal::http::response::{self, ResponseHead};
 use shoal::http::Framing;
 use shoal::net::reader::Reader;
+use shoal::net::stream::{ConnRead, ConnWrite, Split};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -34,11 +34,14 @@ pub struct Errors {
     pub timeout: u64,
     pub reset: u64,
     pub parse: u64,
+    /// TLS handshakes that failed (an untrusted certificate, no common
+    /// version): connection errors of their own kind.
+    pub tls: u64,
 }
 
 impl Errors {
     pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.reset + self.parse
+        self.connect + self.timeout + self.reset + self.parse + self.tls
     }
 }
 
@@ -52,6 +55,9 @@ pub struct Stats {
     pub body_bytes: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: Errors,
+    /// TLS handshakes completed, and how many of them resumed a session.
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
 }
 
 impl Stats {
@@ -63,6 +69,8 @@ impl Stats {
             body_bytes: 0,
             statuses: BTreeMap::new(),
             errors: Errors::default(),
+            tls_handshakes: 0,
+            tls_resumed: 0,
         }
     }
 
@@ -78,6 +86,9 @@ impl Stats {
         self.errors.timeout += o.errors.timeout;
         self.errors.reset += o.errors.reset;
         self.errors.parse += o.errors.parse;
+        self.errors.tls += o.errors.tls;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_resumed += o.tls_resumed;
     }
 }
 
@@ -214,8 +225,40 @@ enum Fail {
 }
 
 struct Conn {
-    r: Reader<TcpOwnedReadHalf>,
-    w: TcpOwnedWriteHalf,
+    r: Reader<ConnRead>,
+    w: ConnWrite,
+}
+
+/// Connect to `target`, with a TLS handshake for `https://` targets.
+async fn open(opts: &Opts, target: &Target, stats: &RefCell<Stats>) -> Result<Conn, ()> {
+    let s = match monoio::time::timeout(opts.timeout, TcpStream::connect_addr(target.addr)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            stats.borrow_mut().errors.connect += 1;
+            return Err(());
+        }
+    };
+    let _ = s.set_nodelay(true);
+    let split = match (&target.tls, &opts.tls) {
+        (Some(name), Some(cfg)) => {
+            let conn = rustls::ClientConnection::new(cfg.clone(), name.clone()).map_err(|_| ())?;
+            let hs = shoal::tls::stream::TlsStream::handshake(s, conn);
+            match monoio::time::timeout(opts.timeout, hs).await {
+                Ok(Ok(t)) => {
+                    let mut st = stats.borrow_mut();
+                    st.tls_handshakes += 1;
+                    st.tls_resumed += u64::from(t.negotiated().resumed);
+                    Split::tls(t)
+                }
+                _ => {
+                    stats.borrow_mut().errors.tls += 1;
+                    return Err(());
+                }
+            }
+        }
+        _ => Split::tcp(s),
+    };
+    Ok(Conn { r: Reader::new(split.r, Vec::with_capacity(64 * 1024)), w: split.w })
 }
 
 async fn conn_loop(
@@ -265,14 +308,9 @@ async fn conn_loop(
         next_target.set((ti + 1) % plan.requests.len());
         let (target, request) = (&opts.targets[ti], plan.requests[ti]);
         if conn.is_none() {
-            match monoio::time::timeout(opts.timeout, TcpStream::connect_addr(target.addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    let (r, w) = s.into_split();
-                    conn = Some(Conn { r: Reader::new(r, Vec::with_capacity(64 * 1024)), w });
-                }
-                _ => {
-                    stats.borrow_mut().errors.connect += 1;
+            match open(opts, target, stats).await {
+                Ok(c) => conn = Some(c),
+                Err(()) => {
                     // Do not spin on a refusing server.
                     monoio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -375,7 +413,7 @@ async fn exchange(c: &mut Conn, request: &'static [u8], resp: &mut ResponseHead)
     Ok((status, bytes, keep))
 }
 
-async fn fill(r: &mut Reader<TcpOwnedReadHalf>, need: bool) -> Result<usize, Fail> {
+async fn fill(r: &mut Reader<ConnRead>, need: bool) -> Result<usize, Fail> {
     match r.fill().await {
         Ok(0) if need => Err(Fail::Reset),
         Ok(n) => Ok(n),
