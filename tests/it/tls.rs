@@ -604,3 +604,36 @@ fn sighup_reloads_certificates() {
     let out = s_client(shoal.addr("web"), &["-servername", "a.test", "-CAfile", &p(&pki.ca)]);
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
 }
+
+/// Quick mode (A6): `--tls-cert/--tls-key` terminate TLS on the listener,
+/// `--protocol ssl_passthrough` relays it untouched to TLS nodes.
+#[test]
+fn quick_mode_terminates_and_passes_through() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "quick");
+    let site = pki.server("site", &["site.test"]);
+    let node_cert = pki.server("node", &["node.test"]);
+    let plain = Origin::start("http", &["p1"]);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let node_args = vec!["--tls-cert".to_string(), p(&node_cert.cert), "--tls-key".into(), p(&node_cert.key)];
+    let tls_node = Origin::start_with("http", &[("t1", any)], &refs(&node_args));
+
+    let mut cmd = Command::new(shoal_bin());
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--protocol", "http", "--to"]).arg(plain.addr("p1").to_string());
+    cmd.arg("--tls-cert").arg(&site.cert).arg("--tls-key").arg(&site.key);
+    let shoal = Shoal::from_command(cmd, TempDir::new(), std::path::PathBuf::new());
+    let url = format!("https://site.test:{}/q?size=7", shoal.addr("proxy").port());
+    let (ok, out, err) =
+        curl(&["--cacert", &p(&pki.ca), "--resolve", &resolve("site.test", shoal.addr("proxy")), &url]);
+    assert!(ok && out == b"abcdefg", "{err}");
+
+    let mut cmd = Command::new(shoal_bin());
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--protocol", "ssl_passthrough", "--to"])
+        .arg(tls_node.addr("t1").to_string());
+    let pt = Shoal::from_command(cmd, TempDir::new(), std::path::PathBuf::new());
+    let url = format!("https://node.test:{}/q?size=3", pt.addr("proxy").port());
+    let (ok, out, err) =
+        curl(&["-i", "--cacert", &p(&pki.ca), "--resolve", &resolve("node.test", pt.addr("proxy")), &url]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(ok && text.contains("X-Node: t1") && text.ends_with("abc"), "{err}\n{text}");
+}
