@@ -118,11 +118,12 @@ fn first_message(data: &[u8]) -> Result<Option<(u8, Vec<u8>)>, HelloError> {
     }
 }
 
-/// Parse the ClientHello at the start of `data`; `Ok(None)`: incomplete.
-pub fn client_hello(data: &[u8]) -> Result<Option<ClientHello>, HelloError> {
+/// The first message, if it is of type `want` (else `wrong` is the error):
+/// the part after the session ID, and the session ID.
+fn hello_body(data: &[u8], want: u8, wrong: &'static str) -> Result<Option<(Vec<u8>, Vec<u8>)>, HelloError> {
     let Some((kind, body)) = first_message(data)? else { return Ok(None) };
-    if kind != CLIENT_HELLO {
-        return Err(HelloError::Malformed("first message is not a ClientHello"));
+    if kind != want {
+        return Err(HelloError::Malformed(wrong));
     }
     let mut c = Cursor { b: &body };
     c.take(2 + 32, "version and random")?;
@@ -130,16 +131,33 @@ pub fn client_hello(data: &[u8]) -> Result<Option<ClientHello>, HelloError> {
     if session_id.len() > 32 {
         return Err(HelloError::Malformed("session id longer than 32 bytes"));
     }
-    c.vec(2, "cipher suites")?;
-    c.vec(1, "compression methods")?;
-    let mut hello = ClientHello { sni: None, session_id };
+    Ok(Some((c.b.to_vec(), session_id)))
+}
+
+/// Call `f` with each extension's type and data (absent extensions: none).
+fn extensions(c: &mut Cursor<'_>, mut f: impl FnMut(u16, &[u8]) -> Result<(), HelloError>) -> Result<(), HelloError> {
     if c.b.is_empty() {
-        return Ok(Some(hello));
+        return Ok(());
     }
     let mut exts = Cursor { b: c.vec(2, "extensions")? };
     while !exts.b.is_empty() {
         let kind = exts.u16("extension type")? as u16;
         let data = exts.vec(2, "extension")?;
+        f(kind, data)?;
+    }
+    Ok(())
+}
+
+/// Parse the ClientHello at the start of `data`; `Ok(None)`: incomplete.
+pub fn client_hello(data: &[u8]) -> Result<Option<ClientHello>, HelloError> {
+    let Some((rest, session_id)) = hello_body(data, CLIENT_HELLO, "first message is not a ClientHello")? else {
+        return Ok(None);
+    };
+    let mut c = Cursor { b: &rest };
+    c.vec(2, "cipher suites")?;
+    c.vec(1, "compression methods")?;
+    let mut sni = None;
+    extensions(&mut c, |kind, data| {
         if kind == EXT_SERVER_NAME {
             let mut list = Cursor { b: data };
             let mut names = Cursor { b: list.vec(2, "server name list")? };
@@ -151,37 +169,28 @@ pub fn client_hello(data: &[u8]) -> Result<Option<ClientHello>, HelloError> {
                     if !name.is_ascii() || name.is_empty() {
                         return Err(HelloError::Malformed("server name not ASCII"));
                     }
-                    hello.sni = Some(name.to_ascii_lowercase());
+                    sni = Some(name.to_ascii_lowercase());
                 }
             }
         }
-    }
-    Ok(Some(hello))
+        Ok(())
+    })?;
+    Ok(Some(ClientHello { sni, session_id }))
 }
 
 /// Parse the ServerHello at the start of `data`; `Ok(None)`: incomplete.
 pub fn server_hello(data: &[u8]) -> Result<Option<ServerHello>, HelloError> {
-    let Some((kind, body)) = first_message(data)? else { return Ok(None) };
-    if kind != SERVER_HELLO {
-        return Err(HelloError::Malformed("first message is not a ServerHello"));
-    }
-    let mut c = Cursor { b: &body };
-    c.take(2 + 32, "version and random")?;
-    let session_id = c.vec(1, "session id")?.to_vec();
+    let Some((rest, session_id)) = hello_body(data, SERVER_HELLO, "first message is not a ServerHello")? else {
+        return Ok(None);
+    };
+    let mut c = Cursor { b: &rest };
     c.take(2 + 1, "cipher suite and compression")?;
-    let mut hello = ServerHello { session_id, tls13: false };
-    if c.b.is_empty() {
-        return Ok(Some(hello));
-    }
-    let mut exts = Cursor { b: c.vec(2, "extensions")? };
-    while !exts.b.is_empty() {
-        let kind = exts.u16("extension type")? as u16;
-        let data = exts.vec(2, "extension")?;
-        if kind == EXT_SUPPORTED_VERSIONS && data == [3, 4] {
-            hello.tls13 = true;
-        }
-    }
-    Ok(Some(hello))
+    let mut tls13 = false;
+    extensions(&mut c, |kind, data| {
+        tls13 |= kind == EXT_SUPPORTED_VERSIONS && data == [3, 4];
+        Ok(())
+    })?;
+    Ok(Some(ServerHello { session_id, tls13 }))
 }
 
 #[cfg(test)]

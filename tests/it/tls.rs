@@ -333,10 +333,8 @@ fn passthrough_routes_by_sni_and_pins_tls12_sessions() {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let args_a = tls_args(&a);
     let args_b = tls_args(&b);
-    let oa =
-        Origin::start_with("http", &[("a1", any), ("a2", any)], &args_a.iter().map(String::as_str).collect::<Vec<_>>());
-    let ob =
-        Origin::start_with("http", &[("b1", any), ("b2", any)], &args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    let oa = Origin::start_with("http", &[("a1", any), ("a2", any)], &refs(&args_a));
+    let ob = Origin::start_with("http", &[("b1", any), ("b2", any)], &refs(&args_b));
     let shoal = Shoal::start(&format!(
         r#"[global]
 shards = 2
