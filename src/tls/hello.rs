@@ -118,9 +118,12 @@ fn first_message(data: &[u8]) -> Result<Option<(u8, Vec<u8>)>, HelloError> {
     }
 }
 
-/// The first message, if it is of type `want` (else `wrong` is the error):
-/// the part after the session ID, and the session ID.
-fn hello_body(data: &[u8], want: u8, wrong: &'static str) -> Result<Option<(Vec<u8>, Vec<u8>)>, HelloError> {
+/// A hello's bytes after its session ID, and the session ID.
+type AfterSessionId = (Vec<u8>, Vec<u8>);
+
+/// The first message, if it is of type `want` (else `wrong` is the error),
+/// read up to its session ID.
+fn hello_body(data: &[u8], want: u8, wrong: &'static str) -> Result<Option<AfterSessionId>, HelloError> {
     let Some((kind, body)) = first_message(data)? else { return Ok(None) };
     if kind != want {
         return Err(HelloError::Malformed(wrong));
