@@ -20,6 +20,7 @@ pub mod http;
 pub mod lb;
 pub mod log;
 pub mod logging;
+pub mod monitor;
 pub mod net;
 pub mod persist;
 pub mod pool;

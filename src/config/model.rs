@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::raw::{Algorithm, ClientAuth, ErrorAction, NodeState, PersistenceType, Protocol, Shards};
+pub use super::raw::{Algorithm, ClientAuth, ErrorAction, MonitorType, NodeState, PersistenceType, Protocol, Shards};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -19,6 +19,32 @@ pub struct Config {
     pub pools: Vec<Pool>,
     pub responders: Vec<Responder>,
     pub persistence: Vec<Persistence>,
+    pub monitors: Vec<Monitor>,
+}
+
+/// An active health monitor (D1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Monitor {
+    pub name: String,
+    pub kind: MonitorType,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failures: u32,
+    pub successes: u32,
+    pub verbose: bool,
+    /// http/https: method, path, Host header (default: the node's host).
+    pub method: String,
+    pub path: String,
+    pub host: Option<String>,
+    /// http/https: accepted status codes, inclusive.
+    pub status: (u16, u16),
+    /// http/https: a pattern the body must match; send_expect: the reply's.
+    pub pattern: Option<String>,
+    /// send_expect: bytes written first.
+    pub send: Vec<u8>,
+    /// program: the executable and its arguments.
+    pub program: Option<PathBuf>,
+    pub args: Vec<String>,
 }
 
 /// A session persistence class (E1).
@@ -177,6 +203,8 @@ pub struct Pool {
     pub tls: Option<PoolTlsCfg>,
     /// Index into [`Config::persistence`].
     pub persistence: Option<usize>,
+    /// Indices into [`Config::monitors`].
+    pub monitors: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

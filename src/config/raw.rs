@@ -31,6 +31,83 @@ pub struct RawConfig {
     /// Session persistence classes, referenced by pools.
     #[serde(default)]
     pub persistence: BTreeMap<Spanned<String>, RawPersistence>,
+    /// Active health monitors, referenced by pools.
+    #[serde(default)]
+    pub monitors: BTreeMap<Spanned<String>, RawMonitor>,
+}
+
+/// `[monitors.NAME]`: an active health monitor (D1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    #[serde(rename = "type")]
+    pub kind: MonitorType,
+    #[serde(default = "default_monitor_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_monitor_interval")]
+    pub timeout: Dur,
+    /// Consecutive failed tests that mark a node down.
+    #[serde(default = "default_monitor_failures")]
+    pub failures: Spanned<u32>,
+    /// Consecutive passed tests that bring a down node back.
+    #[serde(default = "default_monitor_successes")]
+    pub successes: Spanned<u32>,
+    /// Log every test, not only changes.
+    #[serde(default)]
+    pub verbose: bool,
+    // http / https
+    #[serde(default = "default_monitor_method")]
+    pub method: String,
+    #[serde(default = "default_monitor_path")]
+    pub path: String,
+    pub host: Option<String>,
+    /// `"200-399"`, `"200"`.
+    #[serde(default = "default_monitor_status")]
+    pub status: Spanned<String>,
+    pub body_regex: Option<Spanned<String>>,
+    // send_expect
+    pub send: Option<String>,
+    pub expect: Option<Spanned<String>>,
+    // program
+    pub program: Option<Spanned<String>>,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+fn default_monitor_interval() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+fn default_monitor_failures() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn default_monitor_successes() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+fn default_monitor_method() -> String {
+    "GET".into()
+}
+fn default_monitor_path() -> String {
+    "/".into()
+}
+fn default_monitor_status() -> Spanned<String> {
+    Spanned::new(0..0, "200-399".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorType {
+    /// A TCP connection is accepted.
+    Tcp,
+    /// An HTTP request gets an expected status (and body).
+    Http,
+    /// The same over TLS.
+    Https,
+    /// A TLS handshake completes.
+    Tls,
+    /// Bytes sent; the reply matches a pattern (banner protocols).
+    SendExpect,
+    /// An external program exits 0.
+    Program,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +383,9 @@ pub struct RawPool {
     pub tls: Option<Spanned<RawPoolTls>>,
     /// A `[persistence.NAME]` class.
     pub persistence: Option<Spanned<String>>,
+    /// `[monitors.NAME]` monitors run against every node.
+    #[serde(default)]
+    pub monitors: Vec<Spanned<String>>,
 }
 
 fn default_max_queue() -> u32 {

@@ -62,6 +62,16 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         }
     }
 
+    let mut monitors = Vec::new();
+    for f in files {
+        for (name, m) in &f.raw.monitors {
+            if monitors.iter().any(|x: &Monitor| &x.name == name.get_ref()) {
+                return Err(f.error_at(name.span(), None, format!("monitor \"{}\" is defined twice", name.get_ref())));
+            }
+            monitors.push(monitor(f, name, m)?);
+        }
+    }
+
     let mut pools = Vec::new();
     let mut pool_index: HashMap<&str, (usize, &SourceFile, &Spanned<String>)> = HashMap::new();
     for f in files {
@@ -75,7 +85,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 ));
             }
             pool_index.insert(name.get_ref(), (pools.len(), f, name));
-            pools.push(pool(f, name, p, &persistence)?);
+            pools.push(pool(f, name, p, &persistence, &monitors)?);
         }
     }
 
@@ -265,7 +275,93 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         }
     }
 
-    Ok(Config { source: String::new(), files: Vec::new(), global, virtual_servers, pools, responders, persistence })
+    Ok(Config {
+        source: String::new(),
+        files: Vec::new(),
+        global,
+        virtual_servers,
+        pools,
+        responders,
+        persistence,
+        monitors,
+    })
+}
+
+fn monitor(f: &SourceFile, name: &Spanned<String>, m: &raw::RawMonitor) -> Result<Monitor, ConfigError> {
+    let mname = name.get_ref();
+    let key = |k: &str| Some(format!("monitors.{mname}.{k}"));
+    let (fails, succ) = (*m.failures.get_ref(), *m.successes.get_ref());
+    if fails == 0 {
+        return Err(f.error_at(m.failures.span(), key("failures"), "must be at least 1".into()));
+    }
+    if succ == 0 {
+        return Err(f.error_at(m.successes.span(), key("successes"), "must be at least 1".into()));
+    }
+    if m.interval.0 < std::time::Duration::from_millis(10) || m.timeout.0.is_zero() {
+        return Err(f.error_at(
+            name.span(),
+            key("interval"),
+            "interval must be at least 10ms and timeout above 0".into(),
+        ));
+    }
+    let status = {
+        let s = m.status.get_ref();
+        let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+        match (lo.trim().parse::<u16>(), hi.trim().parse::<u16>()) {
+            (Ok(lo), Ok(hi)) if (100..=999).contains(&lo) && lo <= hi && hi <= 999 => (lo, hi),
+            _ => {
+                return Err(f.error_at(
+                    m.status.span(),
+                    key("status"),
+                    format!("expected a status or a range such as \"200-399\", found \"{s}\""),
+                ))
+            }
+        }
+    };
+    let pattern = match (m.kind, &m.body_regex, &m.expect) {
+        (raw::MonitorType::Http | raw::MonitorType::Https, Some(r), None) => Some(r),
+        (raw::MonitorType::SendExpect, None, Some(e)) => Some(e),
+        (raw::MonitorType::SendExpect, _, None) => {
+            return Err(f.error_at(name.span(), key("expect"), "a send_expect monitor needs `expect`".into()))
+        }
+        (_, None, None) => None,
+        (_, Some(r), _) => {
+            return Err(f.error_at(r.span(), key("body_regex"), "body_regex applies to http and https monitors".into()))
+        }
+        (_, _, Some(e)) => {
+            return Err(f.error_at(e.span(), key("expect"), "expect applies to send_expect monitors".into()))
+        }
+    };
+    if let Some(p) = pattern {
+        if let Err(e) = regex_lite::Regex::new(p.get_ref()) {
+            return Err(f.error_at(p.span(), None, format!("invalid regular expression: {e}")));
+        }
+    }
+    let program = match (m.kind, &m.program) {
+        (raw::MonitorType::Program, Some(p)) => Some(base_dir(f).join(p.get_ref())),
+        (raw::MonitorType::Program, None) => {
+            return Err(f.error_at(name.span(), key("program"), "a program monitor needs `program`".into()))
+        }
+        (_, Some(p)) => return Err(f.error_at(p.span(), key("program"), "program applies to program monitors".into())),
+        (_, None) => None,
+    };
+    Ok(Monitor {
+        name: mname.clone(),
+        kind: m.kind,
+        interval: m.interval.0,
+        timeout: m.timeout.0,
+        failures: fails,
+        successes: succ,
+        verbose: m.verbose,
+        method: m.method.clone(),
+        path: m.path.clone(),
+        host: m.host.clone(),
+        status,
+        pattern: pattern.map(|p| p.get_ref().clone()),
+        send: m.send.clone().unwrap_or_default().into_bytes(),
+        program,
+        args: m.args.clone(),
+    })
 }
 
 /// The directory relative paths in `f` are resolved against.
@@ -399,6 +495,7 @@ fn pool(
     name: &Spanned<String>,
     p: &raw::RawPool,
     persistence: &[Persistence],
+    all_monitors: &[Monitor],
 ) -> Result<Pool, ConfigError> {
     let pname = name.get_ref();
     let key = |k: &str| Some(format!("pools.{pname}.{k}"));
@@ -440,9 +537,29 @@ fn pool(
             }
         },
     };
+    let mut monitors = Vec::new();
+    for m in &p.monitors {
+        match all_monitors.iter().position(|x| &x.name == m.get_ref()) {
+            Some(i) if !monitors.contains(&i) => monitors.push(i),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = all_monitors.iter().map(|x| x.name.as_str()).collect();
+                return Err(f.error_at(
+                    m.span(),
+                    key("monitors"),
+                    format!(
+                        "no monitor named \"{}\" (defined: {})",
+                        m.get_ref(),
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
+                ));
+            }
+        }
+    }
     Ok(Pool {
         tls,
         persistence,
+        monitors,
         name: pname.clone(),
         algorithm: p.algorithm,
         nodes,

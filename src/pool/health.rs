@@ -31,6 +31,11 @@ pub struct NodeHealth {
     dead_until: AtomicU64,
     /// A single-flight attempt (suspect or probe) is in progress.
     probing: AtomicBool,
+    /// Active monitors (D1) that currently find the node down; any one
+    /// takes it out of service until it passes again.
+    monitors_failing: AtomicU32,
+    /// The node is disabled (C8): monitors leave it alone.
+    pub disabled: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +62,9 @@ pub enum Transition {
 
 impl NodeHealth {
     pub fn availability(&self, now_ms: u64) -> Availability {
+        if self.monitors_failing.load(Relaxed) > 0 {
+            return Availability::Down;
+        }
         let dead_until = self.dead_until.load(Relaxed);
         if dead_until == 0 {
             if self.failures.load(Relaxed) == 0 {
@@ -119,6 +127,16 @@ impl NodeHealth {
 
     pub fn is_dead(&self) -> bool {
         self.dead_until.load(Relaxed) != 0
+    }
+
+    /// A monitor found the node down (`true`) or back up (`false`); each
+    /// monitor reports each change once.
+    pub fn set_monitor_down(&self, down: bool) {
+        if down {
+            self.monitors_failing.fetch_add(1, Relaxed);
+        } else {
+            let _ = self.monitors_failing.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        }
     }
 }
 

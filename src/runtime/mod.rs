@@ -69,9 +69,15 @@ pub fn run(config: Config) -> Result<(), String> {
         .collect();
     let access = if log_paths.is_empty() { None } else { Some(crate::log::writer::start(log_paths)?) };
 
+    for (pi, p) in config.pools.iter().enumerate() {
+        for (ni, n) in p.nodes.iter().enumerate() {
+            health[pi][ni].disabled.store(n.state == NodeState::Disabled, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let persist = crate::persist::build(&config);
     let (ends, control) = mesh::build(n);
     let config = Arc::new(config);
+    crate::monitor::schedule::start(config.clone(), health.clone())?;
     install_signals(control, (*config).clone(), health.clone(), access.clone())?;
     let mut threads = Vec::new();
     for ((id, mesh), (cpu, listeners)) in ends.into_iter().enumerate().zip(cpus.into_iter().zip(per_shard)) {
@@ -213,6 +219,7 @@ fn reload(control: &[flume::Sender<mesh::ShardMsg>], current: &mut Config, healt
             health[pool][node].ramp.start();
             log::info!("pool {} node {}: gradual start (one request, then a ramp)", p.name, n.name);
         }
+        health[pool][node].disabled.store(state == NodeState::Disabled, std::sync::atomic::Ordering::Relaxed);
         for c in control {
             let _ = c.send(mesh::ShardMsg::NodeState { pool, node, state });
         }

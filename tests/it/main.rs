@@ -14,4 +14,5 @@ mod http;
 mod http_lb;
 mod http_load;
 mod lifecycle;
+mod monitor;
 mod tls;

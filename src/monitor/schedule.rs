@@ -1,0 +1,162 @@
+//! Running the monitors: one thread with its own io_uring runtime, one
+//! task per (node address, monitor). A node in several pools under the
+//! same monitor is tested once, and the verdict applies to it in each of
+//! those pools.
+//!
+//! A node is marked down after `failures` consecutive failed tests and up
+//! again after `successes` passed ones (which also clears its passive
+//! failures). Tests start every `interval` whatever they took, so a node
+//! that stops answering is marked down within `interval × failures` (plus
+//! one `timeout`). Disabled nodes are not tested (C8).
+
+use super::{Check, Checker, Target};
+use crate::config::model::{Config, Monitor};
+use crate::pool::health::NodeHealth;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One node under one monitor, and every (pool, node) it stands for.
+struct Watch {
+    monitor: usize,
+    target: Target,
+    /// "pool P node N" for each place the node appears.
+    places: Vec<String>,
+    health: Vec<Arc<NodeHealth>>,
+}
+
+fn insecure() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(crate::tls::provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(crate::tls::client::NoVerify(provider)))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
+    let mut by_key: BTreeMap<(SocketAddr, usize), Watch> = BTreeMap::new();
+    let any_cert = insecure();
+    for (pi, pool) in config.pools.iter().enumerate() {
+        for &mi in &pool.monitors {
+            for (ni, node) in pool.nodes.iter().enumerate() {
+                let w = by_key.entry((node.addr, mi)).or_insert_with(|| Watch {
+                    monitor: mi,
+                    target: Target {
+                        addr: node.addr,
+                        name: node.name.clone(),
+                        host: node
+                            .name
+                            .rsplit_once(':')
+                            .map_or(&*node.name, |(h, _)| h)
+                            .trim_matches(['[', ']'])
+                            .to_string(),
+                        tls: pool.tls.as_ref().map_or_else(|| any_cert.clone(), |t| t.connector.config.clone()),
+                        server_name: pool.tls.as_ref().and_then(|t| t.settings.server_name.clone()),
+                    },
+                    places: Vec::new(),
+                    health: Vec::new(),
+                });
+                w.places.push(format!("pool {} node {}", pool.name, node.name));
+                w.health.push(health[pi][ni].clone());
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
+
+/// Start the monitor thread if any pool has monitors.
+pub fn start(config: Arc<Config>, health: Arc<Vec<Vec<Arc<NodeHealth>>>>) -> Result<(), String> {
+    let watches = watches(&config, &health);
+    if watches.is_empty() {
+        return Ok(());
+    }
+    log::info!("monitors: {} test(s) of nodes, on their own thread", watches.len());
+    std::thread::Builder::new()
+        .name("monitors".into())
+        .spawn(move || {
+            let (mut rt, _) = match crate::runtime::ring::build(256) {
+                Ok(x) => x,
+                Err(e) => {
+                    log::error!("monitors cannot start: {e}; nodes are not monitored");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let tasks: Vec<_> = watches
+                    .into_iter()
+                    .map(|w| {
+                        let m = Rc::new(config.monitors[w.monitor].clone());
+                        monoio::spawn(watch(m, w))
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await;
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the monitor thread: {e}"))?;
+    Ok(())
+}
+
+async fn watch(m: Rc<Monitor>, w: Watch) {
+    let checker = Checker::new(&m);
+    let (mut failed, mut passed, mut down) = (0u32, 0u32, false);
+    let mut next = Instant::now();
+    loop {
+        if !w.health.iter().all(|h| h.disabled.load(Relaxed)) {
+            let result = match monoio::time::timeout(m.timeout, checker.check(&w.target)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no result within {:?}", m.timeout)),
+            };
+            let places = w.places.join(", ");
+            match result {
+                Ok(detail) => {
+                    (passed, failed) = (passed + 1, 0);
+                    if m.verbose {
+                        log::info!("monitor {}: {places}: passed ({detail})", m.name);
+                    }
+                    if down && passed >= m.successes {
+                        down = false;
+                        for h in &w.health {
+                            h.set_monitor_down(false);
+                            h.record_success();
+                        }
+                        log::warn!("monitor {}: {places}: node up ({detail})", m.name);
+                    }
+                }
+                Err(why) => {
+                    (failed, passed) = (failed + 1, 0);
+                    if m.verbose {
+                        log::info!("monitor {}: {places}: failed ({why})", m.name);
+                    }
+                    if !down && failed >= m.failures {
+                        down = true;
+                        for h in &w.health {
+                            h.set_monitor_down(true);
+                        }
+                        log::warn!("monitor {}: {places}: node down after {failed} failed test(s): {why}", m.name);
+                    }
+                }
+            }
+        } else if down {
+            // Disabled while down: it carries no verdict until re-enabled.
+            down = false;
+            for h in &w.health {
+                h.set_monitor_down(false);
+            }
+            (failed, passed) = (0, 0);
+        }
+        next += m.interval;
+        let now = Instant::now();
+        if next < now {
+            next = now;
+        }
+        monoio::time::sleep_until(next.into()).await;
+    }
+}
