@@ -79,7 +79,7 @@ successes = 2
 }
 
 /// D1: each type passes a healthy node and fails a broken one: tcp,
-/// http (status range, body pattern), tls, send_expect, and an external
+/// http (status range, body pattern), tls, https, send_expect, and an external
 /// program that gets the node's address and decides by its exit status.
 /// A disabled node is not tested at all.
 #[test]
@@ -129,6 +129,9 @@ monitors = ["body_ok", "body_bad"]
 [pools.tls]
 nodes = ["{t}", "{plain}"]
 monitors = ["tls"]
+[pools.https]
+nodes = ["{t}", "{plain}"]
+monitors = ["https"]
 [pools.banner]
 nodes = ["{b}", "{e}"]
 monitors = ["banner"]
@@ -157,6 +160,11 @@ body_regex = "^xyz"
 [monitors.tls]
 type = "tls"
 {timing}
+[monitors.https]
+type = "https"
+path = "/?size=2"
+body_regex = "^ab$"
+{timing}
 [monitors.banner]
 type = "send_expect"
 send = "HELO shoal\r\n"
@@ -176,6 +184,7 @@ args = ["--check"]
         ("status", "status", plain),
         ("body_bad", "body", plain),
         ("tls", "tls", plain),
+        ("https", "https", plain),
         ("banner", "banner", e),
         ("program", "program", e),
     ];
@@ -188,6 +197,7 @@ args = ["--check"]
         ("tcp", "tcp", plain),
         ("body_ok", "body", plain),
         ("tls", "tls", t),
+        ("https", "https", t),
         ("banner", "banner", b),
         ("program", "program", plain),
     ] {
