@@ -101,3 +101,23 @@ fn includes_merge_and_duplicates_are_refused() {
     assert!(!ok);
     assert!(err.contains("app.toml:1:") && err.contains("already defined"), "{err}");
 }
+
+/// Monitors: a pool naming an unknown monitor, a bad status range and a
+/// bad pattern are refused at their position.
+#[test]
+fn monitor_errors_name_position() {
+    let with =
+        |extra: &str| GOOD.replace("nodes = [\"127.0.0.1:9001\"]\n", &format!("nodes = [\"127.0.0.1:9001\"]\n{extra}"));
+    refused(&with("monitors = [\"nope\"]\n"), "8:13", "no monitor named \"nope\"");
+    refused(
+        &with("monitors = [\"m\"]\n[monitors.m]\ntype = \"http\"\nstatus = \"200-1\"\n"),
+        "11:10",
+        "expected a status or a range",
+    );
+    refused(
+        &with("monitors = [\"m\"]\n[monitors.m]\ntype = \"send_expect\"\nexpect = \"(\"\n"),
+        "11:10",
+        "invalid regular expression",
+    );
+    refused(&with("[monitors.m]\ntype = \"send_expect\"\n"), "8:11", "needs `expect`");
+}
