@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::raw::{Algorithm, ClientAuth, ErrorAction, MonitorType, NodeState, PersistenceType, Protocol, Shards};
+pub use super::raw::{
+    Algorithm, ClientAuth, ErrorAction, FailureAction, MonitorType, NodeState, PersistenceType, Protocol, Shards,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -53,6 +55,27 @@ pub struct Persistence {
     pub name: String,
     pub kind: PersistenceType,
     pub max_entries: usize,
+    /// `universal`, `named_node`: where the key comes from.
+    pub source: Option<KeySource>,
+    /// `app_cookie`: the application's cookie; `node_cookie`: the node's.
+    pub cookie: String,
+    /// `transparent`, `app_cookie`: the keyed hash's key (random per
+    /// process when not configured).
+    pub secret: Option<String>,
+    pub on_failure: FailureAction,
+    pub failure_url: Option<String>,
+}
+
+/// Where a persistence key is read from in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A header (name lower-cased).
+    Header(String),
+    Cookie(String),
+    /// A query-string parameter.
+    Query(String),
+    /// The Nth segment of the path, from 1.
+    Path(usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]

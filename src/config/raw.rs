@@ -292,6 +292,31 @@ pub struct RawPersistence {
     /// Entries kept (least recently used dropped first).
     #[serde(default = "default_persistence_entries")]
     pub max_entries: Spanned<u32>,
+    /// `universal` and `named_node`: where the key is read from:
+    /// `header:NAME`, `cookie:NAME`, `query:NAME` or `path:N`.
+    pub source: Option<Spanned<String>>,
+    /// `app_cookie`: the application's cookie; `node_cookie`: the cookie
+    /// the node sets (default `X-Zeus-Backend`).
+    pub cookie: Option<Spanned<String>>,
+    /// `transparent`, `app_cookie`: key of the cookie value's keyed hash.
+    pub secret: Option<String>,
+    /// What happens when the remembered node is unavailable.
+    #[serde(default)]
+    pub on_failure: FailureAction,
+    /// `on_failure = "redirect"`: where to.
+    pub failure_url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureAction {
+    /// Balance to another node and remember that one (the default).
+    #[default]
+    NewNode,
+    /// Answer `302` to `failure_url` (a sorry page elsewhere).
+    Redirect,
+    /// Close the client connection.
+    Close,
 }
 
 fn default_persistence_entries() -> Spanned<u32> {
@@ -303,6 +328,22 @@ fn default_persistence_entries() -> Spanned<u32> {
 pub enum PersistenceType {
     /// TLS 1.2 session IDs, learned from ServerHellos (ssl_passthrough).
     SslSessionId,
+    /// The client's IP address.
+    Ip,
+    /// A key read from the request (`source`).
+    Universal,
+    /// The request names its node (`source` holds a node as written).
+    NamedNode,
+    /// shoal's own `X-Mapping-…` cookie, a keyed hash of the node.
+    Transparent,
+    /// Follow the application's cookie with a shoal cookie of the same life.
+    AppCookie,
+    /// `JSESSIONID` cookie or `;jsessionid=` path parameter.
+    J2ee,
+    /// `ASPSESSIONID…` and `ASP.NET_SessionId` cookies.
+    Asp,
+    /// The node names itself in a cookie (`X-Zeus-Backend`).
+    NodeCookie,
 }
 
 fn default_log_format() -> Spanned<String> {

@@ -58,7 +58,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                     format!("must be between 1 and 100000000, found {max}"),
                 ));
             }
-            persistence.push(Persistence { name: name.get_ref().clone(), kind: p.kind, max_entries: max as usize });
+            persistence.push(persistence_class(f, name, p, max)?);
         }
     }
 
@@ -219,15 +219,22 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 sni_pools.sort_by_key(|(p, _)| p.starts_with("*."));
             }
             for &pi in std::iter::once(&pool).chain(sni_pools.iter().map(|(_, i)| i)) {
-                let uses_session_id =
-                    pools[pi].persistence.is_some_and(|c: usize| persistence[c].kind == PersistenceType::SslSessionId);
-                if uses_session_id && v.protocol != raw::Protocol::SslPassthrough {
+                let Some(class) = pools[pi].persistence.map(|c: usize| &persistence[c]) else { continue };
+                let fits = match class.kind {
+                    PersistenceType::SslSessionId => v.protocol == raw::Protocol::SslPassthrough,
+                    PersistenceType::Ip => true,
+                    _ => v.protocol == raw::Protocol::Http,
+                };
+                if !fits {
                     return Err(f.error_at(
                         v.pool.span(),
                         key("pool"),
                         format!(
-                            "pool \"{}\" uses ssl_session_id persistence, which only ssl_passthrough virtual servers can apply (shoal sees no session IDs of a {} virtual server's clients)",
+                            "pool \"{}\" uses {} persistence (class \"{}\"), which a {} virtual server cannot apply: \
+                             ssl_session_id needs ssl_passthrough, the cookie and request classes need http, ip works everywhere",
                             pools[pi].name,
+                            persistence_type_name(class.kind),
+                            class.name,
                             v.protocol.name()
                         ),
                     ));
@@ -284,6 +291,116 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         responders,
         persistence,
         monitors,
+    })
+}
+
+fn persistence_type_name(t: PersistenceType) -> &'static str {
+    match t {
+        PersistenceType::SslSessionId => "ssl_session_id",
+        PersistenceType::Ip => "ip",
+        PersistenceType::Universal => "universal",
+        PersistenceType::NamedNode => "named_node",
+        PersistenceType::Transparent => "transparent",
+        PersistenceType::AppCookie => "app_cookie",
+        PersistenceType::J2ee => "j2ee",
+        PersistenceType::Asp => "asp",
+        PersistenceType::NodeCookie => "node_cookie",
+    }
+}
+
+fn persistence_class(
+    f: &SourceFile,
+    name: &Spanned<String>,
+    p: &raw::RawPersistence,
+    max: u32,
+) -> Result<Persistence, ConfigError> {
+    use raw::PersistenceType as T;
+    let cname = name.get_ref();
+    let key = |k: &str| Some(format!("persistence.{cname}.{k}"));
+    let source = match (&p.source, p.kind) {
+        (Some(s), T::Universal | T::NamedNode) => {
+            let v = s.get_ref();
+            let (kind, arg) = v.split_once(':').unwrap_or((v, ""));
+            let bad = || {
+                f.error_at(
+                    s.span(),
+                    key("source"),
+                    format!("expected header:NAME, cookie:NAME, query:NAME or path:N, found \"{v}\""),
+                )
+            };
+            if arg.is_empty() {
+                return Err(bad());
+            }
+            Some(match kind {
+                "header" => KeySource::Header(arg.to_ascii_lowercase()),
+                "cookie" => KeySource::Cookie(arg.to_string()),
+                "query" => KeySource::Query(arg.to_string()),
+                "path" => KeySource::Path(arg.parse().ok().filter(|&n| n >= 1).ok_or_else(bad)?),
+                _ => return Err(bad()),
+            })
+        }
+        (None, T::Universal | T::NamedNode) => {
+            return Err(f.error_at(
+                name.span(),
+                key("source"),
+                "this persistence type needs `source` (header:NAME, cookie:NAME, query:NAME or path:N)".into(),
+            ))
+        }
+        (Some(s), _) => {
+            return Err(f.error_at(s.span(), key("source"), "`source` applies to universal and named_node".into()))
+        }
+        (None, _) => None,
+    };
+    let cookie = match (&p.cookie, p.kind) {
+        (Some(c), T::AppCookie | T::NodeCookie) => c.get_ref().clone(),
+        (None, T::AppCookie) => {
+            return Err(f.error_at(
+                name.span(),
+                key("cookie"),
+                "app_cookie needs `cookie`, the application's cookie".into(),
+            ))
+        }
+        (None, T::NodeCookie) => "X-Zeus-Backend".into(),
+        (Some(c), _) => {
+            return Err(f.error_at(c.span(), key("cookie"), "`cookie` applies to app_cookie and node_cookie".into()))
+        }
+        (None, _) => String::new(),
+    };
+    let failure_url = match (p.on_failure, &p.failure_url) {
+        (raw::FailureAction::Redirect, Some(u)) => Some(u.get_ref().clone()),
+        (raw::FailureAction::Redirect, None) => {
+            return Err(f.error_at(
+                name.span(),
+                key("failure_url"),
+                "on_failure = \"redirect\" needs `failure_url`".into(),
+            ))
+        }
+        (_, Some(u)) => {
+            return Err(f.error_at(
+                u.span(),
+                key("failure_url"),
+                "`failure_url` applies to on_failure = \"redirect\"".into(),
+            ))
+        }
+        (_, None) => None,
+    };
+    if p.kind == T::SslSessionId && p.on_failure != raw::FailureAction::NewNode {
+        return Err(f.error_at(
+            name.span(),
+            key("on_failure"),
+            "ssl_session_id persistence can only choose a new node (a passthrough connection has no HTTP answer)"
+                .into(),
+        ));
+    }
+    Ok(Persistence {
+        name: cname.clone(),
+        kind: p.kind,
+        max_entries: max as usize,
+        source,
+        cookie,
+        secret: p.secret.clone(),
+        on_failure: p.on_failure,
+        failure_url,
     })
 }
 

@@ -5,6 +5,7 @@
 //! the proxy's decision (`src/proxy/`).
 
 pub mod chunked;
+pub mod cookie;
 pub mod head;
 pub mod request;
 pub mod response;

@@ -1,28 +1,151 @@
-//! Session persistence (E1): the process-wide stores behind the
-//! persistence classes. One store per configured class, shared by every
-//! shard, so a session keeps its node whichever shard accepts its next
-//! connection.
+//! Session persistence (E1–E4): the classes, one file each behind
+//! [`Class`], and their stores. A class reads a request's claim to a
+//! session (a key to look up, or a node named directly by a cookie it
+//! carries), and learns from the served node's response (keys the
+//! application just set, cookies shoal sets in turn).
 //!
-//! Only the SSL-session-ID class exists so far ([`ssl_session`]); the
-//! other classes of E1 arrive with their own files behind the same store.
+//! One store per configured class for the whole process ([`store`]), so a
+//! session keeps its node whichever shard serves its next request.
+//! Cookie-carried classes (transparent, app_cookie, node_cookie,
+//! named_node) need no store.
 
+pub mod app_cookie;
+pub mod asp;
+pub mod ip;
+pub mod j2ee;
+pub mod keyed;
 pub mod lru;
+pub mod named_node;
+pub mod node_cookie;
 pub mod ssl_session;
+pub mod store;
+pub mod transparent;
+pub mod universal;
 
-use crate::config::model::{Config, PersistenceType};
+use crate::config::model::{Config, KeySource, Persistence, PersistenceType};
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Every class's store, indexed like [`Config::persistence`].
-pub type Stores = Arc<Vec<Arc<ssl_session::SessionStore>>>;
+/// A request as a class reads it.
+pub struct RequestView<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a RequestHead,
+    pub client: IpAddr,
+}
 
-pub fn build(config: &Config) -> Stores {
+/// A node's response head as a class reads it.
+pub struct ResponseView<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a ResponseHead,
+}
+
+/// What a request says about its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing: a new session.
+    None,
+    /// A key to look up in the class's store.
+    Key(Vec<u8>),
+    /// The node, carried by the request itself (index in the pool).
+    Node(usize),
+    /// A shoal cookie that does not verify (edited or forged): ignored,
+    /// and replaced by a valid one.
+    Forged,
+}
+
+/// What a class learned from a response.
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// Keys to remember for the served node.
+    pub record: Vec<Vec<u8>>,
+    /// `Set-Cookie` header lines to add to the response.
+    pub set_cookie: Vec<u8>,
+}
+
+pub trait Class: Send + Sync {
+    /// The request's claim to a session in pool `pool`.
+    fn claim(&self, req: &RequestView<'_>, pool: usize) -> Claim;
+
+    /// After node `node` of `pool` answered the request that made `claim`.
+    /// Default: nothing beyond remembering the claimed key (which the
+    /// caller does).
+    fn learn(&self, _resp: &ResponseView<'_>, _claim: &Claim, _pool: usize, _node: usize, _out: &mut Learned) {}
+}
+
+/// A configured class at run time.
+pub struct ClassRt {
+    pub cfg: Persistence,
+    pub class: Box<dyn Class>,
+    pub store: store::Store,
+}
+
+/// Every class, indexed like [`Config::persistence`], shared by all shards.
+pub type Classes = Arc<Vec<ClassRt>>;
+
+pub fn build(config: &Config) -> Classes {
     Arc::new(
         config
             .persistence
             .iter()
-            .map(|c| match c.kind {
-                PersistenceType::SslSessionId => Arc::new(ssl_session::SessionStore::new(c.max_entries)),
-            })
+            .map(|c| ClassRt { cfg: c.clone(), class: class(c, config), store: store::Store::new(c.max_entries) })
             .collect(),
     )
+}
+
+/// Nothing to claim in HTTP requests (SSL session IDs live in passthrough).
+struct NotHttp;
+
+impl Class for NotHttp {
+    fn claim(&self, _: &RequestView<'_>, _: usize) -> Claim {
+        Claim::None
+    }
+}
+
+fn class(c: &Persistence, config: &Config) -> Box<dyn Class> {
+    match c.kind {
+        PersistenceType::SslSessionId => Box::new(NotHttp),
+        PersistenceType::Ip => Box::new(ip::Ip),
+        PersistenceType::Universal => Box::new(universal::Universal(c.source.clone().expect("validated"))),
+        PersistenceType::NamedNode => {
+            Box::new(named_node::NamedNode { source: c.source.clone().expect("validated"), names: names(config) })
+        }
+        PersistenceType::Transparent => Box::new(transparent::Transparent(keyed::Tokens::new(c, config))),
+        PersistenceType::AppCookie => {
+            Box::new(app_cookie::AppCookie { app: c.cookie.clone(), tokens: keyed::Tokens::new(c, config) })
+        }
+        PersistenceType::J2ee => Box::new(j2ee::J2ee),
+        PersistenceType::Asp => Box::new(asp::Asp),
+        PersistenceType::NodeCookie => {
+            Box::new(node_cookie::NodeCookie { cookie: c.cookie.clone(), names: names(config) })
+        }
+    }
+}
+
+/// Node names as written, per pool (for classes that name nodes).
+fn names(config: &Config) -> Vec<Vec<String>> {
+    config.pools.iter().map(|p| p.nodes.iter().map(|n| n.name.clone()).collect()).collect()
+}
+
+/// The value `source` designates in a request.
+pub fn read_source<'a>(req: &RequestView<'a>, source: &KeySource) -> Option<&'a [u8]> {
+    let v = match source {
+        KeySource::Header(name) => req.head.header(req.buf, name),
+        KeySource::Cookie(name) => crate::http::cookie::request_cookie(req.buf, &req.head.headers, name),
+        KeySource::Query(name) => {
+            let target = req.head.target(req.buf);
+            let q = target.iter().position(|&c| c == b'?').map(|p| &target[p + 1..])?;
+            q.split(|&c| c == b'&').find_map(|kv| {
+                let eq = kv.iter().position(|&c| c == b'=').unwrap_or(kv.len());
+                (&kv[..eq] == name.as_bytes()).then(|| kv.get(eq + 1..).unwrap_or(&[]))
+            })
+        }
+        KeySource::Path(n) => {
+            let target = req.head.target(req.buf);
+            let path = target.split(|&c| c == b'?').next().unwrap_or(target);
+            path.split(|&c| c == b'/').filter(|s| !s.is_empty()).nth(n - 1)
+        }
+    };
+    v.filter(|v| !v.is_empty())
 }

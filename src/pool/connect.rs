@@ -141,3 +141,20 @@ pub async fn connect(
     }
     Err(NoNode { tried: count, last_error })
 }
+
+/// [`connect`], trying `preferred` first (a persisted session's node) when
+/// it can take a connection now: active or draining, not failed, within
+/// its connection limit.
+pub async fn connect_preferring(
+    pool: &Rc<ShardPool>,
+    preferred: Option<usize>,
+    timeout: Option<Duration>,
+    client: (SocketAddr, SocketAddr),
+) -> Result<(NodeLease, Split), NoNode> {
+    if let Some(pick) = preferred.and_then(|n| pool.pick_persistent(n)) {
+        if let Ok(c) = connect_node(pool, pick, timeout.unwrap_or(pool.cfg.max_connect_time), client).await {
+            return Ok(c);
+        }
+    }
+    connect(pool, timeout, client).await
+}

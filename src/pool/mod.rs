@@ -201,6 +201,14 @@ impl ShardPool {
         Some(Pick { node: i, single, ramp, slot })
     }
 
+    /// Can node `i` still serve the sessions persisted to it? (Not
+    /// disabled, not failed; a draining node can.)
+    pub fn can_persist(&self, i: usize) -> bool {
+        i < self.nodes.len()
+            && self.nodes[i].state.get() != NodeState::Disabled
+            && self.nodes[i].health.availability(crate::util::clock::now_ms()) != Availability::Down
+    }
+
     /// Node `i` for a session persisted to it: active and draining nodes
     /// keep their sessions (C8, E4), disabled and failed ones do not.
     pub fn pick_persistent(&self, i: usize) -> Option<Pick> {

@@ -51,13 +51,26 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: Sock
         }
     }
 
-    let (lease, node) = match connect::connect(pool, vs.connect_timeout, (peer, local)).await {
+    // IP-address persistence (the one class a byte stream can apply).
+    let class = pool.cfg.persistence.map(|c| &shard.persist[c]);
+    let key = crate::persist::ip::key(peer.ip());
+    let preferred = class.and_then(|c| c.store.lookup(vs.pool, &key));
+    if preferred.is_some_and(|n| !pool.can_persist(n))
+        && class.is_some_and(|c| c.cfg.on_failure == crate::config::FailureAction::Close)
+    {
+        log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", vs.name);
+        return;
+    }
+    let (lease, node) = match connect::connect_preferring(pool, preferred, vs.connect_timeout, (peer, local)).await {
         Ok(x) => x,
         Err(e) => {
             log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
             return;
         }
     };
+    if let Some(c) = class {
+        c.store.record(vs.pool, &key, lease.index());
+    }
     let Split { r: nr, w: mut nw, .. } = node;
     if let Some(data) = first.take() {
         let (res, _) = nw.write_all(data).await;

@@ -12,6 +12,7 @@
 //! After the ServerHello the connection is a generic streaming relay (B4).
 
 use super::relay::{self, RelayEnd, RelayOpts};
+use crate::config::{FailureAction, PersistenceType};
 use crate::net::stream::Split;
 use crate::pool::connect;
 use crate::runtime::shard::Shard;
@@ -73,27 +74,29 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
         .and_then(|n| vs.sni_pools.iter().find(|(p, _)| crate::tls::server::name_matches(p, n)))
         .map_or(vs.pool, |&(_, i)| i);
     let pool = &shard.pools[pool_index];
-    let store = pool.cfg.persistence.map(|c| shard.persist[c].clone());
-    let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
+    let class = pool.cfg.persistence.map(|c| &shard.persist[c]);
+    // The session: the TLS session ID offered, or the client's address.
+    let key = match class.map(|c| c.cfg.kind) {
+        Some(PersistenceType::SslSessionId) => ch.session_id.clone(),
+        Some(PersistenceType::Ip) => crate::persist::ip::key(peer.ip()),
+        _ => Vec::new(),
+    };
 
-    // A resumption offered to the node that issued the session.
-    let mut connected = None;
-    if let Some(node) = store.as_ref().and_then(|s| s.lookup(pool_index, &ch.session_id)) {
-        if let Some(pick) = pool.pick_persistent(node) {
-            if let Ok(c) = connect::connect_node(pool, pick, timeout, (peer, local)).await {
-                connected = Some(c);
-            }
-        }
+    // A resumption offered to the node that issued the session (or the
+    // client's node).
+    let preferred = class.and_then(|c| c.store.lookup(pool_index, &key));
+    if preferred.is_some_and(|n| !pool.can_persist(n))
+        && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close)
+    {
+        log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", vs.name);
+        return;
     }
-    let (lease, node) = match connected {
-        Some(c) => c,
-        None => match connect::connect(pool, vs.connect_timeout, (peer, local)).await {
-            Ok(c) => c,
-            Err(e) => {
-                log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
-                return;
-            }
-        },
+    let (lease, node) = match connect::connect_preferring(pool, preferred, vs.connect_timeout, (peer, local)).await {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
+            return;
+        }
     };
     let node_index = lease.index();
     let node_name = &lease.node().name;
@@ -108,10 +111,12 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
     match read_hello(&mut nr, &mut reply, vs.server_idle_timeout, hello::server_hello).await {
         Ok(sh) => {
             pool.record_success(node_index);
-            if let Some(s) = &store {
-                if !sh.tls13 && !sh.session_id.is_empty() {
-                    s.record(pool_index, &sh.session_id, node_index);
+            match class {
+                Some(c) if c.cfg.kind == PersistenceType::SslSessionId => {
+                    crate::persist::ssl_session::learn(&c.store, pool_index, &sh, node_index)
                 }
+                Some(c) => c.store.record(pool_index, &key, node_index),
+                None => {}
             }
         }
         Err(e) => {

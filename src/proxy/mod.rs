@@ -2,6 +2,7 @@
 //! that runs them with retries ([`pipeline`]) and body streaming ([`body`]).
 
 pub mod body;
+pub mod persist;
 pub mod phases;
 pub mod pipeline;
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub struct Ctx {
     pub error: Option<&'static str>,
     /// Copies kept for the access log; only when the virtual server logs.
     pub log: Option<Box<LogCopy>>,
+    /// `Set-Cookie` lines to add to the response (persistence).
+    pub set_cookie: Option<Vec<u8>>,
 }
 
 /// What the access log needs from a request after its buffer is reused.
@@ -112,6 +114,7 @@ impl Ctx {
             reused_connection: false,
             error: None,
             log: None,
+            set_cookie: None,
         }
     }
 }
@@ -154,14 +157,13 @@ pub trait HttpPhases {
     fn pool(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, _req: &Request<'_>) {}
 
     /// Choose a node not yet `tried`. Default: `ctx.required_node` when
-    /// it is eligible, else the pool's balancer (with LARD on
+    /// it can take the request (active or draining: a draining node keeps
+    /// its sessions), else the pool's balancer (with LARD on
     /// `ctx.url_hash`, and preferring nodes with an idle connection for
     /// round robin and random). (Persistence classes.)
     fn node(&self, pool: &ShardPool, ctx: &mut Ctx, tried: &[bool]) -> Option<Pick> {
         if let Some(r) = ctx.required_node.filter(|&r| r < tried.len() && !tried[r]) {
-            let mut others = vec![true; tried.len()];
-            others[r] = false;
-            if let Some(pick) = pool.pick(&others, None) {
+            if let Some(pick) = pool.pick_persistent(r) {
                 return Some(pick);
             }
         }

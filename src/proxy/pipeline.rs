@@ -388,6 +388,29 @@ async fn handle<P: HttpPhases>(
         return if close { After::Close } else { After::KeepAlive };
     }
     phases.pool(shard, ctx, &req);
+    let session = match super::persist::begin(shard, ctx, req.buf, req.head) {
+        Ok(s) => s,
+        Err(refuse) => {
+            let close = s.head.framing != Framing::None || !s.head.keep_alive();
+            client.r.consume(s.head.len);
+            ctx.error = Some("persistent node unavailable");
+            let after = match refuse {
+                super::persist::Refuse::Redirect(url) => {
+                    ctx.status = 302;
+                    rewrite::write_redirect(&url, close, &mut s.out);
+                    let ok = write_out(&mut client.w, &mut s.out).await.is_ok();
+                    if close || !ok {
+                        After::Close
+                    } else {
+                        After::KeepAlive
+                    }
+                }
+                super::persist::Refuse::Close => After::Close,
+            };
+            phases.done(shard, ctx);
+            return after;
+        }
+    };
     let head = &s.head;
     let is_head = head.method(client.r.data()) == b"HEAD";
     let framing = head.framing;
@@ -575,6 +598,9 @@ async fn handle<P: HttpPhases>(
                 pool.record_success(ni);
                 if let Some(h) = ctx.url_hash {
                     pool.lard_record(h, ni);
+                }
+                if let Some(session) = &session {
+                    super::persist::learn(shard, session, nc.r.data(), &s.resp, ni, ctx);
                 }
             }
         }
@@ -905,7 +931,8 @@ async fn forward_response(
         || resp.status == 101
         || shard.shutdown.is_set();
     let dechunk = client_minor == 0 && resp.framing == Framing::Chunked;
-    let changes = ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal") };
+    let changes =
+        ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal"), extra: ctx.set_cookie.as_deref() };
     if let (Some(lc), Some(al)) = (ctx.log.as_deref_mut(), vs.http.access_log.as_ref()) {
         if al.format.needs_response_headers() {
             let buf = nc.r.data();

@@ -109,6 +109,17 @@ pub fn run(config: Config) -> Result<(), String> {
     if let Some(a) = &access {
         a.sync(std::time::Duration::from_secs(5));
     }
+    for (c, rt) in config.persistence.iter().zip(persist.iter()) {
+        let n = rt.store.counters();
+        log::info!(
+            "persistence {}: {} entries (max {}), {} evicted, oldest entry {} s old",
+            c.name,
+            n.entries,
+            rt.store.max_entries,
+            n.evictions,
+            n.oldest_age_s
+        );
+    }
     log::info!("stopped");
     Ok(())
 }

@@ -33,7 +33,7 @@ pub struct ShardSetup {
     pub access: Option<crate::log::writer::LogSender>,
     pub vs_log: Vec<Option<usize>>,
     /// Session persistence stores, shared by all shards.
-    pub persist: crate::persist::Stores,
+    pub persist: crate::persist::Classes,
 }
 
 /// Shard-local state shared by the shard's tasks through an `Rc`.
@@ -47,7 +47,7 @@ pub struct Shard {
     /// Keepalive deadlines of parked connections (one-second resolution).
     pub coarse: Rc<CoarseTimer>,
     /// Session persistence stores (process-wide), by class index.
-    pub persist: crate::persist::Stores,
+    pub persist: crate::persist::Classes,
     vs_open: Vec<Cell<u32>>,
     vs_limit: Vec<u32>,
     /// Per virtual server: its access log's line buffer, when it has one.
@@ -72,7 +72,7 @@ impl Shard {
         config: Arc<Config>,
         health: &[Vec<Arc<NodeHealth>>],
         vs_log: &[Option<usize>],
-        persist: crate::persist::Stores,
+        persist: crate::persist::Classes,
     ) -> (Rc<Shard>, Rc<Event>) {
         let changed = Rc::new(Event::new());
         let pools = config

@@ -15,4 +15,5 @@ mod http_lb;
 mod http_load;
 mod lifecycle;
 mod monitor;
+mod persist;
 mod tls;

@@ -40,6 +40,8 @@ pub struct Behaviour<'a> {
     /// TLS connections: the version (`TLSv1.2`/`TLSv1.3`) and whether the
     /// session was resumed, sent back as `X-TLS` and `X-TLS-Resumed`.
     pub tls: Option<(&'static str, bool)>,
+    /// The address this connection was accepted on (`backend=self`).
+    pub local: Option<std::net::SocketAddr>,
 }
 
 fn started() -> std::time::Instant {
@@ -65,7 +67,7 @@ fn wait_out_stall(stall: Option<(u64, u64)>) {
 /// Serve one connection (plain TCP or TLS: reads go through a buffer,
 /// responses are written to the stream under it).
 pub fn serve<S: Read + Write>(name: &str, s: S, b: Behaviour<'_>) -> std::io::Result<()> {
-    let Behaviour { log_requests, delay_ms, proxy_src, stall, tls } = b;
+    let Behaviour { log_requests, delay_ms, stall, .. } = b;
     let conn = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
     let mut r = BufReader::with_capacity(256 * 1024, s);
     let mut seq = 0u64;
@@ -83,7 +85,7 @@ pub fn serve<S: Read + Write>(name: &str, s: S, b: Behaviour<'_>) -> std::io::Re
         if delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(delay_ms));
         }
-        let res = respond(name, &req, r.get_mut(), conn, seq, proxy_src, tls);
+        let res = respond(name, &req, r.get_mut(), (conn, seq), &b);
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         let close = res? || req.close;
         if close {
@@ -207,11 +209,10 @@ fn respond<W: Write>(
     name: &str,
     req: &Request,
     w: &mut W,
-    conn: u64,
-    seq: u64,
-    proxy_src: Option<&str>,
-    tls: Option<(&str, bool)>,
+    (conn, seq): (u64, u64),
+    b: &Behaviour<'_>,
 ) -> std::io::Result<bool> {
+    let Behaviour { proxy_src, tls, local, .. } = *b;
     let num = |k: &str| query(&req.target, k).and_then(|v| v.parse::<u64>().ok());
     let flag = |k: &str| query(&req.target, k).is_some_and(|v| v != "0");
     if let Some(d) = num("delay") {
@@ -237,6 +238,21 @@ fn respond<W: Write>(
     );
     if let Some(src) = proxy_src {
         h += &format!("X-Proxy-Src: {src}\r\n");
+    }
+    // `cookie=NAME`: set cookie NAME to a value naming this node
+    // (`cookie_age=N` adds Max-Age); `backend=self`: set X-Zeus-Backend to
+    // the address this connection was accepted on.
+    if let Some(c) = query(&req.target, "cookie") {
+        h += &format!("Set-Cookie: {c}={name}-{conn}-{seq}; Path=/");
+        if let Some(age) = num("cookie_age") {
+            h += &format!("; Max-Age={age}");
+        }
+        h += "\r\n";
+    }
+    if query(&req.target, "backend") == Some("self") {
+        if let Some(a) = local {
+            h += &format!("Set-Cookie: X-Zeus-Backend={a}; Path=/\r\n");
+        }
     }
     if let Some((version, resumed)) = tls {
         h += &format!("X-TLS: {version}\r\nX-TLS-Resumed: {}\r\n", u8::from(resumed));

@@ -24,6 +24,9 @@
 //!   received). Every response carries `X-Node: NAME`, `X-Conn: N` (the
 //!   process's connection number), `X-Seq: N` (request number on that
 //!   connection), and `X-Body-Len`/`X-Body-Sha256` of the request body.
+//!   `cookie=NAME` sets cookie NAME to `NODE-CONN-SEQ` (`cookie_age=N`
+//!   adds `Max-Age=N`); `backend=self` sets `X-Zeus-Backend` to the
+//!   address the connection was accepted on.
 //!   `--log-requests` prints `request NAME METHOD TARGET id=X-Request-Id
 //!   conn=N len=BODY at=UNIX_MS inflight=N` on stdout for every request;
 //!   `--delay MS` delays every response (a uniformly slow node).
@@ -255,6 +258,7 @@ fn main() {
                             proxy_src: proxy_src.as_deref(),
                             stall,
                             tls: None,
+                            local: stream.local_addr().ok(),
                         };
                         if let Err(e) = serve_tls(mode, &name, cfg, stream, b) {
                             eprintln!("shoal-origin {name}: TLS connection failed: {e}");
@@ -423,11 +427,12 @@ fn serve(
         }
         Mode::Close => Ok(()),
         Mode::Blackhole => Ok(()),
-        Mode::Http => http::serve(
-            name,
-            s,
-            http::Behaviour { log_requests, delay_ms, proxy_src: proxy_src.as_deref(), stall, tls: None },
-        ),
+        Mode::Http => {
+            let local = s.local_addr().ok();
+            let b =
+                http::Behaviour { log_requests, delay_ms, proxy_src: proxy_src.as_deref(), stall, tls: None, local };
+            http::serve(name, s, b)
+        }
         Mode::WebSocket => websocket(name, s),
     }
 }

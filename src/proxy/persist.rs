@@ -1,0 +1,81 @@
+//! Session persistence in the HTTP request path (E1, E3, E4): before the
+//! node is chosen, the pool's class reads the request's claim and the
+//! remembered node becomes the request's required node; after the served
+//! node's response head, the class learns (keys to remember, cookies to
+//! set). The classes themselves are in `crate::persist`.
+//!
+//! A remembered node is used while it is active or draining (draining
+//! nodes keep their sessions, C8/E4) and passes its health checks. When it
+//! cannot be used, the class's `on_failure` decides: balance to another
+//! node and remember that one (default), redirect, or close.
+
+use super::phases::Ctx;
+use crate::config::FailureAction;
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::persist::{Claim, Learned, RequestView, ResponseView};
+use crate::runtime::shard::Shard;
+use std::rc::Rc;
+
+/// A request's session, between the node choice and the response.
+pub struct Session {
+    class: usize,
+    pool: usize,
+    claim: Claim,
+}
+
+/// The remembered node is unavailable and the class does not pick another.
+pub enum Refuse {
+    /// Answer `302 Found` to this URL.
+    Redirect(String),
+    Close,
+}
+
+/// Read the request's session claim (pool already chosen in `ctx`) and set
+/// `ctx.required_node` to its node.
+pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -> Result<Option<Session>, Refuse> {
+    let pool = &shard.pools[ctx.pool];
+    let Some(ci) = pool.cfg.persistence else { return Ok(None) };
+    let rt = &shard.persist[ci];
+    let claim = rt.class.claim(&RequestView { buf, head, client: ctx.client.ip() }, ctx.pool);
+    let node = match &claim {
+        Claim::Key(k) => rt.store.lookup(ctx.pool, k),
+        Claim::Node(n) => Some(*n),
+        Claim::None | Claim::Forged => None,
+    };
+    if let Some(n) = node {
+        if pool.can_persist(n) {
+            ctx.required_node = Some(n);
+        } else {
+            match rt.cfg.on_failure {
+                FailureAction::NewNode => {
+                    if let Claim::Key(k) = &claim {
+                        rt.store.forget(ctx.pool, k);
+                    }
+                }
+                FailureAction::Redirect => {
+                    return Err(Refuse::Redirect(rt.cfg.failure_url.clone().unwrap_or_else(|| "/".into())))
+                }
+                FailureAction::Close => return Err(Refuse::Close),
+            }
+        }
+    }
+    Ok(Some(Session { class: ci, pool: ctx.pool, claim }))
+}
+
+/// Node `node` served the request and its response head is in `buf`:
+/// remember the session, and put any cookie to set in `ctx.set_cookie`.
+pub fn learn(shard: &Rc<Shard>, s: &Session, buf: &[u8], head: &ResponseHead, node: usize, ctx: &mut Ctx) {
+    let rt = &shard.persist[s.class];
+    if let Claim::Key(k) = &s.claim {
+        rt.store.record(s.pool, k, node);
+    }
+    let mut learned = Learned::default();
+    rt.class.learn(&ResponseView { buf, head }, &s.claim, s.pool, node, &mut learned);
+    for k in &learned.record {
+        rt.store.record(s.pool, k, node);
+    }
+    if !learned.set_cookie.is_empty() {
+        ctx.set_cookie = Some(learned.set_cookie);
+    }
+}
