@@ -188,9 +188,14 @@ args = ["--check"]
         ("banner", "banner", e),
         ("program", "program", e),
     ];
+    let started = Instant::now();
     for (m, p, n) in bad {
         shoal.proc.wait_line(Duration::from_secs(15), |l| l.contains(&down_line(m, p, n)));
     }
+    // interval 100 ms × 2 failures, plus 500 ms timeouts for the tests
+    // that hang rather than fail: about 1.2 s at worst.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "the broken nodes took {took:?} to be marked down");
     // The healthy ones had as many tests by now and never went down.
     let log_text = shoal.log();
     for (m, p, n) in [
@@ -212,6 +217,9 @@ args = ["--check"]
     for _ in 0..6 {
         assert_eq!(get_status(shoal.addr("web")), 200);
     }
+    // tcp: the port starts listening, the node comes back.
+    let _listener = std::net::TcpListener::bind(closed).unwrap();
+    shoal.proc.wait_line(Duration::from_secs(15), |l| l.contains(&up_line("tcp", "tcp", closed)));
     // The program saw the node's address and its arguments.
     let seen = std::fs::read_to_string(&log).unwrap();
     let want = format!("127.0.0.1 {} --check --ipaddr=127.0.0.1 --port={} --node={plain}", plain.port(), plain.port());
