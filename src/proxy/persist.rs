@@ -22,6 +22,8 @@ pub struct Session {
     class: usize,
     pool: usize,
     claim: Claim,
+    /// The node the store remembered for the claimed key.
+    stored: Option<usize>,
 }
 
 /// The remembered node is unavailable and the class does not pick another.
@@ -38,10 +40,13 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
     let Some(ci) = pool.cfg.persistence else { return Ok(None) };
     let rt = &shard.persist[ci];
     let claim = rt.class.claim(&RequestView { buf, head, client: ctx.client.ip() }, ctx.pool);
-    let node = match &claim {
+    let stored = match &claim {
         Claim::Key(k) => rt.store.lookup(ctx.pool, k),
+        _ => None,
+    };
+    let node = match &claim {
         Claim::Node(n) => Some(*n),
-        Claim::None | Claim::Forged => None,
+        _ => stored,
     };
     if let Some(n) = node {
         if pool.can_persist(n) {
@@ -60,14 +65,16 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
             }
         }
     }
-    Ok(Some(Session { class: ci, pool: ctx.pool, claim }))
+    Ok(Some(Session { class: ci, pool: ctx.pool, claim, stored }))
 }
 
 /// Node `node` served the request and its response head is in `buf`:
 /// remember the session, and put any cookie to set in `ctx.set_cookie`.
 pub fn learn(shard: &Rc<Shard>, s: &Session, buf: &[u8], head: &ResponseHead, node: usize, ctx: &mut Ctx) {
     let rt = &shard.persist[s.class];
-    if let Claim::Key(k) = &s.claim {
+    // The lookup already made a kept session the most recent: record
+    // only new sessions and moved ones.
+    if let (Claim::Key(k), false) = (&s.claim, s.stored == Some(node)) {
         rt.store.record(s.pool, k, node);
     }
     let mut learned = Learned::default();
