@@ -73,8 +73,13 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
 pub fn learn(shard: &Rc<Shard>, s: &Session, buf: &[u8], head: &ResponseHead, node: usize, ctx: &mut Ctx) {
     let rt = &shard.persist[s.class];
     // The lookup already made a kept session the most recent: record
-    // only new sessions and moved ones.
-    if let (Claim::Key(k), false) = (&s.claim, s.stored == Some(node)) {
+    // only new sessions and moved ones. A session of a class that must not
+    // move silently (redirect, close) stays with its node when a retry
+    // served it elsewhere: once the node is marked failed, `on_failure`
+    // applies to it.
+    let moved = s.stored.is_some_and(|n| n != node);
+    let may_move = rt.cfg.on_failure == FailureAction::NewNode;
+    if let (Claim::Key(k), false) = (&s.claim, s.stored == Some(node) || (moved && !may_move)) {
         rt.store.record(s.pool, k, node);
     }
     let mut learned = Learned::default();

@@ -201,8 +201,9 @@ fn store_evicts_past_capacity_and_counts() {
     assert!(log.contains("persistence s: 3 entries (max 3), 2 evicted"), "{log}");
 }
 
-/// Proof 3: what happens when the pinned node goes: a new node is chosen
-/// and remembered (default); or a redirect; or the connection closes. A
+/// Proof 3: what happens when the pinned node goes (killed, or disabled):
+/// a new node is chosen and remembered (default); or a redirect; or the
+/// connection closes. A
 /// draining node keeps its sessions and gets no new ones; a disabled node
 /// gets nothing.
 #[test]
@@ -265,6 +266,22 @@ fn failure_behaviours_draining_and_disabled() {
             _ => assert!(r.is_none(), "closed without an answer"),
         }
         let _ = &mut shoal;
+    }
+
+    // Redirect when the pinned node dies: a monitor marks it failed.
+    let mut nodes = Nodes::start();
+    let class = "type = \"universal\"\nsource = \"header:X-Session\"\non_failure = \"redirect\"\nfailure_url = \"https://sorry.example/\"";
+    let text = config(&nodes, class).replace("persistence = \"s\"\n", "persistence = \"s\"\nmonitors = [\"m\"]\n")
+        + "\n[monitors.m]\ntype = \"tcp\"\ninterval = \"100ms\"\nfailures = 1\n";
+    let shoal = Shoal::start(&text);
+    let pinned = node(&shoal, "s9");
+    let idx = names.iter().position(|n| *n == pinned).unwrap();
+    let addr = nodes.addr(idx);
+    nodes.0[idx].kill();
+    shoal.proc.wait_line(STARTUP, |l| l.contains(&format!("node {addr}: node down")));
+    for _ in 0..5 {
+        let r = get(&shoal, "s9").expect("a redirect");
+        assert_eq!((r.status, r.header("location")), (302, Some("https://sorry.example/")));
     }
 
     // Draining keeps sessions, takes no new ones; disabled takes nothing.
