@@ -13,7 +13,6 @@
 use super::relay::{self, RelayEnd, RelayOpts};
 use crate::config::Protocol;
 use crate::net::stream::Split;
-use crate::pool::connect;
 use crate::runtime::shard::Shard;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use std::net::SocketAddr;
@@ -54,19 +53,8 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: Sock
     // IP-address persistence (the one class a byte stream can apply).
     let class = pool.cfg.persistence.map(|c| &shard.persist[c]);
     let key = crate::persist::ip::key(peer.ip());
-    let preferred = class.and_then(|c| c.store.lookup(vs.pool, &key));
-    if preferred.is_some_and(|n| !pool.can_persist(n))
-        && class.is_some_and(|c| c.cfg.on_failure == crate::config::FailureAction::Close)
-    {
-        log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", vs.name);
+    let Some((lease, node)) = super::persistent::connect(shard, vs_index, vs.pool, &key, (peer, local)).await else {
         return;
-    }
-    let (lease, node) = match connect::connect_preferring(pool, preferred, vs.connect_timeout, (peer, local)).await {
-        Ok(x) => x,
-        Err(e) => {
-            log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
-            return;
-        }
     };
     if let Some(c) = class {
         c.store.record(vs.pool, &key, lease.index());

@@ -2,5 +2,6 @@
 
 pub mod generic;
 pub mod passthrough;
+pub mod persistent;
 pub mod relay;
 pub mod responder;

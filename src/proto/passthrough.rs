@@ -12,9 +12,8 @@
 //! After the ServerHello the connection is a generic streaming relay (B4).
 
 use super::relay::{self, RelayEnd, RelayOpts};
-use crate::config::{FailureAction, PersistenceType};
+use crate::config::PersistenceType;
 use crate::net::stream::Split;
-use crate::pool::connect;
 use crate::runtime::shard::Shard;
 use crate::tls::hello::{self, HelloError, MAX_HELLO};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -84,19 +83,8 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
 
     // A resumption offered to the node that issued the session (or the
     // client's node).
-    let preferred = class.and_then(|c| c.store.lookup(pool_index, &key));
-    if preferred.is_some_and(|n| !pool.can_persist(n))
-        && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close)
-    {
-        log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", vs.name);
+    let Some((lease, node)) = super::persistent::connect(shard, vs_index, pool_index, &key, (peer, local)).await else {
         return;
-    }
-    let (lease, node) = match connect::connect_preferring(pool, preferred, vs.connect_timeout, (peer, local)).await {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", vs.name, pool.cfg.name);
-            return;
-        }
     };
     let node_index = lease.index();
     let node_name = &lease.node().name;

@@ -315,3 +315,25 @@ fn failure_behaviours_draining_and_disabled() {
         assert_ne!(node(&shoal, &format!("later{i}")), pinned, "a disabled node gets nothing");
     }
 }
+
+/// IP-address persistence on a generic protocol: every connection of a
+/// client reaches the same node (both shards), where round robin alone
+/// would rotate.
+#[test]
+fn ip_persistence_on_a_generic_protocol() {
+    let origin = Origin::start("name-echo", &["a", "b", "c"]);
+    let list = ["a", "b", "c"].iter().map(|n| format!("\"{}\"", origin.addr(n))).collect::<Vec<_>>().join(", ");
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n[virtual_servers.v]\nlisten = \"127.0.0.1:0\"\nprotocol = \"client_first\"\npool = \"p\"\n\n\
+         [pools.p]\nnodes = [{list}]\npersistence = \"by-ip\"\n\n[persistence.by-ip]\ntype = \"ip\"\n"
+    ));
+    let mut seen = HashSet::new();
+    for i in 0..40 {
+        let mut s = connect(shoal.addr("v"));
+        std::io::Write::write_all(&mut s, format!("hello {i}\n").as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let got = String::from_utf8(read_all(&mut s)).unwrap();
+        seen.insert(got.split('\n').next().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 1, "one client address, one node: {seen:?}");
+}

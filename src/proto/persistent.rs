@@ -1,0 +1,38 @@
+//! Connecting a byte-stream client (generic protocols, passthrough) to a
+//! node, honouring the pool's persistence class: the node remembered for
+//! `key` first, when it can still serve its sessions; a class with
+//! `on_failure = "close"` closes instead of moving the session; anything
+//! else is balanced. The caller records what it learns.
+
+use crate::config::FailureAction;
+use crate::net::stream::Split;
+use crate::pool::{connect, NodeLease};
+use crate::runtime::shard::Shard;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// A node connection for the client `(peer, local)` of virtual server `vs`
+/// on pool `pool`, or `None` (logged) when there is none to give.
+pub async fn connect(
+    shard: &Rc<Shard>,
+    vs: usize,
+    pool: usize,
+    key: &[u8],
+    (peer, local): (SocketAddr, SocketAddr),
+) -> Option<(NodeLease, Split)> {
+    let cfg = &shard.config.virtual_servers[vs];
+    let p = &shard.pools[pool];
+    let class = p.cfg.persistence.map(|c| &shard.persist[c]);
+    let preferred = class.and_then(|c| c.store.lookup(pool, key));
+    if preferred.is_some_and(|n| !p.can_persist(n)) && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close) {
+        log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", cfg.name);
+        return None;
+    }
+    match connect::connect_preferring(p, preferred, cfg.connect_timeout, (peer, local)).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("virtual server {}: client {peer}: pool {}: {e}; closing", cfg.name, p.cfg.name);
+            None
+        }
+    }
+}
