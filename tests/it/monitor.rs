@@ -81,7 +81,8 @@ successes = 2
 /// D1: each type passes a healthy node and fails a broken one: tcp,
 /// http (status range, body pattern), tls, https, send_expect, and an external
 /// program that gets the node's address and decides by its exit status.
-/// A disabled node is not tested at all.
+/// Nodes that come to life are brought back up by each type. A disabled
+/// node is not tested at all.
 #[test]
 fn every_monitor_type_tells_good_from_bad() {
     let dir = TempDir::new();
@@ -97,6 +98,9 @@ fn every_monitor_type_tells_good_from_bad() {
     let banner = Origin::start("banner", &["b"]);
     let echo = Origin::start("echo", &["e"]);
     let closed = closed_port();
+    // Nodes that start dead and come to life later (recovery of the tls,
+    // https and send_expect monitors).
+    let (late_tls, late_banner) = (closed_port(), closed_port());
     let log = dir.0.join("program.log");
     let script = dir.write(
         "check.sh",
@@ -127,13 +131,13 @@ monitors = ["status"]
 nodes = ["{plain}"]
 monitors = ["body_ok", "body_bad"]
 [pools.tls]
-nodes = ["{t}", "{plain}"]
+nodes = ["{t}", "{plain}", "{late_tls}"]
 monitors = ["tls"]
 [pools.https]
-nodes = ["{t}", "{plain}"]
+nodes = ["{t}", "{plain}", "{late_tls}"]
 monitors = ["https"]
 [pools.banner]
-nodes = ["{b}", "{e}"]
+nodes = ["{b}", "{e}", "{late_banner}"]
 monitors = ["banner"]
 [pools.program]
 nodes = ["{plain}", "{e}"]
@@ -186,6 +190,9 @@ args = ["--check"]
         ("tls", "tls", plain),
         ("https", "https", plain),
         ("banner", "banner", e),
+        ("tls", "tls", late_tls),
+        ("https", "https", late_tls),
+        ("banner", "banner", late_banner),
         ("program", "program", e),
     ];
     let started = Instant::now();
@@ -216,6 +223,13 @@ args = ["--check"]
     // The virtual server's pool: only the live node serves.
     for _ in 0..6 {
         assert_eq!(get_status(shoal.addr("web")), 200);
+    }
+    // The late nodes start: tls, https and send_expect bring them back.
+    let tls_args = ["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()];
+    let _late_tls = Origin::start_with("http", &[("lt", late_tls)], &tls_args);
+    let _late_banner = Origin::start_at("banner", &[("lb", late_banner)]);
+    for (m, p, n) in [("tls", "tls", late_tls), ("https", "https", late_tls), ("banner", "banner", late_banner)] {
+        shoal.proc.wait_line(Duration::from_secs(15), |l| l.contains(&up_line(m, p, n)));
     }
     // tcp: the port starts listening, the node comes back.
     let _listener = std::net::TcpListener::bind(closed).unwrap();
