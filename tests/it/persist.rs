@@ -74,6 +74,7 @@ fn assert_one_node(nodes: &[String], what: &str) -> String {
 /// kernel), with curl's cookie jar carrying the cookies.
 #[test]
 fn every_class_keeps_a_session_on_one_node() {
+    let _heavy = heavy();
     let nodes = Nodes::start();
     let dir = TempDir::new();
     let cases: Vec<(&str, String, &str, &[&str])> = vec![

@@ -324,6 +324,7 @@ fn https_get(cfg: &std::sync::Arc<rustls::ClientConfig>, addr: SocketAddr, name:
 /// the node that issued them across 120 reconnections on two shards.
 #[test]
 fn passthrough_routes_by_sni_and_pins_tls12_sessions() {
+    let _heavy = heavy();
     let certs = TempDir::new();
     let pki = Pki::new(&certs.0, "nodes");
     let a = pki.server("a", &["a.test"]);
