@@ -70,7 +70,7 @@ successes = 2
     let died = Instant::now();
     shoal.proc.wait_line(Duration::from_secs(10), |l| l.contains(&down_line("h", "p", a)));
     let took = died.elapsed();
-    assert!(took < Duration::from_millis(2500), "marked down after {took:?} (interval 200 ms × 2 failures)");
+    assert!(took < Duration::from_secs(3), "marked down after {took:?} (interval 200 ms × 2 failures)");
     assert_eq!(get_status(shoal.addr("web")), 503, "the only node is down");
 
     let _back = Origin::start_at("http", &[("a", a)]);
