@@ -27,7 +27,7 @@ fn http(c: &mut Criterion) {
     });
     request::parse(REQUEST, &LIMITS, &mut head).unwrap().unwrap();
     let ip = "192.0.2.7".parse().unwrap();
-    let add = RequestAdditions { x_forwarded_for: Some(ip), cluster_client_ip: Some(ip), via: None };
+    let add = RequestAdditions { x_forwarded_for: Some(ip), cluster_client_ip: Some(ip), ..Default::default() };
     let mut out = Vec::with_capacity(1024);
     g.bench_function("rewrite_request_head", |b| {
         b.iter(|| rewrite::write_request(black_box(REQUEST), &head, &add, &mut out));
