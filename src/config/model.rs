@@ -270,12 +270,17 @@ impl Config {
         (normalised == *self).then_some(changes)
     }
 
-    /// Handshakes from now on use the certificates `new` loaded (the same
-    /// virtual servers, re-read by SIGHUP).
+    /// Handshakes from now on use the certificates, keys and CAs `new`
+    /// loaded (the same virtual servers and pools, re-read by SIGHUP).
     pub fn reload_certificates(&self, new: &Config) {
         for (old, new) in self.virtual_servers.iter().zip(&new.virtual_servers) {
             if let (Some(o), Some(n)) = (&old.tls, &new.tls) {
                 o.acceptor.resolver.replace_from(&n.acceptor.resolver);
+            }
+        }
+        for (old, new) in self.pools.iter().zip(&new.pools) {
+            if let (Some(o), Some(n)) = (&old.tls, &new.tls) {
+                o.connector.replace_from(&n.connector);
             }
         }
     }

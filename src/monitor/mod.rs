@@ -31,11 +31,26 @@ pub struct Target {
     /// The host part of `name` (Host header, TLS server name).
     pub host: String,
     /// For TLS tests: the pool's client configuration when it encrypts to
-    /// its nodes, else one that accepts any certificate (a monitor tests
-    /// that the service answers, not who it is).
-    pub tls: Arc<rustls::ClientConfig>,
+    /// its nodes (as reloaded by SIGHUP), else one that accepts any
+    /// certificate (a monitor tests that the service answers, not who it is).
+    pub tls: TlsSource,
     /// The pool's `server_name`, if it sets one.
     pub server_name: Option<String>,
+}
+
+#[derive(Clone)]
+pub enum TlsSource {
+    Pool(crate::tls::client::Connector),
+    AnyCertificate(Arc<rustls::ClientConfig>),
+}
+
+impl TlsSource {
+    fn config(&self) -> Arc<rustls::ClientConfig> {
+        match self {
+            TlsSource::Pool(c) => c.config(),
+            TlsSource::AnyCertificate(c) => c.clone(),
+        }
+    }
 }
 
 /// One test of a node. `Ok` carries a detail for verbose logs, `Err` the
@@ -104,7 +119,7 @@ pub async fn connect_tls(node: &Target) -> Result<Split, String> {
     let name = node.server_name.as_deref().unwrap_or(&node.host);
     let name = rustls::pki_types::ServerName::try_from(name.to_string())
         .map_err(|e| format!("invalid TLS server name {name}: {e}"))?;
-    let conn = rustls::ClientConnection::new(node.tls.clone(), name).map_err(|e| format!("TLS setup: {e}"))?;
+    let conn = rustls::ClientConnection::new(node.tls.config(), name).map_err(|e| format!("TLS setup: {e}"))?;
     let t =
         crate::tls::stream::TlsStream::handshake(s, conn).await.map_err(|e| format!("TLS handshake failed: {e}"))?;
     Ok(Split::tls(t))

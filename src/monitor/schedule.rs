@@ -56,7 +56,10 @@ fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
                             .map_or(&*node.name, |(h, _)| h)
                             .trim_matches(['[', ']'])
                             .to_string(),
-                        tls: pool.tls.as_ref().map_or_else(|| any_cert.clone(), |t| t.connector.config.clone()),
+                        tls: pool.tls.as_ref().map_or_else(
+                            || super::TlsSource::AnyCertificate(any_cert.clone()),
+                            |t| super::TlsSource::Pool(t.connector.clone()),
+                        ),
                         server_name: pool.tls.as_ref().and_then(|t| t.settings.server_name.clone()),
                     },
                     places: Vec::new(),

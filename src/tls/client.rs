@@ -1,7 +1,7 @@
 //! Encryption to nodes (B8): a pool's `rustls::ClientConfig`, built once
 //! per configuration load and shared by every shard (so TLS sessions to a
 //! node are resumed whichever shard connects next), and the name each
-//! node is verified against.
+//! node is verified against. SIGHUP re-reads its files and replaces it.
 
 use super::{load_certs, load_key, load_roots, provider};
 use crate::config::model::PoolTls;
@@ -9,7 +9,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The system's CA bundle (Debian, Ubuntu, Alpine, Arch), used when a pool
 /// names no `ca`.
@@ -18,7 +18,9 @@ const SYSTEM_ROOTS: &[&str] =
 
 #[derive(Clone)]
 pub struct Connector {
-    pub config: Arc<ClientConfig>,
+    /// Shared by every clone (each shard's copy of the pool), so SIGHUP can
+    /// replace it for all of them: read once per new node connection.
+    config: Arc<RwLock<Arc<ClientConfig>>>,
     /// `server_name`: sent as SNI and verified, instead of each node's host.
     pub server_name: Option<String>,
 }
@@ -37,6 +39,20 @@ impl PartialEq for Connector {
 }
 
 impl Connector {
+    /// The client configuration for a new connection.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.read().map(|c| c.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Use `other`'s configuration (CA and client certificate files
+    /// re-read by SIGHUP) from now on.
+    pub fn replace_from(&self, other: &Connector) {
+        let new = other.config();
+        if let Ok(mut c) = self.config.write() {
+            *c = new;
+        }
+    }
+
     /// The name to send and verify for the node written as `node` (`host:port`).
     pub fn name_for(&self, node: &str) -> Result<ServerName<'static>, String> {
         let host = match &self.server_name {
@@ -135,5 +151,5 @@ pub fn build(settings: &PoolTls, base: &Path) -> Result<Connector, BuildError> {
         }
     };
     config.alpn_protocols = settings.alpn.clone();
-    Ok(Connector { config: Arc::new(config), server_name: settings.server_name.clone() })
+    Ok(Connector { config: Arc::new(RwLock::new(Arc::new(config))), server_name: settings.server_name.clone() })
 }

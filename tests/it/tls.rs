@@ -636,3 +636,34 @@ fn quick_mode_terminates_and_passes_through() {
     let text = String::from_utf8_lossy(&out);
     assert!(ok && text.contains("X-Node: t1") && text.ends_with("abc"), "{err}\n{text}");
 }
+
+/// SIGHUP re-reads a pool's CA file too: nodes whose certificates the old
+/// CA file rejected are accepted once it names their CA.
+#[test]
+fn sighup_reloads_a_pools_ca() {
+    let certs = TempDir::new();
+    let good = Pki::new(&certs.0, "good");
+    let other = Pki::new(&certs.0.join("other"), "other");
+    let leaf = good.server("n", &["127.0.0.1"]);
+    let node_args = vec!["--tls-cert".to_string(), p(&leaf.cert), "--tls-key".into(), p(&leaf.key)];
+    let origin = Origin::start_with("http", &[("n1", "127.0.0.1:0".parse().unwrap())], &refs(&node_args));
+    let ca = certs.0.join("pool-ca.pem");
+    std::fs::copy(&other.ca, &ca).unwrap();
+    let shoal = Shoal::start(&format!(
+        "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n\
+         [pools.p]\nnodes = [\"{}\"]\nnode_fail_time = \"1s\"\n[pools.p.tls]\nca = \"{}\"\n",
+        origin.addr("n1"),
+        p(&ca)
+    ));
+    let status = || {
+        let mut s = connect(shoal.addr("web"));
+        std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        read_response(&mut s, false).status
+    };
+    assert_eq!(status(), 502, "the node's certificate is not from the pool's CA");
+    std::fs::copy(&good.ca, &ca).unwrap();
+    shoal.proc.signal("HUP");
+    shoal.proc.wait_line(STARTUP, |l| l.contains("certificates reloaded"));
+    // The node failed before: it is tried again after node_fail_time.
+    poll(std::time::Duration::from_secs(15), "the node accepted with the new CA", || (status() == 200).then_some(()));
+}
