@@ -54,12 +54,6 @@ impl ConnRead {
     }
 }
 
-impl ConnWrite {
-    pub fn is_plain(&self) -> bool {
-        matches!(self, ConnWrite::Tcp(_))
-    }
-}
-
 impl AsyncReadRent for ConnRead {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {

@@ -17,8 +17,6 @@ pub struct NodeConn {
     pub r: Reader<ConnRead>,
     pub w: ConnWrite,
     pub fd: RawFd,
-    /// Plain TCP (not TLS): bodies may be spliced.
-    pub plain: bool,
     /// Taken from the keepalive pool (not freshly connected).
     pub reused: bool,
 }
@@ -26,8 +24,7 @@ pub struct NodeConn {
 impl NodeConn {
     /// A freshly connected node connection with a read buffer of `cap`.
     pub fn new(conn: Split, cap: usize) -> NodeConn {
-        let plain = conn.r.is_plain();
-        NodeConn { r: Reader::new(conn.r, Vec::with_capacity(cap)), w: conn.w, fd: conn.fd, plain, reused: false }
+        NodeConn { r: Reader::new(conn.r, Vec::with_capacity(cap)), w: conn.w, fd: conn.fd, reused: false }
     }
 }
 

@@ -60,8 +60,6 @@ struct Client {
     w: ConnWrite,
     /// The socket under `r` and `w` (for splicing bodies).
     fd: RawFd,
-    /// Plain TCP (not TLS): bodies may be spliced, idle time parked.
-    plain: bool,
     /// TLS: the `add_ssl_headers` lines, rendered once per connection.
     ssl_headers: Option<Vec<u8>>,
     /// Cancels the read that waits for the next request (see `PARK_AFTER`).
@@ -71,7 +69,13 @@ struct Client {
     local: SocketAddr,
 }
 
-/// Per-connection scratch reused by every request on it.
+/// Bodies between `client` and `nc` may be spliced: the virtual server
+/// allows it and neither side is TLS (whose bytes must pass through user
+/// space to be encrypted).
+fn splice_both(allowed: bool, client: &Client, nc: &NodeConn) -> bool {
+    allowed && client.r.inner.is_plain() && nc.r.inner.is_plain()
+}
+
 /// Per-connection buffers reused by every request on it, so a keepalive
 /// request allocates nothing in steady state.
 struct Scratch {
@@ -129,7 +133,6 @@ pub async fn run<P: HttpPhases>(
         _ => None,
     };
     let mut client = Client {
-        plain: conn.r.is_plain(),
         r: Reader::new(conn.r, Vec::with_capacity(IDLE_BUFFER)),
         w: conn.w,
         fd: conn.fd,
@@ -265,7 +268,7 @@ async fn read_head(
             // Between requests on a TLS connection: a cancelled read could
             // lose record bytes, so it waits in place for the whole
             // keepalive time (and holds its buffers meanwhile).
-            None if !client.plain => {
+            None if !client.r.inner.is_plain() => {
                 monoio::select! {
                     r = client.r.fill() => r,
                     _ = monoio::time::sleep(http.client_keepalive_timeout) => return Err(HeadEnd::Closed),
@@ -527,8 +530,8 @@ async fn handle<P: HttpPhases>(
         };
         ctx.reused_connection = nc.reused;
         ctx.node = Some(ni);
-        let splice = vs.splice && client.plain && nc.plain;
-        let body_opts_here = BodyOpts { splice: splice.then_some((client.fd, nc.fd)), ..body_opts };
+        let body_opts_here =
+            BodyOpts { splice: splice_both(vs.splice, client, &nc).then_some((client.fd, nc.fd)), ..body_opts };
         let sent = exchange(
             client,
             &mut nc,
@@ -962,7 +965,7 @@ async fn forward_response(
         dechunk,
         limit: None,
         buffer: vs.buffer_size,
-        splice: (vs.splice && client.plain && nc.plain).then_some((nc.fd, client.fd)),
+        splice: splice_both(vs.splice, client, nc).then_some((nc.fd, client.fd)),
     };
     match body::forward(&mut nc.r, &mut client.w, framing, &opts).await {
         Ok(n) => {

@@ -231,12 +231,6 @@ pub struct TlsRead {
 }
 
 impl TlsRead {
-    /// Plaintext already decrypted or ciphertext already received: a read
-    /// would not wait for the socket.
-    pub fn has_buffered(&self) -> bool {
-        !self.incoming.pending().is_empty()
-    }
-
     async fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         loop {
             {
@@ -303,10 +297,6 @@ pub struct TlsWrite {
 }
 
 impl TlsWrite {
-    pub fn negotiated(&self) -> Negotiated {
-        negotiated(&self.conn.borrow())
-    }
-
     async fn write_from(&mut self, src: &[u8]) -> io::Result<usize> {
         if self.closed {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "TLS connection closed"));
