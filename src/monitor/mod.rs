@@ -140,11 +140,9 @@ pub async fn read_until<R: monoio::io::AsyncReadRent>(
         if buf.len() >= limit {
             return Ok(false);
         }
-        let chunk = Vec::with_capacity(16 * 1024);
-        let (res, chunk) = r.read(chunk).await;
-        match res {
+        match crate::net::reader::append(r, buf).await {
             Ok(0) => return Ok(done(buf)),
-            Ok(_) => buf.extend_from_slice(&chunk),
+            Ok(_) => {}
             Err(e) => return Err(format!("read failed: {e}")),
         }
     }

@@ -23,8 +23,9 @@ use std::time::Instant;
 struct Watch {
     monitor: usize,
     target: Target,
-    /// "pool P node N" for each place the node appears.
-    places: Vec<String>,
+    /// "pool P node N" for each place the node appears, comma-separated
+    /// (the subject of its log lines).
+    places: String,
     health: Vec<Arc<NodeHealth>>,
 }
 
@@ -62,10 +63,13 @@ fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
                         ),
                         server_name: pool.tls.as_ref().and_then(|t| t.settings.server_name.clone()),
                     },
-                    places: Vec::new(),
+                    places: String::new(),
                     health: Vec::new(),
                 });
-                w.places.push(format!("pool {} node {}", pool.name, node.name));
+                if !w.places.is_empty() {
+                    w.places.push_str(", ");
+                }
+                w.places.push_str(&format!("pool {} node {}", pool.name, node.name));
                 w.health.push(health[pi][ni].clone());
             }
         }
@@ -117,7 +121,7 @@ async fn watch(m: Rc<Monitor>, w: Watch) {
                 Ok(r) => r,
                 Err(_) => Err(format!("no result within {:?}", m.timeout)),
             };
-            let places = w.places.join(", ");
+            let places = &w.places;
             match result {
                 Ok(detail) => {
                     (passed, failed) = (passed + 1, 0);

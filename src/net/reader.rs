@@ -139,3 +139,17 @@ impl<R: AsyncReadRent> Reader<R> {
         (self.inner, rest)
     }
 }
+
+/// Read more bytes from `r` onto the end of `buf`, growing it by 4 KiB when
+/// less than 2 KiB is spare (callers bound the total). Returns the number
+/// read, 0 at end of stream. For small accumulating reads (handshake
+/// messages, monitor replies) that have no [`Reader`].
+pub async fn append<R: AsyncReadRent>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 2048 {
+        buf.reserve(4096);
+    }
+    let len = buf.len();
+    let (res, slice) = r.read(std::mem::take(buf).slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    res
+}

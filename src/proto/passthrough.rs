@@ -37,17 +37,8 @@ async fn read_hello<R: AsyncReadRent, T>(
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
         }
-        if buf.capacity() - buf.len() < 2048 {
-            buf.reserve(4096);
-        }
-        let len = buf.len();
-        let b = std::mem::take(buf);
-        let read = monoio::time::timeout_at(deadline.into(), r.read(monoio::buf::IoBufMut::slice_mut(b, len..)));
-        let (res, slice) = match read.await {
-            Ok(x) => x,
-            Err(_) => return Err(format!("no complete hello within {limit:?}")),
-        };
-        *buf = slice.into_inner();
+        let read = monoio::time::timeout_at(deadline.into(), crate::net::reader::append(r, buf));
+        let Ok(res) = read.await else { return Err(format!("no complete hello within {limit:?}")) };
         match res {
             Ok(0) => return Err("closed before its hello was complete".into()),
             Ok(_) => {}
