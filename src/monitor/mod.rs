@@ -28,14 +28,10 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `host:port` as written in the configuration.
     pub name: String,
-    /// The host part of `name` (Host header, TLS server name).
-    pub host: String,
     /// For TLS tests: the pool's client configuration when it encrypts to
     /// its nodes (as reloaded by SIGHUP), else one that accepts any
     /// certificate (a monitor tests that the service answers, not who it is).
     pub tls: TlsSource,
-    /// The pool's `server_name`, if it sets one.
-    pub server_name: Option<String>,
 }
 
 #[derive(Clone)]
@@ -45,10 +41,16 @@ pub enum TlsSource {
 }
 
 impl TlsSource {
-    fn config(&self) -> Arc<rustls::ClientConfig> {
+    /// The configuration and the name to verify for the node `node`.
+    fn for_node(
+        &self,
+        node: &str,
+    ) -> Result<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>), String> {
         match self {
-            TlsSource::Pool(c) => c.config(),
-            TlsSource::AnyCertificate(c) => c.clone(),
+            TlsSource::Pool(c) => Ok((c.config(), c.name_for(node)?)),
+            TlsSource::AnyCertificate(c) => {
+                Ok((c.clone(), crate::tls::client::server_name(crate::tls::client::host_of(node))?))
+            }
         }
     }
 }
@@ -115,14 +117,9 @@ pub async fn connect(node: &Target) -> Result<TcpStream, String> {
 
 /// Connect and complete a TLS handshake.
 pub async fn connect_tls(node: &Target) -> Result<Split, String> {
+    let (config, name) = node.tls.for_node(&node.name)?;
     let s = connect(node).await?;
-    let name = node.server_name.as_deref().unwrap_or(&node.host);
-    let name = rustls::pki_types::ServerName::try_from(name.to_string())
-        .map_err(|e| format!("invalid TLS server name {name}: {e}"))?;
-    let conn = rustls::ClientConnection::new(node.tls.config(), name).map_err(|e| format!("TLS setup: {e}"))?;
-    let t =
-        crate::tls::stream::TlsStream::handshake(s, conn).await.map_err(|e| format!("TLS handshake failed: {e}"))?;
-    Ok(Split::tls(t))
+    Ok(Split::tls(crate::tls::client::handshake(s, config, name).await?))
 }
 
 /// Read from `r` into `buf` until `done(buf)` or end of stream, at most

@@ -51,17 +51,10 @@ fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
                     target: Target {
                         addr: node.addr,
                         name: node.name.clone(),
-                        host: node
-                            .name
-                            .rsplit_once(':')
-                            .map_or(&*node.name, |(h, _)| h)
-                            .trim_matches(['[', ']'])
-                            .to_string(),
                         tls: pool.tls.as_ref().map_or_else(
                             || super::TlsSource::AnyCertificate(any_cert.clone()),
                             |t| super::TlsSource::Pool(t.connector.clone()),
                         ),
-                        server_name: pool.tls.as_ref().and_then(|t| t.settings.server_name.clone()),
                     },
                     places: String::new(),
                     health: Vec::new(),

@@ -105,11 +105,7 @@ async fn preamble(
     }
     let Some(tls) = &pool.cfg.tls else { return Ok(Split::tcp(stream)) };
     let name = tls.connector.name_for(&pool.nodes[node].name)?;
-    let conn =
-        rustls::ClientConnection::new(tls.connector.config(), name).map_err(|e| format!("TLS setup failed: {e}"))?;
-    let stream = crate::tls::stream::TlsStream::handshake(stream, conn)
-        .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let stream = crate::tls::client::handshake(stream, tls.connector.config(), name).await?;
     Ok(Split::tls(stream))
 }
 

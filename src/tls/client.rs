@@ -55,12 +55,28 @@ impl Connector {
 
     /// The name to send and verify for the node written as `node` (`host:port`).
     pub fn name_for(&self, node: &str) -> Result<ServerName<'static>, String> {
-        let host = match &self.server_name {
-            Some(n) => n.as_str(),
-            None => node.rsplit_once(':').map_or(node, |(h, _)| h).trim_start_matches('[').trim_end_matches(']'),
-        };
-        ServerName::try_from(host.to_string()).map_err(|e| format!("invalid TLS server name \"{host}\": {e}"))
+        server_name(self.server_name.as_deref().unwrap_or_else(|| host_of(node)))
     }
+}
+
+/// The host part of a node written as `host:port` (`[v6]:port` too).
+pub fn host_of(node: &str) -> &str {
+    node.rsplit_once(':').map_or(node, |(h, _)| h).trim_start_matches('[').trim_end_matches(']')
+}
+
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_string()).map_err(|e| format!("invalid TLS server name \"{host}\": {e}"))
+}
+
+/// A TLS client handshake on `stream`: what node connections, monitors and
+/// shoal-bench all do.
+pub async fn handshake(
+    stream: monoio::net::TcpStream,
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+) -> Result<crate::tls::stream::TlsStream, String> {
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| format!("TLS setup failed: {e}"))?;
+    crate::tls::stream::TlsStream::handshake(stream, conn).await.map_err(|e| format!("TLS handshake failed: {e}"))
 }
 
 /// Accepts any certificate (`verify = false`, and shoal-bench's

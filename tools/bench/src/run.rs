@@ -241,8 +241,7 @@ async fn open(opts: &Opts, target: &Target, stats: &RefCell<Stats>) -> Result<Co
     let _ = s.set_nodelay(true);
     let split = match (&target.tls, &opts.tls) {
         (Some(name), Some(cfg)) => {
-            let conn = rustls::ClientConnection::new(cfg.clone(), name.clone()).map_err(|_| ())?;
-            let hs = shoal::tls::stream::TlsStream::handshake(s, conn);
+            let hs = shoal::tls::client::handshake(s, cfg.clone(), name.clone());
             match monoio::time::timeout(opts.timeout, hs).await {
                 Ok(Ok(t)) => {
                     let mut st = stats.borrow_mut();
