@@ -294,6 +294,29 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
     })
 }
 
+/// The index of `name` among `names`, or an error at its position listing
+/// the names defined (a pool naming a monitor or persistence class).
+fn find_named<'a>(
+    f: &SourceFile,
+    name: &Spanned<String>,
+    key: Option<String>,
+    what: &str,
+    names: impl Iterator<Item = &'a String> + Clone,
+) -> Result<usize, ConfigError> {
+    names.clone().position(|n| n == name.get_ref()).ok_or_else(|| {
+        let known: Vec<&str> = names.map(String::as_str).collect();
+        f.error_at(
+            name.span(),
+            key,
+            format!(
+                "no {what} named \"{}\" (defined: {})",
+                name.get_ref(),
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            ),
+        )
+    })
+}
+
 fn persistence_type_name(t: PersistenceType) -> &'static str {
     match t {
         PersistenceType::SslSessionId => "ssl_session_id",
@@ -638,39 +661,15 @@ fn pool(
     let tls = p.tls.as_ref().map(|t| pool_tls(f, pname, t)).transpose()?;
     let persistence = match &p.persistence {
         None => None,
-        Some(c) => match persistence.iter().position(|x| &x.name == c.get_ref()) {
-            Some(i) => Some(i),
-            None => {
-                let known: Vec<&str> = persistence.iter().map(|x| x.name.as_str()).collect();
-                return Err(f.error_at(
-                    c.span(),
-                    key("persistence"),
-                    format!(
-                        "no persistence class named \"{}\" (defined: {})",
-                        c.get_ref(),
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
-                    ),
-                ));
-            }
-        },
+        Some(c) => {
+            Some(find_named(f, c, key("persistence"), "persistence class", persistence.iter().map(|x| &x.name))?)
+        }
     };
     let mut monitors = Vec::new();
     for m in &p.monitors {
-        match all_monitors.iter().position(|x| &x.name == m.get_ref()) {
-            Some(i) if !monitors.contains(&i) => monitors.push(i),
-            Some(_) => {}
-            None => {
-                let known: Vec<&str> = all_monitors.iter().map(|x| x.name.as_str()).collect();
-                return Err(f.error_at(
-                    m.span(),
-                    key("monitors"),
-                    format!(
-                        "no monitor named \"{}\" (defined: {})",
-                        m.get_ref(),
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
-                    ),
-                ));
-            }
+        let i = find_named(f, m, key("monitors"), "monitor", all_monitors.iter().map(|x| &x.name))?;
+        if !monitors.contains(&i) {
+            monitors.push(i);
         }
     }
     Ok(Pool {

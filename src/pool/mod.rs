@@ -204,18 +204,18 @@ impl ShardPool {
     /// Can node `i` still serve the sessions persisted to it? (Not
     /// disabled, not failed; a draining node can.)
     pub fn can_persist(&self, i: usize) -> bool {
-        i < self.nodes.len()
-            && self.nodes[i].state.get() != NodeState::Disabled
-            && self.nodes[i].health.availability(crate::util::clock::now_ms()) != Availability::Down
+        self.keeps_sessions(i) && self.nodes[i].health.availability(crate::util::clock::now_ms()) != Availability::Down
     }
 
     /// Node `i` for a session persisted to it: active and draining nodes
     /// keep their sessions (C8, E4), disabled and failed ones do not.
     pub fn pick_persistent(&self, i: usize) -> Option<Pick> {
-        if i >= self.nodes.len() || self.nodes[i].state.get() == NodeState::Disabled {
-            return None;
-        }
-        self.claim(i, crate::util::clock::now_ms())
+        self.keeps_sessions(i).then(|| self.claim(i, crate::util::clock::now_ms())).flatten()
+    }
+
+    /// Node `i` exists and its state lets it keep sessions (not disabled).
+    fn keeps_sessions(&self, i: usize) -> bool {
+        i < self.nodes.len() && self.nodes[i].state.get() != NodeState::Disabled
     }
 
     /// HTTP connection reuse for round robin and random, with bounded

@@ -3,7 +3,7 @@
 //! node are resumed whichever shard connects next), and the name each
 //! node is verified against. SIGHUP re-reads its files and replaces it.
 
-use super::{load_certs, load_key, load_roots, provider};
+use super::{load_certs, load_key, load_roots, provider, BuildError};
 use crate::config::model::PoolTls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -120,29 +120,22 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
-/// Where a problem was found: the key at fault and the message.
-pub struct BuildError {
-    pub key: &'static str,
-    pub message: String,
-}
-
 pub fn build(settings: &PoolTls, base: &Path) -> Result<Connector, BuildError> {
     let provider = Arc::new(provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&super::versions(&settings.versions))
-        .map_err(|e| BuildError { key: "versions", message: e.to_string() })?;
+        .map_err(|e| BuildError::at("versions", e.to_string()))?;
     let builder = if settings.verify {
         let roots = match &settings.ca {
-            Some(p) => load_roots(&base.join(p)).map_err(|m| BuildError { key: "ca", message: m })?,
+            Some(p) => load_roots(&base.join(p)).map_err(|m| BuildError::at("ca", m))?,
             None => {
-                let path = SYSTEM_ROOTS.iter().map(Path::new).find(|p| p.exists()).ok_or_else(|| BuildError {
-                    key: "ca",
-                    message: format!(
-                        "no `ca` given and no system CA bundle found (looked for {})",
-                        SYSTEM_ROOTS.join(", ")
-                    ),
+                let path = SYSTEM_ROOTS.iter().map(Path::new).find(|p| p.exists()).ok_or_else(|| {
+                    BuildError::at(
+                        "ca",
+                        format!("no `ca` given and no system CA bundle found (looked for {})", SYSTEM_ROOTS.join(", ")),
+                    )
                 })?;
-                load_roots(path).map_err(|m| BuildError { key: "ca", message: m })?
+                load_roots(path).map_err(|m| BuildError::at("ca", m))?
             }
         };
         builder.with_root_certificates(roots)
@@ -151,20 +144,15 @@ pub fn build(settings: &PoolTls, base: &Path) -> Result<Connector, BuildError> {
     };
     let mut config = match (&settings.client_cert, &settings.client_key) {
         (Some(c), Some(k)) => {
-            let chain = load_certs(&base.join(c)).map_err(|m| BuildError { key: "client_cert", message: m })?;
-            let key = load_key(&base.join(k)).map_err(|m| BuildError { key: "client_key", message: m })?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| BuildError {
-                key: "client_key",
-                message: format!("unusable client certificate or key: {e}"),
-            })?
+            let chain = load_certs(&base.join(c)).map_err(|m| BuildError::at("client_cert", m))?;
+            let key = load_key(&base.join(k)).map_err(|m| BuildError::at("client_key", m))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| BuildError::at("client_key", format!("unusable client certificate or key: {e}")))?
         }
         (None, None) => builder.with_no_client_auth(),
-        (Some(_), None) => {
-            return Err(BuildError { key: "client_key", message: "client_cert needs client_key".into() })
-        }
-        (None, Some(_)) => {
-            return Err(BuildError { key: "client_cert", message: "client_key needs client_cert".into() })
-        }
+        (Some(_), None) => return Err(BuildError::at("client_key", "client_cert needs client_key")),
+        (None, Some(_)) => return Err(BuildError::at("client_cert", "client_key needs client_cert")),
     };
     config.alpn_protocols = settings.alpn.clone();
     Ok(Connector { config: Arc::new(RwLock::new(Arc::new(config))), server_name: settings.server_name.clone() })

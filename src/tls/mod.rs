@@ -15,6 +15,20 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 
+/// A TLS setting that cannot be built: the key at fault (within the TLS
+/// table), the certificate entry when it is one, and the reason.
+pub struct BuildError {
+    pub key: &'static str,
+    pub cert: Option<usize>,
+    pub message: String,
+}
+
+impl BuildError {
+    pub fn at(key: &'static str, message: impl Into<String>) -> BuildError {
+        BuildError { key, cert: None, message: message.into() }
+    }
+}
+
 pub fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }

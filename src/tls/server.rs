@@ -9,7 +9,7 @@
 //! accepts its next connection; the session-ID cache is process-wide too
 //! (a mutex taken once per full or resumed handshake, not per request).
 
-use super::{load_certs, load_key, provider};
+use super::{load_certs, load_key, provider, BuildError};
 use crate::config::model::{ClientAuth, TlsServer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -104,14 +104,6 @@ impl PartialEq for Acceptor {
     }
 }
 
-/// Where a problem was found: the key of the file at fault and the message.
-pub struct BuildError {
-    pub key: &'static str,
-    /// Index into `certificates` when the problem is one of them.
-    pub cert: Option<usize>,
-    pub message: String,
-}
-
 /// Load the files `settings` names (relative paths against `base`) and
 /// build the server configuration.
 pub fn build(settings: &TlsServer, base: &Path) -> Result<Acceptor, BuildError> {
@@ -127,23 +119,20 @@ pub fn build(settings: &TlsServer, base: &Path) -> Result<Acceptor, BuildError> 
     let resolver = Arc::new(CertResolver { entries: RwLock::new(Arc::new(entries)) });
     let builder = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&super::versions(&settings.versions))
-        .map_err(|e| BuildError { key: "versions", cert: None, message: e.to_string() })?;
+        .map_err(|e| BuildError::at("versions", e.to_string()))?;
     let builder = match settings.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Optional | ClientAuth::Required => {
-            let ca_path = settings.client_ca.as_ref().ok_or_else(|| BuildError {
-                key: "client_ca",
-                cert: None,
-                message: "client_auth needs client_ca (the CA file client certificates are checked against)".into(),
+            let ca_path = settings.client_ca.as_ref().ok_or_else(|| {
+                BuildError::at(
+                    "client_ca",
+                    "client_auth needs client_ca (the CA file client certificates are checked against)",
+                )
             })?;
-            let roots = super::load_roots(&base.join(ca_path)).map_err(|m| BuildError {
-                key: "client_ca",
-                cert: None,
-                message: m,
-            })?;
+            let roots = super::load_roots(&base.join(ca_path)).map_err(|m| BuildError::at("client_ca", m))?;
             let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()));
             let v = if settings.client_auth == ClientAuth::Optional { v.allow_unauthenticated() } else { v };
-            let v = v.build().map_err(|e| BuildError { key: "client_ca", cert: None, message: e.to_string() })?;
+            let v = v.build().map_err(|e| BuildError::at("client_ca", e.to_string()))?;
             builder.with_client_cert_verifier(v)
         }
     };
@@ -155,11 +144,8 @@ pub fn build(settings: &TlsServer, base: &Path) -> Result<Acceptor, BuildError> 
         Arc::new(rustls::server::NoServerSessionStorage {})
     };
     if settings.session_tickets {
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| BuildError {
-            key: "session_tickets",
-            cert: None,
-            message: e.to_string(),
-        })?;
+        config.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| BuildError::at("session_tickets", e.to_string()))?;
     }
     // TLS 1.3 resumes through tickets: encrypted ones with the ticketer,
     // otherwise identifiers into the session cache. Two, as OpenSSL sends,
