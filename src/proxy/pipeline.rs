@@ -386,9 +386,8 @@ async fn handle<P: HttpPhases>(
         client.r.consume(s.head.len);
         ctx.status = status;
         let close = framing != Framing::None || !s.head.keep_alive();
-        let _ = respond_simple(client, status, content_type, &body, close, &mut s.out).await;
-        phases.done(shard, ctx);
-        return if close { After::Close } else { After::KeepAlive };
+        rewrite::write_simple(status, content_type, &body, close, &mut s.out);
+        return send_own_response(phases, shard, client, s, ctx, close).await;
     }
     phases.pool(shard, ctx, &req);
     let session = match super::persist::begin(shard, ctx, req.buf, req.head) {
@@ -397,21 +396,17 @@ async fn handle<P: HttpPhases>(
             let close = s.head.framing != Framing::None || !s.head.keep_alive();
             client.r.consume(s.head.len);
             ctx.error = Some("persistent node unavailable");
-            let after = match refuse {
+            return match refuse {
                 super::persist::Refuse::Redirect(url) => {
                     ctx.status = 302;
                     rewrite::write_redirect(&url, close, &mut s.out);
-                    let ok = write_out(&mut client.w, &mut s.out).await.is_ok();
-                    if close || !ok {
-                        After::Close
-                    } else {
-                        After::KeepAlive
-                    }
+                    send_own_response(phases, shard, client, s, ctx, close).await
                 }
-                super::persist::Refuse::Close => After::Close,
+                super::persist::Refuse::Close => {
+                    phases.done(shard, ctx);
+                    After::Close
+                }
             };
-            phases.done(shard, ctx);
-            return after;
         }
     };
     let head = &s.head;
@@ -751,7 +746,21 @@ async fn finish_error<P: HttpPhases>(
             ("text/plain", default_body.as_bytes())
         }
     };
-    let ok = respond_simple(client, status, ctype, body, close, &mut s.out).await.is_ok();
+    rewrite::write_simple(status, ctype, body, close, &mut s.out);
+    send_own_response(phases, shard, client, s, ctx, close).await
+}
+
+/// Send shoal's own response (in `s.out`) and finish the request; the
+/// connection stays open unless `close` or the write failed.
+async fn send_own_response<P: HttpPhases>(
+    phases: &P,
+    shard: &Rc<Shard>,
+    client: &mut Client,
+    s: &mut Scratch,
+    ctx: &mut Ctx,
+    close: bool,
+) -> After {
+    let ok = write_out(&mut client.w, &mut s.out).await.is_ok();
     phases.done(shard, ctx);
     if close || !ok {
         After::Close
