@@ -31,19 +31,9 @@ fn get_status(addr: SocketAddr) -> u16 {
 fn http_monitor_once_per_interval_down_and_up() {
     let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
     let a = origin.addr("a");
-    let shoal = Shoal::start(&format!(
-        r#"[global]
-shards = 2
-
-[virtual_servers.web]
-listen = "127.0.0.1:0"
-protocol = "http"
-pool = "p"
-
-[pools.p]
-nodes = ["{a}"]
-monitors = ["h"]
-
+    let shoal = Shoal::start(
+        &(crate::http::http_config(&[a], "", "monitors = [\"h\"]")
+            + r#"
 [monitors.h]
 type = "http"
 path = "/health"
@@ -51,8 +41,8 @@ interval = "200ms"
 timeout = "1s"
 failures = 2
 successes = 2
-"#
-    ));
+"#),
+    );
     let probes = || origin.proc.count(|l| l.starts_with("request a GET /health "));
     poll(Duration::from_secs(10), "the first tests", || (probes() >= 2).then_some(()));
     let (c0, t0) = (probes(), Instant::now());

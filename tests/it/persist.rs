@@ -19,17 +19,13 @@ impl Nodes {
     fn addr(&self, i: usize) -> SocketAddr {
         self.0[i].addr(["a", "b", "c"][i])
     }
-    fn list(&self) -> String {
-        (0..3).map(|i| format!("\"{}\"", self.addr(i))).collect::<Vec<_>>().join(", ")
+    fn all(&self) -> Vec<SocketAddr> {
+        (0..3).map(|i| self.addr(i)).collect()
     }
 }
 
 fn config(nodes: &Nodes, class: &str) -> String {
-    format!(
-        "[global]\nshards = 2\n\n[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n\
-         [pools.p]\nnodes = [{}]\npersistence = \"s\"\n\n[persistence.s]\n{class}\n",
-        nodes.list()
-    )
+    crate::http::http_config(&nodes.all(), "", "persistence = \"s\"") + &format!("\n[persistence.s]\n{class}\n")
 }
 
 /// curl `n` times `path` (each on a new connection, `Connection: close`)
