@@ -59,6 +59,20 @@ fn curl_session(
     (nodes, heads)
 }
 
+/// Change node `addr`'s state from `from` to `to` in shoal's configuration
+/// file, SIGHUP, and wait until shoal logs the change.
+fn set_state(shoal: &Shoal, addr: SocketAddr, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&shoal.config).unwrap();
+    let new = if from == "active" {
+        text.replace(&format!("\"{addr}\""), &format!("{{ address = \"{addr}\", state = \"{to}\" }}"))
+    } else {
+        text.replace(&format!("state = \"{from}\""), &format!("state = \"{to}\""))
+    };
+    write_file(&shoal.config, &new);
+    shoal.proc.signal("HUP");
+    shoal.proc.wait_line(STARTUP, |l| l.contains(&format!("node {addr}: state {from} -> {to}")));
+}
+
 fn assert_one_node(nodes: &[String], what: &str) -> String {
     let set: HashSet<&String> = nodes.iter().collect();
     assert_eq!(set.len(), 1, "{what}: the session moved between nodes: {nodes:?}");
@@ -240,17 +254,11 @@ fn failure_behaviours_draining_and_disabled() {
         ("on_failure = \"close\"", "close"),
     ] {
         let nodes = Nodes::start();
-        let mut shoal =
+        let shoal =
             Shoal::start(&config(&nodes, &format!("type = \"universal\"\nsource = \"header:X-Session\"\n{action}")));
         let pinned = node(&shoal, "s1");
         let addr = nodes.addr(names.iter().position(|n| *n == pinned).unwrap());
-        let text = std::fs::read_to_string(&shoal.config).unwrap();
-        write_file(
-            &shoal.config,
-            &text.replace(&format!("\"{addr}\""), &format!("{{ address = \"{addr}\", state = \"disabled\" }}")),
-        );
-        shoal.proc.signal("HUP");
-        shoal.proc.wait_line(STARTUP, |l| l.contains(&format!("node {addr}: state active -> disabled")));
+        set_state(&shoal, addr, "active", "disabled");
         let r = poll(Duration::from_secs(10), "the disabled state on every shard", || {
             let r = get(&shoal, "s1");
             (r.as_ref().map(|r| r.header("x-node") != Some(&pinned)).unwrap_or(true)).then_some(r)
@@ -262,7 +270,6 @@ fn failure_behaviours_draining_and_disabled() {
             }
             _ => assert!(r.is_none(), "closed without an answer"),
         }
-        let _ = &mut shoal;
     }
 
     // Redirect when the pinned node dies: a monitor marks it failed.
@@ -286,13 +293,7 @@ fn failure_behaviours_draining_and_disabled() {
     let shoal = Shoal::start(&config(&nodes, "type = \"universal\"\nsource = \"header:X-Session\""));
     let pinned = node(&shoal, "old");
     let addr = nodes.addr(names.iter().position(|n| *n == pinned).unwrap());
-    let text = std::fs::read_to_string(&shoal.config).unwrap();
-    write_file(
-        &shoal.config,
-        &text.replace(&format!("\"{addr}\""), &format!("{{ address = \"{addr}\", state = \"draining\" }}")),
-    );
-    shoal.proc.signal("HUP");
-    shoal.proc.wait_line(STARTUP, |l| l.contains(&format!("node {addr}: state active -> draining")));
+    set_state(&shoal, addr, "active", "draining");
     poll(Duration::from_secs(10), "draining seen by every shard", || {
         (0..10).all(|i| node(&shoal, &format!("probe{i}")) != pinned).then_some(())
     });
@@ -300,10 +301,7 @@ fn failure_behaviours_draining_and_disabled() {
         assert_eq!(node(&shoal, "old"), pinned, "a draining node keeps its sessions");
         assert_ne!(node(&shoal, &format!("new{i}")), pinned, "a draining node takes no new sessions");
     }
-    let text = std::fs::read_to_string(&shoal.config).unwrap();
-    write_file(&shoal.config, &text.replace("state = \"draining\"", "state = \"disabled\""));
-    shoal.proc.signal("HUP");
-    shoal.proc.wait_line(STARTUP, |l| l.contains(&format!("node {addr}: state draining -> disabled")));
+    set_state(&shoal, addr, "draining", "disabled");
     poll(Duration::from_secs(10), "disabled seen by every shard", || {
         (0..10).all(|_| node(&shoal, "old") != pinned).then_some(())
     });
