@@ -12,11 +12,11 @@ pub struct AppCookie {
 }
 
 impl Class for AppCookie {
-    fn claim(&self, req: &RequestView<'_>, pool: usize) -> Claim {
+    fn claim<'a>(&self, req: &RequestView<'a>, pool: usize) -> Claim<'a> {
         self.tokens.claim(req, pool)
     }
 
-    fn learn(&self, resp: &ResponseView<'_>, _claim: &Claim, pool: usize, node: usize, out: &mut Learned) {
+    fn learn(&self, resp: &ResponseView<'_>, _named: Option<usize>, pool: usize, node: usize, out: &mut Learned) {
         if let Some(c) =
             crate::http::cookie::set_cookies(resp.buf, &resp.head.headers).find(|c| c.name == self.app.as_bytes())
         {

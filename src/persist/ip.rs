@@ -13,7 +13,7 @@ pub fn key(ip: std::net::IpAddr) -> Vec<u8> {
 }
 
 impl Class for Ip {
-    fn claim(&self, req: &RequestView<'_>, _pool: usize) -> Claim {
-        Claim::Key(key(req.client))
+    fn claim<'a>(&self, req: &RequestView<'a>, _pool: usize) -> Claim<'a> {
+        Claim::Key(key(req.client).into())
     }
 }

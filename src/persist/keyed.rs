@@ -59,7 +59,7 @@ impl Tokens {
     }
 
     /// The request's claim through this pool's cookie.
-    pub fn claim(&self, req: &super::RequestView<'_>, pool: usize) -> super::Claim {
+    pub fn claim<'a>(&self, req: &super::RequestView<'a>, pool: usize) -> super::Claim<'a> {
         match crate::http::cookie::request_cookie(req.buf, &req.head.headers, self.cookie_name(pool)) {
             None => super::Claim::None,
             Some(v) => self.node(pool, v).map_or(super::Claim::Forged, super::Claim::Node),

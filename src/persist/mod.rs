@@ -25,6 +25,7 @@ pub mod universal;
 use crate::config::model::{Config, KeySource, Persistence, PersistenceType};
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -41,13 +42,15 @@ pub struct ResponseView<'a> {
     pub head: &'a ResponseHead,
 }
 
-/// What a request says about its session.
+/// What a request says about its session. Keys borrow from the request
+/// where they can: the store only needs them hashed, so a kept session
+/// costs no copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
+pub enum Claim<'a> {
     /// Nothing: a new session.
     None,
     /// A key to look up in the class's store.
-    Key(Vec<u8>),
+    Key(Cow<'a, [u8]>),
     /// The node, carried by the request itself (index in the pool).
     Node(usize),
     /// A shoal cookie that does not verify (edited or forged): ignored,
@@ -66,12 +69,12 @@ pub struct Learned {
 
 pub trait Class: Send + Sync {
     /// The request's claim to a session in pool `pool`.
-    fn claim(&self, req: &RequestView<'_>, pool: usize) -> Claim;
+    fn claim<'a>(&self, req: &RequestView<'a>, pool: usize) -> Claim<'a>;
 
-    /// After node `node` of `pool` answered the request that made `claim`.
-    /// Default: nothing beyond remembering the claimed key (which the
-    /// caller does).
-    fn learn(&self, _resp: &ResponseView<'_>, _claim: &Claim, _pool: usize, _node: usize, _out: &mut Learned) {}
+    /// After node `node` of `pool` answered the request, which named
+    /// `named` itself (a [`Claim::Node`]). Default: nothing beyond
+    /// remembering the claimed key (which the caller does).
+    fn learn(&self, _resp: &ResponseView<'_>, _named: Option<usize>, _pool: usize, _node: usize, _out: &mut Learned) {}
 }
 
 /// A configured class at run time.
@@ -98,7 +101,7 @@ pub fn build(config: &Config) -> Classes {
 struct NotHttp;
 
 impl Class for NotHttp {
-    fn claim(&self, _: &RequestView<'_>, _: usize) -> Claim {
+    fn claim<'a>(&self, _: &RequestView<'a>, _: usize) -> Claim<'a> {
         Claim::None
     }
 }

@@ -12,7 +12,7 @@ pub struct NamedNode {
 }
 
 impl Class for NamedNode {
-    fn claim(&self, req: &RequestView<'_>, pool: usize) -> Claim {
+    fn claim<'a>(&self, req: &RequestView<'a>, pool: usize) -> Claim<'a> {
         let Some(v) = super::read_source(req, &self.source) else { return Claim::None };
         match self.names[pool].iter().position(|n| n.as_bytes() == v) {
             Some(i) => Claim::Node(i),

@@ -12,7 +12,7 @@ pub struct NodeCookie {
 }
 
 impl Class for NodeCookie {
-    fn claim(&self, req: &RequestView<'_>, pool: usize) -> Claim {
+    fn claim<'a>(&self, req: &RequestView<'a>, pool: usize) -> Claim<'a> {
         let Some(v) = crate::http::cookie::request_cookie(req.buf, &req.head.headers, &self.cookie) else {
             return Claim::None;
         };

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 /// allocation and short. The hash keys are random per process, so clients
 /// cannot craft colliding session keys, and at 128 bits an accidental
 /// collision among even 10^8 sessions has odds below 10^-20.
-type Key = (u32, u128);
+pub type Key = (u32, u128);
 
 pub struct Store {
     lru: Mutex<Lru<Key, u32>>,
@@ -42,7 +42,8 @@ impl Store {
         }
     }
 
-    fn key(&self, pool: usize, id: &[u8]) -> Key {
+    /// The table key of session `id` in `pool`.
+    pub fn key(&self, pool: usize, id: &[u8]) -> Key {
         let (a, b) = (self.hash.0.hash_one(id), self.hash.1.hash_one(id));
         (pool as u32, (u128::from(a) << 64) | u128::from(b))
     }
@@ -52,25 +53,28 @@ impl Store {
         if id.is_empty() {
             return None;
         }
-        let key = self.key(pool, id);
-        let mut l = self.lru.lock().ok()?;
-        l.get(&key).map(|&n| n as usize)
+        self.lookup_key(&self.key(pool, id))
+    }
+
+    pub fn lookup_key(&self, key: &Key) -> Option<usize> {
+        self.lru.lock().ok()?.get(key).map(|&n| n as usize)
     }
 
     pub fn record(&self, pool: usize, id: &[u8], node: usize) {
-        if id.is_empty() {
-            return;
+        if !id.is_empty() {
+            self.record_key(self.key(pool, id), node);
         }
-        let key = self.key(pool, id);
+    }
+
+    pub fn record_key(&self, key: Key, node: usize) {
         if let Ok(mut l) = self.lru.lock() {
             l.insert(key, node as u32);
         }
     }
 
-    pub fn forget(&self, pool: usize, id: &[u8]) {
-        let key = self.key(pool, id);
+    pub fn forget_key(&self, key: &Key) {
         if let Ok(mut l) = self.lru.lock() {
-            l.remove(&key);
+            l.remove(key);
         }
     }
 

@@ -9,12 +9,12 @@ use super::{keyed::Tokens, Claim, Class, Learned, RequestView, ResponseView};
 pub struct Transparent(pub Tokens);
 
 impl Class for Transparent {
-    fn claim(&self, req: &RequestView<'_>, pool: usize) -> Claim {
+    fn claim<'a>(&self, req: &RequestView<'a>, pool: usize) -> Claim<'a> {
         self.0.claim(req, pool)
     }
 
-    fn learn(&self, _resp: &ResponseView<'_>, claim: &Claim, pool: usize, node: usize, out: &mut Learned) {
-        if *claim != Claim::Node(node) {
+    fn learn(&self, _resp: &ResponseView<'_>, named: Option<usize>, pool: usize, node: usize, out: &mut Learned) {
+        if named != Some(node) {
             self.0.set_cookie(pool, node, &[], &mut out.set_cookie);
         }
     }

@@ -8,7 +8,7 @@ use crate::config::model::KeySource;
 pub struct Universal(pub KeySource);
 
 impl Class for Universal {
-    fn claim(&self, req: &RequestView<'_>, _pool: usize) -> Claim {
-        super::read_source(req, &self.0).map_or(Claim::None, |v| Claim::Key(v.to_vec()))
+    fn claim<'a>(&self, req: &RequestView<'a>, _pool: usize) -> Claim<'a> {
+        super::read_source(req, &self.0).map_or(Claim::None, |v| Claim::Key(v.into()))
     }
 }

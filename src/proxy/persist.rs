@@ -21,8 +21,12 @@ use std::rc::Rc;
 pub struct Session {
     class: usize,
     pool: usize,
-    claim: Claim,
-    /// The node the store remembered for the claimed key.
+    /// The claimed key, as the store's table key (a hash: the request's
+    /// buffer is reused before the response comes).
+    key: Option<crate::persist::store::Key>,
+    /// The node the request named itself (a cookie carrying it).
+    named: Option<usize>,
+    /// The node the store remembered for the key.
     stored: Option<usize>,
 }
 
@@ -40,22 +44,24 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
     let Some(ci) = pool.cfg.persistence else { return Ok(None) };
     let rt = &shard.persist[ci];
     let claim = rt.class.claim(&RequestView { buf, head, client: ctx.client.ip() }, ctx.pool);
-    let stored = match &claim {
-        Claim::Key(k) => rt.store.lookup(ctx.pool, k),
+    let key = match &claim {
+        Claim::Key(k) if !k.is_empty() => Some(rt.store.key(ctx.pool, k)),
         _ => None,
     };
-    let node = match &claim {
-        Claim::Node(n) => Some(*n),
-        _ => stored,
+    let named = match claim {
+        Claim::Node(n) => Some(n),
+        _ => None,
     };
+    let stored = key.and_then(|k| rt.store.lookup_key(&k));
+    let node = named.or(stored);
     if let Some(n) = node {
         if pool.can_persist(n) {
             ctx.required_node = Some(n);
         } else {
             match rt.cfg.on_failure {
                 FailureAction::NewNode => {
-                    if let Claim::Key(k) = &claim {
-                        rt.store.forget(ctx.pool, k);
+                    if let Some(k) = &key {
+                        rt.store.forget_key(k);
                     }
                 }
                 FailureAction::Redirect => {
@@ -65,7 +71,7 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
             }
         }
     }
-    Ok(Some(Session { class: ci, pool: ctx.pool, claim, stored }))
+    Ok(Some(Session { class: ci, pool: ctx.pool, key, named, stored }))
 }
 
 /// Node `node` served the request and its response head is in `buf`:
@@ -79,11 +85,11 @@ pub fn learn(shard: &Rc<Shard>, s: &Session, buf: &[u8], head: &ResponseHead, no
     // applies to it.
     let moved = s.stored.is_some_and(|n| n != node);
     let may_move = rt.cfg.on_failure == FailureAction::NewNode;
-    if let (Claim::Key(k), false) = (&s.claim, s.stored == Some(node) || (moved && !may_move)) {
-        rt.store.record(s.pool, k, node);
+    if let (Some(k), false) = (s.key, s.stored == Some(node) || (moved && !may_move)) {
+        rt.store.record_key(k, node);
     }
     let mut learned = Learned::default();
-    rt.class.learn(&ResponseView { buf, head }, &s.claim, s.pool, node, &mut learned);
+    rt.class.learn(&ResponseView { buf, head }, s.named, s.pool, node, &mut learned);
     for k in &learned.record {
         rt.store.record(s.pool, k, node);
     }
