@@ -15,6 +15,7 @@
 //! connection from accept to close.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod http;
 pub mod lb;
@@ -27,5 +28,6 @@ pub mod pool;
 pub mod proto;
 pub mod proxy;
 pub mod runtime;
+pub mod stats;
 pub mod tls;
 pub mod util;

@@ -33,6 +33,15 @@ USAGE:
       certificate chain and key (PEM).
       Algorithms: round_robin [default], weighted_round_robin, random,
       least_connections, weighted_least_connections.
+  shoal passwd
+      Read a password from standard input and print its hash, for the
+      users of the configuration's [api] section.
+  shoal node (drain|disable|enable) NODE [--pool NAME]... [--api URL]
+             [--user NAME:PASSWORD]
+      Set NODE (host:port as configured) draining, disabled or active in
+      every pool that has it (or only the --pool ones) through a running
+      shoal's REST API [--api http://127.0.0.1:9070]; credentials from
+      --user or the SHOAL_API_USER environment variable.
   shoal print-default
       Print the embedded default configuration.
   shoal version
@@ -56,6 +65,8 @@ enum Cmd {
     Check { file: PathBuf },
     Proxy(Quick),
     PrintDefault,
+    Passwd,
+    Node { action: String, node: String, pools: Vec<String>, api: String, user: Option<String> },
     Version,
     Help,
 }
@@ -84,6 +95,7 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
     let mut file = None;
     let mut level = None;
     let mut q = Quick::default();
+    let (mut positional, mut pools, mut api, mut user) = (Vec::new(), Vec::new(), None, None);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         let val = |p: &mut lexopt::Parser| -> Result<String, String> {
             p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())
@@ -104,6 +116,10 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("tls-cert") => q.tls_cert = Some(val(&mut p)?),
             Long("tls-key") => q.tls_key = Some(val(&mut p)?),
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
+            Long("pool") => pools.push(val(&mut p)?),
+            Long("api") => api = Some(val(&mut p)?),
+            Long("user") => user = Some(val(&mut p)?),
+            Value(v) if sub == "node" => positional.push(v.string().map_err(|e| e.to_string())?),
             Short('h') | Long("help") => return Ok((Cmd::Help, None)),
             a => return Err(format!("{}\n\n{USAGE}", a.unexpected())),
         }
@@ -113,6 +129,17 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
         "check" => Cmd::Check { file: file.ok_or("check needs -c FILE")? },
         "proxy" => Cmd::Proxy(q),
         "print-default" => Cmd::PrintDefault,
+        "passwd" => Cmd::Passwd,
+        "node" => match positional.as_slice() {
+            [action, node] => Cmd::Node {
+                action: action.clone(),
+                node: node.clone(),
+                pools,
+                api: api.unwrap_or_else(|| "http://127.0.0.1:9070".into()),
+                user,
+            },
+            _ => return Err(format!("node needs an action and a node\n\n{USAGE}")),
+        },
         "version" => Cmd::Version,
         "help" => Cmd::Help,
         other => return Err(format!("unknown command \"{other}\"\n\n{USAGE}")),
@@ -135,6 +162,17 @@ fn real_main() -> Result<ExitCode, String> {
             print!("{}", config::EMBEDDED_DEFAULT);
             return Ok(ExitCode::SUCCESS);
         }
+        Cmd::Passwd => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
+            let pw = line.trim_end_matches(['\r', '\n']);
+            if pw.is_empty() {
+                return Err("the password is empty".into());
+            }
+            println!("{}", shoal::api::auth::hash_password(pw));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Node { action, node, pools, api, user } => return node_command(&action, &node, &pools, &api, user),
         Cmd::Check { file } => {
             return match config::load_file(&file) {
                 Ok(c) => {
@@ -156,8 +194,52 @@ fn real_main() -> Result<ExitCode, String> {
     for line in cfg.summary().lines() {
         log::info!("{line}");
     }
-    shoal::runtime::run(cfg)?;
+    shoal::runtime::run(cfg, |control| shoal::api::start(&control))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shoal node ACTION NODE`: one PUT to the API's node resource.
+fn node_command(
+    action: &str,
+    node: &str,
+    pools: &[String],
+    api: &str,
+    user: Option<String>,
+) -> Result<ExitCode, String> {
+    let state = match action {
+        "drain" => "draining",
+        "disable" => "disabled",
+        "enable" => "active",
+        other => return Err(format!("unknown node action \"{other}\" (drain, disable, enable)")),
+    };
+    let user = user
+        .or_else(|| std::env::var("SHOAL_API_USER").ok())
+        .ok_or("give the API credentials with --user NAME:PASSWORD or SHOAL_API_USER")?;
+    let mut body = format!("{{\"state\":\"{state}\"");
+    if !pools.is_empty() {
+        let list: Vec<String> = pools.iter().map(|p| format!("{p:?}")).collect();
+        body.push_str(&format!(",\"pools\":[{}]", list.join(",")));
+    }
+    body.push('}');
+    let path: String = node
+        .bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-._~:".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect();
+    let (status, text) = shoal::api::client::request(
+        api,
+        &user,
+        "PUT",
+        &format!("/api/tm/{}/nodes/{path}", shoal::api::routes::VERSION),
+        &body,
+    )?;
+    print!("{text}");
+    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Build quick mode's configuration as TOML text and load it through the

@@ -224,26 +224,18 @@ fn steady_state_allocations_per_request() {
     let addr = listener.local_addr().unwrap();
     let logged_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let logged_addr = logged_listener.local_addr().unwrap();
-    let health: Vec<Vec<_>> = config
-        .pools
-        .iter()
-        .map(|p| p.nodes.iter().map(|_| Arc::new(shoal::pool::health::NodeHealth::default())).collect())
-        .collect();
+    let plain_key = (config.virtual_servers[plain_vs].name.clone(), config.virtual_servers[plain_vs].listen[0]);
+    let logged_key = (config.virtual_servers[logged_vs].name.clone(), config.virtual_servers[logged_vs].listen[0]);
+    let mut generation = shoal::runtime::generation::Generation::first((*config).clone(), &mut Vec::new());
+    generation.vs_log = vs_log;
     std::thread::spawn(move || {
         let (mut rt, _) = shoal::runtime::ring::build(256).unwrap();
         rt.block_on(async move {
-            let (shard, _) = shoal::runtime::shard::Shard::new(
-                0,
-                1,
-                config.clone(),
-                &health,
-                &vs_log,
-                shoal::persist::build(&config),
-            );
+            let shard = shoal::runtime::shard::Shard::standalone(&generation);
             let logged = monoio::net::TcpListener::from_std(logged_listener).unwrap();
-            monoio::spawn(shoal::net::accept::accept_loop(shard.clone(), logged_vs, logged));
+            monoio::spawn(shoal::net::accept::accept_loop(shard.core.clone(), logged_key, logged));
             let l = monoio::net::TcpListener::from_std(listener).unwrap();
-            shoal::net::accept::accept_loop(shard, plain_vs, l).await;
+            shoal::net::accept::accept_loop(shard.core.clone(), plain_key, l).await;
         });
     });
 

@@ -63,9 +63,19 @@ impl SourceFile {
 
 /// Load a configuration file and everything it includes.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    load_file_with(path, &Overrides::new())
+}
+
+/// New texts for some files, by canonical path, to validate before they
+/// are written (REST API edits).
+pub type Overrides = std::collections::HashMap<PathBuf, String>;
+
+/// Load a configuration file as [`load_file`] does, but read the files in
+/// `overrides` from there instead of from disk.
+pub fn load_file_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     let mut files = Vec::new();
     let mut seen = Vec::new();
-    read_tree(path, &mut files, &mut seen, 0)?;
+    read_tree(path, &mut files, &mut seen, 0, overrides)?;
     let mut cfg = validate::validate(&files)?;
     cfg.source = path.display().to_string();
     cfg.files = seen;
@@ -117,6 +127,7 @@ fn read_tree(
     files: &mut Vec<SourceFile>,
     seen: &mut Vec<PathBuf>,
     depth: usize,
+    overrides: &Overrides,
 ) -> Result<(), ConfigError> {
     let name = path.display().to_string();
     let io_err = |e: std::io::Error| ConfigError {
@@ -136,8 +147,11 @@ fn read_tree(
             message: "included more than once (include cycle?)".into(),
         });
     }
+    let text = match overrides.get(&canon) {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(path).map_err(io_err)?,
+    };
     seen.push(canon);
-    let text = std::fs::read_to_string(path).map_err(io_err)?;
     let file = parse(&name, text)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut children = Vec::new();
@@ -176,7 +190,7 @@ fn read_tree(
     }
     files.push(file);
     for c in children {
-        read_tree(&c, files, seen, depth + 1)?;
+        read_tree(&c, files, seen, depth + 1, overrides)?;
     }
     Ok(())
 }

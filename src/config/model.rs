@@ -22,6 +22,20 @@ pub struct Config {
     pub responders: Vec<Responder>,
     pub persistence: Vec<Persistence>,
     pub monitors: Vec<Monitor>,
+    /// The REST API listener, when configured.
+    pub api: Option<Api>,
+}
+
+/// `[api]` (I1): the REST API and statistics listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Api {
+    pub listen: SocketAddr,
+    /// (user, password hash).
+    pub users: Vec<(String, String)>,
+    /// Certificate and key files (required off loopback).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where files uploaded through the API are stored.
+    pub files_dir: PathBuf,
 }
 
 /// An active health monitor (D1).

@@ -34,6 +34,37 @@ pub struct RawConfig {
     /// Active health monitors, referenced by pools.
     #[serde(default)]
     pub monitors: BTreeMap<Spanned<String>, RawMonitor>,
+    /// The REST API and statistics listener (I1, I2).
+    pub api: Option<Spanned<RawApi>>,
+}
+
+/// `[api]`: the control-plane listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    #[serde(default = "default_api_listen")]
+    pub listen: Spanned<String>,
+    /// User name → password hash (`shoal passwd` makes one).
+    pub users: Spanned<BTreeMap<String, Spanned<String>>>,
+    /// Certificate and key files; required unless `listen` is loopback.
+    pub tls: Option<Spanned<RawApiTls>>,
+    /// Where files uploaded through the API go (relative to this file).
+    #[serde(default = "default_api_files")]
+    pub files_dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+fn default_api_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9070".to_owned())
+}
+fn default_api_files() -> String {
+    "files".to_owned()
 }
 
 /// `[monitors.NAME]`: an active health monitor (D1).
@@ -600,6 +631,22 @@ pub enum NodeState {
     Active,
     Draining,
     Disabled,
+}
+
+impl PersistenceType {
+    pub fn name(self) -> &'static str {
+        match self {
+            PersistenceType::SslSessionId => "ssl_session_id",
+            PersistenceType::Ip => "ip",
+            PersistenceType::Universal => "universal",
+            PersistenceType::NamedNode => "named_node",
+            PersistenceType::Transparent => "transparent",
+            PersistenceType::AppCookie => "app_cookie",
+            PersistenceType::J2ee => "j2ee",
+            PersistenceType::Asp => "asp",
+            PersistenceType::NodeCookie => "node_cookie",
+        }
+    }
 }
 
 impl NodeState {

@@ -233,7 +233,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                             "pool \"{}\" uses {} persistence (class \"{}\"), which a {} virtual server cannot apply: \
                              ssl_session_id needs ssl_passthrough, the cookie and request classes need http, ip works everywhere",
                             pools[pi].name,
-                            persistence_type_name(class.kind),
+                            PersistenceType::name(class.kind),
                             class.name,
                             v.protocol.name()
                         ),
@@ -282,6 +282,16 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         }
     }
 
+    let mut api = None;
+    for f in files {
+        if let Some(a) = &f.raw.api {
+            if api.is_some() {
+                return Err(f.error_at(a.span(), Some("api".into()), "[api] is defined in more than one file".into()));
+            }
+            api = Some(api_settings(f, a)?);
+        }
+    }
+
     Ok(Config {
         source: String::new(),
         files: Vec::new(),
@@ -291,7 +301,48 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         responders,
         persistence,
         monitors,
+        api,
     })
+}
+
+fn api_settings(f: &SourceFile, a: &Spanned<raw::RawApi>) -> Result<Api, ConfigError> {
+    let r = a.get_ref();
+    let span = |s: &std::ops::Range<usize>| if s.is_empty() { a.span() } else { s.clone() };
+    let listen =
+        resolve(r.listen.get_ref()).map_err(|e| f.error_at(span(&r.listen.span()), Some("api.listen".into()), e))?;
+    if r.users.get_ref().is_empty() {
+        return Err(f.error_at(
+            r.users.span(),
+            Some("api.users".into()),
+            "at least one user is needed (user = \"hash\"; `shoal passwd` makes a hash)".into(),
+        ));
+    }
+    let mut users = Vec::new();
+    for (name, hash) in r.users.get_ref() {
+        crate::api::auth::check_hash_format(hash.get_ref()).map_err(|e| {
+            f.error_at(hash.span(), Some(format!("api.users.{name}")), format!("not a password hash: {e}"))
+        })?;
+        users.push((name.clone(), hash.get_ref().clone()));
+    }
+    if r.tls.is_none() && !listen.ip().is_loopback() {
+        return Err(f.error_at(
+            span(&r.listen.span()),
+            Some("api.listen".into()),
+            format!("{listen} is not a loopback address: the API needs [api.tls] there (passwords cross the network)"),
+        ));
+    }
+    let base = base_dir(f);
+    let tls = match &r.tls {
+        None => None,
+        Some(t) => {
+            let t = t.get_ref();
+            let (cert, key) = (base.join(t.cert.get_ref()), base.join(t.key.get_ref()));
+            crate::tls::load_certs(&cert).map_err(|e| f.error_at(t.cert.span(), Some("api.tls.cert".into()), e))?;
+            crate::tls::load_key(&key).map_err(|e| f.error_at(t.key.span(), Some("api.tls.key".into()), e))?;
+            Some((cert, key))
+        }
+    };
+    Ok(Api { listen, users, tls, files_dir: base.join(&r.files_dir) })
 }
 
 /// The index of `name` among `names`, or an error at its position listing
@@ -315,20 +366,6 @@ fn find_named<'a>(
             ),
         )
     })
-}
-
-fn persistence_type_name(t: PersistenceType) -> &'static str {
-    match t {
-        PersistenceType::SslSessionId => "ssl_session_id",
-        PersistenceType::Ip => "ip",
-        PersistenceType::Universal => "universal",
-        PersistenceType::NamedNode => "named_node",
-        PersistenceType::Transparent => "transparent",
-        PersistenceType::AppCookie => "app_cookie",
-        PersistenceType::J2ee => "j2ee",
-        PersistenceType::Asp => "asp",
-        PersistenceType::NodeCookie => "node_cookie",
-    }
 }
 
 fn persistence_class(

@@ -21,6 +21,9 @@ pub enum LogMsg {
     Reopen,
     /// Reply once everything before this message is written.
     Sync(std::sync::mpsc::Sender<()>),
+    /// A new access log (a reconfiguration added it): it becomes the next
+    /// log number.
+    Open(PathBuf, File),
 }
 
 /// The shards' handle on the writer.
@@ -43,6 +46,13 @@ impl LogSender {
 
     pub fn reopen(&self) {
         let _ = self.0.send(LogMsg::Reopen);
+    }
+
+    /// Open `path` now (so a bad path fails the reconfiguration that adds
+    /// it) and give it to the writer as the next log number.
+    pub fn open(&self, path: &Path) -> Result<(), String> {
+        let f = open(path).map_err(|e| format!("cannot open access log {}: {e}", path.display()))?;
+        self.0.send(LogMsg::Open(path.to_owned(), f)).map_err(|_| "the access log writer has stopped".to_string())
     }
 
     /// Block until everything sent so far is written (at exit), up to `wait`.
@@ -73,7 +83,7 @@ pub fn start(paths: Vec<PathBuf>) -> Result<LogSender, String> {
     Ok(LogSender(tx))
 }
 
-fn run(paths: Vec<PathBuf>, mut files: Vec<File>, rx: Receiver<LogMsg>) {
+fn run(mut paths: Vec<PathBuf>, mut files: Vec<File>, rx: Receiver<LogMsg>) {
     while let Ok(msg) = rx.recv() {
         match msg {
             LogMsg::Lines { log, bytes } => {
@@ -93,6 +103,10 @@ fn run(paths: Vec<PathBuf>, mut files: Vec<File>, rx: Receiver<LogMsg>) {
                     }
                 }
                 log::info!("access logs reopened");
+            }
+            LogMsg::Open(path, f) => {
+                paths.push(path);
+                files.push(f);
             }
             LogMsg::Sync(done) => {
                 for f in &mut files {

@@ -41,6 +41,16 @@ pub enum TlsSource {
 }
 
 impl TlsSource {
+    /// Both verify nodes the same way (the same pool connector, or both
+    /// accept any certificate).
+    pub fn same(&self, o: &TlsSource) -> bool {
+        match (self, o) {
+            (TlsSource::Pool(a), TlsSource::Pool(b)) => a == b,
+            (TlsSource::AnyCertificate(_), TlsSource::AnyCertificate(_)) => true,
+            _ => false,
+        }
+    }
+
     /// The configuration and the name to verify for the node `node`.
     fn for_node(
         &self,

@@ -12,6 +12,8 @@
 use super::{Check, Checker, Target};
 use crate::config::model::{Config, Monitor};
 use crate::pool::health::NodeHealth;
+use crate::runtime::generation::Generation;
+use crate::util::event::Flag;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -21,12 +23,26 @@ use std::time::Instant;
 
 /// One node under one monitor, and every (pool, node) it stands for.
 struct Watch {
-    monitor: usize,
+    monitor: Monitor,
     target: Target,
     /// "pool P node N" for each place the node appears, comma-separated
     /// (the subject of its log lines).
     places: String,
     health: Vec<Arc<NodeHealth>>,
+}
+
+impl Watch {
+    /// The same test of the same node for the same places: a running
+    /// watch equal to a new one keeps running (and keeps its verdict)
+    /// across a reconfiguration.
+    fn same(&self, o: &Watch) -> bool {
+        self.monitor == o.monitor
+            && self.target.addr == o.target.addr
+            && self.target.tls.same(&o.target.tls)
+            && self.places == o.places
+            && self.health.len() == o.health.len()
+            && self.health.iter().zip(&o.health).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
 }
 
 fn insecure() -> Arc<rustls::ClientConfig> {
@@ -47,7 +63,7 @@ fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
         for &mi in &pool.monitors {
             for (ni, node) in pool.nodes.iter().enumerate() {
                 let w = by_key.entry((node.addr, mi)).or_insert_with(|| Watch {
-                    monitor: mi,
+                    monitor: config.monitors[mi].clone(),
                     target: Target {
                         addr: node.addr,
                         name: node.name.clone(),
@@ -70,13 +86,39 @@ fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
     by_key.into_values().collect()
 }
 
-/// Start the monitor thread if any pool has monitors.
-pub fn start(config: Arc<Config>, health: Arc<Vec<Vec<Arc<NodeHealth>>>>) -> Result<(), String> {
-    let watches = watches(&config, &health);
-    if watches.is_empty() {
-        return Ok(());
+/// The monitor thread's handle: it starts with the first generation that
+/// has monitors, and each later generation replaces the set of tests.
+#[derive(Default)]
+pub struct Monitors {
+    tx: Option<flume::Sender<Vec<Watch>>>,
+}
+
+impl Monitors {
+    /// Run the monitors of `generation`: tests that are the same as
+    /// running ones go on undisturbed, others start, the rest stop.
+    pub fn update(&mut self, generation: &Generation) {
+        let watches = watches(&generation.config, &generation.health);
+        if self.tx.is_none() {
+            if watches.is_empty() {
+                return;
+            }
+            match start() {
+                Ok(tx) => self.tx = Some(tx),
+                Err(e) => {
+                    log::error!("{e}; nodes are not monitored");
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(watches);
+        }
     }
-    log::info!("monitors: {} test(s) of nodes, on their own thread", watches.len());
+}
+
+/// Start the monitor thread; it runs the sets of tests it is sent.
+fn start() -> Result<flume::Sender<Vec<Watch>>, String> {
+    let (tx, rx) = flume::unbounded::<Vec<Watch>>();
     std::thread::Builder::new()
         .name("monitors".into())
         .spawn(move || {
@@ -88,24 +130,36 @@ pub fn start(config: Arc<Config>, health: Arc<Vec<Vec<Arc<NodeHealth>>>>) -> Res
                 }
             };
             rt.block_on(async move {
-                let tasks: Vec<_> = watches
-                    .into_iter()
-                    .map(|w| {
-                        let m = Rc::new(config.monitors[w.monitor].clone());
-                        monoio::spawn(watch(m, w))
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await;
+                let mut running: Vec<(Rc<Watch>, Rc<Flag>)> = Vec::new();
+                while let Ok(set) = rx.recv_async().await {
+                    let mut next = Vec::new();
+                    let mut started = 0;
+                    for w in set {
+                        match running.iter().position(|(r, _)| r.same(&w)) {
+                            Some(i) => next.push(running.swap_remove(i)),
+                            None => {
+                                let (w, stop) = (Rc::new(w), Rc::new(Flag::default()));
+                                monoio::spawn(watch(w.clone(), stop.clone()));
+                                next.push((w, stop));
+                                started += 1;
+                            }
+                        }
+                    }
+                    for (_, stop) in running.drain(..) {
+                        stop.set();
+                    }
+                    running = next;
+                    log::info!("monitors: {} test(s) of nodes ({started} new), on their own thread", running.len());
                 }
             });
         })
         .map_err(|e| format!("cannot start the monitor thread: {e}"))?;
-    Ok(())
+    Ok(tx)
 }
 
-async fn watch(m: Rc<Monitor>, w: Watch) {
-    let checker = Checker::new(&m);
+async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
+    let m = &w.monitor;
+    let checker = Checker::new(m);
     let (mut failed, mut passed, mut down) = (0u32, 0u32, false);
     let mut next = Instant::now();
     loop {
@@ -157,6 +211,18 @@ async fn watch(m: Rc<Monitor>, w: Watch) {
         if next < now {
             next = now;
         }
-        monoio::time::sleep_until(next.into()).await;
+        monoio::select! {
+            _ = monoio::time::sleep_until(next.into()) => {},
+            _ = stop.wait() => {
+                // Replaced or removed by a reconfiguration: its verdict goes
+                // with it.
+                if down {
+                    for h in &w.health {
+                        h.set_monitor_down(false);
+                    }
+                }
+                return;
+            }
+        }
     }
 }

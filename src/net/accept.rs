@@ -6,50 +6,77 @@
 use crate::config::Protocol;
 use crate::net::stream::Split;
 use crate::proxy::pipeline::Parked;
-use crate::runtime::shard::{ConnGuard, Shard};
+use crate::runtime::shard::{ConnGuard, Core, ListenKey, Shard};
 use monoio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub async fn accept_loop(shard: Rc<Shard>, vs: usize, listener: TcpListener) {
-    let name = &shard.config.virtual_servers[vs].name;
+/// Accept on `listener`, the socket of listener `key`, for its virtual
+/// server in the current generation, until shoal stops or a generation no
+/// longer has the listener on this shard.
+pub async fn accept_loop(core: Rc<Core>, key: ListenKey, listener: TcpListener) {
+    let stop = core.listener_flag(&key);
     let mut paused_logged = false;
     loop {
-        // Wait for a free slot (or shutdown).
-        while !shard.has_slot(vs) && !shard.shutdown.is_set() {
+        let shard = core.current();
+        let Some(vs) = shard.listener_vs(&key) else { return };
+        // Wait for a free slot (or shutdown, or a new generation).
+        if !shard.has_slot(vs) && !core.shutdown.is_set() {
             if !paused_logged {
-                log::warn!("virtual server {name}: max_connections reached on shard {}; pausing accepts", shard.id);
+                log::warn!(
+                    "virtual server {}: max_connections reached on shard {}; pausing accepts",
+                    shard.config.virtual_servers[vs].name,
+                    core.id
+                );
                 paused_logged = true;
             }
-            let l = shard.connection_closed();
+            let l = core.connection_closed();
             if shard.has_slot(vs) {
-                break;
+                continue;
             }
             monoio::select! {
                 _ = l => {},
-                _ = shard.shutdown.wait() => {},
+                _ = core.shutdown.wait() => {},
+                _ = stop.wait() => {},
+                _ = core.reconfigured.listen() => {},
+            }
+            if !core.shutdown.is_set() && !stop.is_set() {
+                continue;
             }
         }
         paused_logged = false;
-        if shard.shutdown.is_set() {
+        if core.shutdown.is_set() || stop.is_set() {
             return;
         }
+        drop(shard);
         let accepted = monoio::select! {
             r = listener.accept() => r,
-            _ = shard.shutdown.wait() => return,
+            _ = core.shutdown.wait() => return,
+            _ = stop.wait() => {
+                log::info!("virtual server {}: shard {} stopped listening on {}", key.0, core.id, key.1);
+                return;
+            }
         };
+        // The connection is served on the generation current now.
+        let shard = core.current();
+        let Some(vs) = shard.listener_vs(&key) else { return };
         match accepted {
             Ok((stream, peer)) => {
                 let Some(guard) = shard.track(vs, peer.ip()) else {
+                    shard.vs_stats(vs).error(crate::stats::VsError::Refused);
                     refuse_client(&shard, vs, stream, peer);
                     continue;
                 };
-                spawn_connection(shard.clone(), vs, stream, peer, guard);
+                spawn_connection(shard, vs, stream, peer, guard);
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning.
-                log::warn!("virtual server {name}: accept failed on shard {}: {e}", shard.id);
+                log::warn!(
+                    "virtual server {}: accept failed on shard {}: {e}",
+                    shard.config.virtual_servers[vs].name,
+                    core.id
+                );
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -107,6 +134,7 @@ fn spawn_served(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr
                     Ok(s) => Split::tls(s),
                     Err(e) => {
                         log::info!("virtual server {}: client {peer}: TLS handshake failed: {e}", cfg.name);
+                        shard.vs_stats(vs).error(crate::stats::VsError::TlsHandshake);
                         drop(guard);
                         return;
                     }
@@ -149,7 +177,12 @@ async fn park(shard: Rc<Shard>, vs: usize, parked: Parked, peer: SocketAddr, gua
         _ = shard.coarse.sleep_until(deadline) => false,
         _ = shard.shutdown.wait() => false,
     };
-    if ready {
+    if !ready {
+        return;
+    }
+    // The next request runs on the current generation, if the virtual
+    // server is still there as it was; otherwise the connection closes.
+    if let Some((shard, vs)) = shard.follow(vs) {
         spawn_served(shard, vs, parked.stream, peer, guard, true);
     }
 }

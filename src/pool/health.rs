@@ -125,6 +125,11 @@ impl NodeHealth {
         }
     }
 
+    /// Some active monitor currently finds the node down.
+    pub fn monitor_down(&self) -> bool {
+        self.monitors_failing.load(Relaxed) > 0
+    }
+
     pub fn is_dead(&self) -> bool {
         self.dead_until.load(Relaxed) != 0
     }

@@ -44,17 +44,48 @@ pub struct ShardNode {
     pub state: Cell<NodeState>,
     /// Shared with every shard: passive health and the gradual-start ramp.
     pub health: Arc<NodeHealth>,
+    /// This shard's figures for the node, carried over to the next
+    /// configuration generation while the node stays in the pool.
+    pub rt: Rc<NodeRt>,
+}
+
+/// A node's shard-local figures and connections, which outlive a
+/// configuration generation (see `runtime::generation`).
+pub struct NodeRt {
     local_conns: Cell<u32>,
     /// This shard's response-time average (µs) and its weight.
     local_rt: Cell<(f64, f64)>,
     /// Last published figures from each shard (this shard's slot unused).
     remote: RefCell<Vec<NodeStat>>,
     remote_conns: Cell<u32>,
-    pub last_used: Cell<Option<Instant>>,
     /// Idle HTTP keepalive connections to this node (this shard's).
     pub idle: keepalive::IdleConns,
     /// Turns skipped for connection reuse, to be given back.
     owed: Cell<u32>,
+    pub stats: crate::stats::NodeCounters,
+}
+
+impl NodeRt {
+    pub fn new(nshards: usize) -> NodeRt {
+        NodeRt {
+            local_conns: Cell::new(0),
+            local_rt: Cell::new((0.0, 0.0)),
+            remote: RefCell::new(vec![NodeStat::default(); nshards]),
+            remote_conns: Cell::new(0),
+            idle: keepalive::IdleConns::default(),
+            owed: Cell::new(0),
+            stats: crate::stats::NodeCounters::default(),
+        }
+    }
+}
+
+/// The node's runtime figures read through the node, as the balancer and
+/// the driver always want them together with its settings.
+impl std::ops::Deref for ShardNode {
+    type Target = NodeRt;
+    fn deref(&self) -> &NodeRt {
+        &self.rt
+    }
 }
 
 impl ShardNode {
@@ -111,31 +142,35 @@ pub struct ShardPool {
 }
 
 impl ShardPool {
-    /// `health` holds one cell per node, shared with every other shard.
+    /// `health` holds one cell per node, shared with every other shard;
+    /// `carry` gives the runtime figures of a node that was already in the
+    /// pool in the previous configuration generation.
     pub fn new(
         index: usize,
         cfg: &config::Pool,
         health: &[Arc<NodeHealth>],
         nshards: usize,
         changed: Rc<Event>,
+        carry: &dyn Fn(SocketAddr) -> Option<Rc<NodeRt>>,
     ) -> Self {
         let nodes = cfg
             .nodes
             .iter()
             .zip(health)
-            .map(|(n, h)| ShardNode {
-                name: n.name.clone(),
-                addr: n.addr,
-                weight: n.weight,
-                state: Cell::new(n.state),
-                health: h.clone(),
-                local_conns: Cell::new(0),
-                local_rt: Cell::new((0.0, 0.0)),
-                remote: RefCell::new(vec![NodeStat::default(); nshards]),
-                remote_conns: Cell::new(0),
-                last_used: Cell::new(None),
-                idle: keepalive::IdleConns::default(),
-                owed: Cell::new(0),
+            .map(|(n, h)| {
+                let rt = carry(n.addr).unwrap_or_else(|| Rc::new(NodeRt::new(nshards)));
+                if n.state != NodeState::Active {
+                    // Draining and disabled nodes keep no idle connections (C8).
+                    rt.idle.clear();
+                }
+                ShardNode {
+                    name: n.name.clone(),
+                    addr: n.addr,
+                    weight: n.weight,
+                    state: Cell::new(n.state),
+                    health: h.clone(),
+                    rt,
+                }
             })
             .collect();
         ShardPool {
@@ -146,7 +181,7 @@ impl ShardPool {
             slot_freed: Event::new(),
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
             lard: RefCell::new(if cfg.algorithm.uses_lard() { vec![(0, 0); LARD_SLOTS] } else { Vec::new() }),
-            dirty: Cell::new(false),
+            dirty: Cell::new(true),
             changed,
         }
     }
@@ -322,22 +357,12 @@ impl ShardPool {
         (0..self.nodes.len()).any(|i| view.eligible(i))
     }
 
-    /// Set node `i`'s state; a node leaving `active` closes its idle
-    /// keepalive connections (C8).
-    pub fn set_state(&self, i: usize, state: NodeState) {
-        let n = &self.nodes[i];
-        n.state.set(state);
-        if state != NodeState::Active {
-            n.idle.clear();
-        }
-    }
-
     /// Count a connection (or request) to the picked node; the returned
     /// lease uncounts it on drop.
     pub fn lease(self: &Rc<Self>, pick: Pick) -> NodeLease {
         let n = &self.nodes[pick.node];
         n.local_conns.set(n.local_conns.get() + 1);
-        n.last_used.set(Some(Instant::now()));
+        n.stats.last_used.set(Some(std::time::SystemTime::now()));
         self.balancer.on_start(pick.node);
         self.mark_dirty();
         NodeLease { pool: self.clone(), node: pick.node, ramp: pick.ramp, slot: pick.slot, answered: Cell::new(false) }
@@ -389,6 +414,7 @@ impl ShardPool {
     pub fn record_response_time(&self, i: usize, rt: Duration) {
         let n = &self.nodes[i];
         let x = rt.as_secs_f64() * 1e6;
+        n.stats.response_time(rt.as_micros() as u64);
         let (avg, w) = n.local_rt.get();
         let avg = if w == 0.0 { x } else { avg + (x - avg) * RT_ALPHA };
         n.local_rt.set((avg, w * (1.0 - RT_ALPHA) + 1.0));
@@ -423,6 +449,7 @@ impl ShardPool {
 
     pub fn record_failure(&self, i: usize, reason: &str) {
         let node = &self.nodes[i];
+        node.stats.failure();
         match node.health.record_failure(self.cfg.node_connection_attempts, self.cfg.node_fail_time) {
             Transition::Failed { n, attempts } => {
                 log::warn!("pool {} node {}: failure: {reason} ({n}/{attempts} consecutive)", self.cfg.name, node.name)

@@ -60,6 +60,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: Sock
         c.store.record(vs.pool, &key, lease.index());
     }
     let Split { r: nr, w: mut nw, .. } = node;
+    let first_len = first.as_ref().map_or(0, |d| d.len() as u64);
     if let Some(data) = first.take() {
         let (res, _) = nw.write_all(data).await;
         if let Err(e) = res {
@@ -82,6 +83,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: Sock
             // A clean end is a success even if the node never spoke (a
             // streaming node may legitimately only listen).
             pool.record_success(node_index);
+            super::count_stream(shard, vs_index, lease.node(), up + first_len, down);
             log::debug!(
                 "virtual server {}: client {peer} <-> node {node_name}: closed ({up} bytes up, {down} down)",
                 vs.name

@@ -5,3 +5,16 @@ pub mod passthrough;
 pub mod persistent;
 pub mod relay;
 pub mod responder;
+
+/// Add a byte stream that ended cleanly to its virtual server's and node's
+/// statistics (`up`: client to node, `down`: node to client).
+pub(crate) fn count_stream(
+    shard: &crate::runtime::shard::Shard,
+    vs: usize,
+    node: &crate::pool::ShardNode,
+    up: u64,
+    down: u64,
+) {
+    shard.vs_stats(vs).bytes(up, down);
+    node.stats.request(up, down);
+}

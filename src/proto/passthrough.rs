@@ -115,10 +115,13 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
         awaiting_node: false,
     };
     match relay::relay_halves(cr, cw, nr, nw, &opts, &|| {}).await {
-        RelayEnd::Done { up, down } => log::debug!(
-            "virtual server {}: client {peer} <-> node {node_name}: closed ({up} bytes up, {down} down)",
-            vs.name
-        ),
+        RelayEnd::Done { up, down } => {
+            super::count_stream(shard, vs_index, lease.node(), up, down);
+            log::debug!(
+                "virtual server {}: client {peer} <-> node {node_name}: closed ({up} bytes up, {down} down)",
+                vs.name
+            )
+        }
         RelayEnd::NodeError(e) => log::info!("virtual server {}: client {peer}: node {node_name}: {e}", vs.name),
         end => log::debug!("virtual server {}: client {peer}: {end:?}", vs.name),
     }

@@ -52,6 +52,10 @@ pub struct Ctx {
     pub bytes_out: u64,
     /// Request body bytes received from the client.
     pub bytes_in: u64,
+    /// Bytes of the request head as received, and of the response head
+    /// (or of shoal's whole own response) as sent (statistics).
+    pub head_in: u64,
+    pub head_out: u64,
     pub reused_connection: bool,
     /// Why shoal answered itself or failed, for the log.
     pub error: Option<&'static str>,
@@ -111,6 +115,8 @@ impl Ctx {
             status: 0,
             bytes_out: 0,
             bytes_in: 0,
+            head_in: 0,
+            head_out: 0,
             reused_connection: false,
             error: None,
             log: None,

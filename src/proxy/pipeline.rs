@@ -127,6 +127,7 @@ pub async fn run<P: HttpPhases>(
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Option<Parked> {
+    let (mut cur, mut vs) = (shard.clone(), vs);
     let cfg = &shard.config.virtual_servers[vs];
     let ssl_headers = match (&conn.tls, &cfg.tls) {
         (Some(t), Some(c)) if c.settings.add_ssl_headers => Some(rewrite::ssl_header_lines(t)),
@@ -151,6 +152,7 @@ pub async fn run<P: HttpPhases>(
     };
     let mut first = true;
     loop {
+        let shard = &cur;
         let started = match read_head(shard, vs, &mut client, &mut s.head, first).await {
             Ok(t) => t,
             Err(HeadEnd::Closed) => break,
@@ -163,7 +165,9 @@ pub async fn run<P: HttpPhases>(
                 };
             }
             Err(HeadEnd::Bad(e)) => {
-                log::info!("virtual server {}: client {peer}: {} {}", cfg.name, e.status, e.reason);
+                let name = &shard.config.virtual_servers[vs].name;
+                log::info!("virtual server {name}: client {peer}: {} {}", e.status, e.reason);
+                shard.vs_stats(vs).error(crate::stats::VsError::BadRequest);
                 let _ = respond_simple(
                     &mut client,
                     e.status,
@@ -184,6 +188,11 @@ pub async fn run<P: HttpPhases>(
                 tunnel(shard, vs, client, nc, lease).await;
                 return None;
             }
+        }
+        // The next request runs on the current configuration generation.
+        match shard.follow(vs) {
+            Some(next) => (cur, vs) = next,
+            None => break,
         }
     }
     let _ = client.w.shutdown().await;
@@ -364,9 +373,34 @@ async fn request<P: HttpPhases>(
         copy.fill(client.r.data(), &s.head, al.format.needs_request_headers());
         ctx.log = Some(copy);
     }
+    ctx.head_in = s.head.len as u64;
     let after = handle(phases, shard, vs_i, client, s, &mut ctx).await;
     s.log_spare = ctx.log.take();
+    count(shard, &ctx, s);
     after
+}
+
+/// Add a finished request to the virtual server's and node's statistics.
+fn count(shard: &Shard, ctx: &Ctx, s: &Scratch) {
+    use crate::stats::VsError;
+    let st = shard.vs_stats(ctx.vs);
+    st.request(ctx.status, ctx.started.elapsed().as_micros() as u64);
+    st.bytes(ctx.head_in + ctx.bytes_in, ctx.head_out + ctx.bytes_out);
+    if let Some(why) = ctx.error {
+        st.error(match ctx.status {
+            503 if ctx.node.is_none() => VsError::NoNode,
+            502..=504 => VsError::NodeFailure,
+            400..=499 => VsError::BadRequest,
+            _ if why.starts_with("client") => VsError::ClientAbort,
+            _ if ctx.node.is_some() => VsError::NodeFailure,
+            _ => VsError::NoNode,
+        });
+    }
+    if let (Some(n), None) = (ctx.node, ctx.explicit_addr) {
+        if let Some(node) = shard.pools.get(ctx.pool).and_then(|p| p.nodes.get(n)) {
+            node.stats.request(s.node_head.len() as u64 + ctx.bytes_in, s.resp.len as u64 + ctx.bytes_out);
+        }
+    }
 }
 
 /// The body of [`request`], with its context.
@@ -760,6 +794,7 @@ async fn send_own_response<P: HttpPhases>(
     ctx: &mut Ctx,
     close: bool,
 ) -> After {
+    ctx.head_out = s.out.len() as u64;
     let ok = write_out(&mut client.w, &mut s.out).await.is_ok();
     phases.done(shard, ctx);
     if close || !ok {
@@ -956,6 +991,7 @@ async fn forward_response(
     nc.r.consume(resp.len);
     let node_keep_alive = resp.node_keep_alive();
     let mut framing = resp.framing;
+    ctx.head_out = s.out.len() as u64;
     // A small body that arrived with the head goes out in the same send:
     // one segment to the client instead of two.
     if let Framing::Length(n) = framing {

@@ -57,11 +57,12 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
     let cfg = format!(
         "[virtual_servers.v]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n[pools.p]\nnodes = [\"{pool_node}\"]\nmax_connect_time = \"1s\"\n"
     );
-    let config = Arc::new(crate::config::load_str(&cfg, "test").unwrap());
-    let health = vec![vec![Arc::new(NodeHealth::default())]];
+    let config = crate::config::load_str(&cfg, "test").unwrap();
+    let generation = crate::runtime::generation::Generation::first(config, &mut Vec::new());
+    let health = generation.health.clone();
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
     let out = rt.block_on(async {
-        let (shard, _) = Shard::new(0, 1, config.clone(), &health, &[], crate::persist::build(&config));
+        let shard = Shard::standalone(&generation);
         let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || {

@@ -19,15 +19,26 @@ use flume::{Receiver, Sender, TrySendError};
 /// this holds several intervals' worth from every peer.
 pub const INBOX_CAPACITY: usize = 4096;
 
-#[derive(Debug)]
 pub enum ShardMsg {
-    /// Shard `from`'s figures for each node of `pool`: connections and
+    /// Shard `from`'s figures for each node of `pool` (positions in
+    /// configuration generation `generation`): connections and
     /// response-time average.
-    PoolStats { from: usize, pool: usize, nodes: Vec<crate::pool::NodeStat> },
-    /// Node `node` of `pool` changed state (SIGHUP reload; the API later).
-    NodeState { pool: usize, node: usize, state: crate::config::NodeState },
+    PoolStats { from: usize, generation: u64, pool: usize, nodes: Vec<crate::pool::NodeStat> },
+    /// Switch to a new configuration generation (A4).
+    Reconfigure(Box<Reconfigure>),
+    /// Reply with this shard's statistics (I2).
+    Snapshot(Sender<crate::stats::ShardSnapshot>),
     /// Stop accepting and drain (SIGTERM/SIGINT).
     Shutdown,
+}
+
+/// A new configuration generation for one shard.
+pub struct Reconfigure {
+    pub generation: std::sync::Arc<super::generation::Generation>,
+    /// Sockets this shard accepts on from now on that it did not before.
+    pub listeners: Vec<(super::shard::ListenKey, std::net::TcpListener)>,
+    /// Told once the shard serves new connections and requests on it.
+    pub done: Sender<()>,
 }
 
 /// A shard's end of the mesh.

@@ -1,17 +1,18 @@
 //! One shard: a pinned thread running a monoio runtime, owning the
-//! connections it accepts and its view of every pool.
+//! connections it accepts and its view of every pool, for each
+//! configuration generation it still serves connections of (A4).
 
+use super::generation::Generation;
 use super::mesh::{MeshEnd, ShardMsg};
 use super::ring;
 use crate::config::Config;
 use crate::log::access::LineBuffer;
-use crate::pool::health::NodeHealth;
 use crate::pool::ShardPool;
 use crate::util::coarse::CoarseTimer;
 use crate::util::event::{Event, Flag};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,97 +22,74 @@ pub struct ShardSetup {
     pub id: usize,
     pub nshards: usize,
     pub cpu: Option<usize>,
-    pub config: Arc<Config>,
-    /// `health[pool][node]`, shared by all shards.
-    pub health: Arc<Vec<Vec<Arc<NodeHealth>>>>,
+    pub generation: Arc<Generation>,
     pub mesh: MeshEnd,
-    /// (virtual server index, listener) pairs this shard accepts on.
-    pub listeners: Vec<(usize, std::net::TcpListener)>,
+    /// The listeners this shard accepts on.
+    pub listeners: Vec<(ListenKey, std::net::TcpListener)>,
     /// Built-in demo responders (on shard 0 only).
     pub responders: Vec<(usize, std::net::TcpListener)>,
-    /// The access-log writer, and each virtual server's log number.
+    /// The access-log writer.
     pub access: Option<crate::log::writer::LogSender>,
-    pub vs_log: Vec<Option<usize>>,
-    /// Session persistence stores, shared by all shards.
-    pub persist: crate::persist::Classes,
 }
 
-/// Shard-local state shared by the shard's tasks through an `Rc`.
-pub struct Shard {
+/// What a shard thread keeps across configuration generations: its
+/// connection count, shutdown flag, timers, access-log buffers, the
+/// generation it serves now and its listeners.
+pub struct Core {
     pub id: usize,
-    pub config: Arc<Config>,
-    pub pools: Vec<Rc<ShardPool>>,
-    pub shutdown: Flag,
-    open: Cell<usize>,
-    closed: Event,
+    pub nshards: usize,
+    pub shutdown: Rc<Flag>,
     /// Keepalive deadlines of parked connections (one-second resolution).
     pub coarse: Rc<CoarseTimer>,
-    /// Session persistence stores (process-wide), by class index.
-    pub persist: crate::persist::Classes,
-    vs_open: Vec<Cell<u32>>,
-    vs_limit: Vec<u32>,
-    /// Per virtual server: its access log's line buffer, when it has one.
-    access_lines: Vec<Option<RefCell<LineBuffer>>>,
-    /// Per virtual server with `max_connections_per_client`: this shard's
-    /// share of the limit and its open connections per client address.
-    per_client: Vec<Option<PerClient>>,
+    open: Cell<usize>,
+    closed: Event,
+    current: RefCell<Option<Rc<Shard>>>,
+    /// Raised when a new generation is in place (limits may have changed).
+    pub reconfigured: Event,
+    /// Access-log line buffers by log number (numbers only grow).
+    access: RefCell<Vec<Rc<RefCell<LineBuffer>>>>,
+    /// Per listener: set to stop its accept loop.
+    listeners: RefCell<HashMap<ListenKey, Rc<Flag>>>,
+    /// Raised by pools when their figures change (for the mesh publisher).
+    changed: Rc<Event>,
+    /// Per virtual server (by name): open connections, client table, counters.
+    vs_rt: RefCell<HashMap<String, Rc<VsRt>>>,
 }
 
-/// A shard's share of a per-client connection limit, and its table of open
-/// connections per client address.
-type PerClient = (u32, RefCell<HashMap<IpAddr, u32>>);
-
-impl Shard {
-    /// Build a shard's state: its view of every pool (sharing `health`),
-    /// connection accounting, access-log buffers for the virtual servers
-    /// with a log number in `vs_log`. Returns it with the event its pools
-    /// raise when their figures change (for the mesh publisher).
-    pub fn new(
-        id: usize,
-        nshards: usize,
-        config: Arc<Config>,
-        health: &[Vec<Arc<NodeHealth>>],
-        vs_log: &[Option<usize>],
-        persist: crate::persist::Classes,
-    ) -> (Rc<Shard>, Rc<Event>) {
-        let changed = Rc::new(Event::new());
-        let pools = config
-            .pools
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Rc::new(ShardPool::new(i, p, &health[i], nshards, changed.clone())))
-            .collect();
-        // Connection limits are split evenly over the shards that accept for
-        // the virtual server (rounded up), so no shard consults another; a
-        // client's connections spread over shards by the kernel's
-        // SO_REUSEPORT hash, so per-client limits are approximate.
-        let share = |vs: &crate::config::VirtualServer, limit: u32| {
-            limit.div_ceil(vs.shards.as_ref().map_or(nshards, |s| s.len()).max(1) as u32)
-        };
-        let vs_limit = config.virtual_servers.iter().map(|vs| share(vs, vs.max_connections)).collect();
-        let per_client = config
-            .virtual_servers
-            .iter()
-            .map(|vs| vs.max_connections_per_client.map(|l| (share(vs, l), RefCell::new(HashMap::new()))))
-            .collect();
-        let nvs = config.virtual_servers.len();
-        let shard = Rc::new(Shard {
-            persist,
+impl Core {
+    pub fn new(id: usize, nshards: usize) -> Rc<Core> {
+        Rc::new(Core {
             id,
-            config,
-            pools,
-            shutdown: Flag::default(),
+            nshards,
+            shutdown: Rc::new(Flag::default()),
+            coarse: Rc::new(CoarseTimer::default()),
             open: Cell::new(0),
             closed: Event::new(),
-            coarse: Rc::new(CoarseTimer::default()),
-            vs_open: (0..nvs).map(|_| Cell::new(0)).collect(),
-            vs_limit,
-            access_lines: (0..nvs)
-                .map(|v| vs_log.get(v).copied().flatten().map(|_| RefCell::new(LineBuffer::new(ACCESS_BUFFER))))
-                .collect(),
-            per_client,
-        });
-        (shard, changed)
+            current: RefCell::new(None),
+            reconfigured: Event::new(),
+            access: RefCell::new(Vec::new()),
+            listeners: RefCell::new(HashMap::new()),
+            changed: Rc::new(Event::new()),
+            vs_rt: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The generation new connections and requests are served on.
+    pub fn current(&self) -> Rc<Shard> {
+        self.current.borrow().clone().expect("a shard has a generation from its start")
+    }
+
+    /// Make `generation` current: build this shard's view of it, carrying
+    /// over what the previous view had for unchanged objects.
+    pub fn install(self: &Rc<Self>, generation: &Generation) -> Rc<Shard> {
+        let prev = self.current.borrow().clone();
+        let shard = Shard::build(self, generation, prev.as_deref());
+        *self.current.borrow_mut() = Some(shard.clone());
+        // Runtime objects of virtual servers that are gone are dropped once
+        // their last connection ends.
+        self.vs_rt.borrow_mut().retain(|name, _| generation.config.virtual_servers.iter().any(|v| v.name == *name));
+        self.reconfigured.notify_all();
+        shard
     }
 
     /// Number of connections this shard is serving.
@@ -119,50 +97,276 @@ impl Shard {
         self.open.get()
     }
 
-    /// Whether virtual server `vs` has a free connection slot on this shard.
-    pub fn has_slot(&self, vs: usize) -> bool {
-        self.vs_open[vs].get() < self.vs_limit[vs]
-    }
-
     /// Wait until a connection closes somewhere on this shard.
     pub fn connection_closed(&self) -> crate::util::event::Listen<'_> {
         self.closed.listen()
     }
 
+    /// The flag that stops the accept loop of `key` (created on first use).
+    pub fn listener_flag(&self, key: &ListenKey) -> Rc<Flag> {
+        self.listeners.borrow_mut().entry(key.clone()).or_default().clone()
+    }
+
+    fn access_buffer(&self, log: usize) -> Rc<RefCell<LineBuffer>> {
+        let mut a = self.access.borrow_mut();
+        while a.len() <= log {
+            a.push(Rc::new(RefCell::new(LineBuffer::new(ACCESS_BUFFER))));
+        }
+        a[log].clone()
+    }
+}
+
+/// A virtual server's shard-local runtime state, shared by the
+/// generations that have a virtual server of its name.
+pub struct VsRt {
+    open: Cell<u32>,
+    /// Open connections per client address (`max_connections_per_client`).
+    per_client: RefCell<HashMap<IpAddr, u32>>,
+    pub stats: crate::stats::VsCounters,
+}
+
+/// One shard's view of one configuration generation, shared by the
+/// shard's tasks through an `Rc`. A connection keeps the view it started
+/// on for as long as it runs a request or a byte stream; HTTP connections
+/// move to the current view between requests ([`Shard::follow`]).
+pub struct Shard {
+    pub id: usize,
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub pools: Vec<Rc<ShardPool>>,
+    pub shutdown: Rc<Flag>,
+    pub coarse: Rc<CoarseTimer>,
+    /// Session persistence stores (process-wide), by class index.
+    pub persist: crate::persist::Classes,
+    pub core: Rc<Core>,
+    vs: Vec<Rc<VsRt>>,
+    /// This shard's share of each virtual server's `max_connections`.
+    vs_limit: Vec<u32>,
+    /// This shard's share of `max_connections_per_client`, if set.
+    client_limit: Vec<Option<u32>>,
+    /// Per virtual server: its access log's line buffer, when it has one.
+    access_lines: Vec<Option<Rc<RefCell<LineBuffer>>>>,
+    /// The listeners of this generation on this shard, and their virtual servers.
+    listen: Vec<(ListenKey, usize)>,
+}
+
+/// A listener's identity across generations: its virtual server's name and
+/// its configured address. A virtual server keeps its sockets for as long
+/// as it keeps its name and address (with port 0, its actual port).
+pub type ListenKey = (String, SocketAddr);
+
+impl Shard {
+    /// A shard of its own with `generation` current (tests and tools).
+    pub fn standalone(generation: &Generation) -> Rc<Shard> {
+        Core::new(0, 1).install(generation)
+    }
+
+    fn build(core: &Rc<Core>, generation: &Generation, prev: Option<&Shard>) -> Rc<Shard> {
+        let config = &generation.config;
+        let pools = config
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let prev_pool = prev.and_then(|s| s.pools.iter().find(|o| o.cfg.name == p.name));
+                let carry = |addr: SocketAddr| {
+                    prev_pool.and_then(|o| o.nodes.iter().find(|n| n.addr == addr)).map(|n| n.rt.clone())
+                };
+                Rc::new(ShardPool::new(i, p, &generation.health[i], core.nshards, core.changed.clone(), &carry))
+            })
+            .collect();
+        // Removed nodes' idle connections close now, not when the last
+        // connection of the old generation ends.
+        if let Some(prev) = prev {
+            for op in &prev.pools {
+                let kept = config.pools.iter().find(|p| p.name == op.cfg.name);
+                for n in &op.nodes {
+                    if !kept.is_some_and(|k| k.nodes.iter().any(|x| x.addr == n.addr)) {
+                        n.idle.clear();
+                    }
+                }
+            }
+        }
+        // Connection limits are split evenly over the shards that accept for
+        // the virtual server (rounded up), so no shard consults another; a
+        // client's connections spread over shards by the kernel's
+        // SO_REUSEPORT hash, so per-client limits are approximate.
+        let share = |vs: &crate::config::VirtualServer, limit: u32| {
+            limit.div_ceil(vs.shards.as_ref().map_or(core.nshards, |s| s.len()).max(1) as u32)
+        };
+        let vs = config
+            .virtual_servers
+            .iter()
+            .map(|v| {
+                core.vs_rt
+                    .borrow_mut()
+                    .entry(v.name.clone())
+                    .or_insert_with(|| {
+                        Rc::new(VsRt {
+                            open: Cell::new(0),
+                            per_client: RefCell::new(HashMap::new()),
+                            stats: Default::default(),
+                        })
+                    })
+                    .clone()
+            })
+            .collect();
+        let listen = config
+            .virtual_servers
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.shards.as_ref().is_none_or(|s| s.contains(&core.id)))
+            .flat_map(|(i, v)| v.listen.iter().map(move |a| ((v.name.clone(), *a), i)))
+            .collect();
+        Rc::new(Shard {
+            id: core.id,
+            generation: generation.id,
+            config: config.clone(),
+            pools,
+            shutdown: core.shutdown.clone(),
+            coarse: core.coarse.clone(),
+            persist: generation.persist.clone(),
+            core: core.clone(),
+            vs,
+            vs_limit: config.virtual_servers.iter().map(|v| share(v, v.max_connections)).collect(),
+            client_limit: config
+                .virtual_servers
+                .iter()
+                .map(|v| v.max_connections_per_client.map(|l| share(v, l)))
+                .collect(),
+            access_lines: generation.vs_log.iter().map(|l| l.map(|l| core.access_buffer(l))).collect(),
+            listen,
+        })
+    }
+
+    /// The virtual server accepting on listener `key` on this shard in
+    /// this generation.
+    pub fn listener_vs(&self, key: &ListenKey) -> Option<usize> {
+        self.listen.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// Between two requests of an HTTP connection on virtual server `vs`:
+    /// the view and virtual server its next request runs on. That is the
+    /// current generation's virtual server of the same name when it is
+    /// still HTTP with the same TLS termination settings; `None` when it is
+    /// gone or changed so that the connection must close.
+    pub fn follow(self: &Rc<Self>, vs: usize) -> Option<(Rc<Shard>, usize)> {
+        let cur = self.core.current();
+        if cur.generation == self.generation {
+            return Some((self.clone(), vs));
+        }
+        let old = &self.config.virtual_servers[vs];
+        let i = cur.config.virtual_servers.iter().position(|v| v.name == old.name)?;
+        let new = &cur.config.virtual_servers[i];
+        let same_tls = match (&old.tls, &new.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.settings == b.settings,
+            _ => false,
+        };
+        (new.protocol == old.protocol && same_tls).then_some((cur, i))
+    }
+
+    /// Number of connections this shard is serving (every generation).
+    pub fn open_connections(&self) -> usize {
+        self.core.open.get()
+    }
+
+    /// Wait until a connection closes somewhere on this shard.
+    pub fn connection_closed(&self) -> crate::util::event::Listen<'_> {
+        self.core.closed.listen()
+    }
+
+    /// Whether virtual server `vs` has a free connection slot on this shard.
+    pub fn has_slot(&self, vs: usize) -> bool {
+        self.vs[vs].open.get() < self.vs_limit[vs]
+    }
+
+    /// Virtual server `vs`'s counters on this shard.
+    pub fn vs_stats(&self, vs: usize) -> &crate::stats::VsCounters {
+        &self.vs[vs].stats
+    }
+
     /// The access-log line buffer of virtual server `vs`, if it logs.
     pub fn access_log(&self, vs: usize) -> Option<&RefCell<LineBuffer>> {
-        self.access_lines.get(vs).and_then(Option::as_ref)
+        self.access_lines.get(vs).and_then(Option::as_deref)
     }
 
     /// Count a new connection on virtual server `vs` from `client`; `None`
     /// when the client already holds its share of `max_connections_per_client`
     /// on this shard.
     pub fn track(self: &Rc<Self>, vs: usize, client: IpAddr) -> Option<ConnGuard> {
-        if let Some((limit, table)) = &self.per_client[vs] {
-            let mut t = table.borrow_mut();
+        let rt = &self.vs[vs];
+        if let Some(limit) = self.client_limit[vs] {
+            let mut t = rt.per_client.borrow_mut();
             let n = t.entry(client).or_insert(0);
-            if *n >= *limit {
+            if *n >= limit {
                 return None;
             }
             *n += 1;
         }
-        self.open.set(self.open.get() + 1);
-        self.vs_open[vs].set(self.vs_open[vs].get() + 1);
-        Some(ConnGuard { shard: self.clone(), vs, client })
+        rt.stats.connection();
+        self.core.open.set(self.core.open.get() + 1);
+        rt.open.set(rt.open.get() + 1);
+        Some(ConnGuard { core: self.core.clone(), vs: rt.clone(), client, counted: self.client_limit[vs].is_some() })
+    }
+
+    /// This shard's statistics for its current generation.
+    pub fn snapshot(&self) -> crate::stats::ShardSnapshot {
+        let now = crate::util::clock::now_ms();
+        crate::stats::ShardSnapshot {
+            generation: self.generation,
+            virtual_servers: self
+                .config
+                .virtual_servers
+                .iter()
+                .zip(&self.vs)
+                .map(|(v, rt)| rt.stats.snapshot(&v.name, u64::from(rt.open.get())))
+                .collect(),
+            nodes: self
+                .pools
+                .iter()
+                .flat_map(|p| {
+                    p.nodes.iter().map(move |n| {
+                        let health = match n.health.availability(now) {
+                            _ if n.health.monitor_down() => "monitor_down",
+                            crate::pool::health::Availability::Down => "failed",
+                            _ => "alive",
+                        };
+                        crate::stats::NodeSnapshot {
+                            pool: p.cfg.name.clone(),
+                            node: n.name.clone(),
+                            state: n.state.get().name(),
+                            health,
+                            current_connections: u64::from(n.local_connections()),
+                            connections: n.idle.opened.get(),
+                            idle_connections: n.idle.len() as u64,
+                            requests: n.stats.requests.get(),
+                            bytes_out: n.stats.bytes_out.get(),
+                            bytes_in: n.stats.bytes_in.get(),
+                            failures: n.stats.failures.get(),
+                            rt_us: n.stats.rt_us.get(),
+                            rt_count: n.stats.rt_count.get(),
+                            last_used: n.stats.last_used.get(),
+                        }
+                    })
+                })
+                .collect(),
+        }
     }
 }
 
 pub struct ConnGuard {
-    shard: Rc<Shard>,
-    vs: usize,
+    core: Rc<Core>,
+    vs: Rc<VsRt>,
     client: IpAddr,
+    /// Counted in the per-client table.
+    counted: bool,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let s = &self.shard;
-        if let Some((_, table)) = &s.per_client[self.vs] {
-            let mut t = table.borrow_mut();
+        if self.counted {
+            let mut t = self.vs.per_client.borrow_mut();
             if let Some(n) = t.get_mut(&self.client) {
                 *n -= 1;
                 if *n == 0 {
@@ -170,9 +374,9 @@ impl Drop for ConnGuard {
                 }
             }
         }
-        s.open.set(s.open.get() - 1);
-        s.vs_open[self.vs].set(s.vs_open[self.vs].get() - 1);
-        s.closed.notify_all();
+        self.core.open.set(self.core.open.get() - 1);
+        self.vs.open.set(self.vs.open.get() - 1);
+        self.core.closed.notify_all();
     }
 }
 
@@ -183,7 +387,7 @@ pub fn run(setup: ShardSetup) {
             log::warn!("shard {}: could not pin to CPU {cpu}; running unpinned", setup.id);
         }
     }
-    let (mut rt, mode) = match ring::build(setup.config.global.ring_entries) {
+    let (mut rt, mode) = match ring::build(setup.generation.config.global.ring_entries) {
         Ok(x) => x,
         Err(e) => {
             log::error!("shard {}: cannot build a runtime: {e}", setup.id);
@@ -196,45 +400,36 @@ pub fn run(setup: ShardSetup) {
 }
 
 async fn serve(setup: ShardSetup) {
-    let ShardSetup { id, nshards, config, health, mesh, listeners, responders, access, vs_log, persist, .. } = setup;
-    let (shard, changed) = Shard::new(id, nshards, config.clone(), &health, &vs_log, persist);
+    let ShardSetup { id, nshards, generation, mesh, listeners, responders, access, .. } = setup;
+    let core = Core::new(id, nshards);
+    let shard = core.install(&generation);
     if let Some(a) = access.clone() {
-        monoio::spawn(flush_access_logs(shard.clone(), a, vs_log.clone()));
+        monoio::spawn(flush_access_logs(core.clone(), a));
     }
-
-    for (vs, l) in listeners {
-        match monoio::net::TcpListener::from_std(l) {
-            Ok(l) => {
-                monoio::spawn(crate::net::accept::accept_loop(shard.clone(), vs, l));
-            }
-            Err(e) => log::error!(
-                "shard {id}: cannot use listener for virtual server {}: {e}",
-                config.virtual_servers[vs].name
-            ),
-        }
-    }
+    start_listeners(&core, listeners);
     for (r, l) in responders {
         match monoio::net::TcpListener::from_std(l) {
             Ok(l) => {
                 monoio::spawn(crate::proto::responder::serve(shard.clone(), r, l));
             }
-            Err(e) => log::error!("responder {}: {e}", config.responders[r].name),
+            Err(e) => log::error!("responder {}: {e}", shard.config.responders[r].name),
         }
     }
+    drop(shard);
     let mesh = Rc::new(mesh);
     if nshards > 1 {
-        monoio::spawn(publish_loop(shard.clone(), mesh.clone(), changed, config.global.mesh_interval));
+        monoio::spawn(publish_loop(core.clone(), mesh.clone()));
     }
-    monoio::spawn(inbox_loop(shard.clone(), mesh));
+    monoio::spawn(inbox_loop(core.clone(), mesh));
 
-    shard.shutdown.wait().await;
-    let open = shard.open_connections();
-    let limit = config.global.shutdown_timeout;
+    core.shutdown.wait().await;
+    let open = core.open_connections();
+    let limit = core.current().config.global.shutdown_timeout;
     log::info!("shard {id}: stopped accepting; draining {open} connection(s) for up to {limit:?}");
     let drained = monoio::time::timeout(limit, async {
-        while shard.open_connections() > 0 {
-            let l = shard.connection_closed();
-            if shard.open_connections() == 0 {
+        while core.open_connections() > 0 {
+            let l = core.connection_closed();
+            if core.open_connections() == 0 {
                 break;
             }
             l.await;
@@ -244,14 +439,14 @@ async fn serve(setup: ShardSetup) {
     match drained {
         Ok(()) => log::info!("shard {id}: drained"),
         Err(_) => {
-            log::warn!("shard {id}: shutdown_timeout reached; cutting {} connection(s)", shard.open_connections())
+            log::warn!("shard {id}: shutdown_timeout reached; cutting {} connection(s)", core.open_connections())
         }
     }
     if let Some(a) = &access {
-        hand_over_access_lines(&shard, a, &vs_log);
+        hand_over_access_lines(&core, a);
     }
-    // Node connection reuse, until the statistics API reports it live.
-    for pool in &shard.pools {
+    // Node connection reuse, for runs without the statistics API.
+    for pool in &core.current().pools {
         for n in pool.nodes.iter().filter(|n| n.idle.opened.get() > 0) {
             log::info!(
                 "shard {id}: pool {} node {}: {} connection(s) opened, {} request(s) on reused connections",
@@ -262,74 +457,111 @@ async fn serve(setup: ShardSetup) {
             );
         }
     }
+    // Break the core → generation → core cycle.
+    core.current.borrow_mut().take();
 }
 
-/// Most bytes of access-log lines a shard buffers per virtual server
-/// between hand-overs to the writer; beyond it lines are dropped and counted.
+/// Start an accept loop for each of `listeners`.
+fn start_listeners(core: &Rc<Core>, listeners: Vec<(ListenKey, std::net::TcpListener)>) {
+    for (key, l) in listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                monoio::spawn(crate::net::accept::accept_loop(core.clone(), key, l));
+            }
+            Err(e) => log::error!("shard {}: cannot use the listener {} of {}: {e}", core.id, key.1, key.0),
+        }
+    }
+}
+
+/// Switch to a new generation: its new listeners start, listeners it no
+/// longer has on this shard stop, and every pool republishes its figures
+/// under the new generation's positions.
+fn reconfigure(core: &Rc<Core>, r: super::mesh::Reconfigure) {
+    let shard = core.install(&r.generation);
+    let stale: Vec<ListenKey> =
+        core.listeners.borrow().keys().filter(|k| shard.listener_vs(k).is_none()).cloned().collect();
+    for key in stale {
+        if let Some(flag) = core.listeners.borrow_mut().remove(&key) {
+            flag.set();
+        }
+    }
+    start_listeners(core, r.listeners);
+    // The new pools start dirty: wake the publisher.
+    core.changed.notify_all();
+    let _ = r.done.send(());
+}
+
+/// Most bytes of access-log lines a shard buffers per log between
+/// hand-overs to the writer; beyond it lines are dropped and counted.
 const ACCESS_BUFFER: usize = 4 << 20;
 const ACCESS_FLUSH: Duration = Duration::from_millis(100);
 
-async fn flush_access_logs(shard: Rc<Shard>, writer: crate::log::writer::LogSender, vs_log: Vec<Option<usize>>) {
+async fn flush_access_logs(core: Rc<Core>, writer: crate::log::writer::LogSender) {
     loop {
         monoio::time::sleep(ACCESS_FLUSH).await;
-        hand_over_access_lines(&shard, &writer, &vs_log);
+        hand_over_access_lines(&core, &writer);
     }
 }
 
 /// Give each non-empty line buffer to the writer; if the writer is behind,
 /// the lines are dropped (and logged) rather than held or waited for.
-fn hand_over_access_lines(shard: &Shard, writer: &crate::log::writer::LogSender, vs_log: &[Option<usize>]) {
-    for (vs, log) in vs_log.iter().enumerate() {
-        let (Some(log), Some(buf)) = (log, shard.access_log(vs)) else { continue };
+fn hand_over_access_lines(core: &Core, writer: &crate::log::writer::LogSender) {
+    for (log, buf) in core.access.borrow().iter().enumerate() {
         let mut b = buf.borrow_mut();
         if b.is_empty() {
             continue;
         }
         let bytes = b.take();
-        if let Err(back) = writer.try_send(*log, bytes) {
-            log::warn!(
-                "virtual server {}: access log writer is behind; dropped {} bytes of log lines",
-                shard.config.virtual_servers[vs].name,
-                back.len()
-            );
+        if let Err(back) = writer.try_send(log, bytes) {
+            log::warn!("access log {log}: the writer is behind; dropped {} bytes of log lines", back.len());
             b.recycle(back);
         }
     }
 }
 
 /// Publish this shard's changed connection counts to the other shards, at
-/// most once per mesh interval and only when something changed.
-async fn publish_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>, changed: Rc<Event>, interval: Duration) {
+/// most once per mesh interval and only when something changed. A pool
+/// starts dirty (a new generation republishes everything).
+async fn publish_loop(core: Rc<Core>, mesh: Rc<MeshEnd>) {
     loop {
-        let l = changed.listen();
-        l.await;
-        monoio::time::sleep(interval).await;
+        let shard = core.current();
+        let mut undelivered = false;
         for pool in &shard.pools {
             if let Some(nodes) = pool.take_snapshot() {
-                let (from, p) = (shard.id, pool.index);
-                if !mesh.broadcast(|| ShardMsg::PoolStats { from, pool: p, nodes: nodes.clone() }) {
+                let (from, generation, p) = (shard.id, shard.generation, pool.index);
+                if !mesh.broadcast(|| ShardMsg::PoolStats { from, generation, pool: p, nodes: nodes.clone() }) {
                     pool.redirty();
-                    changed.notify_all();
+                    undelivered = true;
                 }
             }
         }
+        // No await between the publish and listening: a change made after
+        // the snapshots raises the event this waits on.
+        let changed = core.changed.listen();
+        if !undelivered {
+            changed.await;
+        }
+        monoio::time::sleep(shard.config.global.mesh_interval).await;
     }
 }
 
-async fn inbox_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>) {
+async fn inbox_loop(core: Rc<Core>, mesh: Rc<MeshEnd>) {
     while let Ok(msg) = mesh.inbox.recv_async().await {
         match msg {
-            ShardMsg::PoolStats { from, pool, nodes } => {
-                if let Some(p) = shard.pools.get(pool) {
+            ShardMsg::PoolStats { from, generation, pool, nodes } => {
+                // Positions are those of the sender's generation; figures
+                // from another one are dropped (the sender republishes
+                // everything when it switches).
+                let shard = core.current();
+                if let Some(p) = shard.pools.get(pool).filter(|_| shard.generation == generation) {
                     p.apply_remote(from, &nodes);
                 }
             }
-            ShardMsg::NodeState { pool, node, state } => {
-                if let Some(p) = shard.pools.get(pool).filter(|p| node < p.nodes.len()) {
-                    p.set_state(node, state);
-                }
+            ShardMsg::Reconfigure(r) => reconfigure(&core, *r),
+            ShardMsg::Snapshot(reply) => {
+                let _ = reply.send(core.current().snapshot());
             }
-            ShardMsg::Shutdown => shard.shutdown.set(),
+            ShardMsg::Shutdown => core.shutdown.set(),
         }
     }
 }

@@ -89,8 +89,9 @@ fn draining_and_disabled_nodes_keep_established_connections() {
     }
 }
 
-/// A reload with anything but node-state changes is refused and the old
-/// configuration keeps serving; an invalid file is refused with its error.
+/// An invalid file, or a change that cannot apply live (the shard count),
+/// is refused with its reason and the old configuration keeps serving;
+/// other changes apply.
 #[test]
 fn sighup_refuses_unsupported_or_invalid_changes() {
     let origin = Origin::start("oneshot", &["a"]);
@@ -102,9 +103,13 @@ fn sighup_refuses_unsupported_or_invalid_changes() {
     write_file(&shoal.config, &text.replace("server_first", "bogus_protocol"));
     shoal.proc.signal("HUP");
     shoal.proc.wait_line(STARTUP, |l| l.contains("reload refused") && l.contains("bogus_protocol"));
+    write_file(&shoal.config, &format!("[global]\nshards = 3\n\n{text}"));
+    shoal.proc.signal("HUP");
+    shoal.proc.wait_line(STARTUP, |l| l.contains("reload refused") && l.contains("global.shards"));
+    assert_eq!(oneshot(shoal.addr("v")), "a");
     write_file(&shoal.config, &text.replace("server_first", "generic_streaming"));
     shoal.proc.signal("HUP");
-    shoal.proc.wait_line(STARTUP, |l| l.contains("changes more than node states"));
+    shoal.proc.wait_line(STARTUP, |l| l.contains("SIGHUP: configuration reloaded (generation 2)"));
     assert_eq!(oneshot(shoal.addr("v")), "a");
 }
 

@@ -5,6 +5,7 @@
 mod pki;
 mod support;
 
+mod api;
 mod balance;
 mod bench;
 mod config;
@@ -16,4 +17,5 @@ mod http_load;
 mod lifecycle;
 mod monitor;
 mod persist;
+mod reload;
 mod tls;

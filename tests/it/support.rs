@@ -436,3 +436,98 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A password hash made by `shoal passwd` (so the command is exercised).
+pub fn password_hash(password: &str) -> String {
+    let mut child = Command::new(shoal_bin())
+        .arg("passwd")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "shoal passwd failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The `[api]` section for tests: loopback, OS-chosen port, user
+/// `admin` with password `secret`.
+pub fn api_section() -> String {
+    use std::sync::OnceLock;
+    static HASH: OnceLock<String> = OnceLock::new();
+    let hash = HASH.get_or_init(|| password_hash("secret"));
+    format!("[api]\nlisten = \"127.0.0.1:0\"\nusers = {{ admin = \"{hash}\" }}\n")
+}
+
+/// One answer of the REST API.
+#[derive(Debug)]
+pub struct ApiResp {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl ApiResp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Shoal {
+    /// The REST API's address, from its startup line.
+    pub fn api_addr(&self) -> SocketAddr {
+        let line = self.proc.wait_line(STARTUP, |l| l.contains("REST API listening on "));
+        line.split("REST API listening on ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+    }
+
+    /// One API request as `admin:secret` (or `auth`, a `user:password`, or
+    /// none with `Some("")`).
+    pub fn api_as(&self, auth: Option<&str>, method: &str, path: &str, ctype: &str, body: &[u8]) -> ApiResp {
+        let mut s = connect(self.api_addr());
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n");
+        let auth = auth.unwrap_or("admin:secret");
+        if !auth.is_empty() {
+            req.push_str(&format!("Authorization: Basic {}\r\n", base64(auth.as_bytes())));
+        }
+        if !body.is_empty() || method == "PUT" {
+            req.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let raw = read_all(&mut s);
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
+        let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status = headers.split(' ').nth(1).unwrap().parse().unwrap();
+        ApiResp { status, headers, body: raw[split + 4..].to_vec() }
+    }
+
+    pub fn api(&self, method: &str, path: &str, json: &str) -> ApiResp {
+        self.api_as(None, method, path, "application/json", json.as_bytes())
+    }
+
+    /// The summed status document.
+    pub fn status(&self) -> serde_json::Value {
+        let r = self.api("GET", "/api/tm/1.0/status", "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+}
+
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}

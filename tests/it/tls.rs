@@ -590,7 +590,7 @@ fn sighup_reloads_certificates() {
     std::fs::copy(&renewed.cert, &a.cert).unwrap();
     std::fs::copy(&renewed.key, &a.key).unwrap();
     shoal.proc.signal("HUP");
-    shoal.proc.wait_line(STARTUP, |l| l.contains("certificates reloaded"));
+    shoal.proc.wait_line(STARTUP, |l| l.contains("SIGHUP: configuration reloaded"));
     assert_eq!(subject(), "subject=CN = a.test");
     let out = s_client(shoal.addr("web"), &["-servername", "a.test", "-CAfile", &p(&pki.ca), "-showcerts"]);
     let served = out.split("-----BEGIN CERTIFICATE-----").nth(1).unwrap_or("").to_string();
@@ -663,7 +663,7 @@ fn sighup_reloads_a_pools_ca() {
     assert_eq!(status(), 502, "the node's certificate is not from the pool's CA");
     std::fs::copy(&good.ca, &ca).unwrap();
     shoal.proc.signal("HUP");
-    shoal.proc.wait_line(STARTUP, |l| l.contains("certificates reloaded"));
+    shoal.proc.wait_line(STARTUP, |l| l.contains("SIGHUP: configuration reloaded"));
     // The node failed before: it is tried again after node_fail_time.
     poll(std::time::Duration::from_secs(15), "the node accepted with the new CA", || (status() == 200).then_some(()));
 }

@@ -1,0 +1,257 @@
+//! Statistics as documents (I2): the JSON of `/api/tm/<v>/status/...` and
+//! the Prometheus text exposition of `/metrics`, both from one summed
+//! [`Totals`] and the running generation.
+
+use crate::runtime::generation::Generation;
+use crate::stats::{NodeSnapshot, Totals, VsSnapshot, VS_ERRORS};
+use serde_json::{json, Map, Value};
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn unix(t: Option<SystemTime>) -> Option<f64> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64())
+}
+
+pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    let responses: Map<String, Value> = classes.iter().zip(v.responses).map(|(c, n)| ((*c).into(), n.into())).collect();
+    let errors: Map<String, Value> =
+        VS_ERRORS.iter().map(|(e, name)| ((*name).into(), v.errors[*e as usize].into())).collect();
+    json!({
+        "protocol": protocol,
+        "pool": pool,
+        "current_connections": v.current_connections,
+        "total_connections": v.connections,
+        "requests": v.requests,
+        "bytes_in": v.bytes_in,
+        "bytes_out": v.bytes_out,
+        "responses": responses,
+        "errors": errors,
+        "request_time_avg_seconds": if v.requests > 0 { v.time_us as f64 / v.requests as f64 / 1e6 } else { 0.0 },
+    })
+}
+
+pub fn node_json(n: &NodeSnapshot, now: SystemTime) -> Value {
+    let idle = n.last_used.and_then(|t| now.duration_since(t).ok()).map(|d| d.as_secs_f64());
+    json!({
+        "node": n.node,
+        "pool": n.pool,
+        "state": n.state,
+        "health": n.health,
+        "current_connections": n.current_connections,
+        "idle_connections": n.idle_connections,
+        "total_connections": n.connections,
+        "requests": n.requests,
+        "bytes_out": n.bytes_out,
+        "bytes_in": n.bytes_in,
+        "failures": n.failures,
+        "response_time_avg_seconds": if n.rt_count > 0 { n.rt_us as f64 / n.rt_count as f64 / 1e6 } else { 0.0 },
+        "last_used": unix(n.last_used),
+        "seconds_since_last_used": idle,
+    })
+}
+
+/// A pool's figures: its nodes', and their sums.
+pub fn pool_json(g: &Generation, t: &Totals, pool: &str, now: SystemTime) -> Option<Value> {
+    let p = g.config.pools.iter().find(|p| p.name == pool)?;
+    let nodes: Vec<&NodeSnapshot> = t.nodes.iter().filter(|n| n.pool == pool).collect();
+    let sum = |f: fn(&NodeSnapshot) -> u64| nodes.iter().map(|n| f(n)).sum::<u64>();
+    Some(json!({
+        "algorithm": p.algorithm.name(),
+        "current_connections": sum(|n| n.current_connections),
+        "requests": sum(|n| n.requests),
+        "bytes_out": sum(|n| n.bytes_out),
+        "bytes_in": sum(|n| n.bytes_in),
+        "failures": sum(|n| n.failures),
+        "nodes": nodes.iter().map(|n| node_json(n, now)).collect::<Vec<_>>(),
+    }))
+}
+
+pub fn vs_status(g: &Generation, t: &Totals, name: &str) -> Option<Value> {
+    let vs = g.config.virtual_servers.iter().find(|v| v.name == name)?;
+    let snap = t.virtual_servers.iter().find(|v| v.name == name).cloned().unwrap_or_default();
+    Some(vs_json(&snap, &g.config.pools[vs.pool].name, vs.protocol.name()))
+}
+
+/// The whole status document.
+pub fn status(g: &Generation, t: &Totals) -> Value {
+    let now = SystemTime::now();
+    let vs: Map<String, Value> =
+        g.config.virtual_servers.iter().filter_map(|v| Some((v.name.clone(), vs_status(g, t, &v.name)?))).collect();
+    let pools: Map<String, Value> =
+        g.config.pools.iter().filter_map(|p| Some((p.name.clone(), pool_json(g, t, &p.name, now)?))).collect();
+    let persistence: Map<String, Value> = g
+        .config
+        .persistence
+        .iter()
+        .zip(g.persist.iter())
+        .map(|(c, rt)| {
+            let n = rt.store.counters();
+            (
+                c.name.clone(),
+                json!({"type": c.kind.name(), "entries": n.entries, "max_entries": rt.store.max_entries, "evictions": n.evictions}),
+            )
+        })
+        .collect();
+    json!({
+        "generation": g.id,
+        "shards": t.shards,
+        "virtual_servers": vs,
+        "pools": pools,
+        "persistence": persistence,
+    })
+}
+
+/// Escape a label value (backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+struct Metrics(String);
+
+impl Metrics {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", label(val));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {v}");
+    }
+}
+
+/// The Prometheus text exposition (format 0.0.4).
+pub fn prometheus(g: &Generation, t: &Totals) -> String {
+    let mut m = Metrics(String::new());
+    m.family("shoal_config_generation", "gauge", "Number of the running configuration generation.");
+    m.sample("shoal_config_generation", &[], g.id as f64);
+    m.family("shoal_shards", "gauge", "Shards (pinned executor threads) running.");
+    m.sample("shoal_shards", &[], t.shards as f64);
+
+    type VsField = fn(&VsSnapshot) -> f64;
+    let vs_families: [(&str, &str, &str, VsField); 5] = [
+        ("shoal_virtual_server_connections", "gauge", "Client connections open.", |v| v.current_connections as f64),
+        ("shoal_virtual_server_connections_total", "counter", "Client connections accepted.", |v| v.connections as f64),
+        ("shoal_virtual_server_requests_total", "counter", "HTTP requests finished.", |v| v.requests as f64),
+        ("shoal_virtual_server_received_bytes_total", "counter", "Bytes received from clients.", |v| v.bytes_in as f64),
+        ("shoal_virtual_server_sent_bytes_total", "counter", "Bytes sent to clients.", |v| v.bytes_out as f64),
+    ];
+    for (name, kind, help, f) in vs_families {
+        m.family(name, kind, help);
+        for v in &t.virtual_servers {
+            m.sample(name, &[("virtual_server", &v.name)], f(v));
+        }
+    }
+    m.family("shoal_virtual_server_responses_total", "counter", "HTTP responses sent, by status class.");
+    for v in &t.virtual_servers {
+        for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            m.sample(
+                "shoal_virtual_server_responses_total",
+                &[("virtual_server", &v.name), ("code", class)],
+                v.responses[i] as f64,
+            );
+        }
+    }
+    m.family("shoal_virtual_server_errors_total", "counter", "Requests or connections that failed, by kind.");
+    for v in &t.virtual_servers {
+        for (e, kind) in VS_ERRORS {
+            m.sample(
+                "shoal_virtual_server_errors_total",
+                &[("virtual_server", &v.name), ("kind", kind)],
+                v.errors[e as usize] as f64,
+            );
+        }
+    }
+    m.family(
+        "shoal_virtual_server_request_duration_seconds",
+        "summary",
+        "Time from a request's first byte to its response's last.",
+    );
+    for v in &t.virtual_servers {
+        let l = [("virtual_server", v.name.as_str())];
+        m.sample("shoal_virtual_server_request_duration_seconds_sum", &l, v.time_us as f64 / 1e6);
+        m.sample("shoal_virtual_server_request_duration_seconds_count", &l, v.requests as f64);
+    }
+
+    type NodeField = fn(&NodeSnapshot) -> f64;
+    let node_families: [(&str, &str, &str, NodeField); 7] = [
+        ("shoal_node_connections", "gauge", "Connections (or HTTP requests) in progress to the node.", |n| {
+            n.current_connections as f64
+        }),
+        ("shoal_node_idle_connections", "gauge", "Idle keepalive connections to the node.", |n| {
+            n.idle_connections as f64
+        }),
+        ("shoal_node_connections_total", "counter", "Connections opened to the node.", |n| n.connections as f64),
+        ("shoal_node_requests_total", "counter", "Requests (or connections) sent to the node.", |n| n.requests as f64),
+        ("shoal_node_sent_bytes_total", "counter", "Bytes sent to the node.", |n| n.bytes_out as f64),
+        ("shoal_node_received_bytes_total", "counter", "Bytes received from the node.", |n| n.bytes_in as f64),
+        ("shoal_node_failures_total", "counter", "Failures recorded against the node.", |n| n.failures as f64),
+    ];
+    for (name, kind, help, f) in node_families {
+        m.family(name, kind, help);
+        for n in &t.nodes {
+            m.sample(name, &[("pool", &n.pool), ("node", &n.node)], f(n));
+        }
+    }
+    m.family(
+        "shoal_node_response_time_seconds",
+        "summary",
+        "Time from a request written to the node to its response head.",
+    );
+    for n in &t.nodes {
+        let l = [("pool", n.pool.as_str()), ("node", n.node.as_str())];
+        m.sample("shoal_node_response_time_seconds_sum", &l, n.rt_us as f64 / 1e6);
+        m.sample("shoal_node_response_time_seconds_count", &l, n.rt_count as f64);
+    }
+    m.family("shoal_node_up", "gauge", "1 when the node is healthy (passive checks and monitors), else 0.");
+    for n in &t.nodes {
+        m.sample("shoal_node_up", &[("pool", &n.pool), ("node", &n.node)], if n.health == "alive" { 1.0 } else { 0.0 });
+    }
+    m.family("shoal_node_state", "gauge", "The node's configured state (1 for the state it is in).");
+    for n in &t.nodes {
+        for s in ["active", "draining", "disabled"] {
+            m.sample(
+                "shoal_node_state",
+                &[("pool", &n.pool), ("node", &n.node), ("state", s)],
+                if n.state == s { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    m.family(
+        "shoal_node_last_used_timestamp_seconds",
+        "gauge",
+        "When the node was last given a request or connection (0: never).",
+    );
+    for n in &t.nodes {
+        m.sample(
+            "shoal_node_last_used_timestamp_seconds",
+            &[("pool", &n.pool), ("node", &n.node)],
+            unix(n.last_used).unwrap_or(0.0),
+        );
+    }
+    m.family("shoal_persistence_entries", "gauge", "Sessions remembered by a persistence class.");
+    let counters: Vec<_> = g
+        .config
+        .persistence
+        .iter()
+        .zip(g.persist.iter())
+        .map(|(c, rt)| (c.name.as_str(), rt.store.counters()))
+        .collect();
+    for (name, n) in &counters {
+        m.sample("shoal_persistence_entries", &[("class", name)], n.entries as f64);
+    }
+    m.family("shoal_persistence_evictions_total", "counter", "Sessions evicted to stay within max_entries.");
+    for (name, n) in &counters {
+        m.sample("shoal_persistence_evictions_total", &[("class", name)], n.evictions as f64);
+    }
+    m.0
+}

@@ -1,0 +1,247 @@
+//! The control plane's handle on a running shoal (A4, I2): applies a new
+//! configuration to every shard, and collects statistics from them.
+//!
+//! Applying is all-or-nothing up to the hand-over: the configuration is
+//! checked against what cannot change live, every new listener is bound
+//! and every new access log opened first; any failure refuses the change
+//! with its reason and the running generation stays. Only then is the new
+//! generation sent to the shards, and `apply` returns once every shard
+//! serves new connections and requests on it. SIGHUP and the REST API both
+//! come through here, one change at a time.
+
+use super::generation::Generation;
+use super::mesh::{Reconfigure, ShardMsg};
+use super::shard::ListenKey;
+use crate::config::Config;
+use crate::net::listener;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long `apply` and `stats` wait for every shard to answer.
+const SHARD_REPLY: Duration = Duration::from_secs(10);
+
+/// A bound listener: its actual address and the shards holding a socket.
+struct Bound {
+    actual: SocketAddr,
+    shards: BTreeSet<usize>,
+}
+
+struct State {
+    generation: Arc<Generation>,
+    bound: BTreeMap<ListenKey, Bound>,
+    log_paths: Vec<PathBuf>,
+    access: Option<crate::log::writer::LogSender>,
+    monitors: crate::monitor::schedule::Monitors,
+}
+
+pub struct Control {
+    shards: Vec<flume::Sender<ShardMsg>>,
+    state: Mutex<State>,
+}
+
+/// The first generation's sockets and writer, as `runtime::run` set them up.
+pub struct Started {
+    pub generation: Arc<Generation>,
+    pub bound: Vec<(ListenKey, SocketAddr, Vec<usize>)>,
+    pub log_paths: Vec<PathBuf>,
+    pub access: Option<crate::log::writer::LogSender>,
+    pub monitors: crate::monitor::schedule::Monitors,
+}
+
+impl Control {
+    pub fn new(shards: Vec<flume::Sender<ShardMsg>>, s: Started) -> Control {
+        let bound = s
+            .bound
+            .into_iter()
+            .map(|(k, actual, shards)| (k, Bound { actual, shards: shards.into_iter().collect() }))
+            .collect();
+        Control {
+            shards,
+            state: Mutex::new(State {
+                generation: s.generation,
+                bound,
+                log_paths: s.log_paths,
+                access: s.access,
+                monitors: s.monitors,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while applying leaves nothing half-done that a later
+        // apply would trip on: the state is replaced only at the end.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> Arc<Config> {
+        self.lock().generation.config.clone()
+    }
+
+    /// The running generation.
+    pub fn current(&self) -> Arc<Generation> {
+        self.lock().generation.clone()
+    }
+
+    /// The actual address of virtual server `vs`'s listener `addr`.
+    pub fn actual_addr(&self, vs: &str, addr: SocketAddr) -> Option<SocketAddr> {
+        self.lock().bound.get(&(vs.to_owned(), addr)).map(|b| b.actual)
+    }
+
+    /// Re-read the running configuration's main file and apply it (SIGHUP).
+    pub fn reload(&self) -> Result<u64, String> {
+        let path = {
+            let s = self.lock();
+            match s.generation.config.files.first() {
+                Some(p) => p.clone(),
+                None => return Err(format!("running {} has no file to re-read", s.generation.config.source)),
+            }
+        };
+        let new = crate::config::load_file(&path).map_err(|e| e.to_string())?;
+        self.apply(new)
+    }
+
+    /// Apply `new` live; returns the new generation's number.
+    pub fn apply(&self, new: Config) -> Result<u64, String> {
+        let mut s = self.lock();
+        let old = s.generation.config.clone();
+        if new.global.shards != old.global.shards || new.global.ring_entries != old.global.ring_entries {
+            return Err("global.shards and global.ring_entries cannot change while running (restart shoal)".into());
+        }
+        if new.responders != old.responders {
+            return Err("responders cannot change while running (restart shoal)".into());
+        }
+        let n = self.shards.len();
+        for vs in &new.virtual_servers {
+            if let Some(x) = vs.shards.iter().flatten().find(|&&x| x >= n) {
+                return Err(format!(
+                    "virtual server {}: shard {x} does not exist (running {n} shard(s), numbered from 0)",
+                    vs.name
+                ));
+            }
+        }
+        // Every new socket and log file first: nothing is sent to a shard
+        // unless all of them could be had.
+        let mut wanted: BTreeMap<ListenKey, (BTreeSet<usize>, u32)> = BTreeMap::new();
+        for vs in &new.virtual_servers {
+            let shards: BTreeSet<usize> =
+                vs.shards.clone().map_or_else(|| (0..n).collect(), |s| s.into_iter().collect());
+            for addr in &vs.listen {
+                wanted.insert((vs.name.clone(), *addr), (shards.clone(), vs.backlog));
+            }
+        }
+        let mut sockets: Vec<Vec<(ListenKey, std::net::TcpListener)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut actual: BTreeMap<ListenKey, SocketAddr> = BTreeMap::new();
+        for (key, (shards, backlog)) in &wanted {
+            match s.bound.get(key) {
+                Some(b) => {
+                    for &sh in shards.difference(&b.shards) {
+                        let l = listener::bind_reuseport(b.actual, *backlog)
+                            .map_err(|e| format!("virtual server {}: cannot listen on {}: {e}", key.0, b.actual))?;
+                        sockets[sh].push((key.clone(), l));
+                    }
+                    actual.insert(key.clone(), b.actual);
+                }
+                None => {
+                    let (a, socks) = listener::bind_group(key.1, *backlog, shards.len())
+                        .map_err(|e| format!("virtual server {}: cannot listen on {}: {e}", key.0, key.1))?;
+                    for (&sh, l) in shards.iter().zip(socks) {
+                        sockets[sh].push((key.clone(), l));
+                    }
+                    actual.insert(key.clone(), a);
+                    log::info!("virtual server {} listening on {a}", key.0);
+                }
+            }
+        }
+        let mut log_paths = s.log_paths.clone();
+        let generation = Arc::new(s.generation.next(new, &mut log_paths));
+        if log_paths.len() > s.log_paths.len() {
+            if s.access.is_none() {
+                s.access = Some(crate::log::writer::start(Vec::new())?);
+            }
+            let writer = s.access.as_ref().expect("started above");
+            for p in &log_paths[s.log_paths.len()..] {
+                writer.open(p)?;
+            }
+            // Opened files stay numbered even if a later step fails.
+            s.log_paths = log_paths;
+        }
+
+        let (done_tx, done_rx) = flume::bounded(n);
+        for (tx, listeners) in self.shards.iter().zip(sockets) {
+            let msg = Reconfigure { generation: generation.clone(), listeners, done: done_tx.clone() };
+            // A shard's inbox may be briefly full of balancing figures;
+            // this message must not be dropped, so it waits its turn.
+            if tx.send_timeout(ShardMsg::Reconfigure(Box::new(msg)), SHARD_REPLY).is_err() {
+                log::error!("a shard did not take configuration generation {}", generation.id);
+            }
+        }
+        drop(done_tx);
+        for _ in 0..n {
+            if done_rx.recv_timeout(SHARD_REPLY).is_err() {
+                log::error!("a shard did not confirm configuration generation {} in time", generation.id);
+                break;
+            }
+        }
+        for key in s.bound.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect::<Vec<_>>() {
+            log::info!("virtual server {}: no longer listening on {}", key.0, s.bound[&key].actual);
+            s.bound.remove(&key);
+        }
+        for (key, (shards, _)) in wanted {
+            let a = actual[&key];
+            s.bound.insert(key, Bound { actual: a, shards });
+        }
+        s.monitors.update(&generation);
+        for note in &generation.notes {
+            log::info!("{note}");
+        }
+        log::info!("configuration generation {} applied ({})", generation.id, generation.config.source);
+        s.generation = generation.clone();
+        Ok(generation.id)
+    }
+
+    /// Every shard's statistics, summed (I2).
+    pub fn stats(&self) -> crate::stats::Totals {
+        let (tx, rx) = flume::bounded(self.shards.len());
+        let mut asked = 0;
+        for s in &self.shards {
+            if s.send_timeout(ShardMsg::Snapshot(tx.clone()), SHARD_REPLY).is_ok() {
+                asked += 1;
+            }
+        }
+        drop(tx);
+        let mut snaps = Vec::new();
+        for _ in 0..asked {
+            match rx.recv_timeout(SHARD_REPLY) {
+                Ok(s) => snaps.push(s),
+                Err(_) => break,
+            }
+        }
+        crate::stats::Totals::sum(snaps)
+    }
+
+    /// Ask every shard to stop gracefully (SIGTERM/SIGINT).
+    pub fn shutdown(&self) {
+        for c in &self.shards {
+            let _ = c.send(ShardMsg::Shutdown);
+        }
+    }
+
+    /// Reopen the access logs (SIGUSR1).
+    pub fn reopen_logs(&self) {
+        match &self.lock().access {
+            Some(a) => a.reopen(),
+            None => log::info!("SIGUSR1: no access logs to reopen"),
+        }
+    }
+
+    /// Flush the access logs (at exit).
+    pub fn sync_logs(&self) {
+        if let Some(a) = &self.lock().access {
+            a.sync(Duration::from_secs(5));
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Statistics counters (I2). Each shard bumps plain `Cell` counters on its
+//! own request path (no atomics, no shared cache lines); the control plane
+//! asks every shard for a [`ShardSnapshot`] through the mesh and sums them
+//! by name, so totals are exact once the load has finished. Counters live
+//! in runtime objects carried over by name across reconfigurations, so a
+//! reload does not reset them.
+
+use std::cell::Cell;
+use std::time::SystemTime;
+
+/// Why shoal failed a request or connection of a virtual server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VsError {
+    /// The client sent something invalid (shoal answered 4xx and closed).
+    BadRequest = 0,
+    /// Refused by `max_connections_per_client`.
+    Refused,
+    /// The client's TLS handshake failed.
+    TlsHandshake,
+    /// No node could take the request (503).
+    NoNode,
+    /// The node failed: connect, reply timeout, invalid or cut response (502/504).
+    NodeFailure,
+    /// The client went away before the response was complete.
+    ClientAbort,
+}
+
+pub const VS_ERRORS: [(VsError, &str); 6] = [
+    (VsError::BadRequest, "bad_request"),
+    (VsError::Refused, "refused"),
+    (VsError::TlsHandshake, "tls_handshake"),
+    (VsError::NoNode, "no_node"),
+    (VsError::NodeFailure, "node_failure"),
+    (VsError::ClientAbort, "client_abort"),
+];
+
+fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get() + n);
+}
+
+/// One virtual server's counters on one shard.
+#[derive(Default)]
+pub struct VsCounters {
+    pub connections: Cell<u64>,
+    pub requests: Cell<u64>,
+    /// Bytes received from clients: request heads and bodies (HTTP), all
+    /// client bytes relayed (other protocols).
+    pub bytes_in: Cell<u64>,
+    /// Bytes sent to clients.
+    pub bytes_out: Cell<u64>,
+    /// HTTP responses by status class (1xx..5xx).
+    pub responses: [Cell<u64>; 5],
+    pub errors: [Cell<u64>; VS_ERRORS.len()],
+    /// Sum of request durations (first head byte to response end), µs.
+    pub time_us: Cell<u64>,
+}
+
+impl VsCounters {
+    pub fn connection(&self) {
+        bump(&self.connections, 1);
+    }
+
+    pub fn error(&self, e: VsError) {
+        bump(&self.errors[e as usize], 1);
+    }
+
+    pub fn bytes(&self, inbound: u64, outbound: u64) {
+        bump(&self.bytes_in, inbound);
+        bump(&self.bytes_out, outbound);
+    }
+
+    /// A finished HTTP request with response `status` (0: none was sent).
+    pub fn request(&self, status: u16, time_us: u64) {
+        bump(&self.requests, 1);
+        bump(&self.time_us, time_us);
+        if (100..600).contains(&status) {
+            bump(&self.responses[usize::from(status / 100 - 1)], 1);
+        }
+    }
+
+    pub fn snapshot(&self, name: &str, current: u64) -> VsSnapshot {
+        VsSnapshot {
+            name: name.to_owned(),
+            current_connections: current,
+            connections: self.connections.get(),
+            requests: self.requests.get(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            responses: self.responses.each_ref().map(Cell::get),
+            errors: self.errors.each_ref().map(Cell::get),
+            time_us: self.time_us.get(),
+        }
+    }
+}
+
+/// One node's counters (in one pool) on one shard.
+#[derive(Default)]
+pub struct NodeCounters {
+    /// Requests (HTTP) or connections (other protocols) sent to the node.
+    pub requests: Cell<u64>,
+    /// Bytes sent to the node and received from it.
+    pub bytes_out: Cell<u64>,
+    pub bytes_in: Cell<u64>,
+    /// Failures recorded against the node (passive health).
+    pub failures: Cell<u64>,
+    /// Sum and count of response times (request written → response head), µs.
+    pub rt_us: Cell<u64>,
+    pub rt_count: Cell<u64>,
+    /// Wall-clock time the node was last picked.
+    pub last_used: Cell<Option<SystemTime>>,
+}
+
+impl NodeCounters {
+    pub fn request(&self, to_node: u64, from_node: u64) {
+        bump(&self.requests, 1);
+        bump(&self.bytes_out, to_node);
+        bump(&self.bytes_in, from_node);
+    }
+
+    pub fn failure(&self) {
+        bump(&self.failures, 1);
+    }
+
+    pub fn response_time(&self, us: u64) {
+        bump(&self.rt_us, us);
+        bump(&self.rt_count, 1);
+    }
+}
+
+/// A virtual server's figures, from one shard or summed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VsSnapshot {
+    pub name: String,
+    pub current_connections: u64,
+    pub connections: u64,
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub responses: [u64; 5],
+    pub errors: [u64; VS_ERRORS.len()],
+    pub time_us: u64,
+}
+
+/// A node's figures in one pool, from one shard or summed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSnapshot {
+    pub pool: String,
+    pub node: String,
+    pub state: &'static str,
+    /// `alive`, `failed` (passive health), `monitor_down`.
+    pub health: &'static str,
+    pub current_connections: u64,
+    /// New connections opened to the node (the rest reused keepalives).
+    pub connections: u64,
+    pub idle_connections: u64,
+    pub requests: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub failures: u64,
+    pub rt_us: u64,
+    pub rt_count: u64,
+    pub last_used: Option<SystemTime>,
+}
+
+/// Everything one shard counts, for one configuration generation.
+#[derive(Debug, Clone, Default)]
+pub struct ShardSnapshot {
+    pub generation: u64,
+    pub virtual_servers: Vec<VsSnapshot>,
+    pub nodes: Vec<NodeSnapshot>,
+}
+
+/// The process's figures: every shard's snapshot summed by name.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub shards: usize,
+    pub virtual_servers: Vec<VsSnapshot>,
+    pub nodes: Vec<NodeSnapshot>,
+}
+
+impl Totals {
+    /// Sum `shards`, keeping the first shard's order (its configuration's).
+    pub fn sum(shards: Vec<ShardSnapshot>) -> Totals {
+        let mut t = Totals { shards: shards.len(), ..Totals::default() };
+        for s in shards {
+            for v in s.virtual_servers {
+                match t.virtual_servers.iter_mut().find(|x| x.name == v.name) {
+                    Some(x) => {
+                        x.current_connections += v.current_connections;
+                        x.connections += v.connections;
+                        x.requests += v.requests;
+                        x.bytes_in += v.bytes_in;
+                        x.bytes_out += v.bytes_out;
+                        x.time_us += v.time_us;
+                        for (a, b) in x.responses.iter_mut().zip(v.responses) {
+                            *a += b;
+                        }
+                        for (a, b) in x.errors.iter_mut().zip(v.errors) {
+                            *a += b;
+                        }
+                    }
+                    None => t.virtual_servers.push(v),
+                }
+            }
+            for n in s.nodes {
+                match t.nodes.iter_mut().find(|x| x.pool == n.pool && x.node == n.node) {
+                    Some(x) => {
+                        x.current_connections += n.current_connections;
+                        x.connections += n.connections;
+                        x.idle_connections += n.idle_connections;
+                        x.requests += n.requests;
+                        x.bytes_out += n.bytes_out;
+                        x.bytes_in += n.bytes_in;
+                        x.failures += n.failures;
+                        x.rt_us += n.rt_us;
+                        x.rt_count += n.rt_count;
+                        x.last_used = x.last_used.max(n.last_used);
+                    }
+                    None => t.nodes.push(n),
+                }
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_by_name_across_shards() {
+        let a = VsCounters::default();
+        a.connection();
+        a.request(200, 10);
+        a.request(503, 5);
+        a.error(VsError::NoNode);
+        a.bytes(100, 1000);
+        let b = VsCounters::default();
+        b.request(404, 1);
+        b.bytes(7, 9);
+        let later = SystemTime::now();
+        let node = |last| NodeSnapshot {
+            pool: "p".into(),
+            node: "n:1".into(),
+            requests: 2,
+            last_used: last,
+            ..NodeSnapshot::default()
+        };
+        let t = Totals::sum(vec![
+            ShardSnapshot { generation: 1, virtual_servers: vec![a.snapshot("v", 1)], nodes: vec![node(None)] },
+            ShardSnapshot { generation: 1, virtual_servers: vec![b.snapshot("v", 2)], nodes: vec![node(Some(later))] },
+        ]);
+        let v = &t.virtual_servers[0];
+        assert_eq!((v.requests, v.connections, v.current_connections), (3, 1, 3));
+        assert_eq!((v.bytes_in, v.bytes_out, v.time_us), (107, 1009, 16));
+        assert_eq!(v.responses, [0, 1, 0, 1, 1]);
+        assert_eq!(v.errors[VsError::NoNode as usize], 1);
+        assert_eq!(t.nodes.len(), 1);
+        assert_eq!((t.nodes[0].requests, t.nodes[0].last_used), (4, Some(later)));
+    }
+}

@@ -1,0 +1,350 @@
+//! The REST API (I1), node operations (C1, C8) and statistics (I2), against
+//! a running shoal with real nodes.
+
+use crate::support::*;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Command;
+
+const BASE: &str = "/api/tm/1.0/config/active";
+
+fn get_node(addr: SocketAddr, path: &str, session: Option<&str>) -> String {
+    let mut s = connect(addr);
+    let extra = session.map_or(String::new(), |k| format!("X-Session: {k}\r\n"));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!(r.status, 200);
+    r.header("x-node").unwrap().to_string()
+}
+
+/// Every type: list, create, read, partly update, delete; 401 without or
+/// with wrong credentials; 409 naming the referrers when deleting a pool in
+/// use; 400 with the reason for an invalid result (files untouched); the
+/// file on disk after a PUT keeps the operator's comments.
+#[test]
+fn objects_crud_auth_and_integrity() {
+    let origin = Origin::start("http", &["a", "b"]);
+    let (a, b) = (origin.addr("a"), origin.addr("b"));
+    let shoal = Shoal::start(&format!(
+        "# Edge node eu-1: change with care.\n[global]\nshards = 2\n\n{}\n\
+         [virtual_servers.web]\nlisten = \"127.0.0.1:0\" # public\nprotocol = \"http\"\npool = \"p\"\n\n\
+         [pools.p]\nnodes = [\"{a}\"]  # the first node\n",
+        api_section()
+    ));
+    // Authentication.
+    let r = shoal.api_as(Some(""), "GET", BASE, "", b"");
+    assert_eq!(r.status, 401);
+    assert!(r.headers.contains("WWW-Authenticate: Basic"), "{}", r.headers);
+    assert_eq!(r.json()["error_id"], "auth.required");
+    assert_eq!(shoal.api_as(Some("admin:wrong"), "GET", BASE, "", b"").status, 401);
+    assert_eq!(shoal.api_as(Some("nobody:secret"), "GET", BASE, "", b"").status, 401);
+    let r = shoal.api("GET", BASE, "");
+    assert_eq!(r.status, 200);
+    let types: Vec<String> =
+        r.json()["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(types, ["virtual_servers", "pools", "persistence", "monitors", "responders", "files"]);
+
+    // GET lists and objects.
+    let r = shoal.api("GET", &format!("{BASE}/pools"), "");
+    assert_eq!(r.json()["children"][0]["name"], "p");
+    assert_eq!(r.json()["children"][0]["href"], format!("{BASE}/pools/p"));
+    let r = shoal.api("GET", &format!("{BASE}/virtual_servers/web"), "");
+    assert_eq!(r.json()["properties"]["basic"]["protocol"], "http");
+    assert_eq!(shoal.api("GET", &format!("{BASE}/pools/nope"), "").status, 404);
+    assert_eq!(shoal.api("GET", &format!("{BASE}/gadgets"), "").status, 404);
+
+    // Create one object of each type that can change live.
+    let created = [
+        ("persistence", "by_ip", r#"{"properties":{"basic":{"type":"ip","max_entries":1000}}}"#.to_string()),
+        ("monitors", "ping", r#"{"properties":{"basic":{"type":"tcp","interval":"1s"}}}"#.to_string()),
+        (
+            "pools",
+            "q",
+            format!(r#"{{"properties":{{"basic":{{"nodes":["{b}"],"monitors":["ping"],"persistence":"by_ip"}}}}}}"#),
+        ),
+        (
+            "virtual_servers",
+            "web2",
+            r#"{"properties":{"basic":{"listen":"127.0.0.1:0","protocol":"http","pool":"q"},"http":null}}"#.to_string(),
+        ),
+    ];
+    for (kind, name, body) in &created {
+        let r = shoal.api("PUT", &format!("{BASE}/{kind}/{name}"), body);
+        assert_eq!(r.status, 201, "PUT {kind}/{name}: {}", r.text());
+        let r = shoal.api("GET", &format!("{BASE}/{kind}/{name}"), "");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // The new virtual server serves through the new pool.
+    let line = shoal.proc.wait_line(STARTUP, |l| l.contains("virtual server web2 listening on "));
+    let web2: SocketAddr = line.split("listening on ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(get_node(web2, "/", None), "b");
+    // Responders cannot change live: refused, files untouched.
+    let before = std::fs::read_to_string(&shoal.config).unwrap();
+    let r = shoal.api(
+        "PUT",
+        &format!("{BASE}/responders/hello"),
+        r#"{"properties":{"basic":{"listen":"127.0.0.1:0","greeting":"hi"}}}"#,
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("responders cannot change while running"), "{}", r.text());
+    assert_eq!(std::fs::read_to_string(&shoal.config).unwrap(), before);
+
+    // Partial update: one key changes, the others stay.
+    let r =
+        shoal.api("PUT", &format!("{BASE}/pools/q"), r#"{"properties":{"basic":{"algorithm":"least_connections"}}}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let props = &r.json()["properties"]["basic"];
+    assert_eq!(props["algorithm"], "least_connections");
+    assert_eq!(props["persistence"], "by_ip");
+    assert_eq!(props["nodes"][0], b.to_string());
+
+    // Invalid results are refused with their reason; nothing is written.
+    let before = std::fs::read_to_string(&shoal.config).unwrap();
+    let r = shoal.api("PUT", &format!("{BASE}/pools/q"), r#"{"properties":{"basic":{"algorithm":"coin_toss"}}}"#);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("coin_toss") && r.text().contains("shoal.toml:"), "{}", r.text());
+    assert_eq!(shoal.api("PUT", &format!("{BASE}/pools/q"), "{not json").status, 400);
+    assert_eq!(shoal.api("PUT", &format!("{BASE}/pools/q"), r#"{"basic":{}}"#).status, 400);
+    assert_eq!(std::fs::read_to_string(&shoal.config).unwrap(), before);
+
+    // Integrity: a pool in use cannot go; its referrers are named.
+    let r = shoal.api("DELETE", &format!("{BASE}/pools/q"), "");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("virtual_servers/web2"), "{}", r.text());
+    let r = shoal.api("DELETE", &format!("{BASE}/monitors/ping"), "");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("pools/q"), "{}", r.text());
+
+    // The file after the PUTs: comments and layout kept, new tables added.
+    let text = std::fs::read_to_string(&shoal.config).unwrap();
+    assert!(text.starts_with("# Edge node eu-1: change with care.\n[global]\nshards = 2\n"), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:0\" # public\n"), "{text}");
+    assert!(text.contains(&format!("nodes = [\"{a}\"]  # the first node\n")), "{text}");
+    assert!(text.contains("[pools.q]") && text.contains("algorithm = \"least_connections\""), "{text}");
+    // What is on disk is what runs: shoal check agrees.
+    let check = Command::new(shoal_bin()).args(["check", "-c"]).arg(&shoal.config).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+
+    // Delete in dependency order.
+    for (kind, name) in [("virtual_servers", "web2"), ("pools", "q"), ("monitors", "ping"), ("persistence", "by_ip")] {
+        let r = shoal.api("DELETE", &format!("{BASE}/{kind}/{name}"), "");
+        assert_eq!(r.status, 204, "DELETE {kind}/{name}: {}", r.text());
+        assert_eq!(shoal.api("GET", &format!("{BASE}/{kind}/{name}"), "").status, 404);
+    }
+    poll(STARTUP, "web2 stops listening", || std::net::TcpStream::connect(web2).is_err().then_some(()));
+    let text = std::fs::read_to_string(&shoal.config).unwrap();
+    assert!(!text.contains("[pools.q]") && text.contains("# the first node"), "{text}");
+
+    // Files: stored, listed, read back byte for byte, deleted.
+    let blob: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let r = shoal.api_as(None, "PUT", &format!("{BASE}/files/blob.bin"), "application/octet-stream", &blob);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = shoal.api("GET", &format!("{BASE}/files"), "");
+    assert_eq!(r.json()["children"][0]["name"], "blob.bin");
+    assert_eq!(shoal.api("GET", &format!("{BASE}/files/blob.bin"), "").body, blob);
+    assert_eq!(shoal.api("GET", &format!("{BASE}/files/..%2Fshoal.toml"), "").status, 400);
+    assert_eq!(shoal.api("DELETE", &format!("{BASE}/files/blob.bin"), "").status, 204);
+    assert_eq!(shoal.api("GET", &format!("{BASE}/files/blob.bin"), "").status, 404);
+
+    // Unknown methods name the allowed ones.
+    let r = shoal.api("POST", &format!("{BASE}/pools/p"), "{}");
+    assert_eq!(r.status, 405);
+    assert!(r.headers.contains("Allow: GET, PUT, DELETE"), "{}", r.headers);
+    // The served OpenAPI document is the repository's.
+    let r = shoal.api("GET", "/api/tm/1.0/openapi.json", "");
+    assert_eq!(r.text(), std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).unwrap());
+}
+
+/// C8 across pools, with one call of the `shoal node` wrapper: a drained
+/// node gets no new sessions or connections in any pool, keeps its
+/// persisted sessions, loses its idle keepalive connections, and its "last
+/// used" stops moving; disabled, it loses its sessions too.
+#[test]
+fn drain_a_node_across_all_its_pools() {
+    let origin = Origin::start("http", &["a", "b"]);
+    let (a, b) = (origin.addr("a"), origin.addr("b"));
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n{}\n\
+         [virtual_servers.plain]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p1\"\n\n\
+         [virtual_servers.sticky]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p2\"\n\n\
+         [pools.p1]\nnodes = [\"{a}\", \"{b}\"]\n\n\
+         [pools.p2]\nnodes = [\"{a}\", \"{b}\"]\npersistence = \"s\"\n\n\
+         [persistence.s]\ntype = \"universal\"\nsource = \"header:X-Session\"\n",
+        api_section()
+    ));
+    let (plain, sticky) = (shoal.addr("plain"), shoal.addr("sticky"));
+    // Keepalive connections to both nodes, and a session on a.
+    let mut on_a = None;
+    for i in 0..20 {
+        let key = format!("k{i}");
+        if get_node(sticky, "/s", Some(&key)) == "a" && on_a.is_none() {
+            on_a = Some(key);
+        }
+        get_node(plain, "/p", None);
+    }
+    let on_a = on_a.expect("round robin put some session on a");
+    let node_in = |pool: &str| {
+        let r = shoal.api("GET", &format!("/api/tm/1.0/nodes/{a}"), "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["pools"].as_array().unwrap().iter().find(|p| p["pool"] == pool).unwrap().clone()
+    };
+    assert!(node_in("p1")["idle_connections"].as_u64().unwrap() > 0, "{}", node_in("p1"));
+    assert_eq!(node_in("p1")["state"], "active");
+
+    let run = |action: &str| {
+        let out = Command::new(shoal_bin())
+            .args(["node", action, &a.to_string(), "--api", &format!("http://{}", shoal.api_addr())])
+            .args(["--user", "admin:secret"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "shoal node {action}: {}", String::from_utf8_lossy(&out.stdout));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["pools"].as_array().unwrap().len(), 2, "{v}");
+        v
+    };
+    let v = run("drain");
+    for p in v["pools"].as_array().unwrap() {
+        assert_eq!(p["state"], "draining", "{v}");
+        assert_eq!(p["idle_connections"], 0, "draining closes idle keepalives: {v}");
+    }
+    let last_used = node_in("p1")["last_used"].as_f64().unwrap();
+    for i in 0..20 {
+        assert_eq!(get_node(plain, "/p", None), "b", "a new connection went to the draining node");
+        assert_eq!(get_node(sticky, "/s", Some(&format!("new{i}"))), "b", "a new session went to the draining node");
+        assert_eq!(get_node(sticky, "/s", Some(&on_a)), "a", "the draining node's session moved");
+    }
+    assert_eq!(node_in("p1")["last_used"].as_f64().unwrap(), last_used, "a drained node was used in p1");
+    assert!(node_in("p2")["last_used"].as_f64().unwrap() >= last_used);
+    let text = std::fs::read_to_string(&shoal.config).unwrap();
+    assert_eq!(text.matches(&format!("{{ address = \"{a}\", state = \"draining\" }}")).count(), 2, "{text}");
+
+    // Disabled: the session goes too.
+    run("disable");
+    assert_eq!(get_node(sticky, "/s", Some(&on_a)), "b");
+    // Back in service everywhere.
+    run("enable");
+    let seen: std::collections::HashSet<String> = (0..10).map(|_| get_node(plain, "/p", None)).collect();
+    assert_eq!(seen.len(), 2, "a is back in p1");
+    let r = shoal.api("PUT", "/api/tm/1.0/nodes/127.0.0.1:1", r#"{"state":"draining"}"#);
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = shoal.api("PUT", &format!("/api/tm/1.0/nodes/{a}"), r#"{"state":"sleeping"}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+/// A reader that counts the bytes read through it.
+struct Counting<'a>(&'a mut std::net::TcpStream, u64);
+
+impl std::io::Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// Statistics after a known load equal it exactly, summed over both
+/// shards; Prometheus' own checker accepts /metrics.
+#[test]
+fn statistics_equal_the_load() {
+    let origin = Origin::start("http", &["a", "b"]);
+    let shoal = Shoal::start(&format!(
+        "{}\n{}",
+        api_section(),
+        crate::http::http_config(&[origin.addr("a"), origin.addr("b")], "", "")
+    ));
+    let addr = shoal.addr("web");
+    // 8 connections (spread over both shards by the kernel), 25 keepalive
+    // requests each with a 100-byte body, responses of 1000 bytes.
+    let (mut sent, mut received) = (0u64, 0u64);
+    for c in 0..8 {
+        let mut s = connect(addr);
+        for i in 0..25 {
+            let req = format!(
+                "POST /r{c}-{i}?size=1000 HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n{}\r\n{}",
+                if i == 24 { "Connection: close\r\n" } else { "" },
+                "x".repeat(100)
+            );
+            s.write_all(req.as_bytes()).unwrap();
+            sent += req.len() as u64;
+            let mut counted = Counting(&mut s, 0);
+            let r = read_response(&mut counted, false);
+            assert_eq!((r.status, r.body.len()), (200, 1000));
+            received += counted.1;
+        }
+    }
+    let v = poll(STARTUP, "all 200 requests counted", || {
+        let s = shoal.status();
+        (s["virtual_servers"]["web"]["current_connections"] == 0).then_some(s)
+    });
+    let web = &v["virtual_servers"]["web"];
+    assert_eq!(web["requests"], 200, "{v}");
+    assert_eq!(web["total_connections"], 8, "{v}");
+    assert_eq!(web["responses"]["2xx"], 200, "{v}");
+    assert_eq!(web["bytes_in"].as_u64(), Some(sent), "{v}");
+    assert_eq!(web["bytes_out"].as_u64(), Some(received), "{v}");
+    assert_eq!(v["shards"], 2);
+    let nodes = v["pools"]["p"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.iter().map(|n| n["requests"].as_u64().unwrap()).sum::<u64>(), 200, "{v}");
+    assert_eq!(v["pools"]["p"]["requests"], 200);
+
+    let metrics = shoal.api("GET", "/metrics", "");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(text.contains("shoal_virtual_server_requests_total{virtual_server=\"web\"} 200\n"), "{text}");
+    assert!(
+        text.contains(&format!("shoal_virtual_server_received_bytes_total{{virtual_server=\"web\"}} {sent}\n")),
+        "{text}"
+    );
+    let promtool = Command::new("promtool").args(["check", "metrics"]).stdin(std::process::Stdio::piped()).spawn();
+    match promtool {
+        Ok(mut child) => {
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) if std::env::var_os("SHOAL_REQUIRE_PROMTOOL").is_none() => {
+            eprintln!("promtool not installed (Debian: prometheus); /metrics not checked by it");
+        }
+        Err(e) => panic!("promtool is required (SHOAL_REQUIRE_PROMTOOL) but cannot run: {e}"),
+    }
+}
+
+/// Schemathesis (PyPI) generates requests from the served OpenAPI document
+/// and checks every answer against it: every check but
+/// `positive_data_acceptance`, because whether a configuration object is
+/// valid (keys each type requires, references between objects, addresses
+/// that resolve, ports that are free) is decided by shoal's loader and
+/// cannot be written as a JSON schema; such a body gets a 400 naming the
+/// problem, which that check counts as a schema-valid request rejected.
+#[test]
+fn schemathesis_finds_no_failures() {
+    let _heavy = heavy();
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&format!("{}\n{}", api_section(), crate::http::http_config(&[origin.addr("a")], "", "")));
+    let base = format!("http://{}", shoal.api_addr());
+    let out = Command::new("schemathesis")
+        .args(["run", &format!("{base}/api/tm/1.0/openapi.json"), "--url", &base, "--auth", "admin:secret"])
+        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        .args(["--max-examples", "25", "--request-timeout", "10"])
+        .env("NO_COLOR", "1")
+        // Its cache directory goes with the test's, not into the checkout.
+        .current_dir(&shoal.dir.0)
+        .output();
+    match out {
+        Ok(out) => assert!(
+            out.status.success(),
+            "schemathesis found failures:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) if std::env::var_os("SHOAL_REQUIRE_SCHEMATHESIS").is_none() => {
+            eprintln!("schemathesis not installed (pip install schemathesis); the API was not checked by it");
+        }
+        Err(e) => panic!("schemathesis is required (SHOAL_REQUIRE_SCHEMATHESIS) but cannot run: {e}"),
+    }
+}
