@@ -263,10 +263,7 @@ fn tls_configuration_errors_are_precise() {
 /// it skipped when sslyze is missing.
 #[test]
 fn sslyze_mozilla_intermediate() {
-    let have = Command::new("sslyze").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !have {
-        assert!(std::env::var_os("SHOAL_REQUIRE_SSLYZE").is_none(), "sslyze is required but not installed");
-        eprintln!("sslyze not installed (pip install sslyze): skipping the Mozilla profile check");
+    if !have_tool("sslyze", "SHOAL_REQUIRE_SSLYZE", "pip install sslyze") {
         return;
     }
     let _heavy = heavy();
