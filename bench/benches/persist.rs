@@ -16,7 +16,7 @@ fn store(c: &mut Criterion) {
     let s = Arc::new(Store::new(100_000));
     let ks = keys(100_000);
     for (i, k) in ks.iter().enumerate() {
-        s.record(0, k, i % 8);
+        s.record(0, k, (i % 8) as u32);
     }
     let mut i = 0;
     c.bench_function("store lookup+record (full table, uncontended)", |b| {

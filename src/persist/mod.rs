@@ -89,26 +89,19 @@ pub struct ClassRt {
 /// Every class, indexed like [`Config::persistence`], shared by all shards.
 pub type Classes = Arc<Vec<ClassRt>>;
 
-/// Build every class of `config`. `prev` is the running configuration and
-/// its classes on a reload: a class whose settings are unchanged keeps its
-/// session table, as long as no pool's node list changed (the table holds
-/// pool and node positions).
-pub fn build(config: &Config, prev: Option<(&Config, &Classes)>) -> Classes {
-    let layout = |c: &Config| -> Vec<(String, Vec<std::net::SocketAddr>)> {
-        c.pools.iter().map(|p| (p.name.clone(), p.nodes.iter().map(|n| n.addr).collect())).collect()
-    };
-    let same_layout = prev.is_some_and(|(old, _)| layout(old) == layout(config));
+/// Build every class of `config`. `prev` is the running configuration's
+/// classes on a reload: a class whose settings are unchanged keeps its
+/// session table (it names pools and nodes by identities that survive the
+/// reload; sessions of removed nodes are balanced afresh when they return).
+pub fn build(config: &Config, prev: Option<&Classes>) -> Classes {
     Arc::new(
         config
             .persistence
             .iter()
             .map(|c| {
-                let kept = prev
-                    .and_then(|(_, classes)| classes.iter().find(|o| o.cfg == *c))
-                    .filter(|_| same_layout)
-                    .map(|o| o.store.clone());
-                if kept.is_none() && prev.is_some_and(|(_, cl)| cl.iter().any(|o| o.cfg.name == c.name)) {
-                    log::info!("persistence {}: session table reset (class settings or pool nodes changed)", c.name);
+                let kept = prev.and_then(|classes| classes.iter().find(|o| o.cfg == *c)).map(|o| o.store.clone());
+                if kept.is_none() && prev.is_some_and(|cl| cl.iter().any(|o| o.cfg.name == c.name)) {
+                    log::info!("persistence {}: session table reset (the class's settings changed)", c.name);
                 }
                 let store = kept.unwrap_or_else(|| Arc::new(store::Store::new(c.max_entries)));
                 ClassRt { cfg: c.clone(), class: class(c, config), store }

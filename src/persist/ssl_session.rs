@@ -13,7 +13,7 @@ use super::store::Store;
 use crate::tls::hello::ServerHello;
 
 /// Remember the session the node's ServerHello issued or resumed.
-pub fn learn(store: &Store, pool: usize, hello: &ServerHello, node: usize) {
+pub fn learn(store: &Store, pool: u32, hello: &ServerHello, node: u32) {
     if !hello.tls13 && !hello.session_id.is_empty() {
         store.record(pool, &hello.session_id, node);
     }

@@ -13,7 +13,8 @@
 use super::lru::Lru;
 use std::sync::Mutex;
 
-/// (pool, 128-bit keyed hash of the session key) → node index. Hashing
+/// (pool uid, 128-bit keyed hash of the session key) → node id (see
+/// `ShardPool::uid` and `NodeHealth::id`: both survive reconfiguration). Hashing
 /// outside the lock, to a fixed-size key, keeps the locked part free of
 /// allocation and short. The hash keys are random per process, so clients
 /// cannot craft colliding session keys, and at 128 bits an accidental
@@ -43,32 +44,32 @@ impl Store {
     }
 
     /// The table key of session `id` in `pool`.
-    pub fn key(&self, pool: usize, id: &[u8]) -> Key {
+    pub fn key(&self, pool: u32, id: &[u8]) -> Key {
         let (a, b) = (self.hash.0.hash_one(id), self.hash.1.hash_one(id));
-        (pool as u32, (u128::from(a) << 64) | u128::from(b))
+        (pool, (u128::from(a) << 64) | u128::from(b))
     }
 
     /// The node session `id` of `pool` was served by, if remembered.
-    pub fn lookup(&self, pool: usize, id: &[u8]) -> Option<usize> {
+    pub fn lookup(&self, pool: u32, id: &[u8]) -> Option<u32> {
         if id.is_empty() {
             return None;
         }
         self.lookup_key(&self.key(pool, id))
     }
 
-    pub fn lookup_key(&self, key: &Key) -> Option<usize> {
-        self.lru.lock().ok()?.get(key).map(|&n| n as usize)
+    pub fn lookup_key(&self, key: &Key) -> Option<u32> {
+        self.lru.lock().ok()?.get(key).copied()
     }
 
-    pub fn record(&self, pool: usize, id: &[u8], node: usize) {
+    pub fn record(&self, pool: u32, id: &[u8], node: u32) {
         if !id.is_empty() {
             self.record_key(self.key(pool, id), node);
         }
     }
 
-    pub fn record_key(&self, key: Key, node: usize) {
+    pub fn record_key(&self, key: Key, node: u32) {
         if let Ok(mut l) = self.lru.lock() {
-            l.insert(key, node as u32);
+            l.insert(key, node);
         }
     }
 

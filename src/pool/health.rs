@@ -19,8 +19,12 @@ use crate::util::clock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeHealth {
+    /// A process-wide identity that survives reconfiguration (the cell is
+    /// carried over while the node stays in its pool): persistence tables
+    /// remember nodes by it, not by their position in the pool.
+    pub id: u32,
     /// Gradual start (perceptive pools), shared the same way.
     pub ramp: super::ramp::Ramp,
     /// Connections or requests in progress, process-wide; kept only when
@@ -36,6 +40,22 @@ pub struct NodeHealth {
     monitors_failing: AtomicU32,
     /// The node is disabled (C8): monitors leave it alone.
     pub disabled: AtomicBool,
+}
+
+impl Default for NodeHealth {
+    fn default() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        NodeHealth {
+            id: NEXT.fetch_add(1, Relaxed),
+            ramp: Default::default(),
+            active: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            dead_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            monitors_failing: AtomicU32::new(0),
+            disabled: AtomicBool::new(false),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,8 @@ const RT_ALPHA: f64 = 1.0 / 8.0;
 const MAX_OWED: u32 = 8;
 /// LARD table slots per pool and shard (direct-mapped by URL hash).
 const LARD_SLOTS: usize = 4096;
+/// Fixed keys: a pool's uid must be the same in every generation.
+static POOL_UID: ahash::RandomState = ahash::RandomState::with_seeds(0x9001, 0x5e55, 0x10, 0x42);
 
 /// One node's figures as published to the other shards.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -125,6 +127,9 @@ pub struct Pick {
 
 pub struct ShardPool {
     pub index: usize,
+    /// The pool's identity in persistence tables: a hash of its name, so
+    /// sessions survive reconfigurations that move the pool's position.
+    pub uid: u32,
     pub nodes: Vec<ShardNode>,
     /// The pool's validated settings (timeouts, limits, PROXY protocol).
     pub cfg: config::Pool,
@@ -175,6 +180,7 @@ impl ShardPool {
             .collect();
         ShardPool {
             index,
+            uid: POOL_UID.hash_one(&cfg.name) as u32,
             nodes,
             cfg: cfg.clone(),
             queued: Cell::new(0),
@@ -234,6 +240,16 @@ impl ShardPool {
             }
         }
         Some(Pick { node: i, single, ramp, slot })
+    }
+
+    /// Node `i`'s identity in persistence tables.
+    pub fn node_id(&self, i: usize) -> u32 {
+        self.nodes[i].health.id
+    }
+
+    /// The node whose identity is `id`, if it is (still) in this pool.
+    pub fn node_by_id(&self, id: u32) -> Option<usize> {
+        self.nodes.iter().position(|n| n.health.id == id)
     }
 
     /// Can node `i` still serve the sessions persisted to it? (Not

@@ -57,7 +57,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: Sock
         return;
     };
     if let Some(c) = class {
-        c.store.record(vs.pool, &key, lease.index());
+        c.store.record(pool.uid, &key, pool.node_id(lease.index()));
     }
     let Split { r: nr, w: mut nw, .. } = node;
     let first_len = first.as_ref().map_or(0, |d| d.len() as u64);

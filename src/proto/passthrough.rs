@@ -92,9 +92,9 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
             pool.record_success(node_index);
             match class {
                 Some(c) if c.cfg.kind == PersistenceType::SslSessionId => {
-                    crate::persist::ssl_session::learn(&c.store, pool_index, &sh, node_index)
+                    crate::persist::ssl_session::learn(&c.store, pool.uid, &sh, pool.node_id(node_index))
                 }
-                Some(c) => c.store.record(pool_index, &key, node_index),
+                Some(c) => c.store.record(pool.uid, &key, pool.node_id(node_index)),
                 None => {}
             }
         }

@@ -23,7 +23,7 @@ pub async fn connect(
     let cfg = &shard.config.virtual_servers[vs];
     let p = &shard.pools[pool];
     let class = p.cfg.persistence.map(|c| &shard.persist[c]);
-    let preferred = class.and_then(|c| c.store.lookup(pool, key));
+    let preferred = class.and_then(|c| c.store.lookup(p.uid, key)).and_then(|id| p.node_by_id(id));
     if preferred.is_some_and(|n| !p.can_persist(n)) && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close) {
         log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", cfg.name);
         return None;

@@ -45,14 +45,16 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
     let rt = &shard.persist[ci];
     let claim = rt.class.claim(&RequestView { buf, head, client: ctx.client.ip() }, ctx.pool);
     let key = match &claim {
-        Claim::Key(k) if !k.is_empty() => Some(rt.store.key(ctx.pool, k)),
+        Claim::Key(k) if !k.is_empty() => Some(rt.store.key(pool.uid, k)),
         _ => None,
     };
     let named = match claim {
         Claim::Node(n) => Some(n),
         _ => None,
     };
-    let stored = key.and_then(|k| rt.store.lookup_key(&k));
+    // A node no longer in the pool leaves its sessions unclaimed: they are
+    // balanced afresh and recorded on their new node.
+    let stored = key.and_then(|k| rt.store.lookup_key(&k)).and_then(|id| pool.node_by_id(id));
     let node = named.or(stored);
     if let Some(n) = node {
         if pool.can_persist(n) {
@@ -78,6 +80,7 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
 /// remember the session, and put any cookie to set in `ctx.set_cookie`.
 pub fn learn(shard: &Rc<Shard>, s: &Session, buf: &[u8], head: &ResponseHead, node: usize, ctx: &mut Ctx) {
     let rt = &shard.persist[s.class];
+    let pool = &shard.pools[s.pool];
     // The lookup already made a kept session the most recent: record
     // only new sessions and moved ones. A session of a class that must not
     // move silently (redirect, close) stays with its node when a retry
@@ -86,12 +89,12 @@ pub fn learn(shard: &Rc<Shard>, s: &Session, buf: &[u8], head: &ResponseHead, no
     let moved = s.stored.is_some_and(|n| n != node);
     let may_move = rt.cfg.on_failure == FailureAction::NewNode;
     if let (Some(k), false) = (s.key, s.stored == Some(node) || (moved && !may_move)) {
-        rt.store.record_key(k, node);
+        rt.store.record_key(k, pool.node_id(node));
     }
     let mut learned = Learned::default();
     rt.class.learn(&ResponseView { buf, head }, s.named, s.pool, node, &mut learned);
     for k in &learned.record {
-        rt.store.record(s.pool, k, node);
+        rt.store.record(pool.uid, k, pool.node_id(node));
     }
     if !learned.set_cookie.is_empty() {
         ctx.set_cookie = Some(learned.set_cookie);

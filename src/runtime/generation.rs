@@ -8,8 +8,8 @@
 //! - node health cells (passive failures, monitor verdicts, the
 //!   gradual-start ramp, `max_connections_per_node` slots), by pool name and
 //!   node address;
-//! - persistence classes' session tables, when the class's settings and
-//!   the pools' node lists are unchanged (node state changes keep them);
+//! - persistence classes' session tables, when the class's settings are
+//!   unchanged (sessions name nodes by identities that survive a reload);
 //! - TLS termination and origination state (session caches, ticket keys),
 //!   by virtual server or pool name when the TLS settings are unchanged
 //!   (certificate files are re-read either way).
@@ -127,7 +127,7 @@ impl Generation {
                 }
             }
         }
-        let persist = crate::persist::build(&config, Some((&self.config, &self.persist)));
+        let persist = crate::persist::build(&config, Some(&self.persist));
         let vs_log = log_numbers(&config, log_paths);
         Generation { id: self.id + 1, config: Arc::new(config), health, persist, vs_log, notes }
     }

@@ -115,3 +115,57 @@ fn changes_under_load_lose_nothing() {
     assert_eq!(s["virtual_servers"]["web"]["requests"].as_u64().unwrap(), requests, "{s}");
     assert!(std::fs::read_to_string(&shoal.config).unwrap().starts_with("# edge node\n"), "comments are kept");
 }
+
+/// The node that served a request with session header `key` (keepalive
+/// off: each request is a new connection, on whichever shard).
+fn node_for(addr: std::net::SocketAddr, key: &str) -> String {
+    let mut s = connect(addr);
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET /s HTTP/1.1\r\nHost: t\r\nX-Session: {key}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!(r.status, 200);
+    r.header("x-node").unwrap().to_string()
+}
+
+/// Persisted sessions survive reconfigurations that add nodes, remove
+/// others, move the pool and change node states: a session stays on its
+/// node while the node stays; sessions of a removed node settle on a new
+/// one.
+#[test]
+fn sessions_survive_node_changes() {
+    let origin = Origin::start("http", &["a", "b", "c"]);
+    let (a, b, c) = (origin.addr("a"), origin.addr("b"), origin.addr("c"));
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n\
+         [pools.p]\nnodes = [\"{a}\", \"{b}\"]\npersistence = \"s\"\n\n\
+         [persistence.s]\ntype = \"universal\"\nsource = \"header:X-Session\"\n"
+    ));
+    let web = shoal.addr("web");
+    let keys: Vec<String> = (0..12).map(|i| format!("user-{i}")).collect();
+    let before: Vec<String> = keys.iter().map(|k| node_for(web, k)).collect();
+    assert!(before.iter().any(|n| n == "a") && before.iter().any(|n| n == "b"), "{before:?}");
+    // A new node, and a pool defined before this one (positions move).
+    sighup(&shoal, 2, |t| {
+        format!(
+            "[pools.first]\nnodes = [\"{c}\"]\n\n{}",
+            t.replace(&format!("\"{b}\"]"), &format!("\"{b}\", \"{c}\"]"))
+        )
+    });
+    let after: Vec<String> = keys.iter().map(|k| node_for(web, k)).collect();
+    assert_eq!(after, before, "sessions moved when a node was added");
+    // b goes: its sessions settle elsewhere, a's stay.
+    sighup(&shoal, 3, |t| t.replace(&format!("\"{b}\", "), ""));
+    let moved: Vec<String> = keys.iter().map(|k| node_for(web, k)).collect();
+    for (i, (was, now)) in before.iter().zip(&moved).enumerate() {
+        if was == "a" {
+            assert_eq!(now, "a", "session {i} left a");
+        } else {
+            assert_ne!(now, "b", "session {i} still on the removed node");
+        }
+    }
+    let again: Vec<String> = keys.iter().map(|k| node_for(web, k)).collect();
+    assert_eq!(again, moved, "the moved sessions settled");
+}
