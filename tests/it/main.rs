@@ -8,6 +8,7 @@ mod support;
 mod api;
 mod balance;
 mod bench;
+mod bench_tls;
 mod config;
 mod generic;
 mod health;

@@ -48,9 +48,12 @@ TLS (https:// URLs):
       --no-tls-resume   full handshakes only: no session resumption (by
                         default sessions are cached and reconnections resume)
 
-URLs are http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH. The report gives requests, req/s, body
-bytes/s, latency percentiles (p50, p90, p99, p99.9, max) from an HdrHistogram,
-status code counts and errors by kind (connect, timeout, reset, parse).
+URLs are http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH. The report gives
+requests, connections opened, req/s, body bytes/s, latency percentiles (p50,
+p90, p99, p99.9, max) from an HdrHistogram, status code counts, for https://
+the TLS handshakes (how many resumed, and per second: without -k, new
+handshakes per second), and errors by kind (connect, tls, timeout, reset,
+parse).
 ";
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,9 @@
 //! shoal-bench: a zeusbench-style HTTP/1.1 load generator (L1), built on
-//! shoal's own runtime setup and HTTP codec. Closed loop (`-c` connections
-//! busy at once, `-n` requests or `-t` seconds) or open loop (`-r` requests
-//! per second on a fixed schedule, with coordinated-omission correction);
+//! shoal's own runtime setup, HTTP codec and TLS stream (`https://`
+//! targets, so TLS costs are measured on the proxy's own code path).
+//! Closed loop (`-c` connections busy at once, `-n` requests or `-t`
+//! seconds) or open loop (`-r` requests per second on a fixed schedule,
+//! with coordinated-omission correction);
 //! HdrHistogram latencies; per-second progress; text or JSON report; exit
 //! status 2 past the `--max-errors` threshold. See docs/bench.md.
 

@@ -51,6 +51,7 @@ pub fn text(opts: &Opts, s: &Stats, elapsed: Duration) -> String {
         opts.threads
     );
     let _ = writeln!(o, "requests     {}", s.requests);
+    let _ = writeln!(o, "connections  {}", s.connections);
     let _ = writeln!(o, "duration     {secs:.3}s");
     let _ = writeln!(o, "req/s        {:.1}", s.requests as f64 / secs);
     let _ =
@@ -114,6 +115,7 @@ pub fn json(opts: &Opts, s: &Stats, elapsed: Duration) -> String {
         "threads": opts.threads,
         "keepalive": opts.keepalive,
         "requests": s.requests,
+        "connections": s.connections,
         "duration_s": secs,
         "requests_per_s": s.requests as f64 / secs,
         "body_bytes": s.body_bytes,

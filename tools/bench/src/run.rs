@@ -55,6 +55,9 @@ pub struct Stats {
     pub body_bytes: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: Errors,
+    /// Connections opened (TCP connects that succeeded, before any TLS
+    /// handshake): without `-k`, one per request.
+    pub connections: u64,
     /// TLS handshakes completed, and how many of them resumed a session.
     pub tls_handshakes: u64,
     pub tls_resumed: u64,
@@ -69,6 +72,7 @@ impl Stats {
             body_bytes: 0,
             statuses: BTreeMap::new(),
             errors: Errors::default(),
+            connections: 0,
             tls_handshakes: 0,
             tls_resumed: 0,
         }
@@ -87,6 +91,7 @@ impl Stats {
         self.errors.reset += o.errors.reset;
         self.errors.parse += o.errors.parse;
         self.errors.tls += o.errors.tls;
+        self.connections += o.connections;
         self.tls_handshakes += o.tls_handshakes;
         self.tls_resumed += o.tls_resumed;
     }
@@ -229,20 +234,35 @@ struct Conn {
     w: ConnWrite,
 }
 
-/// Connect to `target`, with a TLS handshake for `https://` targets.
+/// `f` within `limit`, or without a timer when `limit` is zero
+/// (`--timeout 0`: no limit, rather than an immediate timeout).
+async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> Result<T, ()> {
+    if limit.is_zero() {
+        Ok(f.await)
+    } else {
+        monoio::time::timeout(limit, f).await.map_err(|_| ())
+    }
+}
+
+/// Connect to `target`, with a TLS handshake for `https://` targets. A
+/// failed handshake is a connection error of its own kind (`tls`).
 async fn open(opts: &Opts, target: &Target, stats: &RefCell<Stats>) -> Result<Conn, ()> {
-    let s = match monoio::time::timeout(opts.timeout, TcpStream::connect_addr(target.addr)).await {
+    let s = match within(opts.timeout, TcpStream::connect_addr(target.addr)).await {
         Ok(Ok(s)) => s,
         _ => {
             stats.borrow_mut().errors.connect += 1;
             return Err(());
         }
     };
+    stats.borrow_mut().connections += 1;
     let _ = s.set_nodelay(true);
     let split = match (&target.tls, &opts.tls) {
         (Some(name), Some(cfg)) => {
+            // The shared config: its session cache is what lets the next
+            // connection (any target, any task of this shard or another)
+            // resume.
             let hs = shoal::tls::client::handshake(s, cfg.clone(), name.clone());
-            match monoio::time::timeout(opts.timeout, hs).await {
+            match within(opts.timeout, hs).await {
                 Ok(Ok(t)) => {
                     let mut st = stats.borrow_mut();
                     st.tls_handshakes += 1;
@@ -318,11 +338,7 @@ async fn conn_loop(
         }
         let Some(c) = conn.as_mut() else { continue };
         let sent = Instant::now();
-        let outcome = if opts.timeout.is_zero() {
-            Ok(exchange(c, request, &mut resp).await)
-        } else {
-            monoio::time::timeout(opts.timeout, exchange(c, request, &mut resp)).await
-        };
+        let outcome = within(opts.timeout, exchange(c, request, &mut resp)).await;
         let done = Instant::now();
         let mut s = stats.borrow_mut();
         match outcome {

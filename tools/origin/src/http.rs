@@ -204,7 +204,8 @@ fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Write the response; returns whether to close afterwards.
+/// Write the response; returns whether to close afterwards (an error
+/// drops the connection at once).
 fn respond<W: Write>(
     name: &str,
     req: &Request,
@@ -292,7 +293,9 @@ fn respond<W: Write>(
     while sent < size {
         if cut.is_some_and(|c| sent >= c) {
             w.flush()?;
-            return Ok(true);
+            // An error, not a close: the connection breaks off (over TLS,
+            // without close_notify), as a failing node's would.
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "cut=N: response cut short"));
         }
         let n = (size - sent).min(piece as u64).min(cut.map_or(u64::MAX, |c| c - sent)) as usize;
         let c: &[u8] = match fixed {

@@ -36,15 +36,21 @@
 //!   `stall-for` ms of every `stall-every` ms period, counted from its
 //!   start; requests arriving then are answered when the stall ends.
 //!
-//! TLS (`http` and `echo` modes): `--tls-cert FILE --tls-key FILE` make
-//! every listener speak TLS (rustls; TLS 1.2 and 1.3, or 1.2 only with
-//! `--tls12`). Sessions resume by session ID (TLS 1.2) or stateful ticket
+//! TLS (every mode but `blackhole`, which never accepts): `--tls-cert FILE
+//! --tls-key FILE` make every listener speak TLS (rustls over the accepted
+//! socket; TLS 1.2 and 1.3, or 1.2 only with `--tls12`). The handshake
+//! comes first, then the mode runs over the decrypted stream: `banner` and
+//! `oneshot` write after it, `stall` holds a completed session, `close`
+//! closes one (close_notify), and ends of stream are sent as close_notify
+//! then FIN. Sessions resume by session ID (TLS 1.2) or stateful ticket
 //! (TLS 1.3) from a per-process cache; no ticket keys, so a TLS 1.2 session
 //! can only be resumed on the node that issued it, like a server behind an
 //! SSL-session-ID-persistent balancer. `--tls-client-ca FILE` requires a
 //! client certificate from that CA. HTTP responses on TLS connections carry
 //! `X-TLS: TLSv1.2|TLSv1.3` and `X-TLS-Resumed: 0|1`. A failed handshake
-//! drops that connection only (logged on stderr).
+//! drops that connection only (`TLS handshake failed` on stderr). A PROXY
+//! header (`--expect-proxy`) comes before the handshake, as a balancer
+//! sends it.
 
 mod http;
 
@@ -79,7 +85,24 @@ struct Opts {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-const USAGE: &str = "usage: shoal-origin --mode echo|name-echo|banner|oneshot|stall|close|blackhole|http|websocket --listen [NAME=]ADDR [--listen ...] [--banner TEXT] [--log-requests] [--delay MS] [--expect-proxy] [--stall-every MS --stall-for MS] [--tls-cert FILE --tls-key FILE [--tls12] [--tls-client-ca FILE]]";
+const USAGE: &str = "\
+usage: shoal-origin --mode MODE --listen [NAME=]ADDR [--listen ...] [OPTIONS]
+
+modes: echo, name-echo, banner, oneshot, stall, close, blackhole, http, websocket
+
+options:
+  --banner TEXT             banner mode: the greeting [220 NAME ready]
+  --log-requests            http: print `request NAME METHOD TARGET ...` per request
+  --delay MS                http: delay every response
+  --expect-proxy            connections start with a PROXY v1 or v2 header
+  --stall-every MS --stall-for MS
+                            http: stall for the last `for` ms of every period
+  --tls-cert FILE --tls-key FILE
+                            speak TLS on every listener (all modes but blackhole);
+                            http responses add X-TLS and X-TLS-Resumed
+  --tls12                   with TLS: TLS 1.2 only [1.2 and 1.3]
+  --tls-client-ca FILE      with TLS: require a client certificate from this CA
+";
 
 fn parse() -> Result<Opts, String> {
     use lexopt::prelude::*;
@@ -134,7 +157,7 @@ fn parse() -> Result<Opts, String> {
             Long("tls-client-ca") => client_ca = Some(val(&mut p)?),
             Long("delay") => delay_ms = val(&mut p)?.parse().map_err(|_| "--delay takes milliseconds".to_string())?,
             Long("help") | Short('h') => {
-                println!("{USAGE}");
+                print!("{USAGE}");
                 std::process::exit(0);
             }
             a => return Err(format!("{}\n{USAGE}", a.unexpected())),
@@ -147,10 +170,13 @@ fn parse() -> Result<Opts, String> {
     let mode = mode.ok_or(USAGE)?;
     let tls = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => {
-            if !matches!(mode, Mode::Http | Mode::Echo) {
-                return Err("TLS applies to the http and echo modes".into());
+            if mode == Mode::Blackhole {
+                return Err("TLS does not apply to the blackhole mode (it never accepts)".into());
             }
             Some(tls_config(&c, &k, tls12, client_ca.as_deref())?)
+        }
+        (None, None) if tls12 || client_ca.is_some() => {
+            return Err("--tls12 and --tls-client-ca need --tls-cert and --tls-key".into())
         }
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
@@ -251,21 +277,30 @@ fn main() {
                     } else {
                         None
                     };
-                    if let Some(cfg) = tls {
-                        let b = http::Behaviour {
-                            log_requests,
-                            delay_ms,
-                            proxy_src: proxy_src.as_deref(),
-                            stall,
-                            tls: None,
-                            local: stream.local_addr().ok(),
-                        };
-                        if let Err(e) = serve_tls(mode, &name, cfg, stream, b) {
-                            eprintln!("shoal-origin {name}: TLS connection failed: {e}");
+                    let mut b = http::Behaviour {
+                        log_requests,
+                        delay_ms,
+                        proxy_src: proxy_src.as_deref(),
+                        stall,
+                        tls: None,
+                        local: stream.local_addr().ok(),
+                    };
+                    // Errors after the start (a peer gone mid-request) end
+                    // that connection quietly, as a real server would; only
+                    // a failed handshake is worth a line, since it usually
+                    // means a test's certificates are wrong.
+                    match tls {
+                        None => {
+                            let _ = serve(mode, &name, banner.as_deref(), stream, b);
                         }
-                        return;
+                        Some(cfg) => match handshake(cfg, stream) {
+                            Ok((s, info)) => {
+                                b.tls = Some(info);
+                                let _ = serve(mode, &name, banner.as_deref(), s, b);
+                            }
+                            Err(e) => eprintln!("shoal-origin {name}: TLS handshake failed: {e}"),
+                        },
                     }
-                    let _ = serve(mode, &name, banner.as_deref(), stream, log_requests, delay_ms, proxy_src, stall);
                 });
             }
         }));
@@ -302,15 +337,41 @@ fn bind(mode: Mode, addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAdd
     Ok((l, actual))
 }
 
-/// A TLS connection in `http` or `echo` mode: the handshake first (so the
-/// version is known), then the mode over the decrypted stream.
-fn serve_tls(
-    mode: Mode,
-    name: &str,
-    cfg: Arc<rustls::ServerConfig>,
-    mut sock: TcpStream,
-    mut b: http::Behaviour<'_>,
-) -> std::io::Result<()> {
+/// A connection as the modes see it: plain TCP, or TLS over it.
+trait Conn: Read + Write {
+    /// End our direction of the stream (TLS: close_notify, then FIN).
+    fn shutdown_write(&mut self) -> std::io::Result<()>;
+}
+
+impl Conn for TcpStream {
+    fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+type TlsConn = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
+
+impl Conn for TlsConn {
+    fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush()?;
+        self.sock.shutdown(Shutdown::Write)
+    }
+}
+
+/// Read, taking a peer that closes without close_notify (most clients
+/// after a complete exchange) as an ordinary end of stream.
+fn read_some(s: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    match s.read(buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        r => r,
+    }
+}
+
+/// The server side of a TLS handshake, completed before the mode starts
+/// (so `X-TLS` knows the version and server-first modes write after it).
+/// Returns the stream and (version, resumed).
+fn handshake(cfg: Arc<rustls::ServerConfig>, mut sock: TcpStream) -> std::io::Result<(TlsConn, (&'static str, bool))> {
     let mut conn = rustls::ServerConnection::new(cfg).map_err(std::io::Error::other)?;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock)?;
@@ -320,25 +381,7 @@ fn serve_tls(
         _ => "TLSv1.2",
     };
     let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-    let mut s = rustls::StreamOwned::new(conn, sock);
-    if mode == Mode::Http {
-        b.tls = Some((version, resumed));
-        return http::serve(name, s, b);
-    }
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            s.conn.send_close_notify();
-            s.flush()?;
-            return s.sock.shutdown(Shutdown::Write);
-        }
-        s.write_all(&buf[..n])?;
-    }
+    Ok((rustls::StreamOwned::new(conn, sock), (version, resumed)))
 }
 
 /// Read a PROXY protocol v1 or v2 header; returns the source `ip:port`.
@@ -388,24 +431,20 @@ fn read_proxy_header(s: &mut TcpStream) -> std::io::Result<String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn serve(
+fn serve<S: Conn>(
     mode: Mode,
     name: &str,
     banner: Option<&str>,
-    mut s: TcpStream,
-    log_requests: bool,
-    delay_ms: u64,
-    proxy_src: Option<String>,
-    stall: Option<(u64, u64)>,
+    mut s: S,
+    b: http::Behaviour<'_>,
 ) -> std::io::Result<()> {
     match mode {
         Mode::Echo => echo(s, &[]),
         Mode::NameEcho => {
             let mut buf = vec![0u8; 64 * 1024];
-            let n = s.read(&mut buf)?;
+            let n = read_some(&mut s, &mut buf)?;
             if n == 0 {
-                return s.shutdown(Shutdown::Write);
+                return s.shutdown_write();
             }
             s.write_all(format!("{name}\n").as_bytes())?;
             echo(s, &buf[..n])
@@ -417,21 +456,25 @@ fn serve(
         }
         Mode::Oneshot => {
             s.write_all(format!("{name}\n").as_bytes())?;
-            s.shutdown(Shutdown::Write)
+            s.shutdown_write()
         }
         Mode::Stall => {
             // Never answer: swallow whatever arrives until the peer leaves.
             let mut sink = vec![0u8; 64 * 1024];
-            while s.read(&mut sink)? > 0 {}
+            while read_some(&mut s, &mut sink)? > 0 {}
             Ok(())
         }
-        Mode::Close => Ok(()),
+        // Plain: the drop closes at once. TLS: the session just made is
+        // closed properly (close_notify) before the socket.
+        Mode::Close => s.shutdown_write(),
         Mode::Blackhole => Ok(()),
         Mode::Http => {
-            let local = s.local_addr().ok();
-            let b =
-                http::Behaviour { log_requests, delay_ms, proxy_src: proxy_src.as_deref(), stall, tls: None, local };
-            http::serve(name, s, b)
+            // A clean end (either side asked to close) closes the session
+            // properly, as a real server does (TLS: close_notify, so
+            // clients reading to the end see a complete response); an
+            // error drops the connection as it is.
+            http::serve(name, &mut s, b)?;
+            s.shutdown_write()
         }
         Mode::WebSocket => websocket(name, s),
     }
@@ -440,7 +483,7 @@ fn serve(
 /// Accept a WebSocket handshake (answering with `X-Node: NAME`) and echo
 /// every message back.
 #[allow(clippy::result_large_err)] // the callback's error type is tungstenite's
-fn websocket(name: &str, s: TcpStream) -> std::io::Result<()> {
+fn websocket<S: Conn>(name: &str, s: S) -> std::io::Result<()> {
     let name = name.to_string();
     let add_node = move |_: &tungstenite::handshake::server::Request,
                          mut resp: tungstenite::handshake::server::Response| {
@@ -449,7 +492,7 @@ fn websocket(name: &str, s: TcpStream) -> std::io::Result<()> {
         }
         Ok(resp)
     };
-    let mut ws = tungstenite::accept_hdr(s, add_node).map_err(std::io::Error::other)?;
+    let mut ws = tungstenite::accept_hdr(s, add_node).map_err(|e| std::io::Error::other(e.to_string()))?;
     loop {
         match ws.read() {
             Ok(m) if m.is_text() || m.is_binary() => ws.send(m).map_err(std::io::Error::other)?,
@@ -459,13 +502,13 @@ fn websocket(name: &str, s: TcpStream) -> std::io::Result<()> {
     }
 }
 
-fn echo(mut s: TcpStream, first: &[u8]) -> std::io::Result<()> {
+fn echo<S: Conn>(mut s: S, first: &[u8]) -> std::io::Result<()> {
     s.write_all(first)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = s.read(&mut buf)?;
+        let n = read_some(&mut s, &mut buf)?;
         if n == 0 {
-            return s.shutdown(Shutdown::Write);
+            return s.shutdown_write();
         }
         s.write_all(&buf[..n])?;
     }
