@@ -296,4 +296,24 @@ mod tests {
         let e = err(&OK.replace("weight = 3", "weight = 0"));
         assert!(e.message.contains("weight"), "{e}");
     }
+
+    #[test]
+    fn api_section_is_checked() {
+        let hash = crate::api::auth::hash_password("secret");
+        let api = |extra: &str| format!("{OK}\n[api]\n{extra}\n");
+        let c = load_str(&api(&format!("users = {{ admin = \"{hash}\" }}")), "t.toml").unwrap();
+        let a = c.api.unwrap();
+        assert_eq!(a.listen, "127.0.0.1:9070".parse().unwrap());
+        assert_eq!(a.users, vec![("admin".to_string(), hash.clone())]);
+        let e = err(&api(&format!("listen = \"0.0.0.0:9070\"\nusers = {{ admin = \"{hash}\" }}")));
+        assert!(e.message.contains("not a loopback address") && e.message.contains("[api.tls]"), "{e}");
+        assert_eq!(e.key.as_deref(), Some("api.listen"));
+        let e = err(&api("users = { admin = \"secret\" }"));
+        assert!(e.message.contains("not a password hash"), "{e}");
+        assert_eq!((e.line, e.key.as_deref()), (10, Some("api.users.admin")), "{e}");
+        let e = err(&api("users = {}"));
+        assert!(e.message.contains("at least one user"), "{e}");
+        let e = err(&api("users = {}\nport = 1"));
+        assert!(e.message.contains("unknown field `port`"), "{e}");
+    }
 }

@@ -51,6 +51,10 @@ fn objects_crud_auth_and_integrity() {
     let r = shoal.api("GET", &format!("{BASE}/virtual_servers/web"), "");
     assert_eq!(r.json()["properties"]["basic"]["protocol"], "http");
     assert_eq!(shoal.api("GET", &format!("{BASE}/pools/nope"), "").status, 404);
+    for kind in ["persistence", "monitors", "responders"] {
+        let r = shoal.api("GET", &format!("{BASE}/{kind}"), "");
+        assert_eq!((r.status, r.json()["children"].as_array().map(Vec::len)), (200, Some(0)), "{kind}");
+    }
     assert_eq!(shoal.api("GET", &format!("{BASE}/gadgets"), "").status, 404);
 
     // Create one object of each type that can change live.
@@ -341,4 +345,34 @@ fn schemathesis_finds_no_failures() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The API over TLS (required off loopback): curl verifies the listener's
+/// certificate and gets the status with Basic credentials; plain HTTP on
+/// the TLS port gets nothing.
+#[test]
+fn api_over_tls() {
+    let certs = TempDir::new();
+    let pki = crate::pki::Pki::new(&certs.0, "shoal");
+    let leaf = pki.server("api", &["localhost", "127.0.0.1"]);
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&format!(
+        "{}tls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}",
+        api_section(),
+        leaf.cert.display(),
+        leaf.key.display(),
+        crate::http::http_config(&[origin.addr("a")], "", "")
+    ));
+    let api = shoal.api_addr();
+    let url = format!("https://127.0.0.1:{}/api/tm/1.0/status", api.port());
+    let ca = pki.ca.to_str().unwrap().to_string();
+    let (ok, out, err) = curl(&["--cacert", &ca, "-u", "admin:secret", &url]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["shards"], 2, "{v}");
+    let (ok, out, _) = curl(&["--cacert", &ca, "-o", "/dev/null", "-w", "%{http_code}", &url]);
+    assert!(ok);
+    assert_eq!(out, b"401");
+    let (ok, _, _) = curl(&[&format!("http://127.0.0.1:{}/api/tm/1.0/status", api.port()), "-u", "admin:secret"]);
+    assert!(!ok, "plain HTTP answered on the TLS port");
 }
