@@ -114,6 +114,13 @@ impl Control {
         if new.responders != old.responders {
             return Err("responders cannot change while running (restart shoal)".into());
         }
+        let api_listener = |c: &Config| c.api.as_ref().map(|a| (a.listen, a.tls.clone()));
+        if api_listener(&new) != api_listener(&old) {
+            // Not a reason to refuse the rest of the change: the listener
+            // stays as it started; users and files_dir follow the new
+            // configuration (without [api], every request gets a 401).
+            log::warn!("[api] listen and tls apply at the next start; the API listener keeps its current ones");
+        }
         let n = self.shards.len();
         for vs in &new.virtual_servers {
             if let Some(x) = vs.shards.iter().flatten().find(|&&x| x >= n) {
