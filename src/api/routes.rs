@@ -456,6 +456,10 @@ impl Api {
 }
 
 impl Handler for Api {
+    fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        self.verifier().is_some_and(|v| v.check(authorization).is_some())
+    }
+
     fn handle(&self, req: &Request, peer: SocketAddr) -> Response {
         let user = match self.verifier() {
             Some(v) => v.check(req.header("authorization")),

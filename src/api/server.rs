@@ -4,8 +4,9 @@
 //!
 //! Bounded everywhere: at most `MAX_CONNECTIONS` connections (beyond them a
 //! 503 and close), heads up to `MAX_HEAD`, bodies up to `MAX_BODY` with a
-//! Content-Length (chunked request bodies get 411), and a read timeout so
-//! an idle or slow client cannot hold a thread for ever.
+//! Content-Length (chunked request bodies get 411) and read only once the
+//! credentials are accepted, `IDLE` between requests and `REQUEST` for a
+//! whole request, so a slow client cannot hold a connection slot for ever.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,6 +19,8 @@ const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 const MAX_HEADERS: usize = 64;
 const IDLE: Duration = Duration::from_secs(30);
+/// A request's head and body, from its first byte.
+const REQUEST: Duration = Duration::from_secs(30);
 
 /// One parsed request.
 pub struct Request {
@@ -50,6 +53,9 @@ impl Response {
 
 /// What answers requests.
 pub trait Handler: Send + Sync + 'static {
+    /// Whether these credentials (the Authorization header) may send a
+    /// body: checked before the body is read.
+    fn authorized(&self, authorization: Option<&[u8]>) -> bool;
     fn handle(&self, req: &Request, peer: SocketAddr) -> Response;
 }
 
@@ -84,12 +90,13 @@ pub fn start(
                     let _ = s.write_all(&simple(503, "too many API connections"));
                     continue;
                 }
-                let (handler, tls, active) = (handler.clone(), tls.clone(), active.clone());
+                let (handler, tls, done) = (handler.clone(), tls.clone(), active.clone());
                 let spawned = std::thread::Builder::new().name("api-conn".into()).spawn(move || {
                     serve(stream, peer, tls, &*handler);
-                    active.fetch_sub(1, Ordering::AcqRel);
+                    done.fetch_sub(1, Ordering::AcqRel);
                 });
                 if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::AcqRel);
                     log::warn!("api: cannot start a connection thread: {e}");
                 }
             }
@@ -102,6 +109,8 @@ fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<Arc<rustls::ServerConf
     let _ = stream.set_read_timeout(Some(IDLE));
     let _ = stream.set_write_timeout(Some(IDLE));
     let _ = stream.set_nodelay(true);
+    // The socket under a TLS stream too, for per-read deadlines.
+    let Ok(socket) = stream.try_clone() else { return };
     let mut conn: Box<dyn Conn> = match tls {
         None => Box::new(stream),
         Some(cfg) => match rustls::ServerConnection::new(cfg) {
@@ -114,7 +123,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<Arc<rustls::ServerConf
     };
     let mut buf = Vec::with_capacity(4096);
     loop {
-        let req = match read_request(&mut conn, &mut buf) {
+        let req = match read_request(&mut conn, &socket, &mut buf, handler) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(Bad(status, why)) => {
@@ -155,8 +164,9 @@ struct Bad(u16, &'static str);
 
 fn simple(status: u16, why: &str) -> Vec<u8> {
     let body = format!("{{\"error_id\":\"http.{status}\",\"error_text\":\"{why}\"}}\n");
+    let auth = if status == 401 { "WWW-Authenticate: Basic realm=\"shoal\"\r\n" } else { "" };
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
         crate::http::reason(status),
         body.len()
     )
@@ -165,8 +175,24 @@ fn simple(status: u16, why: &str) -> Vec<u8> {
 
 /// Read one request; `Ok(None)` when the client closed (or idled out)
 /// between requests. `buf` keeps bytes read past this request.
-fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Result<Option<Request>, Bad> {
+fn read_request(
+    conn: &mut Box<dyn Conn>,
+    socket: &TcpStream,
+    buf: &mut Vec<u8>,
+    handler: &dyn Handler,
+) -> Result<Option<Request>, Bad> {
     let mut chunk = [0u8; 4096];
+    // From the request's first byte: the time left for the rest of it.
+    let mut started = (!buf.is_empty()).then(std::time::Instant::now);
+    let left = |started: &Option<std::time::Instant>| -> Result<(), Bad> {
+        let Some(t) = started else { return Ok(()) };
+        let rest = REQUEST
+            .checked_sub(t.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or(Bad(408, "request not complete in time"))?;
+        let _ = socket.set_read_timeout(Some(rest.min(IDLE)));
+        Ok(())
+    };
     let (head_len, method, path, query, headers, length) = loop {
         let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut r = httparse::Request::new(&mut hs);
@@ -190,6 +216,9 @@ fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Result<Option<Re
                 if length > MAX_BODY {
                     return Err(Bad(413, "request body too large"));
                 }
+                if length > 0 && !handler.authorized(get("authorization").map(|v| v.as_slice())) {
+                    return Err(Bad(401, "authentication required (HTTP Basic, a user of [api] users)"));
+                }
                 break (n, r.method.unwrap_or("").to_owned(), path.to_owned(), query.to_owned(), headers, length);
             }
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
@@ -199,10 +228,14 @@ fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Result<Option<Re
             Err(httparse::Error::TooManyHeaders) => return Err(Bad(431, "too many header fields")),
             Err(_) => return Err(Bad(400, "malformed request")),
         }
+        left(&started)?;
         match conn.read(&mut chunk) {
             Ok(0) if buf.is_empty() => return Ok(None),
             Ok(0) => return Err(Bad(400, "connection closed inside a request head")),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                started.get_or_insert_with(std::time::Instant::now);
+            }
             Err(e) if buf.is_empty() && is_idle(&e) => return Ok(None),
             Err(_) if buf.is_empty() => return Ok(None),
             Err(_) => return Err(Bad(408, "request head not complete in time")),
@@ -210,6 +243,7 @@ fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Result<Option<Re
     };
     buf.drain(..head_len);
     while buf.len() < length {
+        left(&started)?;
         match conn.read(&mut chunk) {
             Ok(0) => return Err(Bad(400, "connection closed inside a request body")),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -217,6 +251,7 @@ fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Result<Option<Re
         }
     }
     let body: Vec<u8> = buf.drain(..length).collect();
+    let _ = socket.set_read_timeout(Some(IDLE));
     Ok(Some(Request { method, path, query, headers, body }))
 }
 

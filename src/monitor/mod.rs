@@ -45,7 +45,7 @@ impl TlsSource {
     /// accept any certificate).
     pub fn same(&self, o: &TlsSource) -> bool {
         match (self, o) {
-            (TlsSource::Pool(a), TlsSource::Pool(b)) => a == b,
+            (TlsSource::Pool(a), TlsSource::Pool(b)) => a.same_as(b),
             (TlsSource::AnyCertificate(_), TlsSource::AnyCertificate(_)) => true,
             _ => false,
         }

@@ -114,26 +114,30 @@ fn spawn_connection(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: Socket
 
 fn spawn_served(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard, resumed: bool) {
     monoio::spawn(async move {
-        let cfg = &shard.config.virtual_servers[vs];
         if !resumed {
             let _ = stream.set_nodelay(true);
         }
         let local = stream.local_addr().unwrap_or(peer);
-        if cfg.protocol == Protocol::SslPassthrough {
+        let (protocol, name) = {
+            let cfg = &shard.config.virtual_servers[vs];
+            (cfg.protocol, cfg.name.clone())
+        };
+        if protocol == Protocol::SslPassthrough {
             crate::proto::passthrough::serve(&shard, vs, stream, peer, local).await;
             drop(guard);
             return;
         }
+        let cfg = &shard.config.virtual_servers[vs];
         let conn = match &cfg.tls {
             None => Split::tcp(stream),
             Some(tls) => {
                 // The handshake gets the time a request head would.
                 let limit =
-                    if cfg.protocol == Protocol::Http { cfg.http.header_read_timeout } else { cfg.client_idle_timeout };
+                    if protocol == Protocol::Http { cfg.http.header_read_timeout } else { cfg.client_idle_timeout };
                 match accept_tls(&tls.acceptor, stream, limit).await {
                     Ok(s) => Split::tls(s),
                     Err(e) => {
-                        log::info!("virtual server {}: client {peer}: TLS handshake failed: {e}", cfg.name);
+                        log::info!("virtual server {name}: client {peer}: TLS handshake failed: {e}");
                         shard.vs_stats(vs).error(crate::stats::VsError::TlsHandshake);
                         drop(guard);
                         return;
@@ -141,16 +145,17 @@ fn spawn_served(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr
                 }
             }
         };
-        if cfg.protocol == Protocol::Http {
-            if let Some(parked) = crate::proxy::serve(&shard, vs, conn, peer, local).await {
+        if protocol == Protocol::Http {
+            // The connection owns its generation from here (and moves on
+            // from it between requests).
+            if let Some(parked) = crate::proxy::serve(shard, vs, conn, peer, local).await {
                 // A new, small task: this one's memory (sized for a whole
                 // request) is freed when it returns.
-                monoio::spawn(park(shard, vs, parked, peer, guard));
-                return;
+                monoio::spawn(park(parked, peer, guard));
             }
-        } else {
-            crate::proto::generic::serve(&shard, vs, conn, peer, local).await;
+            return;
         }
+        crate::proto::generic::serve(&shard, vs, conn, peer, local).await;
         drop(guard);
     });
 }
@@ -170,19 +175,20 @@ async fn accept_tls(
 /// A parked keepalive connection: only its socket, a readiness poll and a
 /// coarse timer, until the client sends its next request (then it is
 /// served again), closes, or idles out (to the second), or shoal stops.
-async fn park(shard: Rc<Shard>, vs: usize, parked: Parked, peer: SocketAddr, guard: ConnGuard) {
-    let deadline = std::time::Instant::now() + parked.keepalive_left;
+async fn park(parked: Parked, peer: SocketAddr, guard: ConnGuard) {
+    let Parked { stream, keepalive_left, shard, vs } = parked;
+    let deadline = std::time::Instant::now() + keepalive_left;
     let ready = monoio::select! {
-        r = parked.stream.readable(false) => r.is_ok(),
+        r = stream.readable(false) => r.is_ok(),
         _ = shard.coarse.sleep_until(deadline) => false,
         _ = shard.shutdown.wait() => false,
     };
     if !ready {
         return;
     }
-    // The next request runs on the current generation, if the virtual
-    // server is still there as it was; otherwise the connection closes.
-    if let Some((shard, vs)) = shard.follow(vs) {
-        spawn_served(shard, vs, parked.stream, peer, guard, true);
-    }
+    // The next request runs on the current generation. If its virtual
+    // server is gone or changed, the request the client already sent is
+    // still answered, on the old one, with `Connection: close`.
+    let (shard, vs) = shard.follow(vs).unwrap_or((shard, vs));
+    spawn_served(shard, vs, stream, peer, guard, true);
 }

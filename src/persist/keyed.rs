@@ -5,10 +5,21 @@
 //!
 //! The key is the class's `secret`, or random per process when none is
 //! set (sessions then move after a restart; set `secret` to keep them, and
-//! to share cookies between traffic managers).
+//! to share cookies between traffic managers). The random key is derived
+//! from one process-wide random value and the class name, so it stays the
+//! same across reconfigurations.
 
 use crate::config::model::{Config, Persistence};
 use ring::hmac;
+
+/// This process's random key (made on first use).
+fn process_key() -> &'static hmac::Key {
+    static KEY: std::sync::OnceLock<hmac::Key> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+            .expect("the system's random source works")
+    })
+}
 
 pub struct Tokens {
     /// Per pool: the cookie name, and each node's value.
@@ -23,8 +34,10 @@ impl Tokens {
     pub fn new(class: &Persistence, config: &Config) -> Tokens {
         let key = match &class.secret {
             Some(s) => hmac::Key::new(hmac::HMAC_SHA256, s.as_bytes()),
-            None => hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
-                .expect("the system's random source works"),
+            None => {
+                let tag = hmac::sign(process_key(), class.name.as_bytes());
+                hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref())
+            }
         };
         let pools = config
             .pools

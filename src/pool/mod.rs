@@ -65,6 +65,10 @@ pub struct NodeRt {
     /// Turns skipped for connection reuse, to be given back.
     owed: Cell<u32>,
     pub stats: crate::stats::NodeCounters,
+    /// Idle connections may be kept: the node is active in the newest
+    /// generation (a request of an older one that ends after a drain or a
+    /// removal must not put its connection back).
+    pub keeps_idle: Cell<bool>,
 }
 
 impl NodeRt {
@@ -77,6 +81,7 @@ impl NodeRt {
             idle: keepalive::IdleConns::default(),
             owed: Cell::new(0),
             stats: crate::stats::NodeCounters::default(),
+            keeps_idle: Cell::new(true),
         }
     }
 }
@@ -141,7 +146,9 @@ pub struct ShardPool {
     /// LARD: URL hash → node that served it (node + 1; 0 = empty).
     lard: RefCell<Vec<(u64, u32)>>,
     /// Local figures changed since the last publish to the mesh.
-    dirty: Cell<bool>,
+    /// Shared with the pool of the same name in other generations: a
+    /// lease of an older generation ending must still get published.
+    dirty: Rc<Cell<bool>>,
     /// Shared with the shard's mesh publisher.
     changed: Rc<Event>,
 }
@@ -149,7 +156,8 @@ pub struct ShardPool {
 impl ShardPool {
     /// `health` holds one cell per node, shared with every other shard;
     /// `carry` gives the runtime figures of a node that was already in the
-    /// pool in the previous configuration generation.
+    /// pool in the previous configuration generation, and `carried_dirty`
+    /// is that pool's publish flag (or a new one).
     pub fn new(
         index: usize,
         cfg: &config::Pool,
@@ -157,6 +165,7 @@ impl ShardPool {
         nshards: usize,
         changed: Rc<Event>,
         carry: &dyn Fn(SocketAddr) -> Option<Rc<NodeRt>>,
+        carried_dirty: Rc<Cell<bool>>,
     ) -> Self {
         let nodes = cfg
             .nodes
@@ -164,6 +173,7 @@ impl ShardPool {
             .zip(health)
             .map(|(n, h)| {
                 let rt = carry(n.addr).unwrap_or_else(|| Rc::new(NodeRt::new(nshards)));
+                rt.keeps_idle.set(n.state == NodeState::Active);
                 if n.state != NodeState::Active {
                     // Draining and disabled nodes keep no idle connections (C8).
                     rt.idle.clear();
@@ -187,7 +197,11 @@ impl ShardPool {
             slot_freed: Event::new(),
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
             lard: RefCell::new(if cfg.algorithm.uses_lard() { vec![(0, 0); LARD_SLOTS] } else { Vec::new() }),
-            dirty: Cell::new(true),
+            dirty: {
+                // A new generation republishes everything.
+                carried_dirty.set(true);
+                carried_dirty
+            },
             changed,
         }
     }
@@ -404,6 +418,11 @@ impl ShardPool {
                 })
                 .collect(),
         )
+    }
+
+    /// The publish flag, for the same pool in the next generation.
+    pub fn dirty_flag(&self) -> Rc<Cell<bool>> {
+        self.dirty.clone()
     }
 
     /// Put the dirty flag back (a publish could not be delivered).

@@ -16,7 +16,7 @@ use std::rc::Rc;
 /// Serve one accepted (or resumed) client connection of an HTTP virtual
 /// server; returns it when it idles between requests, to be parked.
 pub async fn serve(
-    shard: &Rc<Shard>,
+    shard: Rc<Shard>,
     vs: usize,
     conn: Split,
     peer: SocketAddr,

@@ -114,6 +114,10 @@ pub struct Parked {
     pub stream: TcpStream,
     /// What remains of `client_keepalive_timeout`.
     pub keepalive_left: Duration,
+    /// The configuration generation and virtual server it was last served
+    /// on (a parked connection holds no other).
+    pub shard: Rc<Shard>,
+    pub vs: usize,
 }
 
 /// Serve one client connection until it closes, or until it idles for
@@ -121,14 +125,16 @@ pub struct Parked {
 /// the caller runs it again when the next request arrives.
 pub async fn run<P: HttpPhases>(
     phases: &P,
-    shard: &Rc<Shard>,
+    shard: Rc<Shard>,
     vs: usize,
     conn: Split,
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Option<Parked> {
-    let (mut cur, mut vs) = (shard.clone(), vs);
-    let cfg = &shard.config.virtual_servers[vs];
+    // Owned, and replaced when the connection follows a new generation, so
+    // a busy keepalive connection holds no older one.
+    let (mut cur, mut vs) = (shard, vs);
+    let cfg = &cur.config.virtual_servers[vs];
     let ssl_headers = match (&conn.tls, &cfg.tls) {
         (Some(t), Some(c)) if c.settings.add_ssl_headers => Some(rewrite::ssl_header_lines(t)),
         _ => None,
@@ -159,7 +165,7 @@ pub async fn run<P: HttpPhases>(
             Err(HeadEnd::Park(keepalive_left)) => {
                 return match (client.r.into_inner(), client.w) {
                     (ConnRead::Tcp(r), ConnWrite::Tcp(w)) => {
-                        r.reunite(w).ok().map(|stream| Parked { stream, keepalive_left })
+                        r.reunite(w).ok().map(|stream| Parked { stream, keepalive_left, shard: shard.clone(), vs })
                     }
                     _ => None,
                 };
@@ -646,7 +652,7 @@ async fn handle<P: HttpPhases>(
             return After::Tunnel(nc, Some(lease));
         }
         let reusable = after.1 && pool.cfg.proxy_protocol.is_none();
-        if reusable && pool.nodes[ni].state.get() == crate::config::NodeState::Active {
+        if reusable && pool.nodes[ni].keeps_idle.get() {
             nc.r.shrink_idle(IDLE_BUFFER);
             pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
         }
@@ -971,12 +977,15 @@ async fn forward_response(
     let vs = &shard.config.virtual_servers[vs_i];
     let resp = &s.resp;
     ctx.status = resp.status;
+    // A virtual server that a reconfiguration removed or changed closes
+    // its connections after their current response, and says so.
     let close = !client_keep_alive
         || client_minor == 0
         || !request_complete
         || resp.framing == Framing::UntilClose
         || resp.status == 101
-        || shard.shutdown.is_set();
+        || shard.shutdown.is_set()
+        || shard.follow(vs_i).is_none();
     let dechunk = client_minor == 0 && resp.framing == Framing::Chunked;
     let changes =
         ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal"), extra: ctx.set_cookie.as_deref() };

@@ -74,7 +74,7 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
         });
         let (stream, peer) = listener.accept().await.unwrap();
         let local = stream.local_addr().unwrap();
-        let _ = pipeline::run(&phases, &shard, 0, crate::net::stream::Split::tcp(stream), peer, local).await;
+        let _ = pipeline::run(&phases, shard.clone(), 0, crate::net::stream::Split::tcp(stream), peer, local).await;
         client.join().unwrap()
     });
     (out, health[0][0].clone())

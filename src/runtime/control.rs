@@ -163,27 +163,34 @@ impl Control {
                 }
             }
         }
+        // New access logs, before the generation is built (building it
+        // swaps certificates into running acceptors): each file opened is
+        // numbered at once, so the writer and `log_paths` agree even if a
+        // later one fails.
+        for vs in &new.virtual_servers {
+            let Some(p) = vs.http.access_log.as_ref().map(|a| &a.path) else { continue };
+            if !s.log_paths.contains(p) {
+                if s.access.is_none() {
+                    s.access = Some(crate::log::writer::start(Vec::new())?);
+                }
+                s.access.as_ref().expect("started above").open(p)?;
+                s.log_paths.push(p.clone());
+            }
+        }
         let mut log_paths = s.log_paths.clone();
         let generation = Arc::new(s.generation.next(new, &mut log_paths));
-        if log_paths.len() > s.log_paths.len() {
-            if s.access.is_none() {
-                s.access = Some(crate::log::writer::start(Vec::new())?);
-            }
-            let writer = s.access.as_ref().expect("started above");
-            for p in &log_paths[s.log_paths.len()..] {
-                writer.open(p)?;
-            }
-            // Opened files stay numbered even if a later step fails.
-            s.log_paths = log_paths;
-        }
+        debug_assert_eq!(log_paths, s.log_paths, "every log was opened above");
 
         let (done_tx, done_rx) = flume::bounded(n);
-        for (tx, listeners) in self.shards.iter().zip(sockets) {
+        let mut missed = BTreeSet::new();
+        for (i, (tx, listeners)) in self.shards.iter().zip(sockets).enumerate() {
             let msg = Reconfigure { generation: generation.clone(), listeners, done: done_tx.clone() };
             // A shard's inbox may be briefly full of balancing figures;
             // this message must not be dropped, so it waits its turn.
             if tx.send_timeout(ShardMsg::Reconfigure(Box::new(msg)), SHARD_REPLY).is_err() {
-                log::error!("a shard did not take configuration generation {}", generation.id);
+                // Stopping (or stuck): its new sockets went with the message.
+                log::error!("shard {i} did not take configuration generation {}", generation.id);
+                missed.insert(i);
             }
         }
         drop(done_tx);
@@ -197,8 +204,10 @@ impl Control {
             log::info!("virtual server {}: no longer listening on {}", key.0, s.bound[&key].actual);
             s.bound.remove(&key);
         }
-        for (key, (shards, _)) in wanted {
+        for (key, (mut shards, _)) in wanted {
             let a = actual[&key];
+            let had = s.bound.get(&key).map(|b| b.shards.clone()).unwrap_or_default();
+            shards.retain(|sh| !missed.contains(sh) || had.contains(sh));
             s.bound.insert(key, Bound { actual: a, shards });
         }
         s.monitors.update(&generation);

@@ -172,7 +172,8 @@ impl Shard {
                 let carry = |addr: SocketAddr| {
                     prev_pool.and_then(|o| o.nodes.iter().find(|n| n.addr == addr)).map(|n| n.rt.clone())
                 };
-                Rc::new(ShardPool::new(i, p, &generation.health[i], core.nshards, core.changed.clone(), &carry))
+                let dirty = prev_pool.map_or_else(|| Rc::new(Cell::new(true)), |o| o.dirty_flag());
+                Rc::new(ShardPool::new(i, p, &generation.health[i], core.nshards, core.changed.clone(), &carry, dirty))
             })
             .collect();
         // Removed nodes' idle connections close now, not when the last
@@ -182,6 +183,7 @@ impl Shard {
                 let kept = config.pools.iter().find(|p| p.name == op.cfg.name);
                 for n in &op.nodes {
                     if !kept.is_some_and(|k| k.nodes.iter().any(|x| x.addr == n.addr)) {
+                        n.keeps_idle.set(false);
                         n.idle.clear();
                     }
                 }

@@ -39,6 +39,11 @@ impl PartialEq for Connector {
 }
 
 impl Connector {
+    /// The same connector (clones of one), not just equal settings.
+    pub fn same_as(&self, other: &Connector) -> bool {
+        Arc::ptr_eq(&self.config, &other.config) && self.server_name == other.server_name
+    }
+
     /// The client configuration for a new connection.
     pub fn config(&self) -> Arc<ClientConfig> {
         self.config.read().map(|c| c.clone()).unwrap_or_else(|e| e.into_inner().clone())

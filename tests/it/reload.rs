@@ -169,3 +169,35 @@ fn sessions_survive_node_changes() {
     let again: Vec<String> = keys.iter().map(|k| node_for(web, k)).collect();
     assert_eq!(again, moved, "the moved sessions settled");
 }
+
+/// shoal's own persistence cookies (no `secret`: a key random per process)
+/// stay valid across reloads: the key is the process's, not the
+/// generation's.
+#[test]
+fn transparent_cookies_survive_reloads() {
+    let origin = Origin::start("http", &["a", "b"]);
+    let (a, b) = (origin.addr("a"), origin.addr("b"));
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n\
+         [pools.p]\nnodes = [\"{a}\", \"{b}\"]\npersistence = \"s\"\n\n[persistence.s]\ntype = \"transparent\"\n"
+    ));
+    let get = |cookie: Option<&str>| {
+        let mut s = connect(shoal.addr("web"));
+        let c = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET / HTTP/1.1\r\nHost: t\r\n{c}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        read_response(&mut s, false)
+    };
+    let first = get(None);
+    let cookie = first.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let node = first.header("x-node").unwrap().to_string();
+    sighup(&shoal, 2, |t| t.replace(&format!("\"{b}\"]"), &format!("\"{b}\"]\nmax_idle_per_node = 4")));
+    for _ in 0..6 {
+        let r = get(Some(&cookie));
+        assert_eq!(r.header("x-node").unwrap(), node, "the session moved after a reload");
+        assert!(r.header("set-cookie").is_none(), "the cookie was not recognised after a reload");
+    }
+}
