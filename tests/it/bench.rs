@@ -1,17 +1,6 @@
 //! shoal-bench (L1) against shoal-origin, directly and through shoal.
 
 use crate::support::*;
-use std::process::Command;
-
-/// Run shoal-bench with `args` and `--json`; returns the parsed report and
-/// whether it exited 0.
-fn bench(args: &[&str]) -> (serde_json::Value, bool) {
-    let out = Command::new(bench_bin()).args(args).args(["--json", "-q"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    (v, out.status.success())
-}
 
 /// The report's counts match what the origin itself counted, for keepalive
 /// and new-connection runs, direct and through shoal; the exit status
@@ -21,7 +10,7 @@ fn report_counts_match_the_origin() {
     let _heavy = heavy();
     let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
     let direct = format!("http://{}/x?size=100", origin.addr("a"));
-    let (r, ok) = bench(&["-c", "8", "-k", "-n", "3000", "--threads", "2", &direct]);
+    let (r, ok) = bench_json(&["-c", "8", "-k", "-n", "3000", "--threads", "2", &direct]);
     assert!(ok);
     assert_eq!(r["requests"], 3000);
     assert_eq!(r["statuses"]["200"], 3000);
@@ -31,7 +20,7 @@ fn report_counts_match_the_origin() {
 
     let shoal = Shoal::start(&crate::http::http_config(&[origin.addr("a")], "", ""));
     let via = format!("http://{}/y?size=10", shoal.addr("web"));
-    let (r, ok) = bench(&["-c", "4", "-n", "500", &via]);
+    let (r, ok) = bench_json(&["-c", "4", "-n", "500", &via]);
     assert!(ok);
     assert_eq!(r["requests"], 500);
     assert_eq!(r["keepalive"], false);
@@ -43,10 +32,10 @@ fn report_counts_match_the_origin() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let dir = TempDir::new();
     let urls = dir.write("urls.txt", &format!("{direct}\nhttp://{dead}/\n"));
-    let (r, ok) = bench(&["-c", "2", "-n", "200", "--urls", urls.to_str().unwrap()]);
+    let (r, ok) = bench_json(&["-c", "2", "-n", "200", "--urls", urls.to_str().unwrap()]);
     assert!(!ok, "errors must fail the run by default: {r}");
     assert!(r["errors"]["connect"].as_u64().unwrap() > 0, "{r}");
-    let (_, ok) = bench(&["-c", "2", "-n", "200", "--max-errors", "80", "--urls", urls.to_str().unwrap()]);
+    let (_, ok) = bench_json(&["-c", "2", "-n", "200", "--max-errors", "80", "--urls", urls.to_str().unwrap()]);
     assert!(ok, "within --max-errors 80%");
 }
 
@@ -62,8 +51,8 @@ fn open_loop_corrects_coordinated_omission() {
         &["--delay", "2", "--stall-every", "5000", "--stall-for", "1000"],
     );
     let url = format!("http://{}/", origin.addr("s"));
-    let (closed, _) = bench(&["-c", "1", "-k", "-t", "6", &url]);
-    let (open, _) = bench(&["-c", "1", "-k", "-t", "6", "-r", "300", &url]);
+    let (closed, _) = bench_json(&["-c", "1", "-k", "-t", "6", &url]);
+    let (open, _) = bench_json(&["-c", "1", "-k", "-t", "6", "-r", "300", &url]);
     let p99 = |v: &serde_json::Value, k: &str| v[k]["p99"].as_u64().unwrap();
     eprintln!(
         "closed loop p99 {} us; open loop p99 {} us corrected, {} us uncorrected",
@@ -102,28 +91,28 @@ fn https_counts_handshakes_and_resumptions() {
     );
     let url = format!("https://localhost:{}/x?size=100", origin.addr("a").port());
     let ca = pki.ca.to_str().unwrap();
-    let (r, ok) = bench(&["-c", "4", "-k", "-n", "400", "--ca", ca, &url]);
+    let (r, ok) = bench_json(&["-c", "4", "-k", "-n", "400", "--ca", ca, &url]);
     assert!(ok, "{r}");
     assert_eq!((r["requests"].as_u64(), r["body_bytes"].as_u64()), (Some(400), Some(40_000)), "{r}");
     assert_eq!(r["tls_handshakes"], 4, "one handshake per keepalive connection: {r}");
 
-    let (r, ok) = bench(&["-c", "2", "-n", "100", "--ca", ca, &url]);
+    let (r, ok) = bench_json(&["-c", "2", "-n", "100", "--ca", ca, &url]);
     assert!(ok, "{r}");
     assert_eq!(r["requests"], 100);
     assert_eq!(r["tls_handshakes"], 100, "one handshake per request: {r}");
     assert!(r["tls_resumed"].as_u64().unwrap() >= 90, "reconnections resume by default: {r}");
 
-    let (r, ok) = bench(&["-c", "2", "-n", "50", "--ca", ca, "--no-tls-resume", &url]);
+    let (r, ok) = bench_json(&["-c", "2", "-n", "50", "--ca", ca, "--no-tls-resume", &url]);
     assert!(ok, "{r}");
     assert_eq!((r["tls_handshakes"].as_u64(), r["tls_resumed"].as_u64()), (Some(50), Some(0)), "{r}");
     origin.proc.wait_count(550, STARTUP, |l| l.starts_with("request "));
 
     // Not trusted: every connection fails its handshake.
-    let (r, ok) = bench(&["-c", "2", "-n", "20", "--max-errors", "100", &url]);
+    let (r, ok) = bench_json(&["-c", "2", "-n", "20", "--max-errors", "100", &url]);
     assert!(ok);
     assert_eq!(r["requests"], 0, "{r}");
     assert!(r["errors"]["tls"].as_u64().unwrap() >= 20, "{r}");
     // --insecure accepts it.
-    let (r, ok) = bench(&["-c", "2", "-n", "20", "--insecure", &url]);
+    let (r, ok) = bench_json(&["-c", "2", "-n", "20", "--insecure", &url]);
     assert!(ok && r["requests"] == 20, "{r}");
 }

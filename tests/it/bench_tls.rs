@@ -13,16 +13,6 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 
-/// Run shoal-bench with `args` and `--json`; returns the parsed report and
-/// whether it exited 0.
-fn bench(args: &[&str]) -> (serde_json::Value, bool) {
-    let out = Command::new(bench_bin()).args(args).args(["--json", "-q"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    (v, out.status.success())
-}
-
 fn p(path: &std::path::Path) -> &str {
     path.to_str().unwrap()
 }
@@ -53,7 +43,7 @@ fn bench_against(version: &[&str]) {
     let url = format!("https://{}/t?size=64", origin.addr("a"));
     let ca = p(&pki.ca);
 
-    let (r, ok) = bench(&["-c", "4", "-k", "-n", "200", "--ca", ca, &url]);
+    let (r, ok) = bench_json(&["-c", "4", "-k", "-n", "200", "--ca", ca, &url]);
     assert!(ok, "{r}");
     assert_eq!(r["requests"], 200, "{r}");
     assert_eq!(r["statuses"]["200"], 200, "{r}");
@@ -64,7 +54,7 @@ fn bench_against(version: &[&str]) {
     origin.proc.wait_count(200, STARTUP, |l| l.starts_with("request "));
     assert_eq!(requests_and_conns(&origin, 0), (200, 4), "the origin saw 200 requests on 4 connections");
 
-    let (r, ok) = bench(&["-c", "2", "-n", "200", "--ca", ca, &url]);
+    let (r, ok) = bench_json(&["-c", "2", "-n", "200", "--ca", ca, &url]);
     assert!(ok, "{r}");
     assert_eq!(r["keepalive"], false);
     assert_eq!(r["requests"], 200, "{r}");
@@ -84,13 +74,13 @@ fn bench_against(version: &[&str]) {
 
     // The test CA is in no system bundle: every handshake fails, each
     // counted once (-n counts attempts), and the run fails.
-    let (r, ok) = bench(&["-c", "2", "-n", "20", &url]);
+    let (r, ok) = bench_json(&["-c", "2", "-n", "20", &url]);
     assert!(!ok, "errors fail the run: {r}");
     assert_eq!(r["requests"], 0, "{r}");
     assert_eq!((r["errors"]["tls"].as_u64(), r["errors"]["total"].as_u64()), (Some(20), Some(20)), "{r}");
     assert_eq!((r["connections"].as_u64(), r["tls_handshakes"].as_u64()), (Some(20), Some(0)), "{r}");
     // Each failure dropped only its connection: the origin still serves.
-    let (r, ok) = bench(&["-c", "1", "-n", "10", "--ca", ca, &url]);
+    let (r, ok) = bench_json(&["-c", "1", "-n", "10", "--ca", ca, &url]);
     assert!(ok && r["requests"] == 10, "{r}");
     origin.proc.wait_count(410, STARTUP, |l| l.starts_with("request "));
 }

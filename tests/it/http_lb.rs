@@ -60,7 +60,12 @@ fn slow_node_gets_less_under_fastest_and_perceptive() {
     let fastest = shares(shoal.addr("fastest_response_time"), 6, 60);
     let perceptive = shares(shoal.addr("perceptive"), 6, 60);
     let s = |m: &HashMap<String, f64>| m.get("slow").copied().unwrap_or(0.0);
-    assert!(s(&rr) > 0.25, "round robin: {rr:?}");
+    // Round robin's third, less what connection reuse defers: a busy node
+    // without an idle connection is skipped for a warm one and owed the
+    // turn (up to 8 per shard, `ShardPool::prefer_warm`), and a node busy
+    // 50 ms per request is often still owed turns when the run ends.
+    // Measured 0.236 to 0.40 on the 2-core CI machine.
+    assert!(s(&rr) > 0.2, "round robin: {rr:?}");
     assert!(s(&fastest) < 0.1, "fastest_response_time: {fastest:?}");
     assert!(s(&perceptive) < 0.15, "perceptive: {perceptive:?}");
 }

@@ -3,7 +3,6 @@
 //! is reset, and a broken configuration is refused while traffic goes on.
 
 use crate::support::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Apply `edit` to the configuration file and SIGHUP; wait for generation
@@ -27,7 +26,7 @@ fn put(shoal: &Shoal, path: &str, json: &str) -> ApiResp {
 fn changes_under_load_lose_nothing() {
     let _heavy = heavy();
     // Built (if need be) before the clock starts.
-    let bench_bin = bench_bin();
+    bench_bin();
     let origin = Origin::start("http", &["a", "b", "c"]);
     let (a, b, c) = (origin.addr("a"), origin.addr("b"), origin.addr("c"));
     let shoal = Shoal::start(&format!(
@@ -38,10 +37,7 @@ fn changes_under_load_lose_nothing() {
     ));
     let url = format!("http://{}/x?size=200", shoal.addr("web"));
     let bench = std::thread::spawn(move || {
-        Command::new(bench_bin)
-            .args(["-c", "64", "-k", "-t", "30", "--threads", "2", "--json", "-q", "--max-errors", "0", &url])
-            .output()
-            .unwrap()
+        bench_json(&["-c", "64", "-k", "-t", "30", "--threads", "2", "--max-errors", "0", &url])
     });
     let start = Instant::now();
     // Wait for traffic to flow before changing anything.
@@ -101,14 +97,11 @@ fn changes_under_load_lose_nothing() {
     assert!(start.elapsed() < Duration::from_secs(28), "the changes took longer than the load: {:?}", start.elapsed());
     assert_eq!(shoal.status()["generation"], 12);
 
-    let out = bench.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let (r, ok) = bench.join().unwrap();
     assert_eq!(r["errors"]["total"], 0, "requests failed or connections were reset: {r}");
     let requests = r["requests"].as_u64().unwrap();
     assert_eq!(r["statuses"]["200"].as_u64(), Some(requests), "{r}");
-    assert!(out.status.success(), "{r}");
+    assert!(ok, "{r}");
     assert!(requests > 10_000, "{r}");
     // Every request of the run, counted by shoal as by the client.
     let s = shoal.status();

@@ -530,3 +530,13 @@ pub fn have_tool(tool: &str, require_var: &str, install: &str) -> bool {
     }
     ok
 }
+
+/// Run shoal-bench with `args` and `--json`; returns the parsed report and
+/// whether it exited 0.
+pub fn bench_json(args: &[&str]) -> (serde_json::Value, bool) {
+    let out = Command::new(bench_bin()).args(args).args(["--json", "-q"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (v, out.status.success())
+}
