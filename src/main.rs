@@ -221,16 +221,7 @@ fn node_command(
         body.push_str(&format!(",\"pools\":[{}]", list.join(",")));
     }
     body.push('}');
-    let path: String = node
-        .bytes()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || b"-._~:".contains(&c) {
-                (c as char).to_string()
-            } else {
-                format!("%{c:02X}")
-            }
-        })
-        .collect();
+    let path = shoal::api::routes::encode(node);
     let (status, text) = shoal::api::client::request(
         api,
         &user,

@@ -98,8 +98,8 @@ fn decode(seg: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Percent-encode a name for an href.
-fn encode(name: &str) -> String {
+/// Percent-encode a name for a path segment (hrefs, `shoal node`).
+pub fn encode(name: &str) -> String {
     name.bytes()
         .map(|c| {
             if c.is_ascii_alphanumeric() || b"-._~:".contains(&c) {

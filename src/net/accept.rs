@@ -180,8 +180,8 @@ async fn park(parked: Parked, peer: SocketAddr, guard: ConnGuard) {
     let deadline = std::time::Instant::now() + keepalive_left;
     let ready = monoio::select! {
         r = stream.readable(false) => r.is_ok(),
-        _ = shard.coarse.sleep_until(deadline) => false,
-        _ = shard.shutdown.wait() => false,
+        _ = shard.core.coarse.sleep_until(deadline) => false,
+        _ = shard.core.shutdown.wait() => false,
     };
     if !ready {
         return;

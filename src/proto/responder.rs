@@ -15,7 +15,7 @@ pub async fn serve(shard: Rc<Shard>, index: usize, listener: TcpListener) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
-            _ = shard.shutdown.wait() => return,
+            _ = shard.core.shutdown.wait() => return,
         };
         if let Ok((stream, _)) = accepted {
             monoio::spawn(echo(stream, greeting.clone()));

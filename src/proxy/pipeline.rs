@@ -188,7 +188,7 @@ pub async fn run<P: HttpPhases>(
         };
         first = false;
         match request(phases, shard, vs, &mut client, &mut s, started).await {
-            After::KeepAlive if !shard.shutdown.is_set() => client.r.shrink_idle(IDLE_BUFFER),
+            After::KeepAlive if !shard.core.shutdown.is_set() => client.r.shrink_idle(IDLE_BUFFER),
             After::KeepAlive | After::Close => break,
             After::Tunnel(nc, lease) => {
                 tunnel(shard, vs, client, nc, lease).await;
@@ -196,9 +196,11 @@ pub async fn run<P: HttpPhases>(
             }
         }
         // The next request runs on the current configuration generation.
-        match shard.follow(vs) {
-            Some(next) => (cur, vs) = next,
-            None => break,
+        if !shard.is_current() {
+            match shard.follow(vs) {
+                Some(next) => (cur, vs) = next,
+                None => break,
+            }
         }
     }
     let _ = client.w.shutdown().await;
@@ -287,7 +289,7 @@ async fn read_head(
                 monoio::select! {
                     r = client.r.fill() => r,
                     _ = monoio::time::sleep(http.client_keepalive_timeout) => return Err(HeadEnd::Closed),
-                    _ = shard.shutdown.wait() => return Err(HeadEnd::Closed),
+                    _ = shard.core.shutdown.wait() => return Err(HeadEnd::Closed),
                 }
             }
             None => {
@@ -301,7 +303,7 @@ async fn read_head(
                 let early = monoio::select! {
                     r = &mut read => Some(r),
                     _ = monoio::time::sleep(park_after) => None,
-                    _ = shard.shutdown.wait() => return Err(HeadEnd::Closed),
+                    _ = shard.core.shutdown.wait() => return Err(HeadEnd::Closed),
                 };
                 match early {
                     Some(r) => r,
@@ -984,8 +986,8 @@ async fn forward_response(
         || !request_complete
         || resp.framing == Framing::UntilClose
         || resp.status == 101
-        || shard.shutdown.is_set()
-        || shard.follow(vs_i).is_none();
+        || shard.core.shutdown.is_set()
+        || (!shard.is_current() && shard.follow(vs_i).is_none());
     let dechunk = client_minor == 0 && resp.framing == Framing::Chunked;
     let changes =
         ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal"), extra: ctx.set_cookie.as_deref() };

@@ -24,7 +24,7 @@ use std::time::Duration;
 const SHARD_REPLY: Duration = Duration::from_secs(10);
 
 /// A bound listener: its actual address and the shards holding a socket.
-struct Bound {
+pub struct Bound {
     actual: SocketAddr,
     shards: BTreeSet<usize>,
 }
@@ -33,7 +33,7 @@ struct State {
     generation: Arc<Generation>,
     bound: BTreeMap<ListenKey, Bound>,
     log_paths: Vec<PathBuf>,
-    access: Option<crate::log::writer::LogSender>,
+    access: crate::log::writer::LogSender,
     monitors: crate::monitor::schedule::Monitors,
 }
 
@@ -42,22 +42,80 @@ pub struct Control {
     state: Mutex<State>,
 }
 
-/// The first generation's sockets and writer, as `runtime::run` set them up.
+/// The listeners a configuration wants, and the sockets bound for them.
+pub struct Listeners {
+    /// Every listener and the shards that accept on it.
+    pub wanted: BTreeMap<ListenKey, BTreeSet<usize>>,
+    /// Per shard: the sockets it did not hold before.
+    pub sockets: Vec<Vec<(ListenKey, std::net::TcpListener)>>,
+    /// Every listener's actual address (port 0 resolved).
+    pub actual: BTreeMap<ListenKey, SocketAddr>,
+}
+
+/// Bind what `config`'s listeners need on `n` shards beyond what `bound`
+/// already holds: a new listener gets one `SO_REUSEPORT` socket per shard
+/// (port 0 resolved once), a known one a socket for each shard it gains.
+/// Any failure is the whole configuration's (sockets bound so far close).
+pub fn bind(config: &Config, n: usize, bound: &BTreeMap<ListenKey, Bound>) -> Result<Listeners, String> {
+    let mut l =
+        Listeners { wanted: BTreeMap::new(), sockets: (0..n).map(|_| Vec::new()).collect(), actual: BTreeMap::new() };
+    for vs in &config.virtual_servers {
+        if let Some(x) = vs.shards.iter().flatten().find(|&&x| x >= n) {
+            return Err(format!(
+                "virtual server {}: shard {x} does not exist (running {n} shard(s), numbered from 0)",
+                vs.name
+            ));
+        }
+        let shards: BTreeSet<usize> = vs.shards.clone().map_or_else(|| (0..n).collect(), |s| s.into_iter().collect());
+        for addr in &vs.listen {
+            let key = (vs.name.clone(), *addr);
+            let err =
+                |a: SocketAddr, e: std::io::Error| format!("virtual server {}: cannot listen on {a}: {e}", vs.name);
+            let actual = match bound.get(&key) {
+                Some(b) => {
+                    for &sh in shards.difference(&b.shards) {
+                        let sock = listener::bind_reuseport(b.actual, vs.backlog).map_err(|e| err(b.actual, e))?;
+                        l.sockets[sh].push((key.clone(), sock));
+                    }
+                    b.actual
+                }
+                None => {
+                    let (a, socks) =
+                        listener::bind_group(*addr, vs.backlog, shards.len()).map_err(|e| err(*addr, e))?;
+                    for (&sh, sock) in shards.iter().zip(socks) {
+                        l.sockets[sh].push((key.clone(), sock));
+                    }
+                    log::info!(
+                        "virtual server {} listening on {a} ({}, pool {}, shards {:?})",
+                        vs.name,
+                        vs.protocol.name(),
+                        config.pools[vs.pool].name,
+                        shards
+                    );
+                    a
+                }
+            };
+            l.actual.insert(key.clone(), actual);
+            l.wanted.insert(key, shards.clone());
+        }
+    }
+    Ok(l)
+}
+
+/// The first generation's listeners and writer, as `runtime::run` set them up.
 pub struct Started {
     pub generation: Arc<Generation>,
-    pub bound: Vec<(ListenKey, SocketAddr, Vec<usize>)>,
+    pub listeners: BTreeMap<ListenKey, BTreeSet<usize>>,
+    pub actual: BTreeMap<ListenKey, SocketAddr>,
     pub log_paths: Vec<PathBuf>,
-    pub access: Option<crate::log::writer::LogSender>,
+    pub access: crate::log::writer::LogSender,
     pub monitors: crate::monitor::schedule::Monitors,
 }
 
 impl Control {
     pub fn new(shards: Vec<flume::Sender<ShardMsg>>, s: Started) -> Control {
-        let bound = s
-            .bound
-            .into_iter()
-            .map(|(k, actual, shards)| (k, Bound { actual, shards: shards.into_iter().collect() }))
-            .collect();
+        let bound =
+            s.listeners.into_iter().map(|(k, shards)| (k.clone(), Bound { actual: s.actual[&k], shards })).collect();
         Control {
             shards,
             state: Mutex::new(State {
@@ -84,11 +142,6 @@ impl Control {
     /// The running generation.
     pub fn current(&self) -> Arc<Generation> {
         self.lock().generation.clone()
-    }
-
-    /// The actual address of virtual server `vs`'s listener `addr`.
-    pub fn actual_addr(&self, vs: &str, addr: SocketAddr) -> Option<SocketAddr> {
-        self.lock().bound.get(&(vs.to_owned(), addr)).map(|b| b.actual)
     }
 
     /// Re-read the running configuration's main file and apply it (SIGHUP).
@@ -121,48 +174,10 @@ impl Control {
             // configuration (without [api], every request gets a 401).
             log::warn!("[api] listen and tls apply at the next start; the API listener keeps its current ones");
         }
-        let n = self.shards.len();
-        for vs in &new.virtual_servers {
-            if let Some(x) = vs.shards.iter().flatten().find(|&&x| x >= n) {
-                return Err(format!(
-                    "virtual server {}: shard {x} does not exist (running {n} shard(s), numbered from 0)",
-                    vs.name
-                ));
-            }
-        }
         // Every new socket and log file first: nothing is sent to a shard
         // unless all of them could be had.
-        let mut wanted: BTreeMap<ListenKey, (BTreeSet<usize>, u32)> = BTreeMap::new();
-        for vs in &new.virtual_servers {
-            let shards: BTreeSet<usize> =
-                vs.shards.clone().map_or_else(|| (0..n).collect(), |s| s.into_iter().collect());
-            for addr in &vs.listen {
-                wanted.insert((vs.name.clone(), *addr), (shards.clone(), vs.backlog));
-            }
-        }
-        let mut sockets: Vec<Vec<(ListenKey, std::net::TcpListener)>> = (0..n).map(|_| Vec::new()).collect();
-        let mut actual: BTreeMap<ListenKey, SocketAddr> = BTreeMap::new();
-        for (key, (shards, backlog)) in &wanted {
-            match s.bound.get(key) {
-                Some(b) => {
-                    for &sh in shards.difference(&b.shards) {
-                        let l = listener::bind_reuseport(b.actual, *backlog)
-                            .map_err(|e| format!("virtual server {}: cannot listen on {}: {e}", key.0, b.actual))?;
-                        sockets[sh].push((key.clone(), l));
-                    }
-                    actual.insert(key.clone(), b.actual);
-                }
-                None => {
-                    let (a, socks) = listener::bind_group(key.1, *backlog, shards.len())
-                        .map_err(|e| format!("virtual server {}: cannot listen on {}: {e}", key.0, key.1))?;
-                    for (&sh, l) in shards.iter().zip(socks) {
-                        sockets[sh].push((key.clone(), l));
-                    }
-                    actual.insert(key.clone(), a);
-                    log::info!("virtual server {} listening on {a}", key.0);
-                }
-            }
-        }
+        let n = self.shards.len();
+        let Listeners { wanted, sockets, actual } = bind(&new, n, &s.bound)?;
         // New access logs, before the generation is built (building it
         // swaps certificates into running acceptors): each file opened is
         // numbered at once, so the writer and `log_paths` agree even if a
@@ -170,16 +185,12 @@ impl Control {
         for vs in &new.virtual_servers {
             let Some(p) = vs.http.access_log.as_ref().map(|a| &a.path) else { continue };
             if !s.log_paths.contains(p) {
-                if s.access.is_none() {
-                    s.access = Some(crate::log::writer::start(Vec::new())?);
-                }
-                s.access.as_ref().expect("started above").open(p)?;
+                s.access.open(p)?;
                 s.log_paths.push(p.clone());
             }
         }
-        let mut log_paths = s.log_paths.clone();
-        let generation = Arc::new(s.generation.next(new, &mut log_paths));
-        debug_assert_eq!(log_paths, s.log_paths, "every log was opened above");
+        let st = &mut *s;
+        let generation = Arc::new(st.generation.next(new, &mut st.log_paths));
 
         let (done_tx, done_rx) = flume::bounded(n);
         let mut missed = BTreeSet::new();
@@ -204,7 +215,7 @@ impl Control {
             log::info!("virtual server {}: no longer listening on {}", key.0, s.bound[&key].actual);
             s.bound.remove(&key);
         }
-        for (key, (mut shards, _)) in wanted {
+        for (key, mut shards) in wanted {
             let a = actual[&key];
             let had = s.bound.get(&key).map(|b| b.shards.clone()).unwrap_or_default();
             shards.retain(|sh| !missed.contains(sh) || had.contains(sh));
@@ -248,16 +259,16 @@ impl Control {
 
     /// Reopen the access logs (SIGUSR1).
     pub fn reopen_logs(&self) {
-        match &self.lock().access {
-            Some(a) => a.reopen(),
-            None => log::info!("SIGUSR1: no access logs to reopen"),
+        let s = self.lock();
+        if s.log_paths.is_empty() {
+            log::info!("SIGUSR1: no access logs to reopen");
+        } else {
+            s.access.reopen();
         }
     }
 
     /// Flush the access logs (at exit).
     pub fn sync_logs(&self) {
-        if let Some(a) = &self.lock().access {
-            a.sync(Duration::from_secs(5));
-        }
+        self.lock().access.sync(Duration::from_secs(5));
     }
 }

@@ -20,37 +20,8 @@ use std::sync::Arc;
 pub fn run(config: Config, ready: impl FnOnce(Arc<Control>) -> Result<(), String>) -> Result<(), String> {
     let cpus = shard_cpus(&config.global.shards)?;
     let n = cpus.len();
-    for vs in &config.virtual_servers {
-        if let Some(s) = vs.shards.iter().flatten().find(|&&s| s >= n) {
-            return Err(format!(
-                "virtual server {}: shard {s} does not exist (running {n} shard(s), numbered from 0)",
-                vs.name
-            ));
-        }
-    }
-
     // Bind everything before starting any shard, so errors surface once.
-    let mut per_shard: Vec<Vec<(shard::ListenKey, std::net::TcpListener)>> = (0..n).map(|_| Vec::new()).collect();
-    let mut bound = Vec::new();
-    for vs in &config.virtual_servers {
-        let shards: Vec<usize> = vs.shards.clone().unwrap_or_else(|| (0..n).collect());
-        for addr in &vs.listen {
-            let (actual, socks) = listener::bind_group(*addr, vs.backlog, shards.len())
-                .map_err(|e| format!("virtual server {}: cannot listen on {addr}: {e}", vs.name))?;
-            let key = (vs.name.clone(), *addr);
-            for (s, sock) in shards.iter().zip(socks) {
-                per_shard[*s].push((key.clone(), sock));
-            }
-            bound.push((key, actual, shards.clone()));
-            log::info!(
-                "virtual server {} listening on {actual} ({}, pool {}, shards {:?})",
-                vs.name,
-                vs.protocol.name(),
-                config.pools[vs.pool].name,
-                shards
-            );
-        }
-    }
+    let control::Listeners { wanted, sockets, actual } = control::bind(&config, n, &Default::default())?;
     let mut responders = Vec::new();
     for (i, r) in config.responders.iter().enumerate() {
         let l = listener::bind_reuseport(r.listen, 128)
@@ -68,11 +39,18 @@ pub fn run(config: Config, ready: impl FnOnce(Arc<Control>) -> Result<(), String
     let (ends, senders) = mesh::build(n);
     let control = Arc::new(Control::new(
         senders,
-        control::Started { generation: generation.clone(), bound, log_paths, access: Some(access.clone()), monitors },
+        control::Started {
+            generation: generation.clone(),
+            listeners: wanted,
+            actual,
+            log_paths,
+            access: access.clone(),
+            monitors,
+        },
     ));
     install_signals(control.clone())?;
     let mut threads = Vec::new();
-    for ((id, mesh), (cpu, listeners)) in ends.into_iter().enumerate().zip(cpus.into_iter().zip(per_shard)) {
+    for ((id, mesh), (cpu, listeners)) in ends.into_iter().enumerate().zip(cpus.into_iter().zip(sockets)) {
         let setup = shard::ShardSetup {
             id,
             nshards: n,
@@ -81,7 +59,7 @@ pub fn run(config: Config, ready: impl FnOnce(Arc<Control>) -> Result<(), String
             mesh,
             listeners,
             responders: if id == 0 { std::mem::take(&mut responders) } else { Vec::new() },
-            access: Some(access.clone()),
+            access: access.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))

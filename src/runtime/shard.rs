@@ -29,7 +29,7 @@ pub struct ShardSetup {
     /// Built-in demo responders (on shard 0 only).
     pub responders: Vec<(usize, std::net::TcpListener)>,
     /// The access-log writer.
-    pub access: Option<crate::log::writer::LogSender>,
+    pub access: crate::log::writer::LogSender,
 }
 
 /// What a shard thread keeps across configuration generations: its
@@ -38,12 +38,15 @@ pub struct ShardSetup {
 pub struct Core {
     pub id: usize,
     pub nshards: usize,
-    pub shutdown: Rc<Flag>,
+    pub shutdown: Flag,
     /// Keepalive deadlines of parked connections (one-second resolution).
     pub coarse: Rc<CoarseTimer>,
     open: Cell<usize>,
     closed: Event,
     current: RefCell<Option<Rc<Shard>>>,
+    /// `current`'s generation number, so a connection can check that its
+    /// view is still current without touching `current`.
+    generation: Cell<u64>,
     /// Raised when a new generation is in place (limits may have changed).
     pub reconfigured: Event,
     /// Access-log line buffers by log number (numbers only grow).
@@ -61,11 +64,12 @@ impl Core {
         Rc::new(Core {
             id,
             nshards,
-            shutdown: Rc::new(Flag::default()),
+            shutdown: Flag::default(),
             coarse: Rc::new(CoarseTimer::default()),
             open: Cell::new(0),
             closed: Event::new(),
             current: RefCell::new(None),
+            generation: Cell::new(0),
             reconfigured: Event::new(),
             access: RefCell::new(Vec::new()),
             listeners: RefCell::new(HashMap::new()),
@@ -85,6 +89,7 @@ impl Core {
         let prev = self.current.borrow().clone();
         let shard = Shard::build(self, generation, prev.as_deref());
         *self.current.borrow_mut() = Some(shard.clone());
+        self.generation.set(generation.id);
         // Runtime objects of virtual servers that are gone are dropped once
         // their last connection ends.
         self.vs_rt.borrow_mut().retain(|name, _| generation.config.virtual_servers.iter().any(|v| v.name == *name));
@@ -134,8 +139,6 @@ pub struct Shard {
     pub generation: u64,
     pub config: Arc<Config>,
     pub pools: Vec<Rc<ShardPool>>,
-    pub shutdown: Rc<Flag>,
-    pub coarse: Rc<CoarseTimer>,
     /// Session persistence stores (process-wide), by class index.
     pub persist: crate::persist::Classes,
     pub core: Rc<Core>,
@@ -225,8 +228,6 @@ impl Shard {
             generation: generation.id,
             config: config.clone(),
             pools,
-            shutdown: core.shutdown.clone(),
-            coarse: core.coarse.clone(),
             persist: generation.persist.clone(),
             core: core.clone(),
             vs,
@@ -253,10 +254,10 @@ impl Shard {
     /// still HTTP with the same TLS termination settings; `None` when it is
     /// gone or changed so that the connection must close.
     pub fn follow(self: &Rc<Self>, vs: usize) -> Option<(Rc<Shard>, usize)> {
-        let cur = self.core.current();
-        if cur.generation == self.generation {
+        if self.is_current() {
             return Some((self.clone(), vs));
         }
+        let cur = self.core.current();
         let old = &self.config.virtual_servers[vs];
         let i = cur.config.virtual_servers.iter().position(|v| v.name == old.name)?;
         let new = &cur.config.virtual_servers[i];
@@ -268,14 +269,9 @@ impl Shard {
         (new.protocol == old.protocol && same_tls).then_some((cur, i))
     }
 
-    /// Number of connections this shard is serving (every generation).
-    pub fn open_connections(&self) -> usize {
-        self.core.open.get()
-    }
-
-    /// Wait until a connection closes somewhere on this shard.
-    pub fn connection_closed(&self) -> crate::util::event::Listen<'_> {
-        self.core.closed.listen()
+    /// This view is of the generation new requests run on.
+    pub fn is_current(&self) -> bool {
+        self.core.generation.get() == self.generation
     }
 
     /// Whether virtual server `vs` has a free connection slot on this shard.
@@ -329,10 +325,12 @@ impl Shard {
                 .iter()
                 .flat_map(|p| {
                     p.nodes.iter().map(move |n| {
-                        let health = match n.health.availability(now) {
-                            _ if n.health.monitor_down() => "monitor_down",
-                            crate::pool::health::Availability::Down => "failed",
-                            _ => "alive",
+                        let health = if n.health.monitor_down() {
+                            "monitor_down"
+                        } else if n.health.availability(now) == crate::pool::health::Availability::Down {
+                            "failed"
+                        } else {
+                            "alive"
                         };
                         crate::stats::NodeSnapshot {
                             pool: p.cfg.name.clone(),
@@ -405,9 +403,7 @@ async fn serve(setup: ShardSetup) {
     let ShardSetup { id, nshards, generation, mesh, listeners, responders, access, .. } = setup;
     let core = Core::new(id, nshards);
     let shard = core.install(&generation);
-    if let Some(a) = access.clone() {
-        monoio::spawn(flush_access_logs(core.clone(), a));
-    }
+    monoio::spawn(flush_access_logs(core.clone(), access.clone()));
     start_listeners(&core, listeners);
     for (r, l) in responders {
         match monoio::net::TcpListener::from_std(l) {
@@ -444,9 +440,7 @@ async fn serve(setup: ShardSetup) {
             log::warn!("shard {id}: shutdown_timeout reached; cutting {} connection(s)", core.open_connections())
         }
     }
-    if let Some(a) = &access {
-        hand_over_access_lines(&core, a);
-    }
+    hand_over_access_lines(&core, &access);
     // Node connection reuse, for runs without the statistics API.
     for pool in &core.current().pools {
         for n in pool.nodes.iter().filter(|n| n.idle.opened.get() > 0) {
