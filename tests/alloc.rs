@@ -231,11 +231,11 @@ fn steady_state_allocations_per_request() {
     std::thread::spawn(move || {
         let (mut rt, _) = shoal::runtime::ring::build(256).unwrap();
         rt.block_on(async move {
-            let shard = shoal::runtime::shard::Shard::standalone(&generation);
+            let view = shoal::runtime::shard::ShardView::standalone(&generation);
             let logged = monoio::net::TcpListener::from_std(logged_listener).unwrap();
-            monoio::spawn(shoal::net::accept::accept_loop(shard.core.clone(), logged_key, logged));
+            monoio::spawn(shoal::net::accept::accept_loop(view.shard.clone(), logged_key, logged));
             let l = monoio::net::TcpListener::from_std(listener).unwrap();
-            shoal::net::accept::accept_loop(shard.core.clone(), plain_key, l).await;
+            shoal::net::accept::accept_loop(view.shard.clone(), plain_key, l).await;
         });
     });
 

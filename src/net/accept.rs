@@ -6,7 +6,7 @@
 use crate::config::Protocol;
 use crate::net::stream::Split;
 use crate::proxy::pipeline::Parked;
-use crate::runtime::shard::{ConnGuard, Core, ListenKey, Shard};
+use crate::runtime::shard::{ConnGuard, ListenKey, Shard, ShardView};
 use monoio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -15,67 +15,67 @@ use std::time::Duration;
 /// Accept on `listener`, the socket of listener `key`, for its virtual
 /// server in the current generation, until shoal stops or a generation no
 /// longer has the listener on this shard.
-pub async fn accept_loop(core: Rc<Core>, key: ListenKey, listener: TcpListener) {
-    let stop = core.listener_flag(&key);
+pub async fn accept_loop(shard: Rc<Shard>, key: ListenKey, listener: TcpListener) {
+    let stop = shard.listener_flag(&key);
     let mut paused_logged = false;
     loop {
-        let shard = core.current();
-        let Some(vs) = shard.listener_vs(&key) else { return };
+        let view = shard.current();
+        let Some(vs) = view.listener_vs(&key) else { return };
         // Wait for a free slot (or shutdown, or a new generation).
-        if !shard.has_slot(vs) && !core.shutdown.is_set() {
+        if !view.has_slot(vs) && !shard.shutdown.is_set() {
             if !paused_logged {
                 log::warn!(
                     "virtual server {}: max_connections reached on shard {}; pausing accepts",
-                    shard.config.virtual_servers[vs].name,
-                    core.id
+                    view.config.virtual_servers[vs].name,
+                    shard.id
                 );
                 paused_logged = true;
             }
-            let l = core.connection_closed();
-            if shard.has_slot(vs) {
+            let l = shard.connection_closed();
+            if view.has_slot(vs) {
                 continue;
             }
             monoio::select! {
                 _ = l => {},
-                _ = core.shutdown.wait() => {},
+                _ = shard.shutdown.wait() => {},
                 _ = stop.wait() => {},
-                _ = core.reconfigured.listen() => {},
+                _ = shard.reconfigured.listen() => {},
             }
-            if !core.shutdown.is_set() && !stop.is_set() {
+            if !shard.shutdown.is_set() && !stop.is_set() {
                 continue;
             }
         }
         paused_logged = false;
-        if core.shutdown.is_set() || stop.is_set() {
+        if shard.shutdown.is_set() || stop.is_set() {
             return;
         }
-        drop(shard);
+        drop(view);
         let accepted = monoio::select! {
             r = listener.accept() => r,
-            _ = core.shutdown.wait() => return,
+            _ = shard.shutdown.wait() => return,
             _ = stop.wait() => {
-                log::info!("virtual server {}: shard {} stopped listening on {}", key.0, core.id, key.1);
+                log::info!("virtual server {}: shard {} stopped listening on {}", key.0, shard.id, key.1);
                 return;
             }
         };
         // The connection is served on the generation current now.
-        let shard = core.current();
-        let Some(vs) = shard.listener_vs(&key) else { return };
+        let view = shard.current();
+        let Some(vs) = view.listener_vs(&key) else { return };
         match accepted {
             Ok((stream, peer)) => {
-                let Some(guard) = shard.track(vs, peer.ip()) else {
-                    shard.vs_stats(vs).error(crate::stats::VsError::Refused);
-                    refuse_client(&shard, vs, stream, peer);
+                let Some(guard) = view.track(vs, peer.ip()) else {
+                    view.vs_stats(vs).error(crate::stats::VsError::Refused);
+                    refuse_client(&view, vs, stream, peer);
                     continue;
                 };
-                spawn_connection(shard, vs, stream, peer, guard);
+                spawn_connection(view, vs, stream, peer, guard);
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning.
                 log::warn!(
                     "virtual server {}: accept failed on shard {}: {e}",
-                    shard.config.virtual_servers[vs].name,
-                    core.id
+                    view.config.virtual_servers[vs].name,
+                    shard.id
                 );
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -85,8 +85,8 @@ pub async fn accept_loop(core: Rc<Core>, key: ListenKey, listener: TcpListener) 
 
 /// A client over its `max_connections_per_client`: HTTP gets a 429 with
 /// `Connection: close`, other protocols a plain close.
-fn refuse_client(shard: &Rc<Shard>, vs: usize, mut stream: monoio::net::TcpStream, peer: std::net::SocketAddr) {
-    let cfg = &shard.config.virtual_servers[vs];
+fn refuse_client(view: &Rc<ShardView>, vs: usize, mut stream: monoio::net::TcpStream, peer: std::net::SocketAddr) {
+    let cfg = &view.config.virtual_servers[vs];
     log::info!("virtual server {}: client {peer}: refused: max_connections_per_client reached", cfg.name);
     if cfg.protocol == Protocol::Http && cfg.tls.is_none() {
         monoio::spawn(async move {
@@ -108,26 +108,26 @@ fn refuse_client(shard: &Rc<Shard>, vs: usize, mut stream: monoio::net::TcpStrea
 /// first where the virtual server has it, then its protocol. An HTTP
 /// connection that idles between requests comes back parked and waits in
 /// [`park`]; `resumed` is such a connection coming back.
-fn spawn_connection(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
-    spawn_served(shard, vs, stream, peer, guard, false)
+fn spawn_connection(view: Rc<ShardView>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
+    spawn_served(view, vs, stream, peer, guard, false)
 }
 
-fn spawn_served(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard, resumed: bool) {
+fn spawn_served(view: Rc<ShardView>, vs: usize, stream: TcpStream, peer: SocketAddr, guard: ConnGuard, resumed: bool) {
     monoio::spawn(async move {
         if !resumed {
             let _ = stream.set_nodelay(true);
         }
         let local = stream.local_addr().unwrap_or(peer);
         let (protocol, name) = {
-            let cfg = &shard.config.virtual_servers[vs];
+            let cfg = &view.config.virtual_servers[vs];
             (cfg.protocol, cfg.name.clone())
         };
         if protocol == Protocol::SslPassthrough {
-            crate::proto::passthrough::serve(&shard, vs, stream, peer, local).await;
+            crate::proto::passthrough::serve(&view, vs, stream, peer, local).await;
             drop(guard);
             return;
         }
-        let cfg = &shard.config.virtual_servers[vs];
+        let cfg = &view.config.virtual_servers[vs];
         let conn = match &cfg.tls {
             None => Split::tcp(stream),
             Some(tls) => {
@@ -138,7 +138,7 @@ fn spawn_served(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr
                     Ok(s) => Split::tls(s),
                     Err(e) => {
                         log::info!("virtual server {name}: client {peer}: TLS handshake failed: {e}");
-                        shard.vs_stats(vs).error(crate::stats::VsError::TlsHandshake);
+                        view.vs_stats(vs).error(crate::stats::VsError::TlsHandshake);
                         drop(guard);
                         return;
                     }
@@ -148,14 +148,14 @@ fn spawn_served(shard: Rc<Shard>, vs: usize, stream: TcpStream, peer: SocketAddr
         if protocol == Protocol::Http {
             // The connection owns its generation from here (and moves on
             // from it between requests).
-            if let Some(parked) = crate::proxy::serve(shard, vs, conn, peer, local).await {
+            if let Some(parked) = crate::proxy::serve(view, vs, conn, peer, local).await {
                 // A new, small task: this one's memory (sized for a whole
                 // request) is freed when it returns.
                 monoio::spawn(park(parked, peer, guard));
             }
             return;
         }
-        crate::proto::generic::serve(&shard, vs, conn, peer, local).await;
+        crate::proto::generic::serve(&view, vs, conn, peer, local).await;
         drop(guard);
     });
 }
@@ -176,12 +176,12 @@ async fn accept_tls(
 /// coarse timer, until the client sends its next request (then it is
 /// served again), closes, or idles out (to the second), or shoal stops.
 async fn park(parked: Parked, peer: SocketAddr, guard: ConnGuard) {
-    let Parked { stream, keepalive_left, shard, vs } = parked;
+    let Parked { stream, keepalive_left, view, vs } = parked;
     let deadline = std::time::Instant::now() + keepalive_left;
     let ready = monoio::select! {
         r = stream.readable(false) => r.is_ok(),
-        _ = shard.core.coarse.sleep_until(deadline) => false,
-        _ = shard.core.shutdown.wait() => false,
+        _ = view.shard.coarse.sleep_until(deadline) => false,
+        _ = view.shard.shutdown.wait() => false,
     };
     if !ready {
         return;
@@ -189,6 +189,6 @@ async fn park(parked: Parked, peer: SocketAddr, guard: ConnGuard) {
     // The next request runs on the current generation. If its virtual
     // server is gone or changed, the request the client already sent is
     // still answered, on the old one, with `Connection: close`.
-    let (shard, vs) = shard.follow(vs).unwrap_or((shard, vs));
-    spawn_served(shard, vs, stream, peer, guard, true);
+    let (view, vs) = view.follow(vs).unwrap_or((view, vs));
+    spawn_served(view, vs, stream, peer, guard, true);
 }

@@ -13,15 +13,15 @@
 use super::relay::{self, RelayEnd, RelayOpts};
 use crate::config::Protocol;
 use crate::net::stream::Split;
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// Serve `client` (plain, or TLS already terminated) for its whole life.
-pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: SocketAddr, local: SocketAddr) {
-    let vs = &shard.config.virtual_servers[vs_index];
-    let pool = &shard.pools[vs.pool];
+pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: SocketAddr, local: SocketAddr) {
+    let vs = &view.config.virtual_servers[vs_index];
+    let pool = &view.pools[vs.pool];
     let Split { r: mut cr, w: mut cw, .. } = client;
     let mut first: Option<Vec<u8>> = None;
     match vs.protocol {
@@ -51,9 +51,9 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: Sock
     }
 
     // IP-address persistence (the one class a byte stream can apply).
-    let class = pool.cfg.persistence.map(|c| &shard.persist[c]);
+    let class = pool.cfg.persistence.map(|c| &view.persist[c]);
     let key = crate::persist::ip::key(peer.ip());
-    let Some((lease, node)) = super::persistent::connect(shard, vs_index, vs.pool, &key, (peer, local)).await else {
+    let Some((lease, node)) = super::persistent::connect(view, vs_index, vs.pool, &key, (peer, local)).await else {
         return;
     };
     if let Some(c) = class {
@@ -83,7 +83,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: Split, peer: Sock
             // A clean end is a success even if the node never spoke (a
             // streaming node may legitimately only listen).
             pool.record_success(node_index);
-            super::count_stream(shard, vs_index, lease.node(), up + first_len, down);
+            super::count_stream(view, vs_index, lease.node(), up + first_len, down);
             log::debug!(
                 "virtual server {}: client {peer} <-> node {node_name}: closed ({up} bytes up, {down} down)",
                 vs.name

@@ -9,12 +9,12 @@ pub mod responder;
 /// Add a byte stream that ended cleanly to its virtual server's and node's
 /// statistics (`up`: client to node, `down`: node to client).
 pub(crate) fn count_stream(
-    shard: &crate::runtime::shard::Shard,
+    view: &crate::runtime::shard::ShardView,
     vs: usize,
     node: &crate::pool::ShardNode,
     up: u64,
     down: u64,
 ) {
-    shard.vs_stats(vs).bytes(up, down);
+    view.vs_stats(vs).bytes(up, down);
     node.stats.request(up, down);
 }

@@ -14,7 +14,7 @@
 use super::relay::{self, RelayEnd, RelayOpts};
 use crate::config::PersistenceType;
 use crate::net::stream::Split;
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use crate::tls::hello::{self, HelloError, MAX_HELLO};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -47,8 +47,8 @@ async fn read_hello<R: AsyncReadRent, T>(
     }
 }
 
-pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: SocketAddr, local: SocketAddr) {
-    let vs = &shard.config.virtual_servers[vs_index];
+pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: TcpStream, peer: SocketAddr, local: SocketAddr) {
+    let vs = &view.config.virtual_servers[vs_index];
     let Split { r: mut cr, w: mut cw, .. } = Split::tcp(client);
     let mut first = Vec::with_capacity(4096);
     let ch = match read_hello(&mut cr, &mut first, vs.client_idle_timeout, hello::client_hello).await {
@@ -63,8 +63,8 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
         .as_deref()
         .and_then(|n| vs.sni_pools.iter().find(|(p, _)| crate::tls::server::name_matches(p, n)))
         .map_or(vs.pool, |&(_, i)| i);
-    let pool = &shard.pools[pool_index];
-    let class = pool.cfg.persistence.map(|c| &shard.persist[c]);
+    let pool = &view.pools[pool_index];
+    let class = pool.cfg.persistence.map(|c| &view.persist[c]);
     // The session: the TLS session ID offered, or the client's address.
     let key = match class.map(|c| c.cfg.kind) {
         Some(PersistenceType::SslSessionId) => ch.session_id.clone(),
@@ -74,7 +74,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
 
     // A resumption offered to the node that issued the session (or the
     // client's node).
-    let Some((lease, node)) = super::persistent::connect(shard, vs_index, pool_index, &key, (peer, local)).await else {
+    let Some((lease, node)) = super::persistent::connect(view, vs_index, pool_index, &key, (peer, local)).await else {
         return;
     };
     let node_index = lease.index();
@@ -116,7 +116,7 @@ pub async fn serve(shard: &Rc<Shard>, vs_index: usize, client: TcpStream, peer: 
     };
     match relay::relay_halves(cr, cw, nr, nw, &opts, &|| {}).await {
         RelayEnd::Done { up, down } => {
-            super::count_stream(shard, vs_index, lease.node(), up, down);
+            super::count_stream(view, vs_index, lease.node(), up, down);
             log::debug!(
                 "virtual server {}: client {peer} <-> node {node_name}: closed ({up} bytes up, {down} down)",
                 vs.name

@@ -7,22 +7,22 @@
 use crate::config::FailureAction;
 use crate::net::stream::Split;
 use crate::pool::{connect, NodeLease};
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// A node connection for the client `(peer, local)` of virtual server `vs`
 /// on pool `pool`, or `None` (logged) when there is none to give.
 pub async fn connect(
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     vs: usize,
     pool: usize,
     key: &[u8],
     (peer, local): (SocketAddr, SocketAddr),
 ) -> Option<(NodeLease, Split)> {
-    let cfg = &shard.config.virtual_servers[vs];
-    let p = &shard.pools[pool];
-    let class = p.cfg.persistence.map(|c| &shard.persist[c]);
+    let cfg = &view.config.virtual_servers[vs];
+    let p = &view.pools[pool];
+    let class = p.cfg.persistence.map(|c| &view.persist[c]);
     let preferred = class.and_then(|c| c.store.lookup(p.uid, key)).and_then(|id| p.node_by_id(id));
     if preferred.is_some_and(|n| !p.can_persist(n)) && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close) {
         log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", cfg.name);

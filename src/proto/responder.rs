@@ -3,19 +3,19 @@
 //! configuration balance across real nodes on a machine with nothing else
 //! running. They run on shard 0 and stop accepting at shutdown.
 
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 
 const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub async fn serve(shard: Rc<Shard>, index: usize, listener: TcpListener) {
-    let greeting = format!("{}\n", shard.config.responders[index].greeting).into_bytes();
+pub async fn serve(view: Rc<ShardView>, index: usize, listener: TcpListener) {
+    let greeting = format!("{}\n", view.config.responders[index].greeting).into_bytes();
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
-            _ = shard.core.shutdown.wait() => return,
+            _ = view.shard.shutdown.wait() => return,
         };
         if let Ok((stream, _)) = accepted {
             monoio::spawn(echo(stream, greeting.clone()));

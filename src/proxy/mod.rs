@@ -9,18 +9,18 @@ pub mod pipeline;
 mod tests;
 
 use crate::net::stream::Split;
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// Serve one accepted (or resumed) client connection of an HTTP virtual
 /// server; returns it when it idles between requests, to be parked.
 pub async fn serve(
-    shard: Rc<Shard>,
+    view: Rc<ShardView>,
     vs: usize,
     conn: Split,
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Option<pipeline::Parked> {
-    pipeline::run(&phases::Builtin, shard, vs, conn, peer, local).await
+    pipeline::run(&phases::Builtin, view, vs, conn, peer, local).await
 }

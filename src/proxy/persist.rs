@@ -14,7 +14,7 @@ use crate::config::FailureAction;
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::persist::{Claim, Learned, RequestView, ResponseView};
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use std::rc::Rc;
 
 /// A request's session, between the node choice and the response.
@@ -39,10 +39,10 @@ pub enum Refuse {
 
 /// Read the request's session claim (pool already chosen in `ctx`) and set
 /// `ctx.required_node` to its node.
-pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -> Result<Option<Session>, Refuse> {
-    let pool = &shard.pools[ctx.pool];
+pub fn begin(view: &Rc<ShardView>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -> Result<Option<Session>, Refuse> {
+    let pool = &view.pools[ctx.pool];
     let Some(ci) = pool.cfg.persistence else { return Ok(None) };
-    let rt = &shard.persist[ci];
+    let rt = &view.persist[ci];
     let claim = rt.class.claim(&RequestView { buf, head, client: ctx.client.ip() }, ctx.pool);
     let key = match &claim {
         Claim::Key(k) if !k.is_empty() => Some(rt.store.key(pool.uid, k)),
@@ -78,9 +78,9 @@ pub fn begin(shard: &Rc<Shard>, ctx: &mut Ctx, buf: &[u8], head: &RequestHead) -
 
 /// Node `node` served the request and its response head is in `buf`:
 /// remember the session, and put any cookie to set in `ctx.set_cookie`.
-pub fn learn(shard: &Rc<Shard>, s: &Session, buf: &[u8], head: &ResponseHead, node: usize, ctx: &mut Ctx) {
-    let rt = &shard.persist[s.class];
-    let pool = &shard.pools[s.pool];
+pub fn learn(view: &Rc<ShardView>, s: &Session, buf: &[u8], head: &ResponseHead, node: usize, ctx: &mut Ctx) {
+    let rt = &view.persist[s.class];
+    let pool = &view.pools[s.pool];
     // The lookup already made a kept session the most recent: record
     // only new sessions and moved ones. A session of a class that must not
     // move silently (redirect, close) stays with its node when a retry

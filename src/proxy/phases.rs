@@ -16,7 +16,7 @@ use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::http::rewrite::RequestAdditions;
 use crate::pool::{Pick, ShardPool};
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -154,13 +154,13 @@ pub struct Request<'a> {
 pub trait HttpPhases {
     /// After the head is parsed and validated, before anything else.
     /// Default: continue. (Request rules, cache lookups.)
-    async fn request(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, _req: &Request<'_>) -> Flow {
+    async fn request(&self, _shard: &Rc<ShardView>, _ctx: &mut Ctx, _req: &Request<'_>) -> Flow {
         Flow::Continue
     }
 
     /// Choose the pool. Default: the virtual server's pool (`ctx.pool` as
     /// set by the driver). (Rules' `pool.use`.)
-    fn pool(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, _req: &Request<'_>) {}
+    fn pool(&self, _shard: &Rc<ShardView>, _ctx: &mut Ctx, _req: &Request<'_>) {}
 
     /// Choose a node not yet `tried`. Default: `ctx.required_node` when
     /// it can take the request (active or draining: a draining node keeps
@@ -178,8 +178,8 @@ pub trait HttpPhases {
 
     /// What to add to the request head for the node. Default: the virtual
     /// server's `add_x_forwarded_for`, `add_cluster_client_ip`, `add_via`.
-    fn upstream_request(&self, shard: &Rc<Shard>, ctx: &Ctx, add: &mut RequestAdditions<'_>) {
-        let http = &shard.config.virtual_servers[ctx.vs].http;
+    fn upstream_request(&self, view: &Rc<ShardView>, ctx: &Ctx, add: &mut RequestAdditions<'_>) {
+        let http = &view.config.virtual_servers[ctx.vs].http;
         let ip = ctx.client.ip().to_canonical();
         add.x_forwarded_for = http.add_x_forwarded_for.then_some(ip);
         add.cluster_client_ip = http.add_cluster_client_ip.then_some(ip);
@@ -188,7 +188,7 @@ pub trait HttpPhases {
 
     /// A node's final response head arrived. Default: a 503 is a node
     /// failure (C5); anything else is accepted. (Response rules.)
-    async fn response(&self, _shard: &Rc<Shard>, _ctx: &mut Ctx, resp: &ResponseHead) -> Verdict {
+    async fn response(&self, _shard: &Rc<ShardView>, _ctx: &mut Ctx, resp: &ResponseHead) -> Verdict {
         if resp.status == 503 {
             Verdict::NodeFailure("node answered 503")
         } else {
@@ -199,17 +199,17 @@ pub trait HttpPhases {
     /// The request is finished (answered, failed or abandoned). Default:
     /// write the access-log line, if the virtual server has an access log.
     /// (SLM and statistics will hook here too.)
-    fn done(&self, shard: &Rc<Shard>, ctx: &Ctx) {
-        write_access_log(shard, ctx);
+    fn done(&self, view: &Rc<ShardView>, ctx: &Ctx) {
+        write_access_log(view, ctx);
     }
 }
 
 /// Format the request's access-log line into the shard's buffer.
-pub fn write_access_log(shard: &Rc<Shard>, ctx: &Ctx) {
-    let (Some(buf), Some(lc)) = (shard.access_log(ctx.vs), ctx.log.as_deref()) else { return };
-    let vs = &shard.config.virtual_servers[ctx.vs];
+pub fn write_access_log(view: &Rc<ShardView>, ctx: &Ctx) {
+    let (Some(buf), Some(lc)) = (view.access_log(ctx.vs), ctx.log.as_deref()) else { return };
+    let vs = &view.config.virtual_servers[ctx.vs];
     let Some(al) = vs.http.access_log.as_ref() else { return };
-    let pool = &shard.pools[ctx.pool];
+    let pool = &view.pools[ctx.pool];
     let explicit = ctx.explicit_addr.map(|a| a.to_string());
     let name = |i: Option<usize>| i.and_then(|i| pool.nodes.get(i)).map(|n| n.name.as_str());
     let req_h: Vec<(&[u8], &[u8])> = lc.request_headers.iter().map(|(a, b)| (a.as_slice(), b.as_slice())).collect();

@@ -23,7 +23,7 @@ use crate::net::reader::Reader;
 use crate::net::stream::{ConnRead, ConnWrite, Split};
 use crate::pool::connect::connect_node;
 use crate::pool::keepalive::NodeConn;
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Canceller};
 use monoio::net::TcpStream;
 use std::future::Future;
@@ -116,7 +116,7 @@ pub struct Parked {
     pub keepalive_left: Duration,
     /// The configuration generation and virtual server it was last served
     /// on (a parked connection holds no other).
-    pub shard: Rc<Shard>,
+    pub view: Rc<ShardView>,
     pub vs: usize,
 }
 
@@ -125,7 +125,7 @@ pub struct Parked {
 /// the caller runs it again when the next request arrives.
 pub async fn run<P: HttpPhases>(
     phases: &P,
-    shard: Rc<Shard>,
+    view: Rc<ShardView>,
     vs: usize,
     conn: Split,
     peer: SocketAddr,
@@ -133,7 +133,7 @@ pub async fn run<P: HttpPhases>(
 ) -> Option<Parked> {
     // Owned, and replaced when the connection follows a new generation, so
     // a busy keepalive connection holds no older one.
-    let (mut cur, mut vs) = (shard, vs);
+    let (mut cur, mut vs) = (view, vs);
     let cfg = &cur.config.virtual_servers[vs];
     let ssl_headers = match (&conn.tls, &cfg.tls) {
         (Some(t), Some(c)) if c.settings.add_ssl_headers => Some(rewrite::ssl_header_lines(t)),
@@ -158,22 +158,22 @@ pub async fn run<P: HttpPhases>(
     };
     let mut first = true;
     loop {
-        let shard = &cur;
-        let started = match read_head(shard, vs, &mut client, &mut s.head, first).await {
+        let view = &cur;
+        let started = match read_head(view, vs, &mut client, &mut s.head, first).await {
             Ok(t) => t,
             Err(HeadEnd::Closed) => break,
             Err(HeadEnd::Park(keepalive_left)) => {
                 return match (client.r.into_inner(), client.w) {
                     (ConnRead::Tcp(r), ConnWrite::Tcp(w)) => {
-                        r.reunite(w).ok().map(|stream| Parked { stream, keepalive_left, shard: shard.clone(), vs })
+                        r.reunite(w).ok().map(|stream| Parked { stream, keepalive_left, view: view.clone(), vs })
                     }
                     _ => None,
                 };
             }
             Err(HeadEnd::Bad(e)) => {
-                let name = &shard.config.virtual_servers[vs].name;
+                let name = &view.config.virtual_servers[vs].name;
                 log::info!("virtual server {name}: client {peer}: {} {}", e.status, e.reason);
-                shard.vs_stats(vs).error(crate::stats::VsError::BadRequest);
+                view.vs_stats(vs).error(crate::stats::VsError::BadRequest);
                 let _ = respond_simple(
                     &mut client,
                     e.status,
@@ -187,17 +187,17 @@ pub async fn run<P: HttpPhases>(
             }
         };
         first = false;
-        match request(phases, shard, vs, &mut client, &mut s, started).await {
-            After::KeepAlive if !shard.core.shutdown.is_set() => client.r.shrink_idle(IDLE_BUFFER),
+        match request(phases, view, vs, &mut client, &mut s, started).await {
+            After::KeepAlive if !view.shard.shutdown.is_set() => client.r.shrink_idle(IDLE_BUFFER),
             After::KeepAlive | After::Close => break,
             After::Tunnel(nc, lease) => {
-                tunnel(shard, vs, client, nc, lease).await;
+                tunnel(view, vs, client, nc, lease).await;
                 return None;
             }
         }
         // The next request runs on the current configuration generation.
-        if !shard.is_current() {
-            match shard.follow(vs) {
+        if !view.is_current() {
+            match view.follow(vs) {
                 Some(next) => (cur, vs) = next,
                 None => break,
             }
@@ -211,13 +211,13 @@ pub async fn run<P: HttpPhases>(
 /// between the client and the node, starting with any bytes either side
 /// sent right behind the heads.
 async fn tunnel(
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     vs: usize,
     mut client: Client,
     mut nc: NodeConn,
     lease: Option<crate::pool::NodeLease>,
 ) {
-    let cfg = &shard.config.virtual_servers[vs];
+    let cfg = &view.config.virtual_servers[vs];
     let (cr, client_rest) = client.r.into_parts();
     let (nr, node_rest) = nc.r.into_parts();
     if !client_rest.is_empty() && nc.w.write_all(client_rest).await.0.is_err() {
@@ -243,13 +243,13 @@ async fn tunnel(
 /// `client_keepalive_timeout` for their first byte (or until shoal stops),
 /// then `header_read_timeout` for the rest of the head.
 async fn read_head(
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     vs: usize,
     client: &mut Client,
     head: &mut RequestHead,
     first: bool,
 ) -> Result<Instant, HeadEnd> {
-    let http = &shard.config.virtual_servers[vs].http;
+    let http = &view.config.virtual_servers[vs].http;
     let limits = Limits { max_head: http.max_header_size, max_headers: http.max_headers, max_uri: http.max_uri_length };
     let mut started = (!client.r.data().is_empty() || first).then(Instant::now);
     loop {
@@ -289,7 +289,7 @@ async fn read_head(
                 monoio::select! {
                     r = client.r.fill() => r,
                     _ = monoio::time::sleep(http.client_keepalive_timeout) => return Err(HeadEnd::Closed),
-                    _ = shard.core.shutdown.wait() => return Err(HeadEnd::Closed),
+                    _ = view.shard.shutdown.wait() => return Err(HeadEnd::Closed),
                 }
             }
             None => {
@@ -303,7 +303,7 @@ async fn read_head(
                 let early = monoio::select! {
                     r = &mut read => Some(r),
                     _ = monoio::time::sleep(park_after) => None,
-                    _ = shard.core.shutdown.wait() => return Err(HeadEnd::Closed),
+                    _ = view.shard.shutdown.wait() => return Err(HeadEnd::Closed),
                 };
                 match early {
                     Some(r) => r,
@@ -367,13 +367,13 @@ enum Failure {
 /// Handle one request whose head is parsed in `s.head`.
 async fn request<P: HttpPhases>(
     phases: &P,
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     vs_i: usize,
     client: &mut Client,
     s: &mut Scratch,
     started: Instant,
 ) -> After {
-    let vs = &shard.config.virtual_servers[vs_i];
+    let vs = &view.config.virtual_servers[vs_i];
     let mut ctx = Ctx::new(vs_i, vs.pool, client.peer, started);
     if let Some(al) = &vs.http.access_log {
         // The connection's log copy is reused request after request.
@@ -382,16 +382,16 @@ async fn request<P: HttpPhases>(
         ctx.log = Some(copy);
     }
     ctx.head_in = s.head.len as u64;
-    let after = handle(phases, shard, vs_i, client, s, &mut ctx).await;
+    let after = handle(phases, view, vs_i, client, s, &mut ctx).await;
     s.log_spare = ctx.log.take();
-    count(shard, &ctx, s);
+    count(view, &ctx, s);
     after
 }
 
 /// Add a finished request to the virtual server's and node's statistics.
-fn count(shard: &Shard, ctx: &Ctx, s: &Scratch) {
+fn count(view: &ShardView, ctx: &Ctx, s: &Scratch) {
     use crate::stats::VsError;
-    let st = shard.vs_stats(ctx.vs);
+    let st = view.vs_stats(ctx.vs);
     st.request(ctx.status, ctx.started.elapsed().as_micros() as u64);
     st.bytes(ctx.head_in + ctx.bytes_in, ctx.head_out + ctx.bytes_out);
     if let Some(why) = ctx.error {
@@ -405,7 +405,7 @@ fn count(shard: &Shard, ctx: &Ctx, s: &Scratch) {
         });
     }
     if let (Some(n), None) = (ctx.node, ctx.explicit_addr) {
-        if let Some(node) = shard.pools.get(ctx.pool).and_then(|p| p.nodes.get(n)) {
+        if let Some(node) = view.pools.get(ctx.pool).and_then(|p| p.nodes.get(n)) {
             node.stats.request(s.node_head.len() as u64 + ctx.bytes_in, s.resp.len as u64 + ctx.bytes_out);
         }
     }
@@ -414,25 +414,25 @@ fn count(shard: &Shard, ctx: &Ctx, s: &Scratch) {
 /// The body of [`request`], with its context.
 async fn handle<P: HttpPhases>(
     phases: &P,
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     vs_i: usize,
     client: &mut Client,
     s: &mut Scratch,
     ctx: &mut Ctx,
 ) -> After {
-    let vs = &shard.config.virtual_servers[vs_i];
+    let vs = &view.config.virtual_servers[vs_i];
     let http = &vs.http;
     let req = Request { buf: client.r.data(), head: &s.head };
-    if let Flow::Respond { status, content_type, body } = phases.request(shard, ctx, &req).await {
+    if let Flow::Respond { status, content_type, body } = phases.request(view, ctx, &req).await {
         let framing = s.head.framing;
         client.r.consume(s.head.len);
         ctx.status = status;
         let close = framing != Framing::None || !s.head.keep_alive();
         rewrite::write_simple(status, content_type, &body, close, &mut s.out);
-        return send_own_response(phases, shard, client, s, ctx, close).await;
+        return send_own_response(phases, view, client, s, ctx, close).await;
     }
-    phases.pool(shard, ctx, &req);
-    let session = match super::persist::begin(shard, ctx, req.buf, req.head) {
+    phases.pool(view, ctx, &req);
+    let session = match super::persist::begin(view, ctx, req.buf, req.head) {
         Ok(s) => s,
         Err(refuse) => {
             let close = s.head.framing != Framing::None || !s.head.keep_alive();
@@ -442,10 +442,10 @@ async fn handle<P: HttpPhases>(
                 super::persist::Refuse::Redirect(url) => {
                     ctx.status = 302;
                     rewrite::write_redirect(&url, close, &mut s.out);
-                    send_own_response(phases, shard, client, s, ctx, close).await
+                    send_own_response(phases, view, client, s, ctx, close).await
                 }
                 super::persist::Refuse::Close => {
-                    phases.done(shard, ctx);
+                    phases.done(view, ctx);
                     After::Close
                 }
             };
@@ -463,7 +463,7 @@ async fn handle<P: HttpPhases>(
     if let (Framing::Length(n), Some(limit)) = (framing, http.max_body_size) {
         if n > limit {
             client.r.consume(head.len);
-            return finish_error(phases, shard, client, s, ctx, 413, "request body larger than max_body_size", true)
+            return finish_error(phases, view, client, s, ctx, 413, "request body larger than max_body_size", true)
                 .await;
         }
     }
@@ -475,7 +475,7 @@ async fn handle<P: HttpPhases>(
         let mut probe = crate::http::chunked::ChunkedFramer::default();
         if probe.advance(early, |_| {}).is_err() {
             client.r.consume(head.len);
-            return finish_error(phases, shard, client, s, ctx, 400, "invalid chunked request body", true).await;
+            return finish_error(phases, view, client, s, ctx, 400, "invalid chunked request body", true).await;
         }
     }
     let mut add = RequestAdditions {
@@ -483,13 +483,13 @@ async fn handle<P: HttpPhases>(
         ssl_headers: client.ssl_headers.as_deref(),
         ..Default::default()
     };
-    phases.upstream_request(shard, ctx, &mut add);
+    phases.upstream_request(view, ctx, &mut add);
     s.node_head.clear();
     rewrite::write_request(client.r.data(), head, &add, &mut s.node_head);
     let url_hash = { LARD_HASH.hash_one(head.target(client.r.data())) };
     client.r.consume(head.len);
 
-    let pool = shard.pools[ctx.pool].clone();
+    let pool = view.pools[ctx.pool].clone();
     s.tried.clear();
     s.tried.resize(pool.nodes.len(), false);
     let mut last = (503u16, "no node available");
@@ -507,7 +507,7 @@ async fn handle<P: HttpPhases>(
         let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
         // Rare (a hook's explicit address): boxed, so its state does not
         // enlarge every connection's task.
-        return Box::pin(direct(phases, shard, client, s, ctx, addr, &body_opts, req)).await;
+        return Box::pin(direct(phases, view, client, s, ctx, addr, &body_opts, req)).await;
     }
     if pool.cfg.algorithm.uses_lard() {
         ctx.url_hash = Some(url_hash);
@@ -616,17 +616,17 @@ async fn handle<P: HttpPhases>(
             Err(Failure::Client(why)) => {
                 log::debug!("virtual server {}: client {}: {why}", vs.name, client.peer);
                 ctx.error = Some(why);
-                phases.done(shard, ctx);
+                phases.done(view, ctx);
                 return After::Close;
             }
             Err(Failure::BadBody(status, why)) => {
-                return finish_error(phases, shard, client, s, ctx, status, why, true).await;
+                return finish_error(phases, view, client, s, ctx, status, why, true).await;
             }
         };
         // A final response head is in s.resp.
         pool.record_response_time(ni, reply_start.elapsed());
         lease.set_answered();
-        match phases.response(shard, ctx, &s.resp).await {
+        match phases.response(view, ctx, &s.resp).await {
             Verdict::NodeFailure(reason) => {
                 pool.record_failure(ni, reason);
                 if ctx.retryable && pool.has_candidate(&s.tried) {
@@ -640,17 +640,16 @@ async fn handle<P: HttpPhases>(
                     pool.lard_record(h, ni);
                 }
                 if let Some(session) = &session {
-                    super::persist::learn(shard, session, nc.r.data(), &s.resp, ni, ctx);
+                    super::persist::learn(view, session, nc.r.data(), &s.resp, ni, ctx);
                 }
             }
         }
         let after =
-            forward_response(shard, vs_i, client, &mut nc, s, ctx, body_complete, client_keep_alive, client_minor)
-                .await;
+            forward_response(view, vs_i, client, &mut nc, s, ctx, body_complete, client_keep_alive, client_minor).await;
         // Tunnel only when the whole request was read: a 101 that arrived
         // while request body bytes were in flight would lose them.
         if s.resp.status == 101 && upgrade && body_complete && matches!(after.0, After::Close) && ctx.error.is_none() {
-            phases.done(shard, ctx);
+            phases.done(view, ctx);
             return After::Tunnel(nc, Some(lease));
         }
         let reusable = after.1 && pool.cfg.proxy_protocol.is_none();
@@ -659,12 +658,12 @@ async fn handle<P: HttpPhases>(
             pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
         }
         drop(lease);
-        phases.done(shard, ctx);
+        phases.done(view, ctx);
         return after.0;
     }
     // No node answered.
     let close = !client_keep_alive || framing != Framing::None;
-    finish_error(phases, shard, client, s, ctx, last.0, last.1, close).await
+    finish_error(phases, view, client, s, ctx, last.0, last.1, close).await
 }
 
 /// What [`direct`] needs to know about the request.
@@ -684,7 +683,7 @@ struct DirectRequest {
 #[allow(clippy::too_many_arguments)]
 async fn direct<P: HttpPhases>(
     phases: &P,
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     client: &mut Client,
     s: &mut Scratch,
     ctx: &mut Ctx,
@@ -692,8 +691,8 @@ async fn direct<P: HttpPhases>(
     body_opts: &BodyOpts,
     req: DirectRequest,
 ) -> After {
-    let vs = &shard.config.virtual_servers[ctx.vs];
-    let pool = &shard.pools[ctx.pool];
+    let vs = &view.config.virtual_servers[ctx.vs];
+    let pool = &view.pools[ctx.pool];
     let close_on_error = !req.client_keep_alive || req.framing != Framing::None;
     ctx.attempts = 1;
     let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
@@ -702,7 +701,7 @@ async fn direct<P: HttpPhases>(
         Ok(Err(_)) | Err(_) => {
             return finish_error(
                 phases,
-                shard,
+                view,
                 client,
                 s,
                 ctx,
@@ -733,26 +732,26 @@ async fn direct<P: HttpPhases>(
     let complete = match sent {
         Ok((complete, _)) => complete,
         Err(Failure::Stale { .. }) => {
-            return finish_error(phases, shard, client, s, ctx, 502, "the explicit address closed the connection", true)
+            return finish_error(phases, view, client, s, ctx, 502, "the explicit address closed the connection", true)
                 .await
         }
         Err(Failure::Node { status, reason }) => {
-            return finish_error(phases, shard, client, s, ctx, status, reason, true).await
+            return finish_error(phases, view, client, s, ctx, status, reason, true).await
         }
         Err(Failure::BadBody(status, why)) => {
-            return finish_error(phases, shard, client, s, ctx, status, why, true).await
+            return finish_error(phases, view, client, s, ctx, status, why, true).await
         }
         Err(Failure::Client(why)) => {
             ctx.error = Some(why);
-            phases.done(shard, ctx);
+            phases.done(view, ctx);
             return After::Close;
         }
     };
-    let _ = phases.response(shard, ctx, &s.resp).await;
+    let _ = phases.response(view, ctx, &s.resp).await;
     let (after, _) =
-        forward_response(shard, ctx.vs, client, &mut nc, s, ctx, complete, req.client_keep_alive, req.client_minor)
+        forward_response(view, ctx.vs, client, &mut nc, s, ctx, complete, req.client_keep_alive, req.client_minor)
             .await;
-    phases.done(shard, ctx);
+    phases.done(view, ctx);
     if s.resp.status == 101 && req.upgrade && complete && matches!(after, After::Close) && ctx.error.is_none() {
         return After::Tunnel(nc, None);
     }
@@ -763,7 +762,7 @@ async fn direct<P: HttpPhases>(
 #[allow(clippy::too_many_arguments)]
 async fn finish_error<P: HttpPhases>(
     phases: &P,
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     client: &mut Client,
     s: &mut Scratch,
     ctx: &mut Ctx,
@@ -771,13 +770,13 @@ async fn finish_error<P: HttpPhases>(
     why: &'static str,
     close: bool,
 ) -> After {
-    let vs = &shard.config.virtual_servers[ctx.vs];
+    let vs = &view.config.virtual_servers[ctx.vs];
     ctx.status = status;
     ctx.error = Some(why);
     log::info!("virtual server {}: client {}: {status} ({why})", vs.name, client.peer);
     let is_proxy_error = matches!(status, 502..=504);
     if is_proxy_error && vs.http.error_action == ErrorAction::Close {
-        phases.done(shard, ctx);
+        phases.done(view, ctx);
         return After::Close;
     }
     let default_body;
@@ -789,14 +788,14 @@ async fn finish_error<P: HttpPhases>(
         }
     };
     rewrite::write_simple(status, ctype, body, close, &mut s.out);
-    send_own_response(phases, shard, client, s, ctx, close).await
+    send_own_response(phases, view, client, s, ctx, close).await
 }
 
 /// Send shoal's own response (in `s.out`) and finish the request; the
 /// connection stays open unless `close` or the write failed.
 async fn send_own_response<P: HttpPhases>(
     phases: &P,
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     client: &mut Client,
     s: &mut Scratch,
     ctx: &mut Ctx,
@@ -804,7 +803,7 @@ async fn send_own_response<P: HttpPhases>(
 ) -> After {
     ctx.head_out = s.out.len() as u64;
     let ok = write_out(&mut client.w, &mut s.out).await.is_ok();
-    phases.done(shard, ctx);
+    phases.done(view, ctx);
     if close || !ok {
         After::Close
     } else {
@@ -966,7 +965,7 @@ async fn read_response_head<W: AsyncWriteRent>(
 /// be reused.
 #[allow(clippy::too_many_arguments)]
 async fn forward_response(
-    shard: &Rc<Shard>,
+    view: &Rc<ShardView>,
     vs_i: usize,
     client: &mut Client,
     nc: &mut NodeConn,
@@ -976,7 +975,7 @@ async fn forward_response(
     client_keep_alive: bool,
     client_minor: u8,
 ) -> (After, bool) {
-    let vs = &shard.config.virtual_servers[vs_i];
+    let vs = &view.config.virtual_servers[vs_i];
     let resp = &s.resp;
     ctx.status = resp.status;
     // A virtual server that a reconfiguration removed or changed closes
@@ -986,8 +985,8 @@ async fn forward_response(
         || !request_complete
         || resp.framing == Framing::UntilClose
         || resp.status == 101
-        || shard.core.shutdown.is_set()
-        || (!shard.is_current() && shard.follow(vs_i).is_none());
+        || view.shard.shutdown.is_set()
+        || (!view.is_current() && view.follow(vs_i).is_none());
     let dechunk = client_minor == 0 && resp.framing == Framing::Chunked;
     let changes =
         ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal"), extra: ctx.set_cookie.as_deref() };
@@ -1042,7 +1041,7 @@ async fn forward_response(
             };
             ctx.error = Some(reason);
             if let Some(ni) = ctx.node {
-                shard.pools[ctx.pool].record_failure(ni, reason);
+                view.pools[ctx.pool].record_failure(ni, reason);
             }
             (After::Close, false)
         }

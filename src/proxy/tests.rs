@@ -5,7 +5,7 @@
 use super::phases::{Ctx, Flow, HttpPhases, Request};
 use super::pipeline;
 use crate::pool::health::NodeHealth;
-use crate::runtime::shard::Shard;
+use crate::runtime::shard::ShardView;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 struct Explicit(SocketAddr);
 
 impl HttpPhases for Explicit {
-    async fn request(&self, _: &Rc<Shard>, ctx: &mut Ctx, _: &Request<'_>) -> Flow {
+    async fn request(&self, _: &Rc<ShardView>, ctx: &mut Ctx, _: &Request<'_>) -> Flow {
         ctx.explicit_addr = Some(self.0);
         Flow::Continue
     }
@@ -62,7 +62,7 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
     let health = generation.health.clone();
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
     let out = rt.block_on(async {
-        let shard = Shard::standalone(&generation);
+        let view = ShardView::standalone(&generation);
         let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || {
@@ -74,7 +74,7 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
         });
         let (stream, peer) = listener.accept().await.unwrap();
         let local = stream.local_addr().unwrap();
-        let _ = pipeline::run(&phases, shard.clone(), 0, crate::net::stream::Split::tcp(stream), peer, local).await;
+        let _ = pipeline::run(&phases, view.clone(), 0, crate::net::stream::Split::tcp(stream), peer, local).await;
         client.join().unwrap()
     });
     (out, health[0][0].clone())

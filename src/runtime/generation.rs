@@ -2,7 +2,7 @@
 //! process-wide runtime objects built for it, and the carry-over from the
 //! generation before it. Everything here is `Send + Sync`; the control
 //! plane builds a generation and hands it to every shard, which builds its
-//! own view of it ([`super::shard::Shard`]).
+//! own view of it ([`super::shard::ShardView`]).
 //!
 //! What carries over, so a reload changes only what changed:
 //! - node health cells (passive failures, monitor verdicts, the

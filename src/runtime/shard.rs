@@ -1,6 +1,11 @@
 //! One shard: a pinned thread running a monoio runtime, owning the
 //! connections it accepts and its view of every pool, for each
 //! configuration generation it still serves connections of (A4).
+//!
+//! The names say what outlives what: a [`Shard`] lives as long as its
+//! thread (connection counts, listeners, timers, log buffers); a
+//! [`ShardView`] is its view of one configuration generation and lives as
+//! long as some connection or request still runs on that generation.
 
 use super::generation::Generation;
 use super::mesh::{MeshEnd, ShardMsg};
@@ -32,10 +37,11 @@ pub struct ShardSetup {
     pub access: crate::log::writer::LogSender,
 }
 
-/// What a shard thread keeps across configuration generations: its
-/// connection count, shutdown flag, timers, access-log buffers, the
-/// generation it serves now and its listeners.
-pub struct Core {
+/// A shard thread's own state, kept across configuration generations
+/// (it lives as long as the thread): its connection count, shutdown flag,
+/// timers, access-log buffers, the generation it serves now and its
+/// listeners.
+pub struct Shard {
     pub id: usize,
     pub nshards: usize,
     pub shutdown: Flag,
@@ -43,7 +49,7 @@ pub struct Core {
     pub coarse: Rc<CoarseTimer>,
     open: Cell<usize>,
     closed: Event,
-    current: RefCell<Option<Rc<Shard>>>,
+    current: RefCell<Option<Rc<ShardView>>>,
     /// `current`'s generation number, so a connection can check that its
     /// view is still current without touching `current`.
     generation: Cell<u64>,
@@ -59,9 +65,9 @@ pub struct Core {
     vs_rt: RefCell<HashMap<String, Rc<VsRt>>>,
 }
 
-impl Core {
-    pub fn new(id: usize, nshards: usize) -> Rc<Core> {
-        Rc::new(Core {
+impl Shard {
+    pub fn new(id: usize, nshards: usize) -> Rc<Shard> {
+        Rc::new(Shard {
             id,
             nshards,
             shutdown: Flag::default(),
@@ -79,22 +85,22 @@ impl Core {
     }
 
     /// The generation new connections and requests are served on.
-    pub fn current(&self) -> Rc<Shard> {
+    pub fn current(&self) -> Rc<ShardView> {
         self.current.borrow().clone().expect("a shard has a generation from its start")
     }
 
     /// Make `generation` current: build this shard's view of it, carrying
     /// over what the previous view had for unchanged objects.
-    pub fn install(self: &Rc<Self>, generation: &Generation) -> Rc<Shard> {
+    pub fn install(self: &Rc<Self>, generation: &Generation) -> Rc<ShardView> {
         let prev = self.current.borrow().clone();
-        let shard = Shard::build(self, generation, prev.as_deref());
-        *self.current.borrow_mut() = Some(shard.clone());
+        let view = ShardView::build(self, generation, prev.as_deref());
+        *self.current.borrow_mut() = Some(view.clone());
         self.generation.set(generation.id);
         // Runtime objects of virtual servers that are gone are dropped once
         // their last connection ends.
         self.vs_rt.borrow_mut().retain(|name, _| generation.config.virtual_servers.iter().any(|v| v.name == *name));
         self.reconfigured.notify_all();
-        shard
+        view
     }
 
     /// Number of connections this shard is serving.
@@ -133,15 +139,16 @@ pub struct VsRt {
 /// One shard's view of one configuration generation, shared by the
 /// shard's tasks through an `Rc`. A connection keeps the view it started
 /// on for as long as it runs a request or a byte stream; HTTP connections
-/// move to the current view between requests ([`Shard::follow`]).
-pub struct Shard {
+/// move to the current view between requests ([`ShardView::follow`]).
+pub struct ShardView {
     pub id: usize,
     pub generation: u64,
     pub config: Arc<Config>,
     pub pools: Vec<Rc<ShardPool>>,
     /// Session persistence stores (process-wide), by class index.
     pub persist: crate::persist::Classes,
-    pub core: Rc<Core>,
+    /// The shard this is a view of (outlives every view).
+    pub shard: Rc<Shard>,
     vs: Vec<Rc<VsRt>>,
     /// This shard's share of each virtual server's `max_connections`.
     vs_limit: Vec<u32>,
@@ -158,13 +165,13 @@ pub struct Shard {
 /// as it keeps its name and address (with port 0, its actual port).
 pub type ListenKey = (String, SocketAddr);
 
-impl Shard {
+impl ShardView {
     /// A shard of its own with `generation` current (tests and tools).
-    pub fn standalone(generation: &Generation) -> Rc<Shard> {
-        Core::new(0, 1).install(generation)
+    pub fn standalone(generation: &Generation) -> Rc<ShardView> {
+        Shard::new(0, 1).install(generation)
     }
 
-    fn build(core: &Rc<Core>, generation: &Generation, prev: Option<&Shard>) -> Rc<Shard> {
+    fn build(shard: &Rc<Shard>, generation: &Generation, prev: Option<&ShardView>) -> Rc<ShardView> {
         let config = &generation.config;
         let pools = config
             .pools
@@ -176,7 +183,15 @@ impl Shard {
                     prev_pool.and_then(|o| o.nodes.iter().find(|n| n.addr == addr)).map(|n| n.rt.clone())
                 };
                 let dirty = prev_pool.map_or_else(|| Rc::new(Cell::new(true)), |o| o.dirty_flag());
-                Rc::new(ShardPool::new(i, p, &generation.health[i], core.nshards, core.changed.clone(), &carry, dirty))
+                Rc::new(ShardPool::new(
+                    i,
+                    p,
+                    &generation.health[i],
+                    shard.nshards,
+                    shard.changed.clone(),
+                    &carry,
+                    dirty,
+                ))
             })
             .collect();
         // Removed nodes' idle connections close now, not when the last
@@ -197,13 +212,14 @@ impl Shard {
         // client's connections spread over shards by the kernel's
         // SO_REUSEPORT hash, so per-client limits are approximate.
         let share = |vs: &crate::config::VirtualServer, limit: u32| {
-            limit.div_ceil(vs.shards.as_ref().map_or(core.nshards, |s| s.len()).max(1) as u32)
+            limit.div_ceil(vs.shards.as_ref().map_or(shard.nshards, |s| s.len()).max(1) as u32)
         };
         let vs = config
             .virtual_servers
             .iter()
             .map(|v| {
-                core.vs_rt
+                shard
+                    .vs_rt
                     .borrow_mut()
                     .entry(v.name.clone())
                     .or_insert_with(|| {
@@ -220,16 +236,16 @@ impl Shard {
             .virtual_servers
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.shards.as_ref().is_none_or(|s| s.contains(&core.id)))
+            .filter(|(_, v)| v.shards.as_ref().is_none_or(|s| s.contains(&shard.id)))
             .flat_map(|(i, v)| v.listen.iter().map(move |a| ((v.name.clone(), *a), i)))
             .collect();
-        Rc::new(Shard {
-            id: core.id,
+        Rc::new(ShardView {
+            id: shard.id,
             generation: generation.id,
             config: config.clone(),
             pools,
             persist: generation.persist.clone(),
-            core: core.clone(),
+            shard: shard.clone(),
             vs,
             vs_limit: config.virtual_servers.iter().map(|v| share(v, v.max_connections)).collect(),
             client_limit: config
@@ -237,7 +253,7 @@ impl Shard {
                 .iter()
                 .map(|v| v.max_connections_per_client.map(|l| share(v, l)))
                 .collect(),
-            access_lines: generation.vs_log.iter().map(|l| l.map(|l| core.access_buffer(l))).collect(),
+            access_lines: generation.vs_log.iter().map(|l| l.map(|l| shard.access_buffer(l))).collect(),
             listen,
         })
     }
@@ -253,11 +269,11 @@ impl Shard {
     /// current generation's virtual server of the same name when it is
     /// still HTTP with the same TLS termination settings; `None` when it is
     /// gone or changed so that the connection must close.
-    pub fn follow(self: &Rc<Self>, vs: usize) -> Option<(Rc<Shard>, usize)> {
+    pub fn follow(self: &Rc<Self>, vs: usize) -> Option<(Rc<ShardView>, usize)> {
         if self.is_current() {
             return Some((self.clone(), vs));
         }
-        let cur = self.core.current();
+        let cur = self.shard.current();
         let old = &self.config.virtual_servers[vs];
         let i = cur.config.virtual_servers.iter().position(|v| v.name == old.name)?;
         let new = &cur.config.virtual_servers[i];
@@ -271,7 +287,7 @@ impl Shard {
 
     /// This view is of the generation new requests run on.
     pub fn is_current(&self) -> bool {
-        self.core.generation.get() == self.generation
+        self.shard.generation.get() == self.generation
     }
 
     /// Whether virtual server `vs` has a free connection slot on this shard.
@@ -303,9 +319,9 @@ impl Shard {
             *n += 1;
         }
         rt.stats.connection();
-        self.core.open.set(self.core.open.get() + 1);
+        self.shard.open.set(self.shard.open.get() + 1);
         rt.open.set(rt.open.get() + 1);
-        Some(ConnGuard { core: self.core.clone(), vs: rt.clone(), client, counted: self.client_limit[vs].is_some() })
+        Some(ConnGuard { shard: self.shard.clone(), vs: rt.clone(), client, counted: self.client_limit[vs].is_some() })
     }
 
     /// This shard's statistics for its current generation.
@@ -356,7 +372,7 @@ impl Shard {
 }
 
 pub struct ConnGuard {
-    core: Rc<Core>,
+    shard: Rc<Shard>,
     vs: Rc<VsRt>,
     client: IpAddr,
     /// Counted in the per-client table.
@@ -374,9 +390,9 @@ impl Drop for ConnGuard {
                 }
             }
         }
-        self.core.open.set(self.core.open.get() - 1);
+        self.shard.open.set(self.shard.open.get() - 1);
         self.vs.open.set(self.vs.open.get() - 1);
-        self.core.closed.notify_all();
+        self.shard.closed.notify_all();
     }
 }
 
@@ -401,33 +417,33 @@ pub fn run(setup: ShardSetup) {
 
 async fn serve(setup: ShardSetup) {
     let ShardSetup { id, nshards, generation, mesh, listeners, responders, access, .. } = setup;
-    let core = Core::new(id, nshards);
-    let shard = core.install(&generation);
-    monoio::spawn(flush_access_logs(core.clone(), access.clone()));
-    start_listeners(&core, listeners);
+    let shard = Shard::new(id, nshards);
+    let view = shard.install(&generation);
+    monoio::spawn(flush_access_logs(shard.clone(), access.clone()));
+    start_listeners(&shard, listeners);
     for (r, l) in responders {
         match monoio::net::TcpListener::from_std(l) {
             Ok(l) => {
-                monoio::spawn(crate::proto::responder::serve(shard.clone(), r, l));
+                monoio::spawn(crate::proto::responder::serve(view.clone(), r, l));
             }
-            Err(e) => log::error!("responder {}: {e}", shard.config.responders[r].name),
+            Err(e) => log::error!("responder {}: {e}", view.config.responders[r].name),
         }
     }
-    drop(shard);
+    drop(view);
     let mesh = Rc::new(mesh);
     if nshards > 1 {
-        monoio::spawn(publish_loop(core.clone(), mesh.clone()));
+        monoio::spawn(publish_loop(shard.clone(), mesh.clone()));
     }
-    monoio::spawn(inbox_loop(core.clone(), mesh));
+    monoio::spawn(inbox_loop(shard.clone(), mesh));
 
-    core.shutdown.wait().await;
-    let open = core.open_connections();
-    let limit = core.current().config.global.shutdown_timeout;
+    shard.shutdown.wait().await;
+    let open = shard.open_connections();
+    let limit = shard.current().config.global.shutdown_timeout;
     log::info!("shard {id}: stopped accepting; draining {open} connection(s) for up to {limit:?}");
     let drained = monoio::time::timeout(limit, async {
-        while core.open_connections() > 0 {
-            let l = core.connection_closed();
-            if core.open_connections() == 0 {
+        while shard.open_connections() > 0 {
+            let l = shard.connection_closed();
+            if shard.open_connections() == 0 {
                 break;
             }
             l.await;
@@ -437,12 +453,12 @@ async fn serve(setup: ShardSetup) {
     match drained {
         Ok(()) => log::info!("shard {id}: drained"),
         Err(_) => {
-            log::warn!("shard {id}: shutdown_timeout reached; cutting {} connection(s)", core.open_connections())
+            log::warn!("shard {id}: shutdown_timeout reached; cutting {} connection(s)", shard.open_connections())
         }
     }
-    hand_over_access_lines(&core, &access);
+    hand_over_access_lines(&shard, &access);
     // Node connection reuse, for runs without the statistics API.
-    for pool in &core.current().pools {
+    for pool in &shard.current().pools {
         for n in pool.nodes.iter().filter(|n| n.idle.opened.get() > 0) {
             log::info!(
                 "shard {id}: pool {} node {}: {} connection(s) opened, {} request(s) on reused connections",
@@ -453,18 +469,18 @@ async fn serve(setup: ShardSetup) {
             );
         }
     }
-    // Break the core → generation → core cycle.
-    core.current.borrow_mut().take();
+    // Break the shard → view → shard cycle.
+    shard.current.borrow_mut().take();
 }
 
 /// Start an accept loop for each of `listeners`.
-fn start_listeners(core: &Rc<Core>, listeners: Vec<(ListenKey, std::net::TcpListener)>) {
+fn start_listeners(shard: &Rc<Shard>, listeners: Vec<(ListenKey, std::net::TcpListener)>) {
     for (key, l) in listeners {
         match monoio::net::TcpListener::from_std(l) {
             Ok(l) => {
-                monoio::spawn(crate::net::accept::accept_loop(core.clone(), key, l));
+                monoio::spawn(crate::net::accept::accept_loop(shard.clone(), key, l));
             }
-            Err(e) => log::error!("shard {}: cannot use the listener {} of {}: {e}", core.id, key.1, key.0),
+            Err(e) => log::error!("shard {}: cannot use the listener {} of {}: {e}", shard.id, key.1, key.0),
         }
     }
 }
@@ -472,18 +488,18 @@ fn start_listeners(core: &Rc<Core>, listeners: Vec<(ListenKey, std::net::TcpList
 /// Switch to a new generation: its new listeners start, listeners it no
 /// longer has on this shard stop, and every pool republishes its figures
 /// under the new generation's positions.
-fn reconfigure(core: &Rc<Core>, r: super::mesh::Reconfigure) {
-    let shard = core.install(&r.generation);
+fn reconfigure(shard: &Rc<Shard>, r: super::mesh::Reconfigure) {
+    let view = shard.install(&r.generation);
     let stale: Vec<ListenKey> =
-        core.listeners.borrow().keys().filter(|k| shard.listener_vs(k).is_none()).cloned().collect();
+        shard.listeners.borrow().keys().filter(|k| view.listener_vs(k).is_none()).cloned().collect();
     for key in stale {
-        if let Some(flag) = core.listeners.borrow_mut().remove(&key) {
+        if let Some(flag) = shard.listeners.borrow_mut().remove(&key) {
             flag.set();
         }
     }
-    start_listeners(core, r.listeners);
+    start_listeners(shard, r.listeners);
     // The new pools start dirty: wake the publisher.
-    core.changed.notify_all();
+    shard.changed.notify_all();
     let _ = r.done.send(());
 }
 
@@ -492,17 +508,17 @@ fn reconfigure(core: &Rc<Core>, r: super::mesh::Reconfigure) {
 const ACCESS_BUFFER: usize = 4 << 20;
 const ACCESS_FLUSH: Duration = Duration::from_millis(100);
 
-async fn flush_access_logs(core: Rc<Core>, writer: crate::log::writer::LogSender) {
+async fn flush_access_logs(shard: Rc<Shard>, writer: crate::log::writer::LogSender) {
     loop {
         monoio::time::sleep(ACCESS_FLUSH).await;
-        hand_over_access_lines(&core, &writer);
+        hand_over_access_lines(&shard, &writer);
     }
 }
 
 /// Give each non-empty line buffer to the writer; if the writer is behind,
 /// the lines are dropped (and logged) rather than held or waited for.
-fn hand_over_access_lines(core: &Core, writer: &crate::log::writer::LogSender) {
-    for (log, buf) in core.access.borrow().iter().enumerate() {
+fn hand_over_access_lines(shard: &Shard, writer: &crate::log::writer::LogSender) {
+    for (log, buf) in shard.access.borrow().iter().enumerate() {
         let mut b = buf.borrow_mut();
         if b.is_empty() {
             continue;
@@ -518,13 +534,13 @@ fn hand_over_access_lines(core: &Core, writer: &crate::log::writer::LogSender) {
 /// Publish this shard's changed connection counts to the other shards, at
 /// most once per mesh interval and only when something changed. A pool
 /// starts dirty (a new generation republishes everything).
-async fn publish_loop(core: Rc<Core>, mesh: Rc<MeshEnd>) {
+async fn publish_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>) {
     loop {
-        let shard = core.current();
+        let view = shard.current();
         let mut undelivered = false;
-        for pool in &shard.pools {
+        for pool in &view.pools {
             if let Some(nodes) = pool.take_snapshot() {
-                let (from, generation, p) = (shard.id, shard.generation, pool.index);
+                let (from, generation, p) = (view.id, view.generation, pool.index);
                 if !mesh.broadcast(|| ShardMsg::PoolStats { from, generation, pool: p, nodes: nodes.clone() }) {
                     pool.redirty();
                     undelivered = true;
@@ -533,31 +549,31 @@ async fn publish_loop(core: Rc<Core>, mesh: Rc<MeshEnd>) {
         }
         // No await between the publish and listening: a change made after
         // the snapshots raises the event this waits on.
-        let changed = core.changed.listen();
+        let changed = shard.changed.listen();
         if !undelivered {
             changed.await;
         }
-        monoio::time::sleep(shard.config.global.mesh_interval).await;
+        monoio::time::sleep(view.config.global.mesh_interval).await;
     }
 }
 
-async fn inbox_loop(core: Rc<Core>, mesh: Rc<MeshEnd>) {
+async fn inbox_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>) {
     while let Ok(msg) = mesh.inbox.recv_async().await {
         match msg {
             ShardMsg::PoolStats { from, generation, pool, nodes } => {
                 // Positions are those of the sender's generation; figures
                 // from another one are dropped (the sender republishes
                 // everything when it switches).
-                let shard = core.current();
-                if let Some(p) = shard.pools.get(pool).filter(|_| shard.generation == generation) {
+                let view = shard.current();
+                if let Some(p) = view.pools.get(pool).filter(|_| view.generation == generation) {
                     p.apply_remote(from, &nodes);
                 }
             }
-            ShardMsg::Reconfigure(r) => reconfigure(&core, *r),
+            ShardMsg::Reconfigure(r) => reconfigure(&shard, *r),
             ShardMsg::Snapshot(reply) => {
-                let _ = reply.send(core.current().snapshot());
+                let _ = reply.send(shard.current().snapshot());
             }
-            ShardMsg::Shutdown => core.shutdown.set(),
+            ShardMsg::Shutdown => shard.shutdown.set(),
         }
     }
 }
