@@ -16,7 +16,9 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod lb;
 pub mod log;

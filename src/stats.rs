@@ -23,15 +23,19 @@ pub enum VsError {
     NodeFailure,
     /// The client went away before the response was complete.
     ClientAbort,
+    /// A module refused or failed the request, or a body exceeded a body
+    /// filter's limit.
+    Module,
 }
 
-pub const VS_ERRORS: [(VsError, &str); 6] = [
+pub const VS_ERRORS: [(VsError, &str); 7] = [
     (VsError::BadRequest, "bad_request"),
     (VsError::Refused, "refused"),
     (VsError::TlsHandshake, "tls_handshake"),
     (VsError::NoNode, "no_node"),
     (VsError::NodeFailure, "node_failure"),
     (VsError::ClientAbort, "client_abort"),
+    (VsError::Module, "module"),
 ];
 
 fn bump(c: &Cell<u64>, n: u64) {

@@ -203,7 +203,7 @@ pub struct HttpSettings {
     pub error_action: ErrorAction,
     /// Body of shoal's own 502/503/504 responses (`error_file`), loaded at
     /// configuration time.
-    pub error_page: Option<std::sync::Arc<Vec<u8>>>,
+    pub error_page: Option<bytes::Bytes>,
     /// `access_log` and its compiled `access_log_format`.
     pub access_log: Option<AccessLog>,
 }

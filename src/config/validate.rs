@@ -758,7 +758,7 @@ fn http_settings(f: &SourceFile, vname: &str, v: &raw::RawVirtualServer) -> Resu
             let p = base.join(path.get_ref());
             let body = std::fs::read(&p)
                 .map_err(|e| f.error_at(path.span(), key("error_file"), format!("cannot read {}: {e}", p.display())))?;
-            Some(std::sync::Arc::new(body))
+            Some(bytes::Bytes::from(body))
         }
     };
     let access_log = match &v.access_log {

@@ -1,7 +1,8 @@
 //! What request and response heads share: header-field semantics that
 //! decide framing and connection handling, computed once while parsing.
 
-use super::{HeaderSpan, HttpError};
+use super::fields::{Fields, Span};
+use super::HttpError;
 use std::ops::Range;
 
 /// Hop-by-hop header names (RFC 9110 §7.6.1) that a proxy never forwards
@@ -14,21 +15,30 @@ pub struct ConnectionTokens {
     pub close: bool,
     pub keep_alive: bool,
     pub upgrade: bool,
-    /// Other tokens: names of further hop-by-hop headers (spans).
-    pub others: Vec<Range<usize>>,
+    /// Other tokens: names of further hop-by-hop headers (spans of the
+    /// head's bytes).
+    pub others: Vec<Span>,
+}
+
+impl ConnectionTokens {
+    /// Whether `name` is one of the further hop-by-hop headers named.
+    pub fn names(&self, fields: &Fields, name: &[u8]) -> bool {
+        self.others.iter().any(|t| fields.slice(*t).eq_ignore_ascii_case(name))
+    }
 }
 
 /// Scan `Connection` headers.
-pub fn connection_tokens(buf: &[u8], headers: &[HeaderSpan], out: &mut ConnectionTokens) {
+pub fn connection_tokens(fields: &Fields, out: &mut ConnectionTokens) {
     out.close = false;
     out.keep_alive = false;
     out.upgrade = false;
     out.others.clear();
-    for h in headers {
-        if !buf[h.name.clone()].eq_ignore_ascii_case(b"connection") {
+    let buf = fields.bytes();
+    for (name, value) in fields.spans() {
+        if !fields.slice(name).eq_ignore_ascii_case(b"connection") {
             continue;
         }
-        for tok in split_list(buf, h.value.clone()) {
+        for tok in split_list(buf, value.range()) {
             let t = &buf[tok.clone()];
             if t.eq_ignore_ascii_case(b"close") {
                 out.close = true;
@@ -37,7 +47,7 @@ pub fn connection_tokens(buf: &[u8], headers: &[HeaderSpan], out: &mut Connectio
             } else if t.eq_ignore_ascii_case(b"upgrade") {
                 out.upgrade = true;
             } else if out.others.len() < 32 {
-                out.others.push(tok);
+                out.others.push(Span::of(tok));
             }
         }
     }
@@ -71,15 +81,16 @@ pub struct BodyHeaders {
     pub chunked: bool,
 }
 
-pub fn body_headers(buf: &[u8], headers: &[HeaderSpan]) -> Result<BodyHeaders, HttpError> {
+pub fn body_headers(fields: &Fields) -> Result<BodyHeaders, HttpError> {
     let mut cl: Option<u64> = None;
     let mut te = false;
     let mut chunked_count = 0;
     let mut last_chunked = false;
-    for h in headers {
-        let name = &buf[h.name.clone()];
+    let buf = fields.bytes();
+    for (name, value) in fields.spans() {
+        let name = fields.slice(name);
         if name.eq_ignore_ascii_case(b"content-length") {
-            let v = &buf[h.value.clone()];
+            let v = fields.slice(value);
             if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
                 return Err(HttpError::new(400, "invalid Content-Length"));
             }
@@ -93,7 +104,7 @@ pub fn body_headers(buf: &[u8], headers: &[HeaderSpan]) -> Result<BodyHeaders, H
             cl = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te = true;
-            for tok in split_list(buf, h.value.clone()) {
+            for tok in split_list(buf, value.range()) {
                 let is_chunked = buf[tok].eq_ignore_ascii_case(b"chunked");
                 chunked_count += usize::from(is_chunked);
                 last_chunked = is_chunked;

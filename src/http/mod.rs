@@ -6,12 +6,11 @@
 
 pub mod chunked;
 pub mod cookie;
+pub mod fields;
 pub mod head;
 pub mod request;
 pub mod response;
 pub mod rewrite;
-
-use std::ops::Range;
 
 /// A client-side protocol error: the status to answer with and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +42,33 @@ pub enum Framing {
     UntilClose,
 }
 
-/// One header line: spans into the head buffer.
-#[derive(Debug, Clone, Default)]
-pub struct HeaderSpan {
-    pub name: Range<usize>,
-    pub value: Range<usize>,
+/// The protocol version a message came in (or goes out) with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    #[default]
+    Http11,
+    Http2,
+}
+
+impl Version {
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0` (as in a request line or `Via`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2.0",
+        }
+    }
+
+    /// The protocol's version number as `Via` names it (`1.0`, `1.1`, `2`).
+    pub fn via_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "1.0",
+            Version::Http11 => "1.1",
+            Version::Http2 => "2",
+        }
+    }
 }
 
 /// Byte offset of `part` within `base` (both slices of one buffer).

@@ -12,9 +12,9 @@
 //! the size limit or with too many fields (431); a target over its limit
 //! (414); an unsupported version (505).
 
+use super::fields::{is_token, EditError, Fields, Span};
 use super::head::{self, BodyHeaders, ConnectionTokens};
-use super::{offset, Framing, HeaderSpan, HttpError};
-use std::ops::Range;
+use super::{offset, Framing, HttpError, Version};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -24,16 +24,22 @@ pub struct Limits {
     pub max_uri: usize,
 }
 
-/// A parsed request head; spans index the buffer it was parsed from.
+/// A request head, whatever protocol it came in: method, target, version
+/// and fields, over bytes it owns ([`Fields`]). Edits keep what was
+/// received readable ([`RequestHead::original_target`],
+/// [`Fields::original`]). The HTTP/1 parser ([`parse`]) fills it, and
+/// also the message facts that decide framing and connection handling.
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
-    /// Bytes of the head, including the final empty line.
+    pub fields: Fields,
+    method: Span,
+    target: Span,
+    /// The target and the request line as received (access log, `%r`).
+    received_target: Span,
+    line: Span,
+    pub version: Version,
+    /// Bytes of the head on the wire, including the final empty line.
     pub len: usize,
-    pub method: Range<usize>,
-    pub target: Range<usize>,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor: u8,
-    pub headers: Vec<HeaderSpan>,
     pub connection: ConnectionTokens,
     pub framing: Framing,
     pub expect_continue: bool,
@@ -42,27 +48,107 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        &buf[self.method.clone()]
+    pub fn method(&self) -> &[u8] {
+        self.fields.slice(self.method)
     }
-    pub fn target<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        &buf[self.target.clone()]
+
+    /// The request target (origin form `/path?query`, or absolute form).
+    pub fn target(&self) -> &[u8] {
+        self.fields.slice(self.target)
     }
-    /// The value of the first header named `name` (case-insensitive).
-    pub fn header<'a>(&self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|h| buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-            .map(|h| &buf[h.value.clone()])
+
+    /// The target's path: up to the first `?`.
+    pub fn path(&self) -> &[u8] {
+        let t = self.target();
+        t.iter().position(|&c| c == b'?').map_or(t, |q| &t[..q])
     }
+
+    /// The target's query, without the `?`; `None` when it has none.
+    pub fn query(&self) -> Option<&[u8]> {
+        let t = self.target();
+        t.iter().position(|&c| c == b'?').map(|q| &t[q + 1..])
+    }
+
+    /// The target as received, whatever edits did since.
+    pub fn received_target(&self) -> &[u8] {
+        self.fields.slice(self.received_target)
+    }
+
+    /// `METHOD SP target SP version` exactly as received.
+    pub fn request_line(&self) -> &[u8] {
+        self.fields.slice(self.line)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.fields.get(name)
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method() == b"HEAD"
+    }
+
     /// Whether the client wants the connection kept open after this request.
     pub fn keep_alive(&self) -> bool {
-        if self.minor == 0 {
+        if self.version == Version::Http10 {
             self.connection.keep_alive && !self.connection.close
         } else {
             !self.connection.close
         }
     }
+
+    /// Replace the method (a token).
+    pub fn set_method(&mut self, method: &[u8]) -> Result<(), EditError> {
+        if !is_token(method) {
+            return Err(EditError::InvalidValue);
+        }
+        self.method = self.fields.push_bytes(method)?;
+        Ok(())
+    }
+
+    /// Replace the whole target. It must start with `/` (or be `*`) or be
+    /// an absolute `http(s)://` URL, and hold no whitespace or control
+    /// bytes.
+    pub fn set_target(&mut self, target: &[u8]) -> Result<(), EditError> {
+        if !valid_target(target) {
+            return Err(EditError::InvalidValue);
+        }
+        self.target = self.fields.push_bytes(target)?;
+        Ok(())
+    }
+
+    /// Replace the path, keeping the query.
+    pub fn set_path(&mut self, path: &[u8]) -> Result<(), EditError> {
+        if !path.starts_with(b"/") || path.contains(&b'?') || !valid_target(path) {
+            return Err(EditError::InvalidValue);
+        }
+        let path_len = self.path().len() as u32;
+        let query = Span { start: self.target.start + path_len, end: self.target.end };
+        let start = self.fields.push_bytes(path)?.start;
+        let end = self.fields.push_within(query)?.end;
+        self.target = Span { start, end };
+        Ok(())
+    }
+
+    /// Replace the query (`None`: no query at all), keeping the path.
+    pub fn set_query(&mut self, query: Option<&[u8]>) -> Result<(), EditError> {
+        if query.is_some_and(|q| !q.is_empty() && !valid_target(q)) {
+            return Err(EditError::InvalidValue);
+        }
+        let path = Span { start: self.target.start, end: self.target.start + self.path().len() as u32 };
+        let Span { start, mut end } = self.fields.push_within(path)?;
+        if let Some(q) = query {
+            self.fields.push_bytes(b"?")?;
+            end = self.fields.push_bytes(q)?.end;
+        }
+        self.target = Span { start, end };
+        Ok(())
+    }
+}
+
+/// Bytes a target may hold: visible ASCII, no `#` (RFC 9112 §3.2).
+fn valid_target(t: &[u8]) -> bool {
+    !t.is_empty() && t.iter().all(|&c| c > b' ' && c < 0x7f && c != b'#')
 }
 
 /// Parse a request head at the start of `buf`. `Ok(None)`: incomplete (read
@@ -98,15 +184,19 @@ pub fn parse(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Optio
     }
     let method = req.method.unwrap_or_default().as_bytes();
     let target = req.path.unwrap_or_default().as_bytes();
+    // The head's own copy: spans into `buf` are spans into the copy.
+    out.fields.start_received(&buf[..len]);
     out.len = len;
-    out.method = offset(buf, method)..offset(buf, method) + method.len();
-    out.target = offset(buf, target)..offset(buf, target) + target.len();
-    out.minor = req.version.unwrap_or(1);
-    out.headers.clear();
+    out.method = Span::of(offset(buf, method)..offset(buf, method) + method.len());
+    out.target = Span::of(offset(buf, target)..offset(buf, target) + target.len());
+    out.received_target = out.target;
+    let line_end = buf[..len].iter().position(|&c| c == b'\n').unwrap_or(0);
+    out.line = Span::of(0..if line_end > 0 && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end });
+    out.version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
     for h in req.headers.iter() {
         let name = offset(buf, h.name.as_bytes());
         let value = offset(buf, h.value);
-        out.headers.push(HeaderSpan { name: name..name + h.name.len(), value: value..value + h.value.len() });
+        out.fields.push_received(name..name + h.name.len(), value..value + h.value.len());
     }
     if target.len() > limits.max_uri {
         return Err(HttpError::new(414, "request target too long"));
@@ -116,12 +206,11 @@ pub fn parse(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Optio
     let mut hosts = 0;
     out.expect_continue = false;
     let mut upgrade_header = false;
-    for h in &out.headers {
-        let name = &buf[h.name.clone()];
+    for (name, value) in out.fields.iter() {
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"expect") {
-            if buf[h.value.clone()].eq_ignore_ascii_case(b"100-continue") {
+            if value.eq_ignore_ascii_case(b"100-continue") {
                 out.expect_continue = true;
             } else {
                 return Err(HttpError::new(417, "unsupported Expect"));
@@ -130,22 +219,22 @@ pub fn parse(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Optio
             upgrade_header = true;
         }
     }
-    if out.minor == 1 && hosts != 1 {
+    if out.version == Version::Http11 && hosts != 1 {
         return Err(HttpError::new(400, if hosts == 0 { "missing Host" } else { "repeated Host" }));
     }
-    head::connection_tokens(buf, &out.headers, &mut out.connection);
+    head::connection_tokens(&out.fields, &mut out.connection);
     out.upgrade = upgrade_header && out.connection.upgrade;
-    let body = head::body_headers(buf, &out.headers)?;
-    out.framing = request_framing(body, out.minor)?;
+    let body = head::body_headers(&out.fields)?;
+    out.framing = request_framing(body, out.version)?;
     Ok(Some(()))
 }
 
-fn request_framing(b: BodyHeaders, minor: u8) -> Result<Framing, HttpError> {
+fn request_framing(b: BodyHeaders, version: Version) -> Result<Framing, HttpError> {
     match b {
         BodyHeaders { transfer_encoding: true, content_length: Some(_), .. } => {
             Err(HttpError::new(400, "both Content-Length and Transfer-Encoding"))
         }
-        BodyHeaders { transfer_encoding: true, .. } if minor == 0 => {
+        BodyHeaders { transfer_encoding: true, .. } if version == Version::Http10 => {
             Err(HttpError::new(400, "Transfer-Encoding in an HTTP/1.0 request"))
         }
         BodyHeaders { transfer_encoding: true, chunked: true, .. } => Ok(Framing::Chunked),
@@ -206,8 +295,10 @@ mod tests {
     fn parses_and_frames() {
         let s = "POST /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: keep-alive, X-Foo\r\n\r\nhello";
         let h = p(s).unwrap();
-        assert_eq!(h.method(s.as_bytes()), b"POST");
-        assert_eq!(h.target(s.as_bytes()), b"/a?b");
+        assert_eq!(h.method(), b"POST");
+        assert_eq!(h.target(), b"/a?b");
+        assert_eq!((h.path(), h.query()), (&b"/a"[..], Some(&b"b"[..])));
+        assert_eq!(h.request_line(), b"POST /a?b HTTP/1.1");
         assert_eq!(h.framing, Framing::Length(5));
         assert_eq!(h.len, s.len() - 5);
         assert_eq!(h.connection.others.len(), 1);

@@ -3,18 +3,21 @@
 //! failure): malformed head, Content-Length with Transfer-Encoding,
 //! conflicting Content-Length, a head over the limit.
 
+use super::fields::{EditError, Fields, Span};
 use super::head::{self, ConnectionTokens};
-use super::{offset, Framing, HeaderSpan, HttpError};
-use std::ops::Range;
+use super::{offset, Framing, HttpError, Version};
 
+/// A response head, whatever protocol it came in: status, reason and
+/// fields over bytes it owns ([`Fields`]); the HTTP/1 parser ([`parse`])
+/// fills it, with the facts that decide framing and connection handling.
 #[derive(Debug, Clone, Default)]
 pub struct ResponseHead {
-    pub len: usize,
+    pub fields: Fields,
     pub status: u16,
-    /// From the status code to the end of the reason phrase.
-    pub status_line_rest: Range<usize>,
-    pub minor: u8,
-    pub headers: Vec<HeaderSpan>,
+    reason: Span,
+    pub version: Version,
+    /// Bytes of the head on the wire.
+    pub len: usize,
     pub connection: ConnectionTokens,
     pub framing: Framing,
 }
@@ -23,11 +26,43 @@ impl ResponseHead {
     /// Whether the node keeps the connection open after this response.
     pub fn node_keep_alive(&self) -> bool {
         self.framing != Framing::UntilClose
-            && if self.minor == 0 {
+            && if self.version == Version::Http10 {
                 self.connection.keep_alive && !self.connection.close
             } else {
                 !self.connection.close
             }
+    }
+
+    /// The reason phrase, as the node sent it or as set.
+    pub fn reason(&self) -> &[u8] {
+        self.fields.slice(self.reason)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.fields.get(name)
+    }
+
+    /// Change the status; the reason phrase becomes the standard one.
+    /// The framing stays the node's (the body is still the node's body).
+    pub fn set_status(&mut self, status: u16) -> Result<(), EditError> {
+        if !(100..=999).contains(&status) {
+            return Err(EditError::InvalidValue);
+        }
+        self.reason = self.fields.push_bytes(super::reason(status).as_bytes())?;
+        self.status = status;
+        Ok(())
+    }
+
+    /// Start an empty head with `status` (for a response built by code).
+    pub fn new_status(&mut self, status: u16) {
+        self.fields.clear();
+        self.status = status;
+        self.reason = self.fields.push_bytes(super::reason(status).as_bytes()).unwrap_or_default();
+        self.version = Version::Http11;
+        self.len = 0;
+        self.connection = ConnectionTokens::default();
+        self.framing = Framing::None;
     }
 }
 
@@ -84,22 +119,21 @@ fn parse_in<'b>(
     if !(100..=999).contains(&status) {
         return Err(Some(HttpError::new(502, "invalid status code")));
     }
+    out.fields.start_received(&buf[..len]);
     out.len = len;
     out.status = status;
-    out.minor = resp.version.unwrap_or(1);
-    // Status line: "HTTP/1.x SP" is 9 bytes; keep code and reason as sent.
+    out.version = if resp.version == Some(0) { Version::Http10 } else { Version::Http11 };
+    // Status line: "HTTP/1.x SP code SP reason"; keep the reason as sent.
     let line_end = buf[..len].iter().position(|&c| c == b'\n').unwrap_or(0);
     let line_end = if line_end > 0 && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
-    out.status_line_rest = 9.min(line_end)..line_end;
-    out.headers.clear();
+    out.reason = Span::of(13.min(line_end)..line_end);
     for h in resp.headers.iter() {
         let name = offset(buf, h.name.as_bytes());
         let value = offset(buf, h.value);
-        out.headers.push(HeaderSpan { name: name..name + h.name.len(), value: value..value + h.value.len() });
+        out.fields.push_received(name..name + h.name.len(), value..value + h.value.len());
     }
-    head::connection_tokens(buf, &out.headers, &mut out.connection);
-    let body =
-        head::body_headers(buf, &out.headers).map_err(|_| Some(HttpError::new(502, "invalid Content-Length")))?;
+    head::connection_tokens(&out.fields, &mut out.connection);
+    let body = head::body_headers(&out.fields).map_err(|_| Some(HttpError::new(502, "invalid Content-Length")))?;
     out.framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::None
     } else if body.transfer_encoding && body.content_length.is_some() {
@@ -144,9 +178,8 @@ mod tests {
             let s = head(n);
             let mut h = ResponseHead::default();
             assert_eq!(parse(s.as_bytes(), 65536, false, &mut h).unwrap(), Some(()), "{n} headers");
-            assert_eq!((h.headers.len(), h.framing), (n + 1, Framing::Length(2)), "{n} headers");
-            let last = &h.headers[n - 1];
-            assert_eq!(&s.as_bytes()[last.value.clone()], format!("v{}", n - 1).as_bytes());
+            assert_eq!((h.fields.len(), h.framing), (n + 1, Framing::Length(2)), "{n} headers");
+            assert_eq!(h.header(&format!("x-h{}", n - 1)), Some(format!("v{}", n - 1).as_bytes()));
         }
         let mut h = ResponseHead::default();
         let e = parse(head(300).as_bytes(), 65536, false, &mut h).unwrap_err();
@@ -165,9 +198,10 @@ mod tests {
         let h = p("HTTP/1.0 200 OK\r\n\r\n", false).unwrap();
         assert_eq!(h.framing, Framing::UntilClose);
         assert!(!h.node_keep_alive());
-        let s = "HTTP/1.1 404 Not Here\r\n\r\n";
-        let h = p(s, false).unwrap();
-        assert_eq!(&s.as_bytes()[h.status_line_rest.clone()], b"404 Not Here");
+        let h = p("HTTP/1.1 404 Not Here\r\n\r\n", false).unwrap();
+        assert_eq!((h.status, h.reason()), (404, &b"Not Here"[..]));
+        let h = p("HTTP/1.1 204\r\n\r\n", false).unwrap();
+        assert_eq!((h.status, h.reason()), (204, &b""[..]));
     }
 
     #[test]

@@ -43,9 +43,32 @@ pub struct Record<'a> {
     pub pool: &'a str,
     /// Why the request failed, if it did.
     pub error: Option<&'a str>,
-    /// `(name, value)` pairs; may be empty when the format does not need them.
-    pub request_headers: &'a [(&'a [u8], &'a [u8])],
-    pub response_headers: &'a [(&'a [u8], &'a [u8])],
+    /// The request's header fields as the client sent them.
+    pub request_headers: Headers<'a>,
+    /// The response's header fields as sent to the client.
+    pub response_headers: Headers<'a>,
+}
+
+/// Header fields a record names, for `%{Name}i` and `%{Name}o`.
+#[derive(Clone, Copy, Debug)]
+pub enum Headers<'a> {
+    /// `(name, value)` pairs.
+    List(&'a [(&'a [u8], &'a [u8])]),
+    /// A head's fields, as received.
+    Received(&'a crate::http::fields::Fields),
+    /// A head's fields, as they are now.
+    Current(&'a crate::http::fields::Fields),
+}
+
+impl<'a> Headers<'a> {
+    /// The first field called `name`, ignoring ASCII case (as Apache does).
+    fn get(self, name: &[u8]) -> Option<&'a [u8]> {
+        match self {
+            Headers::List(l) => l.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|&(_, v)| v),
+            Headers::Received(f) => f.original().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v),
+            Headers::Current(f) => f.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,16 +204,6 @@ impl Format {
         Ok(Format { items })
     }
 
-    /// Whether any `%{Name}i` is used, so callers can skip collecting request headers.
-    pub fn needs_request_headers(&self) -> bool {
-        self.items.iter().any(|i| matches!(i, Item::RequestHeader(_)))
-    }
-
-    /// Whether any `%{Name}o` is used, so callers can skip collecting response headers.
-    pub fn needs_response_headers(&self) -> bool {
-        self.items.iter().any(|i| matches!(i, Item::ResponseHeader(_)))
-    }
-
     /// Append one line for `r`, terminated by `\n`, to `out`.
     ///
     /// Textual fields that are empty or absent are written as `-`, except
@@ -224,17 +237,12 @@ impl Format {
                 Item::Pool => push_field(out, r.pool.as_bytes()),
                 Item::Error => push_opt(out, r.error),
                 Item::Dash => out.push(b'-'),
-                Item::RequestHeader(name) => push_field(out, header(r.request_headers, name).unwrap_or_default()),
-                Item::ResponseHeader(name) => push_field(out, header(r.response_headers, name).unwrap_or_default()),
+                Item::RequestHeader(name) => push_field(out, r.request_headers.get(name).unwrap_or_default()),
+                Item::ResponseHeader(name) => push_field(out, r.response_headers.get(name).unwrap_or_default()),
             }
         }
         out.push(b'\n');
     }
-}
-
-/// The first header called `name`, ignoring ASCII case (as Apache does).
-fn header<'a>(headers: &[(&'a [u8], &'a [u8])], name: &[u8]) -> Option<&'a [u8]> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|&(_, v)| v)
 }
 
 /// `(path, query)`, the query keeping its leading `?`.
@@ -418,12 +426,12 @@ mod tests {
             virtual_server: "web",
             pool: "backends",
             error: None,
-            request_headers: &[
+            request_headers: Headers::List(&[
                 (b"Host", b"example.com"),
                 (b"Referer", b"http://example.com/"),
                 (b"User-Agent", b"curl/8.0"),
-            ],
-            response_headers: &[(b"Content-Type", b"text/html")],
+            ]),
+            response_headers: Headers::List(&[(b"Content-Type", b"text/html")]),
         }
     }
 
@@ -523,11 +531,11 @@ mod tests {
         let r = Record {
             request_line: b"GET /a\"b\\c HTTP/1.1\r\nX-Forged: 1",
             target: b"/\x00\xff?q=\"",
-            request_headers: &[(
+            request_headers: Headers::List(&[(
                 b"User-Agent",
                 b"evil\"agent\n127.0.0.1 - - [x] \"GET / HTTP/1.1\" 200 1\x7f\xc3\xa9\t",
-            )],
-            response_headers: &[(b"Server", b"a\rb")],
+            )]),
+            response_headers: Headers::List(&[(b"Server", b"a\rb")]),
             error: Some("bad \"thing\""),
             node: Some("n\\1"),
             ..record()
@@ -551,29 +559,17 @@ mod tests {
     #[test]
     fn header_lookup() {
         let r = Record {
-            request_headers: &[(b"x-id", b"first"), (b"X-ID", b"second"), (b"Empty", b"")],
-            response_headers: &[(b"SET-COOKIE", b"a=1")],
+            request_headers: Headers::List(&[(b"x-id", b"first"), (b"X-ID", b"second"), (b"Empty", b"")]),
+            response_headers: Headers::List(&[(b"SET-COOKIE", b"a=1")]),
             ..record()
         };
         assert_eq!(line("%{X-Id}i %{x-ID}i", &r), "first first\n");
         assert_eq!(line("%{set-cookie}o %{Set-Cookie}i", &r), "a=1 -\n");
         assert_eq!(line("%{Empty}i", &r), "-\n");
-        let r = Record { request_headers: &[], response_headers: &[], ..record() };
+        let r = Record { request_headers: Headers::List(&[]), response_headers: Headers::List(&[]), ..record() };
         assert_eq!(line("%{Referer}i %{Server}o", &r), "- -\n");
     }
 
-    #[test]
-    fn needs_headers() {
-        let combined = Format::parse(COMBINED).unwrap();
-        assert!(combined.needs_request_headers());
-        assert!(!combined.needs_response_headers());
-        let common = Format::parse(COMMON).unwrap();
-        assert!(!common.needs_request_headers());
-        assert!(!common.needs_response_headers());
-        let out = Format::parse("%{Server}o").unwrap();
-        assert!(!out.needs_request_headers());
-        assert!(out.needs_response_headers());
-    }
 
     #[test]
     fn parse_errors() {

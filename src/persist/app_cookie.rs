@@ -17,9 +17,7 @@ impl Class for AppCookie {
     }
 
     fn learn(&self, resp: &ResponseView<'_>, _named: Option<usize>, pool: usize, node: usize, out: &mut Learned) {
-        if let Some(c) =
-            crate::http::cookie::set_cookies(resp.buf, &resp.head.headers).find(|c| c.name == self.app.as_bytes())
-        {
+        if let Some(c) = crate::http::cookie::set_cookies(&resp.head.fields).find(|c| c.name == self.app.as_bytes()) {
             self.tokens.set_cookie(pool, node, &c.lifetime, &mut out.set_cookie);
         }
     }

@@ -17,13 +17,13 @@ fn key(name: &[u8], value: &[u8]) -> Vec<u8> {
 
 impl Class for Asp {
     fn claim<'a>(&self, req: &RequestView<'a>, _pool: usize) -> Claim<'a> {
-        crate::http::cookie::request_cookies(req.buf, &req.head.headers)
+        crate::http::cookie::request_cookies(&req.head.fields)
             .find(|(n, v)| is_session_cookie(n) && !v.is_empty())
             .map_or(Claim::None, |(n, v)| Claim::Key(key(n, v).into()))
     }
 
     fn learn(&self, resp: &ResponseView<'_>, _named: Option<usize>, _pool: usize, _node: usize, out: &mut Learned) {
-        for c in crate::http::cookie::set_cookies(resp.buf, &resp.head.headers) {
+        for c in crate::http::cookie::set_cookies(&resp.head.fields) {
             if is_session_cookie(c.name) && !c.value.is_empty() {
                 out.record.push(key(c.name, c.value));
             }

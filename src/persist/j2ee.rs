@@ -19,13 +19,13 @@ fn path_parameter(target: &[u8]) -> Option<&[u8]> {
 
 impl Class for J2ee {
     fn claim<'a>(&self, req: &RequestView<'a>, _pool: usize) -> Claim<'a> {
-        crate::http::cookie::request_cookie(req.buf, &req.head.headers, COOKIE)
-            .or_else(|| path_parameter(req.head.target(req.buf)))
+        crate::http::cookie::request_cookie(&req.head.fields, COOKIE)
+            .or_else(|| path_parameter(req.head.target()))
             .map_or(Claim::None, |v| Claim::Key(v.into()))
     }
 
     fn learn(&self, resp: &ResponseView<'_>, _named: Option<usize>, _pool: usize, _node: usize, out: &mut Learned) {
-        for c in crate::http::cookie::set_cookies(resp.buf, &resp.head.headers) {
+        for c in crate::http::cookie::set_cookies(&resp.head.fields) {
             if c.name == COOKIE.as_bytes() && !c.value.is_empty() {
                 out.record.push(c.value.to_vec());
             }

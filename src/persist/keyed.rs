@@ -73,23 +73,23 @@ impl Tokens {
 
     /// The request's claim through this pool's cookie.
     pub fn claim<'a>(&self, req: &super::RequestView<'a>, pool: usize) -> super::Claim<'a> {
-        match crate::http::cookie::request_cookie(req.buf, &req.head.headers, self.cookie_name(pool)) {
+        match crate::http::cookie::request_cookie(&req.head.fields, self.cookie_name(pool)) {
             None => super::Claim::None,
             Some(v) => self.node(pool, v).map_or(super::Claim::Forged, super::Claim::Node),
         }
     }
 
-    /// A `Set-Cookie` line for `node`, with `attrs` (`; `-prefixed).
-    pub fn set_cookie(&self, pool: usize, node: usize, attrs: &[&[u8]], out: &mut Vec<u8>) {
-        out.extend_from_slice(b"Set-Cookie: ");
-        out.extend_from_slice(self.cookie_name(pool).as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(self.value(pool, node).as_bytes());
-        out.extend_from_slice(b"; Path=/; HttpOnly");
+    /// A `Set-Cookie` value for `node`, with `attrs` (`; `-joined).
+    pub fn set_cookie(&self, pool: usize, node: usize, attrs: &[&[u8]], out: &mut Vec<Vec<u8>>) {
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(self.cookie_name(pool).as_bytes());
+        v.push(b'=');
+        v.extend_from_slice(self.value(pool, node).as_bytes());
+        v.extend_from_slice(b"; Path=/; HttpOnly");
         for a in attrs {
-            out.extend_from_slice(b"; ");
-            out.extend_from_slice(a);
+            v.extend_from_slice(b"; ");
+            v.extend_from_slice(a);
         }
-        out.extend_from_slice(b"\r\n");
+        out.push(v);
     }
 }

@@ -31,14 +31,12 @@ use std::sync::Arc;
 
 /// A request as a class reads it.
 pub struct RequestView<'a> {
-    pub buf: &'a [u8],
     pub head: &'a RequestHead,
     pub client: IpAddr,
 }
 
 /// A node's response head as a class reads it.
 pub struct ResponseView<'a> {
-    pub buf: &'a [u8],
     pub head: &'a ResponseHead,
 }
 
@@ -63,8 +61,8 @@ pub enum Claim<'a> {
 pub struct Learned {
     /// Keys to remember for the served node.
     pub record: Vec<Vec<u8>>,
-    /// `Set-Cookie` header lines to add to the response.
-    pub set_cookie: Vec<u8>,
+    /// `Set-Cookie` values to add to the response.
+    pub set_cookie: Vec<Vec<u8>>,
 }
 
 pub trait Class: Send + Sync {
@@ -147,19 +145,17 @@ fn names(config: &Config) -> Vec<Vec<String>> {
 /// The value `source` designates in a request.
 pub fn read_source<'a>(req: &RequestView<'a>, source: &KeySource) -> Option<&'a [u8]> {
     let v = match source {
-        KeySource::Header(name) => req.head.header(req.buf, name),
-        KeySource::Cookie(name) => crate::http::cookie::request_cookie(req.buf, &req.head.headers, name),
+        KeySource::Header(name) => req.head.header(name),
+        KeySource::Cookie(name) => crate::http::cookie::request_cookie(&req.head.fields, name),
         KeySource::Query(name) => {
-            let target = req.head.target(req.buf);
-            let q = target.iter().position(|&c| c == b'?').map(|p| &target[p + 1..])?;
+            let q = req.head.query()?;
             q.split(|&c| c == b'&').find_map(|kv| {
                 let eq = kv.iter().position(|&c| c == b'=').unwrap_or(kv.len());
                 (&kv[..eq] == name.as_bytes()).then(|| kv.get(eq + 1..).unwrap_or(&[]))
             })
         }
         KeySource::Path(n) => {
-            let target = req.head.target(req.buf);
-            let path = target.split(|&c| c == b'?').next().unwrap_or(target);
+            let path = req.head.path();
             path.split(|&c| c == b'/').filter(|s| !s.is_empty()).nth(n - 1)
         }
     };

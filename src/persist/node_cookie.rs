@@ -13,7 +13,7 @@ pub struct NodeCookie {
 
 impl Class for NodeCookie {
     fn claim<'a>(&self, req: &RequestView<'a>, pool: usize) -> Claim<'a> {
-        let Some(v) = crate::http::cookie::request_cookie(req.buf, &req.head.headers, &self.cookie) else {
+        let Some(v) = crate::http::cookie::request_cookie(&req.head.fields, &self.cookie) else {
             return Claim::None;
         };
         match self.names[pool].iter().position(|n| n.as_bytes() == v) {

@@ -5,9 +5,10 @@
 //! Success is recorded by the caller ([`ShardPool::record_success`]) when
 //! the node has actually answered.
 //!
-//! A connection is ready when the pool's preamble is done: the PROXY
-//! protocol header, then the TLS handshake for pools that encrypt to their
-//! nodes (B8). A failed handshake is a node failure like a failed connect.
+//! A connection is ready when its preamble is done: the bytes its user
+//! sends first (the PROXY protocol header, B9), then the TLS handshake for
+//! pools that encrypt to their nodes (B8). A failed handshake is a node
+//! failure like a failed connect.
 
 use super::{NodeLease, Pick, ShardPool};
 use crate::net::stream::Split;
@@ -44,14 +45,15 @@ impl Drop for ProbeSlot<'_> {
     }
 }
 
-/// Connect to the node `pick` chose, for the client `(peer, local)` (named
-/// in a PROXY header if the pool sends one), within `timeout` in all. On
-/// failure the node's failure is recorded and the reason returned.
+/// Connect to the node `pick` chose, send `first` (a PROXY protocol
+/// header, or nothing), then do the pool's TLS handshake, within `timeout`
+/// in all. On failure the node's failure is recorded and the reason
+/// returned.
 pub async fn connect_node(
     pool: &Rc<ShardPool>,
     pick: Pick,
     timeout: Duration,
-    client: (SocketAddr, SocketAddr),
+    first: &[u8],
 ) -> Result<(NodeLease, Split), String> {
     let i = pick.node;
     let node = &pool.nodes[i];
@@ -64,7 +66,7 @@ pub async fn connect_node(
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             node.idle.opened.set(node.idle.opened.get() + 1);
-            match monoio::time::timeout_at(deadline.into(), preamble(pool, i, stream, client)).await {
+            match monoio::time::timeout_at(deadline.into(), preamble(pool, i, stream, first)).await {
                 Ok(Ok(conn)) => {
                     // Connected is not yet healthy: the protocol records
                     // success once the node answers (a node that accepts
@@ -90,17 +92,10 @@ pub async fn connect_node(
     Err(err)
 }
 
-/// The PROXY header and the TLS handshake, as the pool asks.
-async fn preamble(
-    pool: &ShardPool,
-    node: usize,
-    mut stream: TcpStream,
-    (peer, local): (SocketAddr, SocketAddr),
-) -> Result<Split, String> {
-    if let Some(version) = pool.cfg.proxy_protocol {
-        let mut header = Vec::with_capacity(64);
-        crate::net::proxy_protocol::encode(version, peer, local, &mut header);
-        let (res, _) = stream.write_all(header).await;
+/// `first`, then the TLS handshake if the pool asks for one.
+async fn preamble(pool: &ShardPool, node: usize, mut stream: TcpStream, first: &[u8]) -> Result<Split, String> {
+    if !first.is_empty() {
+        let (res, _) = stream.write_all(first.to_vec()).await;
         res.map_err(|e| format!("write to node failed: {e}"))?;
     }
     let Some(tls) = &pool.cfg.tls else { return Ok(Split::tcp(stream)) };
@@ -109,14 +104,16 @@ async fn preamble(
     Ok(Split::tls(stream))
 }
 
-/// Connect to a node of `pool` for the client `(peer, local)`. `timeout`
-/// overrides the pool's `max_connect_time` when given.
+/// Connect to a node of `pool` for the client `(peer, local)` (named in a
+/// PROXY header if the pool sends one). `timeout` overrides the pool's
+/// `max_connect_time` when given.
 pub async fn connect(
     pool: &Rc<ShardPool>,
     timeout: Option<Duration>,
     client: (SocketAddr, SocketAddr),
 ) -> Result<(NodeLease, Split), NoNode> {
     let timeout = timeout.unwrap_or(pool.cfg.max_connect_time);
+    let first = proxy_header(pool, client);
     let mut tried = vec![false; pool.nodes.len()];
     let mut count = 0;
     let mut last_error = None;
@@ -130,7 +127,7 @@ pub async fn connect(
         };
         tried[pick.node] = true;
         count += 1;
-        match connect_node(pool, pick, timeout, client).await {
+        match connect_node(pool, pick, timeout, &first).await {
             Ok(x) => return Ok(x),
             Err(e) => last_error = Some(e),
         }
@@ -148,9 +145,20 @@ pub async fn connect_preferring(
     client: (SocketAddr, SocketAddr),
 ) -> Result<(NodeLease, Split), NoNode> {
     if let Some(pick) = preferred.and_then(|n| pool.pick_persistent(n)) {
-        if let Ok(c) = connect_node(pool, pick, timeout.unwrap_or(pool.cfg.max_connect_time), client).await {
+        let first = proxy_header(pool, client);
+        if let Ok(c) = connect_node(pool, pick, timeout.unwrap_or(pool.cfg.max_connect_time), &first).await {
             return Ok(c);
         }
     }
     connect(pool, timeout, client).await
+}
+
+/// The PROXY protocol header naming the client `(peer, local)`, when the
+/// pool sends one (else empty).
+fn proxy_header(pool: &ShardPool, (peer, local): (SocketAddr, SocketAddr)) -> Vec<u8> {
+    let mut header = Vec::new();
+    if let Some(version) = pool.cfg.proxy_protocol {
+        crate::net::proxy_protocol::encode(version, peer, local, &mut header);
+    }
+    header
 }

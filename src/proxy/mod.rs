@@ -1,12 +1,18 @@
-//! The HTTP/1.1 proxy (B5): the per-request phases ([`phases`]), the driver
-//! that runs them with retries ([`pipeline`]) and body streaming ([`body`]).
+//! The HTTP/1.1 proxy (B5): the module interface ([`module`]) and the
+//! built-in modules ([`modules`]), the driver that runs their phases with
+//! retries ([`pipeline`]), one request's state ([`txn`]), shoal's own
+//! responses ([`own`]), body streaming and filtering ([`body`]) and the
+//! tee ([`tee`]). docs/phases.md describes the phases.
 
 pub mod body;
-pub mod persist;
-pub mod phases;
+pub mod module;
+pub mod modules;
+pub mod own;
 pub mod pipeline;
+pub mod tee;
 #[cfg(test)]
 mod tests;
+pub mod txn;
 
 use crate::net::stream::Split;
 use crate::runtime::shard::ShardView;
@@ -22,5 +28,5 @@ pub async fn serve(
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Option<pipeline::Parked> {
-    pipeline::run(&phases::Builtin, view, vs, conn, peer, local).await
+    pipeline::run(view, vs, conn, peer, local).await
 }

@@ -1,31 +1,38 @@
 //! The HTTP driver: one client connection's request loop, and for each
-//! request the phases in order with the retry loop (docs/phases.md).
+//! request the module phases in order with the retry loop
+//! (docs/phases.md). The driver owns connections, framing, retries and
+//! the node exchange; everything a request's handling may vary (sessions,
+//! headers, error pages, logs, and the controller features) is a module's.
 //!
 //! Retry edges: a connect failure retries on another node (nothing was
 //! written). A reused keepalive connection that turns out closed before
 //! any response byte, with no request body sent, is retried once on a
 //! fresh connection without counting a node failure. Any other node
 //! failure (no reply within `max_reply_time`, reset or close before a
-//! complete head, invalid head, a 503) retries on another node only when
-//! the request is retryable: idempotent method, no body, and the virtual
-//! server does not mark all requests non-idempotent. Each node is tried at
-//! most once per request. A request whose body bytes reached a node is
-//! never sent to a second node.
+//! complete head, invalid head, a 503, a module's `NodeFailure` verdict)
+//! retries on another node only when the request is retryable: idempotent
+//! method, no body, and the virtual server does not mark all requests
+//! non-idempotent. Each node is tried at most once per request. A request
+//! whose body bytes reached a node is never sent to a second node.
 
 use super::body::{self, BodyError, BodyOpts};
-use super::phases::{Ctx, Flow, HttpPhases, Request, Verdict};
-use crate::config::ErrorAction;
+use super::module::{BodyFlow, BodyMode, Contexts, Flow, ResponseSource, Verdict};
+use super::own::{self, OwnResponse};
+use super::txn::{ConnInfo, Txn};
+use crate::error::{ClientError, Error, NodeError, Retry, ShoalError};
 use crate::http::request::{self, Limits, RequestHead};
-use crate::http::response::{self, ResponseHead};
-use crate::http::rewrite::{self, RequestAdditions, ResponseChanges};
-use crate::http::{is_idempotent, Framing, HttpError};
+use crate::http::response;
+use crate::http::rewrite::{self, BodyFraming, RequestFraming, ResponseChanges};
+use crate::http::{is_idempotent, Framing, HttpError, Version};
 use crate::net::reader::Reader;
 use crate::net::stream::{ConnRead, ConnWrite, Split};
 use crate::pool::connect::connect_node;
 use crate::pool::keepalive::NodeConn;
+use crate::pool::{NodeLease, Pick, ShardPool};
 use crate::runtime::shard::ShardView;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Canceller};
 use monoio::net::TcpStream;
+use std::cell::OnceCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -60,13 +67,8 @@ struct Client {
     w: ConnWrite,
     /// The socket under `r` and `w` (for splicing bodies).
     fd: RawFd,
-    /// TLS: the `add_ssl_headers` lines, rendered once per connection.
-    ssl_headers: Option<Vec<u8>>,
     /// Cancels the read that waits for the next request (see `PARK_AFTER`).
     canceller: Canceller,
-    peer: SocketAddr,
-    /// The address the client connected to (for the PROXY protocol).
-    local: SocketAddr,
 }
 
 /// Bodies between `client` and `nc` may be spliced: the virtual server
@@ -78,16 +80,28 @@ fn splice_both(allowed: bool, client: &Client, nc: &NodeConn) -> bool {
 
 /// Per-connection buffers reused by every request on it, so a keepalive
 /// request allocates nothing in steady state.
+#[derive(Default)]
 struct Scratch {
-    head: RequestHead,
-    resp: ResponseHead,
     out: Vec<u8>,
-    /// The request head as rewritten for the node.
+    /// The request head as written for the node.
     node_head: Vec<u8>,
     /// Nodes of the pool already tried for this request.
     tried: Vec<bool>,
-    /// The access-log copy of the last request, kept for the next one.
-    log_spare: Option<Box<super::phases::LogCopy>>,
+    /// The body filters of the body in hand: (module, mode).
+    filters: Vec<(usize, BodyMode)>,
+    /// Payload of a filtered body.
+    body: Vec<u8>,
+    /// A node's response head while it is read (then swapped into the
+    /// transaction).
+    resp: response::ResponseHead,
+}
+
+/// Everything one client connection holds between requests.
+struct Conn {
+    client: Client,
+    s: Scratch,
+    tx: Txn,
+    mods: Contexts,
 }
 
 enum After {
@@ -95,7 +109,7 @@ enum After {
     Close,
     /// The node switched protocols (101): relay bytes both ways from now on
     /// (holding the node's lease, if it is a pool node).
-    Tunnel(NodeConn, Option<crate::pool::NodeLease>),
+    Tunnel(NodeConn, Option<NodeLease>),
 }
 
 enum HeadEnd {
@@ -123,101 +137,69 @@ pub struct Parked {
 /// Serve one client connection until it closes, or until it idles for
 /// `PARK_AFTER` between requests: then it is returned to be parked, and
 /// the caller runs it again when the next request arrives.
-pub async fn run<P: HttpPhases>(
-    phases: &P,
-    view: Rc<ShardView>,
-    vs: usize,
-    conn: Split,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Option<Parked> {
-    // Owned, and replaced when the connection follows a new generation, so
-    // a busy keepalive connection holds no older one.
-    let (mut cur, mut vs) = (view, vs);
-    let cfg = &cur.config.virtual_servers[vs];
-    let ssl_headers = match (&conn.tls, &cfg.tls) {
-        (Some(t), Some(c)) if c.settings.add_ssl_headers => Some(rewrite::ssl_header_lines(t)),
-        _ => None,
-    };
-    let mut client = Client {
-        r: Reader::new(conn.r, Vec::with_capacity(IDLE_BUFFER)),
-        w: conn.w,
-        fd: conn.fd,
-        ssl_headers,
-        peer,
-        local,
-        canceller: Canceller::new(),
-    };
-    let mut s = Scratch {
-        head: RequestHead::default(),
-        resp: ResponseHead::default(),
-        out: Vec::with_capacity(1024),
-        node_head: Vec::with_capacity(1024),
-        tried: Vec::new(),
-        log_spare: None,
-    };
+pub async fn run(view: Rc<ShardView>, vs: usize, conn: Split, peer: SocketAddr, local: SocketAddr) -> Option<Parked> {
+    let Split { r, w, fd, tls } = conn;
+    let info = Rc::new(ConnInfo { client: peer, local, tls, ssl_lines: OnceCell::new() });
+    let client = Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, canceller: Canceller::new() };
+    let s = Scratch { out: Vec::with_capacity(1024), node_head: Vec::with_capacity(1024), ..Default::default() };
+    // The transaction owns the view, and is moved to the current
+    // generation between requests, so a busy keepalive connection holds no
+    // older one.
+    let mut c = Conn { client, s, tx: Txn::new(view, vs, info), mods: Contexts::default() };
     let mut first = true;
     loop {
-        let view = &cur;
-        let started = match read_head(view, vs, &mut client, &mut s.head, first).await {
+        let started = match read_head(&c.tx.view, c.tx.vs, &mut c.client, &mut c.tx.request, first).await {
             Ok(t) => t,
             Err(HeadEnd::Closed) => break,
             Err(HeadEnd::Park(keepalive_left)) => {
+                let Conn { client, tx, .. } = c;
                 return match (client.r.into_inner(), client.w) {
                     (ConnRead::Tcp(r), ConnWrite::Tcp(w)) => {
-                        r.reunite(w).ok().map(|stream| Parked { stream, keepalive_left, view: view.clone(), vs })
+                        r.reunite(w).ok().map(|stream| Parked { stream, keepalive_left, view: tx.view, vs: tx.vs })
                     }
                     _ => None,
                 };
             }
             Err(HeadEnd::Bad(e)) => {
-                let name = &view.config.virtual_servers[vs].name;
+                // No request exists to run modules on: the driver answers.
+                let name = &c.tx.vs_config().name;
                 log::info!("virtual server {name}: client {peer}: {} {}", e.status, e.reason);
-                view.vs_stats(vs).error(crate::stats::VsError::BadRequest);
-                let _ = respond_simple(
-                    &mut client,
-                    e.status,
-                    "text/plain",
-                    format!("{} {}\n", e.status, e.reason).as_bytes(),
-                    true,
-                    &mut s.out,
-                )
-                .await;
+                c.tx.view.vs_stats(c.tx.vs).error(crate::stats::VsError::BadRequest);
+                let body = format!("{} {}\n", e.status, e.reason);
+                rewrite::write_simple(e.status, "text/plain", body.as_bytes(), true, &mut c.s.out);
+                let _ = own::write_vec(&mut c.client.w, &mut c.s.out).await;
                 break;
             }
         };
         first = false;
-        match request(phases, view, vs, &mut client, &mut s, started).await {
-            After::KeepAlive if !view.shard.shutdown.is_set() => client.r.shrink_idle(IDLE_BUFFER),
+        match c.request(started).await {
+            After::KeepAlive if !c.tx.view.shard.shutdown.is_set() => c.client.r.shrink_idle(IDLE_BUFFER),
             After::KeepAlive | After::Close => break,
             After::Tunnel(nc, lease) => {
-                tunnel(view, vs, client, nc, lease).await;
+                tunnel(&c.tx, c.client, nc, lease).await;
                 return None;
             }
         }
         // The next request runs on the current configuration generation.
-        if !view.is_current() {
-            match view.follow(vs) {
-                Some(next) => (cur, vs) = next,
+        if !c.tx.view.is_current() {
+            match c.tx.view.follow(c.tx.vs) {
+                Some((view, vs)) => {
+                    c.tx.view = view;
+                    c.tx.vs = vs;
+                }
                 None => break,
             }
         }
     }
-    let _ = client.w.shutdown().await;
+    let _ = c.client.w.shutdown().await;
     None
 }
 
 /// After `101 Switching Protocols` (WebSocket): a generic streaming relay
 /// between the client and the node, starting with any bytes either side
 /// sent right behind the heads.
-async fn tunnel(
-    view: &Rc<ShardView>,
-    vs: usize,
-    mut client: Client,
-    mut nc: NodeConn,
-    lease: Option<crate::pool::NodeLease>,
-) {
-    let cfg = &view.config.virtual_servers[vs];
+async fn tunnel(tx: &Txn, mut client: Client, mut nc: NodeConn, lease: Option<NodeLease>) {
+    let cfg = tx.vs_config();
     let (cr, client_rest) = client.r.into_parts();
     let (nr, node_rest) = nc.r.into_parts();
     if !client_rest.is_empty() && nc.w.write_all(client_rest).await.0.is_err() {
@@ -234,7 +216,7 @@ async fn tunnel(
         awaiting_node: false,
     };
     let end = crate::proto::relay::relay_halves(cr, client.w, nr, nc.w, &opts, &|| {}).await;
-    log::debug!("virtual server {}: client {}: upgraded connection ended: {end:?}", cfg.name, client.peer);
+    log::debug!("virtual server {}: client {}: upgraded connection ended: {end:?}", cfg.name, tx.client());
     drop(lease);
 }
 
@@ -330,720 +312,845 @@ async fn read_head(
     }
 }
 
-async fn respond_simple(
-    client: &mut Client,
-    status: u16,
-    ctype: &str,
-    body: &[u8],
-    close: bool,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    rewrite::write_simple(status, ctype, body, close, out);
-    write_out(&mut client.w, out).await
-}
-
-/// Write the whole of `out` (handing the buffer to the kernel and back).
-async fn write_out<W: AsyncWriteRent>(w: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let buf = std::mem::take(out);
-    let (res, buf) = w.write_all(buf).await;
-    *out = buf;
-    res.map(|_| ())
-}
-
 /// Why an exchange with a node did not produce a response head.
 enum Failure {
     /// A reused keepalive connection turned out closed before any response
     /// byte: not a node failure. `written`: the head went out (the node may
     /// have read it before closing).
     Stale { written: bool },
-    /// The node failed: status to answer with if no retry succeeds.
-    Node { status: u16, reason: &'static str },
-    /// The client failed or went away mid-request: give up, close.
-    Client(&'static str),
-    /// The request body broke the rules: answer with this status, close.
-    BadBody(u16, &'static str),
+    /// The node failed; the client gets its status if no retry succeeds.
+    Node(NodeError),
+    /// The client failed, went away, or its body broke the rules.
+    Client(ClientError),
+    /// A body filter stopped the request body (or it was over its limit).
+    Filter(Error),
 }
 
-/// Handle one request whose head is parsed in `s.head`.
-async fn request<P: HttpPhases>(
-    phases: &P,
-    view: &Rc<ShardView>,
-    vs_i: usize,
-    client: &mut Client,
-    s: &mut Scratch,
-    started: Instant,
-) -> After {
-    let vs = &view.config.virtual_servers[vs_i];
-    let mut ctx = Ctx::new(vs_i, vs.pool, client.peer, started);
-    if let Some(al) = &vs.http.access_log {
-        // The connection's log copy is reused request after request.
-        let mut copy = s.log_spare.take().unwrap_or_default();
-        copy.fill(client.r.data(), &s.head, al.format.needs_request_headers());
-        ctx.log = Some(copy);
-    }
-    ctx.head_in = s.head.len as u64;
-    let after = handle(phases, view, vs_i, client, s, &mut ctx).await;
-    s.log_spare = ctx.log.take();
-    count(view, &ctx, s);
-    after
+/// How the request body goes to the node.
+enum ReqBody {
+    /// None, or as it came (spliced where possible).
+    Plain,
+    /// As it came, shown to `Observe` filters on the way.
+    Observed,
+    /// Through `Stream` filters, re-framed chunked.
+    Streamed,
+    /// Read whole before the exchange and filtered; it is in `s.body` and
+    /// goes out with a `Content-Length`.
+    Whole,
 }
 
-/// Add a finished request to the virtual server's and node's statistics.
-fn count(view: &ShardView, ctx: &Ctx, s: &Scratch) {
-    use crate::stats::VsError;
-    let st = view.vs_stats(ctx.vs);
-    st.request(ctx.status, ctx.started.elapsed().as_micros() as u64);
-    st.bytes(ctx.head_in + ctx.bytes_in, ctx.head_out + ctx.bytes_out);
-    if let Some(why) = ctx.error {
-        st.error(match ctx.status {
-            503 if ctx.node.is_none() => VsError::NoNode,
-            502..=504 => VsError::NodeFailure,
-            400..=499 => VsError::BadRequest,
-            _ if why.starts_with("client") => VsError::ClientAbort,
-            _ if ctx.node.is_some() => VsError::NodeFailure,
-            _ => VsError::NoNode,
-        });
-    }
-    if let (Some(n), None) = (ctx.node, ctx.explicit_addr) {
-        if let Some(node) = view.pools.get(ctx.pool).and_then(|p| p.nodes.get(n)) {
-            node.stats.request(s.node_head.len() as u64 + ctx.bytes_in, s.resp.len as u64 + ctx.bytes_out);
-        }
-    }
-}
-
-/// The body of [`request`], with its context.
-async fn handle<P: HttpPhases>(
-    phases: &P,
-    view: &Rc<ShardView>,
-    vs_i: usize,
-    client: &mut Client,
-    s: &mut Scratch,
-    ctx: &mut Ctx,
-) -> After {
-    let vs = &view.config.virtual_servers[vs_i];
-    let http = &vs.http;
-    let req = Request { buf: client.r.data(), head: &s.head };
-    if let Flow::Respond { status, content_type, body } = phases.request(view, ctx, &req).await {
-        let framing = s.head.framing;
-        client.r.consume(s.head.len);
-        ctx.status = status;
-        let close = framing != Framing::None || !s.head.keep_alive();
-        rewrite::write_simple(status, content_type, &body, close, &mut s.out);
-        return send_own_response(phases, view, client, s, ctx, close).await;
-    }
-    phases.pool(view, ctx, &req);
-    let session = match super::persist::begin(view, ctx, req.buf, req.head) {
-        Ok(s) => s,
-        Err(refuse) => {
-            let close = s.head.framing != Framing::None || !s.head.keep_alive();
-            client.r.consume(s.head.len);
-            ctx.error = Some("persistent node unavailable");
-            return match refuse {
-                super::persist::Refuse::Redirect(url) => {
-                    ctx.status = 302;
-                    rewrite::write_redirect(&url, close, &mut s.out);
-                    send_own_response(phases, view, client, s, ctx, close).await
-                }
-                super::persist::Refuse::Close => {
-                    phases.done(view, ctx);
-                    After::Close
-                }
-            };
-        }
-    };
-    let head = &s.head;
-    let is_head = head.method(client.r.data()) == b"HEAD";
-    let framing = head.framing;
-    let client_minor = head.minor;
-    let client_keep_alive = head.keep_alive();
-    let expect_continue = head.expect_continue;
-    let upgrade = head.upgrade;
-    ctx.retryable =
-        !http.all_requests_non_idempotent && is_idempotent(head.method(client.r.data())) && framing == Framing::None;
-    if let (Framing::Length(n), Some(limit)) = (framing, http.max_body_size) {
-        if n > limit {
-            client.r.consume(head.len);
-            return finish_error(phases, view, client, s, ctx, 413, "request body larger than max_body_size", true)
-                .await;
-        }
-    }
-    if framing == Framing::Chunked {
-        // Check the chunked bytes already received before a node sees
-        // anything, so a malformed body in the first packet never reaches
-        // one. (Later bytes are checked as they stream.)
-        let early = &client.r.data()[head.len..];
-        let mut probe = crate::http::chunked::ChunkedFramer::default();
-        if probe.advance(early, |_| {}).is_err() {
-            client.r.consume(head.len);
-            return finish_error(phases, view, client, s, ctx, 400, "invalid chunked request body", true).await;
-        }
-    }
-    let mut add = RequestAdditions {
-        forwarded_proto: vs.tls.as_ref().is_some_and(|t| t.settings.add_x_forwarded_proto).then_some("https"),
-        ssl_headers: client.ssl_headers.as_deref(),
-        ..Default::default()
-    };
-    phases.upstream_request(view, ctx, &mut add);
-    s.node_head.clear();
-    rewrite::write_request(client.r.data(), head, &add, &mut s.node_head);
-    let url_hash = { LARD_HASH.hash_one(head.target(client.r.data())) };
-    client.r.consume(head.len);
-
-    let pool = view.pools[ctx.pool].clone();
-    s.tried.clear();
-    s.tried.resize(pool.nodes.len(), false);
-    let mut last = (503u16, "no node available");
-    let mut stale_retry_used = false;
-    let mut body_sent = false;
-    let body_opts = BodyOpts {
-        idle: vs.client_idle_timeout,
-        dechunk: false,
-        limit: http.max_body_size,
-        buffer: vs.buffer_size,
-        splice: None,
-    };
-    if let Some(addr) = ctx.explicit_addr {
-        let forward_continue = expect_continue && client_minor == 1;
-        let req = DirectRequest { framing, is_head, forward_continue, client_keep_alive, client_minor, upgrade };
-        // Rare (a hook's explicit address): boxed, so its state does not
-        // enlarge every connection's task.
-        return Box::pin(direct(phases, view, client, s, ctx, addr, &body_opts, req)).await;
-    }
-    if pool.cfg.algorithm.uses_lard() {
-        ctx.url_hash = Some(url_hash);
-    }
-    let queue_deadline = Instant::now() + pool.cfg.queue_timeout;
-    // After a stale keepalive connection: the same node, on a new connection.
-    let mut fresh_retry: Option<usize> = None;
-    loop {
-        let forced = fresh_retry.take().and_then(|n| {
-            let mut others = vec![true; s.tried.len()];
-            others[n] = false;
-            pool.pick(&others, None)
-        });
-        let force_fresh = forced.is_some();
-        let Some(pick) = forced.or_else(|| phases.node(&pool, ctx, &s.tried)) else {
-            // Every usable node is at max_connections_per_node: wait in the
-            // shard's bounded queue for a slot.
-            if pool.has_full_node(&s.tried) {
-                if pool.wait_for_slot(&s.tried, queue_deadline).await {
-                    continue;
-                }
-                last = (503, "every node at max_connections_per_node (queue full or queue_timeout)");
-            }
-            break;
-        };
-        let ni = pick.node;
-        ctx.favoured_node.get_or_insert(ni);
-        s.tried[ni] = true;
-        ctx.attempts += 1;
-        let idle = if pick.single || force_fresh {
-            None
-        } else {
-            // A retryable request survives a stale connection (it is
-            // retried once on a new one), so it skips the liveness peek
-            // on connections used within the last second.
-            let check_after = if ctx.retryable { UNCHECKED_REUSE } else { Duration::ZERO };
-            pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout, check_after)
-        };
-        let (lease, mut nc) = match idle {
-            Some(c) => (pool.lease(pick), c),
-            // A PROXY header names one client, so such node connections
-            // serve only this request (never pooled).
-            None => match connect_node(
-                &pool,
-                pick,
-                vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time),
-                (client.peer, client.local),
-            )
-            .await
-            {
-                Ok((lease, conn)) => (lease, NodeConn::new(conn, IDLE_BUFFER)),
-                Err(_) => {
-                    last = (502, "could not connect to a node");
-                    continue;
-                }
-            },
-        };
-        ctx.reused_connection = nc.reused;
-        ctx.node = Some(ni);
-        let body_opts_here =
-            BodyOpts { splice: splice_both(vs.splice, client, &nc).then_some((client.fd, nc.fd)), ..body_opts };
-        let sent = exchange(
-            client,
-            &mut nc,
-            &mut s.node_head,
-            framing,
-            &body_opts_here,
-            &mut s.resp,
-            is_head,
-            expect_continue && client_minor == 1,
-            pool.cfg.max_reply_time,
-            http.max_header_size.max(8192),
-            ctx,
-        )
-        .await;
-        let (body_complete, reply_start) = match sent {
-            Ok(x) => x,
-            // A stale keepalive connection: once, the same node on a new
-            // connection, when nothing reached the node or the request may
-            // be repeated anyway.
-            Err(Failure::Stale { written }) if !stale_retry_used && !body_sent && (!written || ctx.retryable) => {
-                stale_retry_used = true;
-                s.tried[ni] = false;
-                ctx.attempts -= 1;
-                fresh_retry = Some(ni);
-                continue;
-            }
-            Err(Failure::Stale { .. }) => {
-                pool.record_failure(ni, "connection closed before any response");
-                last = (502, "node closed the connection");
-                body_sent |= framing != Framing::None;
-                if ctx.retryable {
-                    continue;
-                }
-                break;
-            }
-            Err(Failure::Node { status, reason }) => {
-                pool.record_failure(ni, reason);
-                last = (status, reason);
-                body_sent |= framing != Framing::None;
-                if ctx.retryable {
-                    continue;
-                }
-                break;
-            }
-            Err(Failure::Client(why)) => {
-                log::debug!("virtual server {}: client {}: {why}", vs.name, client.peer);
-                ctx.error = Some(why);
-                phases.done(view, ctx);
-                return After::Close;
-            }
-            Err(Failure::BadBody(status, why)) => {
-                return finish_error(phases, view, client, s, ctx, status, why, true).await;
-            }
-        };
-        // A final response head is in s.resp.
-        pool.record_response_time(ni, reply_start.elapsed());
-        lease.set_answered();
-        match phases.response(view, ctx, &s.resp).await {
-            Verdict::NodeFailure(reason) => {
-                pool.record_failure(ni, reason);
-                if ctx.retryable && pool.has_candidate(&s.tried) {
-                    last = (s.resp.status, reason);
-                    continue;
-                }
-            }
-            Verdict::Accept => {
-                pool.record_success(ni);
-                if let Some(h) = ctx.url_hash {
-                    pool.lard_record(h, ni);
-                }
-                if let Some(session) = &session {
-                    super::persist::learn(view, session, nc.r.data(), &s.resp, ni, ctx);
-                }
-            }
-        }
-        let after =
-            forward_response(view, vs_i, client, &mut nc, s, ctx, body_complete, client_keep_alive, client_minor).await;
-        // Tunnel only when the whole request was read: a 101 that arrived
-        // while request body bytes were in flight would lose them.
-        if s.resp.status == 101 && upgrade && body_complete && matches!(after.0, After::Close) && ctx.error.is_none() {
-            phases.done(view, ctx);
-            return After::Tunnel(nc, Some(lease));
-        }
-        let reusable = after.1 && pool.cfg.proxy_protocol.is_none();
-        if reusable && pool.nodes[ni].keeps_idle.get() {
-            nc.r.shrink_idle(IDLE_BUFFER);
-            pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
-        }
-        drop(lease);
-        phases.done(view, ctx);
-        return after.0;
-    }
-    // No node answered.
-    let close = !client_keep_alive || framing != Framing::None;
-    finish_error(phases, view, client, s, ctx, last.0, last.1, close).await
-}
-
-/// What [`direct`] needs to know about the request.
-struct DirectRequest {
+/// What the node exchange needs to know of the request.
+#[derive(Clone, Copy)]
+struct Exchange {
     framing: Framing,
     is_head: bool,
     forward_continue: bool,
-    client_keep_alive: bool,
-    client_minor: u8,
-    upgrade: bool,
+    reply: Duration,
+    max_head: usize,
 }
 
-/// C7 forward to an explicit address set by a hook: one fresh connection,
-/// no balancing, retries, passive health or pooling (the address is not a
-/// node); failures answer 502 (connect, invalid or early close) or 504
-/// (no reply within the pool's `max_reply_time`).
-#[allow(clippy::too_many_arguments)]
-async fn direct<P: HttpPhases>(
-    phases: &P,
-    view: &Rc<ShardView>,
-    client: &mut Client,
-    s: &mut Scratch,
-    ctx: &mut Ctx,
-    addr: SocketAddr,
-    body_opts: &BodyOpts,
-    req: DirectRequest,
-) -> After {
-    let vs = &view.config.virtual_servers[ctx.vs];
-    let pool = &view.pools[ctx.pool];
-    let close_on_error = !req.client_keep_alive || req.framing != Framing::None;
-    ctx.attempts = 1;
-    let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
-    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(_)) | Err(_) => {
-            return finish_error(
-                phases,
-                view,
-                client,
-                s,
-                ctx,
-                502,
-                "could not connect to the explicit address",
-                close_on_error,
-            )
-            .await
+impl Conn {
+    /// Handle one request whose head is parsed in `tx.request`.
+    async fn request(&mut self, started: Instant) -> After {
+        let view = self.tx.view.clone();
+        let vs = self.tx.vs;
+        self.tx.begin(&view, vs, started);
+        // The head has its own copy: the buffer keeps only what follows.
+        self.client.r.consume(self.tx.request.len);
+        self.mods.begin(&view.stacks[vs]);
+        let after = self.handle().await;
+        self.mods.log(&self.tx);
+        self.count();
+        after
+    }
+
+    /// Add a finished request to the virtual server's and node's statistics.
+    fn count(&self) {
+        let tx = &self.tx;
+        let st = tx.view.vs_stats(tx.vs);
+        st.request(tx.status, tx.started.elapsed().as_micros() as u64);
+        st.bytes(tx.head_in + tx.bytes_in, tx.head_out + tx.bytes_out);
+        if let Some(e) = tx.error {
+            st.error(e.stat());
         }
-    };
-    let _ = stream.set_nodelay(true);
-    let mut nc = NodeConn::new(Split::tcp(stream), IDLE_BUFFER);
-    let max_head = vs.http.max_header_size.max(8192);
-    let sent = exchange(
-        client,
-        &mut nc,
-        &mut s.node_head,
-        req.framing,
-        body_opts,
-        &mut s.resp,
-        req.is_head,
-        req.forward_continue,
-        pool.cfg.max_reply_time,
-        max_head,
-        ctx,
-    )
-    .await;
-    let complete = match sent {
-        Ok((complete, _)) => complete,
-        Err(Failure::Stale { .. }) => {
-            return finish_error(phases, view, client, s, ctx, 502, "the explicit address closed the connection", true)
+        if let (Some(n), None) = (tx.node, tx.explicit_addr) {
+            if let Some(node) = tx.view.pools.get(tx.pool).and_then(|p| p.nodes.get(n)) {
+                let from_node = if tx.source == ResponseSource::Node { tx.response.len as u64 } else { 0 };
+                node.stats.request(tx.node_head_len + tx.bytes_in, from_node + tx.bytes_out);
+            }
+        }
+    }
+
+    /// The phases of one request, with the retry loop.
+    async fn handle(&mut self) -> After {
+        let view = self.tx.view.clone();
+        let vs = &view.config.virtual_servers[self.tx.vs];
+        let http = &vs.http;
+        let framing = self.tx.request.framing;
+        let client_keep_alive = self.tx.request.keep_alive();
+        self.tx.retryable =
+            !http.all_requests_non_idempotent && is_idempotent(self.tx.request.method()) && framing == Framing::None;
+
+        match self.mods.request(&mut self.tx).await {
+            Flow::Continue => {}
+            Flow::Respond(own) => return self.respond(*own, framing != Framing::None).await,
+            Flow::Close => return After::Close,
+        }
+        match self.mods.route(&mut self.tx) {
+            Flow::Continue => {}
+            Flow::Respond(own) => return self.respond(*own, framing != Framing::None).await,
+            Flow::Close => return After::Close,
+        }
+        if let (Framing::Length(n), Some(limit)) = (framing, http.max_body_size) {
+            if n > limit {
+                return self.fail(Error::Client(ClientError::BodyTooLarge), true).await;
+            }
+        }
+        if framing == Framing::Chunked {
+            // Check the chunked bytes already received before a node sees
+            // anything, so a malformed body in the first packet never
+            // reaches one. (Later bytes are checked as they stream.)
+            let mut probe = crate::http::chunked::ChunkedFramer::default();
+            if probe.advance(self.client.r.data(), |_| {}).is_err() {
+                return self.fail(Error::Client(ClientError::BadChunkedBody), true).await;
+            }
+        }
+        self.mods.node_request(&mut self.tx);
+        let body_opts = BodyOpts {
+            idle: vs.client_idle_timeout,
+            dechunk: false,
+            limit: http.max_body_size,
+            buffer: vs.buffer_size,
+            splice: None,
+        };
+
+        // Request body filters.
+        let mut req_body = ReqBody::Plain;
+        let mut req_framing = RequestFraming::default();
+        if framing != Framing::None {
+            self.mods.body_modes(&self.tx, false, &mut self.s.filters);
+            if !self.s.filters.is_empty() {
+                req_body = if whole_limit(&self.s.filters).is_some() {
+                    ReqBody::Whole
+                } else if self.s.filters.iter().any(|(_, m)| *m == BodyMode::Stream) {
+                    ReqBody::Streamed
+                } else {
+                    ReqBody::Observed
+                };
+                if let (ReqBody::Whole, Some(limit)) = (&req_body, whole_limit(&self.s.filters)) {
+                    if let Err(e) = self.read_request_whole(limit, &body_opts).await {
+                        return self.fail(e, true).await;
+                    }
+                    req_framing = RequestFraming {
+                        reframed: Some(BodyFraming::Length(self.s.body.len() as u64)),
+                        drop_expect: true,
+                    };
+                } else if let ReqBody::Streamed = req_body {
+                    req_framing.reframed = Some(BodyFraming::Chunked);
+                }
+            }
+        }
+        rewrite::write_request(&self.tx.request, &req_framing, &mut self.s.node_head);
+        self.tx.node_head_len = self.s.node_head.len() as u64;
+        let is_head = self.tx.request.is_head();
+        let minor_1 = self.tx.request.version != Version::Http10;
+        let upgrade = self.tx.request.upgrade;
+        let forward_continue = self.tx.request.expect_continue && minor_1 && !matches!(req_body, ReqBody::Whole);
+        let xch = Exchange {
+            framing: if matches!(req_body, ReqBody::Whole) { Framing::None } else { framing },
+            is_head,
+            forward_continue,
+            reply: view.pools[self.tx.pool].cfg.max_reply_time,
+            max_head: http.max_header_size.max(8192),
+        };
+        if matches!(req_body, ReqBody::Whole) {
+            // The filtered body goes out with the head, in one write.
+            self.s.node_head.extend_from_slice(&self.s.body);
+        }
+
+        if let Some(addr) = self.tx.explicit_addr {
+            // Rare (a module's explicit address): boxed, so its state does
+            // not enlarge every connection's task.
+            return Box::pin(self.direct(addr, xch, req_body, &body_opts, client_keep_alive, upgrade)).await;
+        }
+        let pool = view.pools[self.tx.pool].clone();
+        if pool.cfg.algorithm.uses_lard() {
+            self.tx.url_hash = Some(LARD_HASH.hash_one(self.tx.request.target()));
+        }
+        self.s.tried.clear();
+        self.s.tried.resize(pool.nodes.len(), false);
+        let mut last = Error::Shoal(ShoalError::NoNode);
+        let mut stale_retry_used = false;
+        let mut body_sent = false;
+        let queue_deadline = Instant::now() + pool.cfg.queue_timeout;
+        // After a stale keepalive connection: the same node, on a new connection.
+        let mut fresh_retry: Option<usize> = None;
+        let private = !self.tx.preamble.is_empty();
+        loop {
+            let forced = fresh_retry.take().and_then(|n| {
+                let mut others = vec![true; self.s.tried.len()];
+                others[n] = false;
+                pool.pick(&others, None)
+            });
+            let force_fresh = forced.is_some();
+            let Some(pick) = forced.or_else(|| choose_node(&pool, &mut self.tx, &self.s.tried)) else {
+                // Every usable node is at max_connections_per_node: wait in
+                // the shard's bounded queue for a slot.
+                if pool.has_full_node(&self.s.tried) {
+                    if pool.wait_for_slot(&self.s.tried, queue_deadline).await {
+                        continue;
+                    }
+                    last = Error::Shoal(ShoalError::NodesFull);
+                }
+                break;
+            };
+            let ni = pick.node;
+            self.tx.favoured_node.get_or_insert(ni);
+            self.s.tried[ni] = true;
+            self.tx.attempts += 1;
+            let idle = if pick.single || force_fresh || private {
+                None
+            } else {
+                // A retryable request survives a stale connection (it is
+                // retried once on a new one), so it skips the liveness peek
+                // on connections used within the last second.
+                let check_after = if self.tx.retryable { UNCHECKED_REUSE } else { Duration::ZERO };
+                pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout, check_after)
+            };
+            let (lease, mut nc) = match idle {
+                Some(c) => (pool.lease(pick), c),
+                None => {
+                    let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
+                    match connect_node(&pool, pick, timeout, &self.tx.preamble).await {
+                        Ok((lease, conn)) => (lease, NodeConn::new(conn, IDLE_BUFFER)),
+                        Err(_) => {
+                            last = Error::Node(NodeError::ConnectFailed);
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.tx.reused_connection = nc.reused;
+            self.tx.node = Some(ni);
+            let opts = BodyOpts {
+                splice: splice_both(vs.splice, &self.client, &nc).then_some((self.client.fd, nc.fd)),
+                ..body_opts
+            };
+            let sent =
+                exchange(&mut self.client, &mut nc, &mut self.s, &mut self.tx, &mut self.mods, xch, &req_body, &opts)
+                    .await;
+            let (body_complete, reply_start) = match sent {
+                Ok(x) => x,
+                // A stale keepalive connection: once, the same node on a new
+                // connection, when nothing reached the node or the request
+                // may be repeated anyway.
+                Err(Failure::Stale { written })
+                    if !stale_retry_used && !body_sent && (!written || self.tx.retryable) =>
+                {
+                    stale_retry_used = true;
+                    self.s.tried[ni] = false;
+                    self.tx.attempts -= 1;
+                    fresh_retry = Some(ni);
+                    continue;
+                }
+                Err(Failure::Stale { .. }) => {
+                    let e = NodeError::StaleConnection;
+                    pool.record_failure(ni, "connection closed before any response");
+                    last = Error::Node(e);
+                    body_sent |= xch.framing != Framing::None;
+                    if self.tx.retryable {
+                        continue;
+                    }
+                    break;
+                }
+                Err(Failure::Node(e)) => {
+                    let err = Error::Node(e);
+                    pool.record_failure(ni, err.message());
+                    last = err;
+                    body_sent |= xch.framing != Framing::None;
+                    match err.retry() {
+                        Retry::Always => continue,
+                        Retry::IfRetryable if self.tx.retryable => continue,
+                        _ => break,
+                    }
+                }
+                Err(Failure::Client(e)) => {
+                    let err = Error::Client(e);
+                    if err.status() == 0 {
+                        log::debug!("virtual server {}: client {}: {}", vs.name, self.tx.client(), err.message());
+                        self.tx.error = Some(err);
+                        return After::Close;
+                    }
+                    return self.fail(err, true).await;
+                }
+                Err(Failure::Filter(e)) => return self.fail(e, true).await,
+            };
+            // A final response head is in tx.response.
+            pool.record_response_time(ni, reply_start.elapsed());
+            lease.set_answered();
+            self.tx.source = ResponseSource::Node;
+            // C5: a 503 is the node's failure, judged before the modules
+            // see the response; one that is not retried goes on through
+            // them like any other.
+            let answered_503 = self.tx.response.status == 503;
+            if answered_503 {
+                pool.record_failure(ni, "node answered 503");
+                if self.tx.retryable && pool.has_candidate(&self.s.tried) {
+                    last = Error::Node(NodeError::Answered503);
+                    continue;
+                }
+            }
+            match self.mods.response(&mut self.tx).await {
+                Verdict::NodeFailure(reason) => {
+                    if !answered_503 {
+                        pool.record_failure(ni, reason);
+                    }
+                    if self.tx.retryable && pool.has_candidate(&self.s.tried) {
+                        last = Error::Node(NodeError::Judged(reason));
+                        continue;
+                    }
+                }
+                Verdict::Accept if !answered_503 => {
+                    pool.record_success(ni);
+                    if let Some(h) = self.tx.url_hash {
+                        pool.lard_record(h, ni);
+                    }
+                }
+                Verdict::Accept => {}
+                Verdict::Respond(own) => {
+                    // The node's answer is replaced; its connection, with
+                    // the unread body, is not reused.
+                    drop(lease);
+                    return self.respond(*own, !body_complete).await;
+                }
+            }
+            let (after, reusable) = match self.forward_response(&mut nc, body_complete, client_keep_alive).await {
+                Ok(x) => x,
+                Err(e) => return self.fail(e, true).await,
+            };
+            // Tunnel only when the whole request was read: a 101 that arrived
+            // while request body bytes were in flight would lose them.
+            if self.tx.response.status == 101
+                && upgrade
+                && body_complete
+                && matches!(after, After::Close)
+                && self.tx.error.is_none()
+            {
+                return After::Tunnel(nc, Some(lease));
+            }
+            if reusable && !private && pool.nodes[ni].keeps_idle.get() {
+                nc.r.shrink_idle(IDLE_BUFFER);
+                pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
+            }
+            drop(lease);
+            return after;
+        }
+        // No node answered.
+        let close = !client_keep_alive || (framing != Framing::None && !matches!(req_body, ReqBody::Whole));
+        self.fail(last, close).await
+    }
+
+    /// C7 forward to an explicit address set by a module: one fresh
+    /// connection, no balancing, retries, passive health or pooling (the
+    /// address is not a node); failures answer 502 (connect, invalid or
+    /// early close) or 504 (no reply within the pool's `max_reply_time`).
+    async fn direct(
+        &mut self,
+        addr: SocketAddr,
+        xch: Exchange,
+        req_body: ReqBody,
+        body_opts: &BodyOpts,
+        client_keep_alive: bool,
+        upgrade: bool,
+    ) -> After {
+        let view = self.tx.view.clone();
+        let vs = &view.config.virtual_servers[self.tx.vs];
+        let pool = &view.pools[self.tx.pool];
+        let close_on_error = !client_keep_alive || xch.framing != Framing::None;
+        self.tx.attempts = 1;
+        let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
+        let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(_)) | Err(_) => {
+                return self.fail(Error::Node(NodeError::ExplicitConnectFailed), close_on_error).await;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut nc = NodeConn::new(Split::tcp(stream), IDLE_BUFFER);
+        let sent =
+            exchange(&mut self.client, &mut nc, &mut self.s, &mut self.tx, &mut self.mods, xch, &req_body, body_opts)
+                .await;
+        let complete = match sent {
+            Ok((complete, _)) => complete,
+            Err(Failure::Stale { .. }) => return self.fail(Error::Node(NodeError::ExplicitClosed), true).await,
+            Err(Failure::Node(e)) => return self.fail(Error::Node(e), true).await,
+            Err(Failure::Filter(e)) => return self.fail(e, true).await,
+            Err(Failure::Client(e)) => {
+                let err = Error::Client(e);
+                if err.status() == 0 {
+                    self.tx.error = Some(err);
+                    return After::Close;
+                }
+                return self.fail(err, true).await;
+            }
+        };
+        self.tx.source = ResponseSource::Node;
+        if let Verdict::Respond(own) = self.mods.response(&mut self.tx).await {
+            return self.respond(*own, !complete).await;
+        }
+        let (after, _) = match self.forward_response(&mut nc, complete, client_keep_alive).await {
+            Ok(x) => x,
+            Err(e) => return self.fail(e, true).await,
+        };
+        if self.tx.response.status == 101
+            && upgrade
+            && complete
+            && matches!(after, After::Close)
+            && self.tx.error.is_none()
+        {
+            return After::Tunnel(nc, None);
+        }
+        after
+    }
+
+    /// Read the whole request body for `Whole` filters (sending `100
+    /// Continue` first when the client waits for it) and run the body
+    /// filters on it; the result is in `s.body`.
+    async fn read_request_whole(&mut self, limit: usize, opts: &BodyOpts) -> Result<(), Error> {
+        let req = &self.tx.request;
+        if req.expect_continue && req.version != Version::Http10 {
+            self.s.out.clear();
+            self.s.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            own::write_vec(&mut self.client.w, &mut self.s.out)
                 .await
+                .map_err(|_| Error::Client(ClientError::WriteFailed))?;
         }
-        Err(Failure::Node { status, reason }) => {
-            return finish_error(phases, view, client, s, ctx, status, reason, true).await
+        let framing = req.framing;
+        match body::read_whole(&mut self.client.r, framing, opts, limit, &mut self.s.body).await {
+            Ok(n) => self.tx.bytes_in = n,
+            Err(e) => return Err(request_body_error(e)),
         }
-        Err(Failure::BadBody(status, why)) => {
-            return finish_error(phases, view, client, s, ctx, status, why, true).await
+        match self.mods.filter_body(&self.s.filters, false, &mut self.tx, &mut self.s.body, true) {
+            BodyFlow::Continue => Ok(()),
+            BodyFlow::Abort(why) => Err(Error::Shoal(ShoalError::Module(why))),
         }
-        Err(Failure::Client(why)) => {
-            ctx.error = Some(why);
-            phases.done(view, ctx);
+    }
+
+    /// Write the response head and stream the body to the client, through
+    /// the response body filters if any module asks. Returns what to do
+    /// with the client connection and whether the node connection can be
+    /// reused; `Err` when nothing reached the client yet and it is to get
+    /// this error instead.
+    async fn forward_response(
+        &mut self,
+        nc: &mut NodeConn,
+        request_complete: bool,
+        client_keep_alive: bool,
+    ) -> Result<(After, bool), Error> {
+        let Conn { client, s, tx, mods } = self;
+        let view = tx.view.clone();
+        let vs = &view.config.virtual_servers[tx.vs];
+        tx.status = tx.response.status;
+        let http10 = tx.request.version == Version::Http10;
+        // A virtual server that a reconfiguration removed or changed closes
+        // its connections after their current response, and says so.
+        let mut close = !client_keep_alive
+            || http10
+            || !request_complete
+            || tx.response.framing == Framing::UntilClose
+            || tx.response.status == 101
+            || view.shard.shutdown.is_set()
+            || (!view.is_current() && view.follow(tx.vs).is_none());
+        let node_keep_alive = tx.response.node_keep_alive();
+        let mut framing = tx.response.framing;
+        let mut opts = BodyOpts {
+            idle: vs.server_idle_timeout,
+            dechunk: false,
+            limit: None,
+            buffer: vs.buffer_size,
+            splice: None,
+        };
+        s.filters.clear();
+        if framing != Framing::None {
+            mods.body_modes(tx, true, &mut s.filters);
+        }
+        let whole = whole_limit(&s.filters);
+        let streamed = s.filters.iter().any(|(_, m)| *m == BodyMode::Stream);
+        let result = if let Some(limit) = whole {
+            // Whole: the head waits for the filtered body and its length.
+            match body::read_whole(&mut nc.r, framing, &opts, limit, &mut s.body).await {
+                Ok(_) => {}
+                Err(BodyError::OverFilterLimit) => return Err(Error::Shoal(ShoalError::ResponseOverFilterLimit)),
+                Err(e) => return Err(response_body_error(tx, e)),
+            }
+            if let BodyFlow::Abort(why) = mods.filter_body(&s.filters, true, tx, &mut s.body, true) {
+                return Err(Error::Shoal(ShoalError::Module(why)));
+            }
+            let changes = ResponseChanges { close, reframed: Some(BodyFraming::Length(s.body.len() as u64)) };
+            rewrite::write_response(&tx.response, &changes, &mut s.out);
+            tx.head_out = s.out.len() as u64;
+            tx.bytes_out = s.body.len() as u64;
+            s.out.extend_from_slice(&s.body);
+            own::write_vec(&mut client.w, &mut s.out).await.map(|_| 0).map_err(BodyError::Sink)
+        } else if streamed {
+            let out_framing = if http10 { BodyFraming::UntilClose } else { BodyFraming::Chunked };
+            close |= http10;
+            let changes = ResponseChanges { close, reframed: Some(out_framing) };
+            rewrite::write_response(&tx.response, &changes, &mut s.out);
+            tx.head_out = s.out.len() as u64;
+            if own::write_vec(&mut client.w, &mut s.out).await.is_err() {
+                tx.error = Some(Error::Client(ClientError::GoneDuringResponse));
+                return Ok((After::Close, false));
+            }
+            let filters = &s.filters;
+            let mut filter = |d: &mut Vec<u8>, end: bool| mods.filter_body(filters, true, tx, d, end);
+            let r = body::forward_transformed(
+                &mut nc.r,
+                &mut client.w,
+                framing,
+                &opts,
+                out_framing,
+                &mut s.body,
+                &mut filter,
+            )
+            .await;
+            r.map(|(_, written)| written)
+        } else {
+            // As it came (observers see it pass): a chunked body is
+            // de-chunked for an HTTP/1.0 client.
+            opts.dechunk = http10 && framing == Framing::Chunked;
+            let changes = ResponseChanges { close, reframed: opts.dechunk.then_some(BodyFraming::UntilClose) };
+            rewrite::write_response(&tx.response, &changes, &mut s.out);
+            tx.head_out = s.out.len() as u64;
+            // A small body that arrived with the head goes out in the same
+            // send: one segment to the client instead of two.
+            if let Framing::Length(n) = framing {
+                if s.filters.is_empty() && n <= COALESCE_BODY as u64 && nc.r.data().len() as u64 >= n {
+                    s.out.extend_from_slice(&nc.r.data()[..n as usize]);
+                    nc.r.consume(n as usize);
+                    tx.bytes_out = n;
+                    framing = Framing::None;
+                }
+            }
+            if own::write_vec(&mut client.w, &mut s.out).await.is_err() {
+                tx.error = Some(Error::Client(ClientError::GoneDuringResponse));
+                return Ok((After::Close, false));
+            }
+            if s.filters.is_empty() {
+                opts.splice = splice_both(vs.splice, client, nc).then_some((nc.fd, client.fd));
+                body::forward(&mut nc.r, &mut client.w, framing, &opts, None).await
+            } else {
+                let filters = &s.filters;
+                let mut see = |d: &[u8]| mods.observe_body(filters, true, tx, d, false);
+                match body::forward(&mut nc.r, &mut client.w, framing, &opts, Some(&mut see)).await {
+                    Ok(n) => match mods.observe_body(filters, true, tx, &[], true) {
+                        BodyFlow::Continue => Ok(n),
+                        BodyFlow::Abort(why) => Err(BodyError::Filter(why)),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(n) => {
+                // Plus a body already sent with the head.
+                tx.bytes_out += n;
+                let reusable = node_keep_alive && request_complete && nc.r.data().is_empty();
+                Ok((if close { After::Close } else { After::KeepAlive }, reusable))
+            }
+            Err(BodyError::Sink(_)) => {
+                tx.error = Some(Error::Client(ClientError::GoneDuringResponse));
+                Ok((After::Close, false))
+            }
+            Err(e) => {
+                tx.error = Some(response_body_error(tx, e));
+                Ok((After::Close, false))
+            }
+        }
+    }
+
+    /// Send shoal's own response. `body_unread`: bytes of the request's
+    /// body (or the node's) are still on the wire, so the connection closes
+    /// after it.
+    async fn respond(&mut self, mut own: OwnResponse, body_unread: bool) -> After {
+        let tx = &mut self.tx;
+        tx.source = ResponseSource::Own;
+        tx.status = own.head.status;
+        if own.close_instead {
+            tx.status = 0;
             return After::Close;
         }
-    };
-    let _ = phases.response(view, ctx, &s.resp).await;
-    let (after, _) =
-        forward_response(view, ctx.vs, client, &mut nc, s, ctx, complete, req.client_keep_alive, req.client_minor)
-            .await;
-    phases.done(view, ctx);
-    if s.resp.status == 101 && req.upgrade && complete && matches!(after, After::Close) && ctx.error.is_none() {
-        return After::Tunnel(nc, None);
-    }
-    after
-}
-
-/// Answer with shoal's own error response (or close, per `error_action`).
-#[allow(clippy::too_many_arguments)]
-async fn finish_error<P: HttpPhases>(
-    phases: &P,
-    view: &Rc<ShardView>,
-    client: &mut Client,
-    s: &mut Scratch,
-    ctx: &mut Ctx,
-    status: u16,
-    why: &'static str,
-    close: bool,
-) -> After {
-    let vs = &view.config.virtual_servers[ctx.vs];
-    ctx.status = status;
-    ctx.error = Some(why);
-    log::info!("virtual server {}: client {}: {status} ({why})", vs.name, client.peer);
-    let is_proxy_error = matches!(status, 502..=504);
-    if is_proxy_error && vs.http.error_action == ErrorAction::Close {
-        phases.done(view, ctx);
-        return After::Close;
-    }
-    let default_body;
-    let (ctype, body): (&str, &[u8]) = match (&vs.http.error_page, is_proxy_error) {
-        (Some(page), true) => ("text/html", page.as_slice()),
-        _ => {
-            default_body = format!("{status} {}\n", crate::http::reason(status));
-            ("text/plain", default_body.as_bytes())
+        let keep_alive = tx.request.keep_alive() && !body_unread;
+        let (is_head, version) = (tx.request.is_head(), tx.request.version);
+        let sent = own::send(&mut self.client.w, &mut own, is_head, version, keep_alive, &mut self.s.out).await;
+        // The head as sent, for the log phase (`%{Name}o`).
+        std::mem::swap(&mut tx.response, &mut own.head);
+        match sent {
+            Ok(sent) => {
+                tx.head_out = sent.head;
+                tx.bytes_out = sent.body;
+                if sent.keep_alive {
+                    After::KeepAlive
+                } else {
+                    After::Close
+                }
+            }
+            Err(own::SendError::Client(_)) => {
+                tx.error.get_or_insert(Error::Client(ClientError::GoneDuringResponse));
+                After::Close
+            }
+            Err(own::SendError::Source(e)) => {
+                log::info!(
+                    "virtual server {}: client {}: own response body failed: {e}",
+                    tx.vs_config().name,
+                    tx.client()
+                );
+                tx.error.get_or_insert(Error::Shoal(ShoalError::Module("response body source failed")));
+                After::Close
+            }
         }
-    };
-    rewrite::write_simple(status, ctype, body, close, &mut s.out);
-    send_own_response(phases, view, client, s, ctx, close).await
-}
+    }
 
-/// Send shoal's own response (in `s.out`) and finish the request; the
-/// connection stays open unless `close` or the write failed.
-async fn send_own_response<P: HttpPhases>(
-    phases: &P,
-    view: &Rc<ShardView>,
-    client: &mut Client,
-    s: &mut Scratch,
-    ctx: &mut Ctx,
-    close: bool,
-) -> After {
-    ctx.head_out = s.out.len() as u64;
-    let ok = write_out(&mut client.w, &mut s.out).await.is_ok();
-    phases.done(view, ctx);
-    if close || !ok {
-        After::Close
-    } else {
-        After::KeepAlive
+    /// Answer with shoal's own error response for `err`, after the modules'
+    /// `error` phase (which may replace it, or close instead).
+    async fn fail(&mut self, err: Error, close: bool) -> After {
+        let status = err.status();
+        self.tx.error = Some(err);
+        log::info!(
+            "virtual server {}: client {}: {status} ({})",
+            self.tx.vs_config().name,
+            self.tx.client(),
+            err.message()
+        );
+        let mut resp = OwnResponse::plain(status);
+        self.mods.error(&mut self.tx, &mut resp);
+        self.respond(resp, close).await
     }
 }
 
-/// Send the request (head, then body while watching for the response) and
-/// read the node's final response head into `resp`. Returns whether the
-/// whole request body was sent.
+/// Send the request head and then the body, while watching for the
+/// response, and read the node's final response head into `tx.response`.
+/// Returns whether the whole request body was sent, and when the reply
+/// time started.
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
     client: &mut Client,
     nc: &mut NodeConn,
-    node_head: &mut Vec<u8>,
-    framing: Framing,
-    body_opts: &BodyOpts,
-    resp: &mut ResponseHead,
-    is_head: bool,
-    forward_continue: bool,
-    reply: std::time::Duration,
-    max_head: usize,
-    ctx: &mut Ctx,
+    s: &mut Scratch,
+    tx: &mut Txn,
+    mods: &mut Contexts,
+    x: Exchange,
+    req_body: &ReqBody,
+    opts: &BodyOpts,
 ) -> Result<(bool, Instant), Failure> {
-    if let Err(_e) = write_out(&mut nc.w, node_head).await {
-        return Err(if nc.reused {
-            Failure::Stale { written: false }
-        } else {
-            Failure::Node { status: 502, reason: "write to node failed" }
-        });
+    if own::write_vec(&mut nc.w, &mut s.node_head).await.is_err() {
+        return Err(if nc.reused { Failure::Stale { written: false } } else { Failure::Node(NodeError::WriteFailed) });
     }
     // A reused connection that closes with no answer is taken as stale (and
     // retried) only when no body went out after the head: a node that read
     // a body and then died may have acted on it.
-    let reused = nc.reused && framing == Framing::None;
-    if framing == Framing::None {
+    let reused = nc.reused && x.framing == Framing::None;
+    let Scratch { filters, body: buf, resp, .. } = s;
+    if x.framing == Framing::None {
         let start = Instant::now();
-        read_response_head(
-            &mut nc.r,
-            &mut client.w,
-            resp,
-            is_head,
-            forward_continue,
-            Some(start + reply),
-            max_head,
-            reused,
-        )
-        .await?;
+        read_response_head(&mut nc.r, &mut client.w, resp, x, Some(start + x.reply), reused).await?;
+        std::mem::swap(&mut tx.response, resp);
         return Ok((true, start));
     }
     // With a body, max_reply_time runs from the end of the body: a slow but
     // steady upload is the client's time (bounded by client_idle_timeout
-    // per read), not a node failure.
-    let mut body_fut = pin!(body::forward(&mut client.r, &mut nc.w, framing, body_opts));
-    let mut head_fut =
-        pin!(read_response_head(&mut nc.r, &mut client.w, resp, is_head, forward_continue, None, max_head, reused));
-    let first = monoio::select! {
-        b = &mut body_fut => Ok(b),
-        h = &mut head_fut => Err(h),
-    };
-    let reply_timeout = || Failure::Node { status: 504, reason: "no reply within max_reply_time" };
-    match first {
-        Ok(Ok(n)) => {
-            ctx.bytes_in = n;
-            let start = Instant::now();
-            monoio::time::timeout_at((start + reply).into(), &mut head_fut).await.map_err(|_| reply_timeout())??;
-            Ok((true, start))
-        }
-        Ok(Err(BodyError::Sink(_))) => {
-            // The node stopped reading; it may have answered (e.g. 413).
-            let start = Instant::now();
-            monoio::time::timeout_at((start + reply).into(), &mut head_fut).await.map_err(|_| reply_timeout())??;
-            Ok((false, start))
-        }
-        Ok(Err(BodyError::TooLarge)) => Err(Failure::BadBody(413, "request body larger than max_body_size")),
-        Ok(Err(BodyError::Chunked(_))) => Err(Failure::BadBody(400, "invalid chunked request body")),
-        Ok(Err(BodyError::SourceIdle)) => {
-            Err(Failure::BadBody(408, "request body not received within client_idle_timeout"))
-        }
-        Ok(Err(BodyError::Truncated | BodyError::SourceIo(_))) => {
-            Err(Failure::Client("client closed during the request body"))
-        }
-        // The head won the race. Both may have completed in the same round
-        // (select! picks among ready branches at random), and a node cannot
-        // answer a request before it has read it all, so check the body
-        // once more: only a body still unsent means the node answered
-        // early, when the rest of the body is never read and both
-        // connections close after this response.
-        Err(h) => {
-            let body = std::future::poll_fn(|cx| Poll::Ready(body_fut.as_mut().poll(cx))).await;
-            let complete = match body {
-                Poll::Ready(Ok(n)) => {
-                    ctx.bytes_in = n;
-                    true
+    // per read), not a node failure. The head is read into scratch while
+    // body filters may hold the transaction.
+    let mut bytes_in = 0;
+    let out = {
+        let mut body_fut = pin!(send_body(&mut client.r, &mut nc.w, x.framing, opts, req_body, mods, filters, buf, tx));
+        let mut head_fut = pin!(read_response_head(&mut nc.r, &mut client.w, resp, x, None, reused));
+        let first = monoio::select! {
+            b = &mut body_fut => Ok(b),
+            h = &mut head_fut => Err(h),
+        };
+        let reply_timeout = || Failure::Node(NodeError::ReplyTimeout);
+        match first {
+            Ok(Ok(n)) => {
+                bytes_in = n;
+                let start = Instant::now();
+                match monoio::time::timeout_at((start + x.reply).into(), &mut head_fut).await {
+                    Ok(r) => r.map(|_| (true, start)),
+                    Err(_) => Err(reply_timeout()),
                 }
-                _ => false,
-            };
-            h.map(|_| (complete, Instant::now()))
+            }
+            Ok(Err(BodyError::Sink(_))) => {
+                // The node stopped reading; it may have answered (e.g. 413).
+                let start = Instant::now();
+                match monoio::time::timeout_at((start + x.reply).into(), &mut head_fut).await {
+                    Ok(r) => r.map(|_| (false, start)),
+                    Err(_) => Err(reply_timeout()),
+                }
+            }
+            Ok(Err(e)) => Err(match request_body_error(e) {
+                Error::Client(c) => Failure::Client(c),
+                Error::Node(n) => Failure::Node(n),
+                e @ Error::Shoal(_) => Failure::Filter(e),
+            }),
+            // The head won the race. Both may have completed in the same
+            // round (select! picks among ready branches at random), and a
+            // node cannot answer a request before it has read it all, so
+            // check the body once more: only a body still unsent means the
+            // node answered early, when the rest of the body is never read
+            // and both connections close after this response.
+            Err(h) => {
+                let body = std::future::poll_fn(|cx| Poll::Ready(body_fut.as_mut().poll(cx))).await;
+                let complete = match body {
+                    Poll::Ready(Ok(n)) => {
+                        bytes_in = n;
+                        true
+                    }
+                    _ => false,
+                };
+                h.map(|_| (complete, Instant::now()))
+            }
+        }
+    };
+    tx.bytes_in = bytes_in;
+    if out.is_ok() {
+        std::mem::swap(&mut tx.response, resp);
+    }
+    out
+}
+
+/// The request body to the node as `req_body` says, through the request
+/// body filters in `filters`.
+#[allow(clippy::too_many_arguments)]
+async fn send_body(
+    src: &mut Reader<ConnRead>,
+    dst: &mut ConnWrite,
+    framing: Framing,
+    opts: &BodyOpts,
+    req_body: &ReqBody,
+    mods: &mut Contexts,
+    filters: &[(usize, BodyMode)],
+    buf: &mut Vec<u8>,
+    tx: &mut Txn,
+) -> Result<u64, BodyError> {
+    match req_body {
+        ReqBody::Plain | ReqBody::Whole => body::forward(src, dst, framing, opts, None).await,
+        ReqBody::Observed => {
+            let mut see = |d: &[u8]| mods.observe_body(filters, false, tx, d, false);
+            let n = body::forward(src, dst, framing, opts, Some(&mut see)).await?;
+            match mods.observe_body(filters, false, tx, &[], true) {
+                BodyFlow::Continue => Ok(n),
+                BodyFlow::Abort(why) => Err(BodyError::Filter(why)),
+            }
+        }
+        ReqBody::Streamed => {
+            let mut filter = |d: &mut Vec<u8>, end: bool| mods.filter_body(filters, false, tx, d, end);
+            let (n, _) =
+                body::forward_transformed(src, dst, framing, opts, BodyFraming::Chunked, buf, &mut filter).await?;
+            Ok(n)
         }
     }
 }
 
+/// The transaction's error for a response body that broke off, recording
+/// a node failure where the node is to blame.
+fn response_body_error(tx: &Txn, e: BodyError) -> Error {
+    let err = match e {
+        BodyError::Sink(_) => return Error::Client(ClientError::GoneDuringResponse),
+        BodyError::OverFilterLimit => return Error::Shoal(ShoalError::ResponseOverFilterLimit),
+        BodyError::Filter(why) => return Error::Shoal(ShoalError::Module(why)),
+        BodyError::SourceIdle => Error::Node(NodeError::IdleDuringBody),
+        BodyError::Chunked(_) => Error::Node(NodeError::BadChunkedResponse),
+        BodyError::Truncated | BodyError::SourceIo(_) | BodyError::TooLarge => Error::Node(NodeError::ClosedDuringBody),
+    };
+    if let (Some(ni), None) = (tx.node, tx.explicit_addr) {
+        tx.view.pools[tx.pool].record_failure(ni, err.message());
+    }
+    err
+}
+
+/// The smallest `Whole` limit among `filters`, if any is `Whole`.
+fn whole_limit(filters: &[(usize, BodyMode)]) -> Option<usize> {
+    filters
+        .iter()
+        .filter_map(|(_, m)| match m {
+            BodyMode::Whole { limit } => Some(*limit),
+            _ => None,
+        })
+        .min()
+}
+
+/// The request's error for a request body that could not be read.
+fn request_body_error(e: BodyError) -> Error {
+    match e {
+        BodyError::TooLarge => Error::Client(ClientError::BodyTooLarge),
+        BodyError::Chunked(_) => Error::Client(ClientError::BadChunkedBody),
+        BodyError::SourceIdle => Error::Client(ClientError::BodyTimeout),
+        BodyError::Truncated | BodyError::SourceIo(_) => Error::Client(ClientError::ClosedDuringBody),
+        BodyError::Sink(_) => Error::Node(NodeError::WriteFailed),
+        BodyError::OverFilterLimit => Error::Shoal(ShoalError::RequestOverFilterLimit),
+        BodyError::Filter(why) => Error::Shoal(ShoalError::Module(why)),
+    }
+}
+
+/// The node for the next attempt: `tx.required_node` when it can take the
+/// request (active or draining: a draining node keeps its sessions), else
+/// the pool's balancer (with LARD on `tx.url_hash`, and preferring nodes
+/// with an idle connection for round robin and random).
+fn choose_node(pool: &ShardPool, tx: &mut Txn, tried: &[bool]) -> Option<Pick> {
+    if let Some(r) = tx.required_node.filter(|&r| r < tried.len() && !tried[r]) {
+        if let Some(pick) = pool.pick_persistent(r) {
+            return Some(pick);
+        }
+    }
+    pool.pick(tried, tx.url_hash).map(|p| pool.prefer_warm(p, tried))
+}
+
 /// Read a node's response head, forwarding `100 Continue` to the client
 /// when asked and skipping other interim responses.
-#[allow(clippy::too_many_arguments)]
 async fn read_response_head<W: AsyncWriteRent>(
     nr: &mut Reader<ConnRead>,
     client_w: &mut W,
-    resp: &mut ResponseHead,
-    is_head: bool,
-    forward_continue: bool,
+    resp: &mut response::ResponseHead,
+    x: Exchange,
     deadline: Option<Instant>,
-    max_head: usize,
     reused: bool,
 ) -> Result<(), Failure> {
     let mut got_any = false;
     loop {
         if !nr.data().is_empty() {
             got_any = true;
-            match response::parse(nr.data(), max_head, is_head, resp) {
+            match response::parse(nr.data(), x.max_head, x.is_head, resp) {
                 Ok(Some(())) if (100..200).contains(&resp.status) && resp.status != 101 => {
-                    if resp.status == 100 && forward_continue {
-                        nr.forward(client_w, resp.len).await.map_err(|_| Failure::Client("client write failed"))?;
+                    if resp.status == 100 && x.forward_continue {
+                        nr.forward(client_w, resp.len).await.map_err(|_| Failure::Client(ClientError::WriteFailed))?;
                     } else {
                         nr.consume(resp.len);
                     }
                     continue;
                 }
-                Ok(Some(())) => return Ok(()),
+                Ok(Some(())) => {
+                    // The head has its own copy.
+                    nr.consume(resp.len);
+                    return Ok(());
+                }
                 Ok(None) => {}
-                Err(_) => return Err(Failure::Node { status: 502, reason: "invalid response from node" }),
+                Err(_) => return Err(Failure::Node(NodeError::InvalidResponse)),
             }
         }
         let len = nr.data().len();
         if len * 2 > nr.capacity() {
-            nr.reserve_total((len * 2).max(IDLE_BUFFER).min(max_head + 1));
+            nr.reserve_total((len * 2).max(IDLE_BUFFER).min(x.max_head + 1));
         }
         let filled = match deadline {
             Some(d) => monoio::time::timeout_at(d.into(), nr.fill()).await,
             None => Ok(nr.fill().await),
         };
         match filled {
-            Err(_) => return Err(Failure::Node { status: 504, reason: "no reply within max_reply_time" }),
+            Err(_) => return Err(Failure::Node(NodeError::ReplyTimeout)),
             Ok(Ok(0)) | Ok(Err(_)) if reused && !got_any => return Err(Failure::Stale { written: true }),
-            Ok(Ok(0)) => {
-                return Err(Failure::Node {
-                    status: 502,
-                    reason: "node closed the connection before a complete response",
-                })
-            }
-            Ok(Err(_)) => return Err(Failure::Node { status: 502, reason: "node connection reset" }),
+            Ok(Ok(0)) => return Err(Failure::Node(NodeError::ClosedBeforeResponse)),
+            Ok(Err(_)) => return Err(Failure::Node(NodeError::Reset)),
             Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// Write the response head and stream the body to the client. Returns what
-/// to do with the client connection and whether the node connection can
-/// be reused.
-#[allow(clippy::too_many_arguments)]
-async fn forward_response(
-    view: &Rc<ShardView>,
-    vs_i: usize,
-    client: &mut Client,
-    nc: &mut NodeConn,
-    s: &mut Scratch,
-    ctx: &mut Ctx,
-    request_complete: bool,
-    client_keep_alive: bool,
-    client_minor: u8,
-) -> (After, bool) {
-    let vs = &view.config.virtual_servers[vs_i];
-    let resp = &s.resp;
-    ctx.status = resp.status;
-    // A virtual server that a reconfiguration removed or changed closes
-    // its connections after their current response, and says so.
-    let close = !client_keep_alive
-        || client_minor == 0
-        || !request_complete
-        || resp.framing == Framing::UntilClose
-        || resp.status == 101
-        || view.shard.shutdown.is_set()
-        || (!view.is_current() && view.follow(vs_i).is_none());
-    let dechunk = client_minor == 0 && resp.framing == Framing::Chunked;
-    let changes =
-        ResponseChanges { close, dechunk, via: vs.http.add_via.then_some("shoal"), extra: ctx.set_cookie.as_deref() };
-    if let (Some(lc), Some(al)) = (ctx.log.as_deref_mut(), vs.http.access_log.as_ref()) {
-        if al.format.needs_response_headers() {
-            let buf = nc.r.data();
-            lc.response_headers =
-                resp.headers.iter().map(|h| (buf[h.name.clone()].to_vec(), buf[h.value.clone()].to_vec())).collect();
-        }
-    }
-    rewrite::write_response(nc.r.data(), resp, &changes, &mut s.out);
-    nc.r.consume(resp.len);
-    let node_keep_alive = resp.node_keep_alive();
-    let mut framing = resp.framing;
-    ctx.head_out = s.out.len() as u64;
-    // A small body that arrived with the head goes out in the same send:
-    // one segment to the client instead of two.
-    if let Framing::Length(n) = framing {
-        if n <= COALESCE_BODY as u64 && nc.r.data().len() as u64 >= n {
-            s.out.extend_from_slice(&nc.r.data()[..n as usize]);
-            nc.r.consume(n as usize);
-            ctx.bytes_out = n;
-            framing = Framing::None;
-        }
-    }
-    if write_out(&mut client.w, &mut s.out).await.is_err() {
-        return (After::Close, false);
-    }
-    let opts = BodyOpts {
-        idle: vs.server_idle_timeout,
-        dechunk,
-        limit: None,
-        buffer: vs.buffer_size,
-        splice: splice_both(vs.splice, client, nc).then_some((nc.fd, client.fd)),
-    };
-    match body::forward(&mut nc.r, &mut client.w, framing, &opts).await {
-        Ok(n) => {
-            // Plus a body already sent with the head.
-            ctx.bytes_out += n;
-            let reusable = node_keep_alive && request_complete && nc.r.data().is_empty();
-            (if close { After::Close } else { After::KeepAlive }, reusable)
-        }
-        Err(BodyError::Sink(_)) => {
-            ctx.error = Some("client went away during the response");
-            (After::Close, false)
-        }
-        Err(e) => {
-            let reason = match e {
-                BodyError::SourceIdle => "node idle past server_idle_timeout during the response body",
-                BodyError::Chunked(_) => "invalid chunked response body",
-                _ => "node closed during the response body",
-            };
-            ctx.error = Some(reason);
-            if let Some(ni) = ctx.node {
-                view.pools[ctx.pool].record_failure(ni, reason);
-            }
-            (After::Close, false)
         }
     }
 }

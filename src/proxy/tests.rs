@@ -1,23 +1,30 @@
-//! In-process tests of the driver with hooks that the shipped configuration
-//! cannot set yet (the rule language will): forwarding to an explicit
-//! address (C7).
+//! In-process tests of the driver with a module that the shipped
+//! configuration cannot set yet (the rule language will): forwarding to an
+//! explicit address (C7).
 
-use super::phases::{Ctx, Flow, HttpPhases, Request};
+use super::module::{Flow, Module, Modules, Step};
 use super::pipeline;
+use super::txn::Txn;
 use crate::pool::health::NodeHealth;
 use crate::runtime::shard::ShardView;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 
-/// A hook that sends every request to one address.
+/// A module that sends every request to one address.
+#[derive(Clone, Copy)]
 struct Explicit(SocketAddr);
 
-impl HttpPhases for Explicit {
-    async fn request(&self, _: &Rc<ShardView>, ctx: &mut Ctx, _: &Request<'_>) -> Flow {
-        ctx.explicit_addr = Some(self.0);
-        Flow::Continue
+impl Module for Explicit {
+    type Ctx = ();
+
+    fn name(&self) -> &'static str {
+        "explicit"
+    }
+
+    fn request<'a>(&'a self, tx: &'a mut Txn, _: &'a mut ()) -> Step<'a, Flow> {
+        tx.explicit_addr = Some(self.0);
+        Step::Ready(Flow::Continue)
     }
 }
 
@@ -51,14 +58,15 @@ fn unused_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
-/// Serve one client connection through the driver with `phases`; returns
+/// Serve one client connection through the driver with `module`; returns
 /// what the client read.
-fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHealth>) {
+fn one_request(module: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHealth>) {
     let cfg = format!(
         "[virtual_servers.v]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n[pools.p]\nnodes = [\"{pool_node}\"]\nmax_connect_time = \"1s\"\n"
     );
     let config = crate::config::load_str(&cfg, "test").unwrap();
-    let generation = crate::runtime::generation::Generation::first(config, &mut Vec::new());
+    let modules = Modules::new().with(move |_| Some(module));
+    let generation = crate::runtime::generation::Generation::first_with(config, modules, &mut Vec::new());
     let health = generation.health.clone();
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
     let out = rt.block_on(async {
@@ -74,7 +82,7 @@ fn one_request(phases: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
         });
         let (stream, peer) = listener.accept().await.unwrap();
         let local = stream.local_addr().unwrap();
-        let _ = pipeline::run(&phases, view.clone(), 0, crate::net::stream::Split::tcp(stream), peer, local).await;
+        let _ = pipeline::run(view.clone(), 0, crate::net::stream::Split::tcp(stream), peer, local).await;
         client.join().unwrap()
     });
     (out, health[0][0].clone())

@@ -31,12 +31,25 @@ pub struct Generation {
     pub vs_log: Vec<Option<usize>>,
     /// What changed from the previous generation, to log once applied.
     pub notes: Vec<String>,
+    /// Modules added by the program embedding shoal (carried to every
+    /// later generation).
+    pub modules: crate::proxy::module::Modules,
 }
 
 impl Generation {
-    /// The first generation: fresh state everywhere. `log_paths` is the
-    /// writer's list of access-log files, extended with new ones.
+    /// The first generation: fresh state everywhere, the built-in modules
+    /// only. `log_paths` is the writer's list of access-log files, extended
+    /// with new ones.
     pub fn first(config: Config, log_paths: &mut Vec<PathBuf>) -> Generation {
+        Generation::first_with(config, Default::default(), log_paths)
+    }
+
+    /// [`Generation::first`] with `modules` added to the built-in ones.
+    pub fn first_with(
+        config: Config,
+        modules: crate::proxy::module::Modules,
+        log_paths: &mut Vec<PathBuf>,
+    ) -> Generation {
         let health = config
             .pools
             .iter()
@@ -53,7 +66,7 @@ impl Generation {
             .collect();
         let persist = crate::persist::build(&config, None);
         let vs_log = log_numbers(&config, log_paths);
-        Generation { id: 1, config: Arc::new(config), health, persist, vs_log, notes: Vec::new() }
+        Generation { id: 1, config: Arc::new(config), health, persist, vs_log, notes: Vec::new(), modules }
     }
 
     /// The generation after `self`, for `config`, carrying state over.
@@ -129,7 +142,15 @@ impl Generation {
         }
         let persist = crate::persist::build(&config, Some(&self.persist));
         let vs_log = log_numbers(&config, log_paths);
-        Generation { id: self.id + 1, config: Arc::new(config), health, persist, vs_log, notes }
+        Generation {
+            id: self.id + 1,
+            config: Arc::new(config),
+            health,
+            persist,
+            vs_log,
+            notes,
+            modules: self.modules.clone(),
+        }
     }
 }
 

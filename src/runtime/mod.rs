@@ -15,9 +15,14 @@ use crate::net::listener;
 pub use control::Control;
 use std::sync::Arc;
 
-/// Run `config` until a graceful stop completes. `ready` is handed the
-/// control plane once every shard runs (the REST API starts there).
-pub fn run(config: Config, ready: impl FnOnce(Arc<Control>) -> Result<(), String>) -> Result<(), String> {
+/// Run `config`, with `modules` added to the built-in HTTP modules, until
+/// a graceful stop completes. `ready` is handed the control plane once
+/// every shard runs (the REST API starts there).
+pub fn run(
+    config: Config,
+    modules: crate::proxy::module::Modules,
+    ready: impl FnOnce(Arc<Control>) -> Result<(), String>,
+) -> Result<(), String> {
     let cpus = shard_cpus(&config.global.shards)?;
     let n = cpus.len();
     // Bind everything before starting any shard, so errors surface once.
@@ -32,7 +37,7 @@ pub fn run(config: Config, ready: impl FnOnce(Arc<Control>) -> Result<(), String
 
     // Access logs: one writer thread for all of them, files opened now.
     let mut log_paths = Vec::new();
-    let generation = Arc::new(generation::Generation::first(config, &mut log_paths));
+    let generation = Arc::new(generation::Generation::first_with(config, modules, &mut log_paths));
     let access = crate::log::writer::start(log_paths.clone())?;
     let mut monitors = crate::monitor::schedule::Monitors::default();
     monitors.update(&generation);

@@ -154,10 +154,11 @@ pub struct ShardView {
     vs_limit: Vec<u32>,
     /// This shard's share of `max_connections_per_client`, if set.
     client_limit: Vec<Option<u32>>,
-    /// Per virtual server: its access log's line buffer, when it has one.
-    access_lines: Vec<Option<Rc<RefCell<LineBuffer>>>>,
     /// The listeners of this generation on this shard, and their virtual servers.
     listen: Vec<(ListenKey, usize)>,
+    /// Per virtual server: its HTTP module stack (empty for other
+    /// protocols), built for this generation on this shard.
+    pub stacks: Vec<Rc<crate::proxy::module::Stack>>,
 }
 
 /// A listener's identity across generations: its virtual server's name and
@@ -239,6 +240,13 @@ impl ShardView {
             .filter(|(_, v)| v.shards.as_ref().is_none_or(|s| s.contains(&shard.id)))
             .flat_map(|(i, v)| v.listen.iter().map(move |a| ((v.name.clone(), *a), i)))
             .collect();
+        let access_lines: Vec<_> = generation.vs_log.iter().map(|l| l.map(|l| shard.access_buffer(l))).collect();
+        let stacks = (0..config.virtual_servers.len())
+            .map(|vs| {
+                let site = crate::proxy::module::ModuleSite { config, vs, shard: shard.id };
+                Rc::new(crate::proxy::modules::build_stack(&site, access_lines[vs].clone(), &generation.modules))
+            })
+            .collect();
         Rc::new(ShardView {
             id: shard.id,
             generation: generation.id,
@@ -253,8 +261,8 @@ impl ShardView {
                 .iter()
                 .map(|v| v.max_connections_per_client.map(|l| share(v, l)))
                 .collect(),
-            access_lines: generation.vs_log.iter().map(|l| l.map(|l| shard.access_buffer(l))).collect(),
             listen,
+            stacks,
         })
     }
 
@@ -298,11 +306,6 @@ impl ShardView {
     /// Virtual server `vs`'s counters on this shard.
     pub fn vs_stats(&self, vs: usize) -> &crate::stats::VsCounters {
         &self.vs[vs].stats
-    }
-
-    /// The access-log line buffer of virtual server `vs`, if it logs.
-    pub fn access_log(&self, vs: usize) -> Option<&RefCell<LineBuffer>> {
-        self.access_lines.get(vs).and_then(Option::as_deref)
     }
 
     /// Count a new connection on virtual server `vs` from `client`; `None`

@@ -1,0 +1,531 @@
+//! The module interface of the HTTP proxy: the phases a module can hook
+//! ([`Module`]), what hooks answer ([`Flow`], [`Verdict`], [`BodyMode`]),
+//! the per-virtual-server stack of modules built once per configuration
+//! generation on each shard ([`Stack`]), and the registry through which a
+//! program embedding shoal adds its own modules ([`Modules`]).
+//!
+//! Modules are shard-local: built on the shard that runs them, no `Send`
+//! bound, free to hold `Rc` and `Cell` state. Each request gets a fresh
+//! context of the module's own type ([`Module::Ctx`]), kept in storage the
+//! connection reuses, so a module without heap state costs no allocation
+//! per request. Hooks are plain functions; one that must wait (a rule
+//! queueing for a rate class, a cache lookup on another shard) returns
+//! [`Step::Wait`] with a future, and only its own connection waits.
+//!
+//! docs/phases.md has the order, the defaults and a complete example.
+
+use super::own::OwnResponse;
+use super::txn::Txn;
+use crate::config::Config;
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A hook's answer, now or after waiting.
+pub enum Step<'a, T> {
+    Ready(T),
+    Wait(Pin<Box<dyn Future<Output = T> + 'a>>),
+}
+
+impl<'a, T> Step<'a, T> {
+    /// Wait for `f` (boxed: only hooks that really wait pay for it).
+    pub fn wait(f: impl Future<Output = T> + 'a) -> Self {
+        Step::Wait(Box::pin(f))
+    }
+
+    pub async fn get(self) -> T {
+        match self {
+            Step::Ready(t) => t,
+            Step::Wait(f) => f.await,
+        }
+    }
+}
+
+impl<T> From<T> for Step<'_, T> {
+    fn from(t: T) -> Self {
+        Step::Ready(t)
+    }
+}
+
+/// What to do with a request after a request-side hook.
+#[derive(Debug)]
+pub enum Flow {
+    /// On to the next module and phase.
+    Continue,
+    /// Answer the client with this response; no node is contacted.
+    Respond(Box<OwnResponse>),
+    /// Close the client connection without an answer.
+    Close,
+}
+
+/// A module's judgement of a node's response head.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward it (as the modules left it).
+    Accept,
+    /// The node failed (it counts towards marking the node failed): the
+    /// driver tries another node when the request is retryable, else the
+    /// response is forwarded as it is.
+    NodeFailure(&'static str),
+    /// Send this response instead of the node's (the node's body is
+    /// discarded and its connection closed).
+    Respond(Box<OwnResponse>),
+}
+
+/// How a module wants to see a message body, asked once the head is
+/// final (after the `response` phase for response bodies, after
+/// `node_request` for request bodies). Bodies of messages that have none
+/// (HEAD, 204, 304, no length) are never shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Not at all (the default). With every module off, bodies move
+    /// without passing through user space where the sockets allow it.
+    Off,
+    /// Every chunk of the payload, unchanged: the framing is kept. A tee.
+    Observe,
+    /// Every chunk, which the module may change: the body is re-framed
+    /// (chunked for HTTP/1.1 peers, until close for HTTP/1.0 clients).
+    Stream,
+    /// The whole payload at once, up to `limit` bytes, which the module may
+    /// replace: the message goes out with the new `Content-Length` once the
+    /// body is complete. A longer body fails the request (413 for a
+    /// request body, 502 for a response body not yet begun).
+    Whole { limit: usize },
+}
+
+/// A piece of a body as a body filter sees it.
+pub struct BodyChunk<'a> {
+    data: ChunkData<'a>,
+    end: bool,
+}
+
+enum ChunkData<'a> {
+    /// `Observe` mode: to look at only.
+    Shared(&'a [u8]),
+    /// `Stream` and `Whole` modes: the module may change it.
+    Owned(&'a mut Vec<u8>),
+}
+
+impl<'a> BodyChunk<'a> {
+    pub(crate) fn shared(data: &'a [u8], end: bool) -> Self {
+        BodyChunk { data: ChunkData::Shared(data), end }
+    }
+
+    pub(crate) fn owned(data: &'a mut Vec<u8>, end: bool) -> Self {
+        BodyChunk { data: ChunkData::Owned(data), end }
+    }
+
+    /// The payload bytes of this piece (possibly none, on the last).
+    pub fn data(&self) -> &[u8] {
+        match &self.data {
+            ChunkData::Shared(d) => d,
+            ChunkData::Owned(d) => d,
+        }
+    }
+
+    /// The bytes to change, in `Stream` and `Whole` modes; `None` in
+    /// `Observe` mode.
+    pub fn data_mut(&mut self) -> Option<&mut Vec<u8>> {
+        match &mut self.data {
+            ChunkData::Shared(_) => None,
+            ChunkData::Owned(d) => Some(d),
+        }
+    }
+
+    /// Whether this is the body's last piece.
+    pub fn is_end(&self) -> bool {
+        self.end
+    }
+}
+
+/// A body filter's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFlow {
+    Continue,
+    /// Stop: the exchange fails (both connections close once the head has
+    /// gone out).
+    Abort(&'static str),
+}
+
+/// Where the response head in [`Txn::response`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseSource {
+    /// None yet.
+    None,
+    /// A node (or explicit address).
+    Node,
+    /// shoal itself: a module's answer or an error response.
+    Own,
+}
+
+/// A module: hooks into the phases of every request of the virtual
+/// servers it is built for. Every hook has a default that does nothing.
+///
+/// Request-side phases (`request`, `route`, `node_request`, request
+/// bodies) run the stack in order; response-side phases (`response`,
+/// response bodies, `error`, `log`) in reverse, so the module nearest the
+/// node sees the response first (as Envoy's encoder filters).
+pub trait Module: 'static {
+    /// The module's state for one request: reset to `Default` before each
+    /// request (see [`Module::reset`]).
+    type Ctx: Default + 'static;
+
+    /// A short name for logs and the documentation.
+    fn name(&self) -> &'static str;
+
+    /// Make `ctx` fresh for the next request. Default: replace it with
+    /// `Default`; a context that holds buffers can clear them instead, to
+    /// keep their memory.
+    fn reset(&self, ctx: &mut Self::Ctx) {
+        *ctx = Self::Ctx::default();
+    }
+
+    /// The request head is parsed and valid. May edit it, change the pool,
+    /// required node or explicit address, or answer ([`Flow::Respond`]).
+    fn request<'a>(&'a self, _tx: &'a mut Txn, _ctx: &'a mut Self::Ctx) -> Step<'a, Flow> {
+        Step::Ready(Flow::Continue)
+    }
+
+    /// After every module's `request`: settle the pool and node (session
+    /// persistence reads its claim here). May answer or close.
+    fn route(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx) -> Flow {
+        Flow::Continue
+    }
+
+    /// Edit the head the node gets (once per request, before the first
+    /// node is tried), or set [`Txn::preamble`].
+    fn node_request(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx) {}
+
+    /// How to see the request body (asked when it has one).
+    fn request_body_mode(&self, _tx: &Txn, _ctx: &mut Self::Ctx) -> BodyMode {
+        BodyMode::Off
+    }
+
+    /// A piece of the request body. In `Whole` mode, called once with
+    /// the whole body; in the others, once per piece and a last time with
+    /// [`BodyChunk::is_end`] (that piece may be empty).
+    fn request_body(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx, _chunk: &mut BodyChunk<'_>) -> BodyFlow {
+        BodyFlow::Continue
+    }
+
+    /// A node's final response head is in [`Txn::response`]: may edit it
+    /// (status, any field) and judge it. Runs again for the next node's
+    /// response when a verdict (or the driver's 503 rule) makes the
+    /// request move on.
+    fn response<'a>(&'a self, _tx: &'a mut Txn, _ctx: &'a mut Self::Ctx) -> Step<'a, Verdict> {
+        Step::Ready(Verdict::Accept)
+    }
+
+    /// How to see the response body (asked when the accepted node
+    /// response has one).
+    fn response_body_mode(&self, _tx: &Txn, _ctx: &mut Self::Ctx) -> BodyMode {
+        BodyMode::Off
+    }
+
+    /// A piece of the response body, as for [`Module::request_body`].
+    fn response_body(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx, _chunk: &mut BodyChunk<'_>) -> BodyFlow {
+        BodyFlow::Continue
+    }
+
+    /// shoal is about to send its own error response `resp` (status in
+    /// `resp.head`, reason in `tx.error`): replace or change it, or set
+    /// `resp.close_instead`.
+    fn error(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx, _resp: &mut OwnResponse) {}
+
+    /// The request is over, whatever happened (answered, failed or
+    /// abandoned). For logging and accounting.
+    fn log(&self, _tx: &Txn, _ctx: &mut Self::Ctx) {}
+}
+
+/// [`Module`] with its context type erased, for the stack. Implemented
+/// for every `Module`; each call downcasts the connection's stored
+/// context (a type-id compare).
+pub trait AnyModule {
+    fn name(&self) -> &'static str;
+    fn new_ctx(&self) -> Box<dyn Any>;
+    fn reset(&self, ctx: &mut dyn Any);
+    fn request<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Flow>;
+    fn route(&self, tx: &mut Txn, ctx: &mut dyn Any) -> Flow;
+    fn node_request(&self, tx: &mut Txn, ctx: &mut dyn Any);
+    fn request_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode;
+    fn request_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow;
+    fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Verdict>;
+    fn response_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode;
+    fn response_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow;
+    fn error(&self, tx: &mut Txn, ctx: &mut dyn Any, resp: &mut OwnResponse);
+    fn log(&self, tx: &Txn, ctx: &mut dyn Any);
+}
+
+fn ctx_of<M: Module>(ctx: &mut dyn Any) -> &mut M::Ctx {
+    ctx.downcast_mut().expect("a module's context is created by the module itself")
+}
+
+impl<M: Module> AnyModule for M {
+    fn name(&self) -> &'static str {
+        Module::name(self)
+    }
+    fn new_ctx(&self) -> Box<dyn Any> {
+        Box::new(M::Ctx::default())
+    }
+    fn reset(&self, ctx: &mut dyn Any) {
+        Module::reset(self, ctx_of::<M>(ctx))
+    }
+    fn request<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Flow> {
+        Module::request(self, tx, ctx_of::<M>(ctx))
+    }
+    fn route(&self, tx: &mut Txn, ctx: &mut dyn Any) -> Flow {
+        Module::route(self, tx, ctx_of::<M>(ctx))
+    }
+    fn node_request(&self, tx: &mut Txn, ctx: &mut dyn Any) {
+        Module::node_request(self, tx, ctx_of::<M>(ctx))
+    }
+    fn request_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode {
+        Module::request_body_mode(self, tx, ctx_of::<M>(ctx))
+    }
+    fn request_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow {
+        Module::request_body(self, tx, ctx_of::<M>(ctx), chunk)
+    }
+    fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Verdict> {
+        Module::response(self, tx, ctx_of::<M>(ctx))
+    }
+    fn response_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode {
+        Module::response_body_mode(self, tx, ctx_of::<M>(ctx))
+    }
+    fn response_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow {
+        Module::response_body(self, tx, ctx_of::<M>(ctx), chunk)
+    }
+    fn error(&self, tx: &mut Txn, ctx: &mut dyn Any, resp: &mut OwnResponse) {
+        Module::error(self, tx, ctx_of::<M>(ctx), resp)
+    }
+    fn log(&self, tx: &Txn, ctx: &mut dyn Any) {
+        Module::log(self, tx, ctx_of::<M>(ctx))
+    }
+}
+
+/// The ordered modules of one virtual server in one generation, on one
+/// shard.
+pub struct Stack {
+    pub modules: Vec<Box<dyn AnyModule>>,
+}
+
+impl Stack {
+    /// The modules' names, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.modules.iter().map(|m| m.name()).collect()
+    }
+}
+
+/// Where a module is being built: which configuration, virtual server and
+/// shard. A factory decides from it whether the virtual server gets the
+/// module at all.
+pub struct ModuleSite<'a> {
+    pub config: &'a Config,
+    /// Index into `config.virtual_servers`.
+    pub vs: usize,
+    pub shard: usize,
+}
+
+impl ModuleSite<'_> {
+    pub fn vs_config(&self) -> &crate::config::VirtualServer {
+        &self.config.virtual_servers[self.vs]
+    }
+}
+
+type Factory = dyn Fn(&ModuleSite<'_>) -> Option<Box<dyn AnyModule>> + Send + Sync;
+
+/// Modules a program embedding shoal adds to the built-in ones: each
+/// factory runs on every shard for every HTTP virtual server of every
+/// generation, and returns the module for it, or `None` to leave that
+/// virtual server without. They take their place in the stack in the
+/// order added, between the built-in error and persistence modules
+/// (docs/phases.md).
+#[derive(Clone, Default)]
+pub struct Modules {
+    factories: Vec<Arc<Factory>>,
+}
+
+impl Modules {
+    pub fn new() -> Modules {
+        Modules::default()
+    }
+
+    /// Add a module factory.
+    pub fn with<M: Module>(mut self, factory: impl Fn(&ModuleSite<'_>) -> Option<M> + Send + Sync + 'static) -> Self {
+        self.factories
+            .push(Arc::new(move |site: &ModuleSite<'_>| factory(site).map(|m| Box::new(m) as Box<dyn AnyModule>)));
+        self
+    }
+
+    /// Build this registry's modules for `site`, in order.
+    pub(crate) fn build(&self, site: &ModuleSite<'_>, out: &mut Vec<Box<dyn AnyModule>>) {
+        out.extend(self.factories.iter().filter_map(|f| f(site)));
+    }
+}
+
+impl std::fmt::Debug for Modules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Modules({} factories)", self.factories.len())
+    }
+}
+
+/// One module's context for the request in progress.
+type ModuleCtx = Box<dyn Any>;
+
+/// A connection's module contexts for the stack it runs now.
+#[derive(Default)]
+pub(crate) struct Contexts {
+    stack: Option<Rc<Stack>>,
+    ctxs: Vec<ModuleCtx>,
+}
+
+impl Contexts {
+    /// Prepare for a request on `stack`: fresh contexts when the stack
+    /// changed (a new generation), else the old ones reset.
+    pub fn begin(&mut self, stack: &Rc<Stack>) {
+        match &self.stack {
+            Some(s) if Rc::ptr_eq(s, stack) => {
+                for (m, c) in s.modules.iter().zip(self.ctxs.iter_mut()) {
+                    m.reset(c.as_mut());
+                }
+            }
+            _ => {
+                self.ctxs = stack.modules.iter().map(|m| m.new_ctx()).collect();
+                self.stack = Some(stack.clone());
+            }
+        }
+    }
+
+    fn parts(&mut self) -> (&[Box<dyn AnyModule>], &mut [ModuleCtx]) {
+        match &self.stack {
+            Some(s) => (&s.modules, &mut self.ctxs),
+            None => (&[], &mut []),
+        }
+    }
+
+    /// The `request` phase, in stack order; the first answer other than
+    /// `Continue` ends it.
+    pub async fn request(&mut self, tx: &mut Txn) -> Flow {
+        let (mods, ctxs) = self.parts();
+        for (m, c) in mods.iter().zip(ctxs.iter_mut()) {
+            match m.request(tx, c.as_mut()).get().await {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    pub fn route(&mut self, tx: &mut Txn) -> Flow {
+        let (mods, ctxs) = self.parts();
+        for (m, c) in mods.iter().zip(ctxs.iter_mut()) {
+            match m.route(tx, c.as_mut()) {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    pub fn node_request(&mut self, tx: &mut Txn) {
+        let (mods, ctxs) = self.parts();
+        for (m, c) in mods.iter().zip(ctxs.iter_mut()) {
+            m.node_request(tx, c.as_mut());
+        }
+    }
+
+    /// The `response` phase, in reverse stack order; the first verdict
+    /// other than `Accept` ends it.
+    pub async fn response(&mut self, tx: &mut Txn) -> Verdict {
+        let (mods, ctxs) = self.parts();
+        for (m, c) in mods.iter().zip(ctxs.iter_mut()).rev() {
+            match m.response(tx, c.as_mut()).get().await {
+                Verdict::Accept => {}
+                other => return other,
+            }
+        }
+        Verdict::Accept
+    }
+
+    pub fn error(&mut self, tx: &mut Txn, resp: &mut OwnResponse) {
+        let (mods, ctxs) = self.parts();
+        for (m, c) in mods.iter().zip(ctxs.iter_mut()).rev() {
+            m.error(tx, c.as_mut(), resp);
+        }
+    }
+
+    pub fn log(&mut self, tx: &Txn) {
+        let (mods, ctxs) = self.parts();
+        for (m, c) in mods.iter().zip(ctxs.iter_mut()).rev() {
+            m.log(tx, c.as_mut());
+        }
+    }
+
+    /// The modules that want to see a body, with their modes, in the
+    /// order they see it (request: stack order; response: reverse), into
+    /// `out` (cleared).
+    pub fn body_modes(&mut self, tx: &Txn, response: bool, out: &mut Vec<(usize, BodyMode)>) {
+        out.clear();
+        let (mods, ctxs) = self.parts();
+        for (i, (m, c)) in mods.iter().zip(ctxs.iter_mut()).enumerate() {
+            let mode =
+                if response { m.response_body_mode(tx, c.as_mut()) } else { m.request_body_mode(tx, c.as_mut()) };
+            if mode != BodyMode::Off {
+                out.push((i, mode));
+            }
+        }
+        if response {
+            out.reverse();
+        }
+    }
+
+    /// Run a body piece through the body filters in `filters` (from
+    /// [`Contexts::body_modes`]): each sees it in its mode, in order, and
+    /// `Stream`/`Whole` filters may change it. `data` is the piece (owned:
+    /// changes show to the filters after).
+    pub fn filter_body(
+        &mut self,
+        filters: &[(usize, BodyMode)],
+        response: bool,
+        tx: &mut Txn,
+        data: &mut Vec<u8>,
+        end: bool,
+    ) -> BodyFlow {
+        let (mods, ctxs) = self.parts();
+        for &(i, mode) in filters {
+            let mut chunk = match mode {
+                BodyMode::Observe => BodyChunk::shared(data, end),
+                _ => BodyChunk::owned(data, end),
+            };
+            let (m, c) = (&mods[i], ctxs[i].as_mut());
+            let flow = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
+            if flow != BodyFlow::Continue {
+                return flow;
+            }
+        }
+        BodyFlow::Continue
+    }
+
+    /// Show a body piece that passes unchanged to the `Observe` filters in
+    /// `filters` (all of them are: the caller checked).
+    pub fn observe_body(
+        &mut self,
+        filters: &[(usize, BodyMode)],
+        response: bool,
+        tx: &mut Txn,
+        data: &[u8],
+        end: bool,
+    ) -> BodyFlow {
+        let (mods, ctxs) = self.parts();
+        for &(i, _) in filters {
+            let mut chunk = BodyChunk::shared(data, end);
+            let (m, c) = (&mods[i], ctxs[i].as_mut());
+            let flow = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
+            if flow != BodyFlow::Continue {
+                return flow;
+            }
+        }
+        BodyFlow::Continue
+    }
+}

@@ -1,0 +1,65 @@
+//! The built-in modules, and the stack each HTTP virtual server gets.
+//!
+//! Stack order (request-side phases run it forwards, response-side ones
+//! backwards; docs/phases.md):
+//!
+//! 1. [`access_log::AccessLog`] (`log`): when the virtual server has an
+//!    access log;
+//! 2. [`error_page::ErrorPage`] (`error`): with `error_file` or
+//!    `error_action = "close"`;
+//! 3. the modules a program embedding shoal adds ([`Modules`]), in the
+//!    order added;
+//! 4. [`persistence::Persistence`] (`route`, `response`): when a pool has
+//!    a session persistence class for HTTP;
+//! 5. [`forwarding::Forwarding`] (`node_request`, `response`): the
+//!    client-address, `Via`, `X-Forwarded-Proto` and SSL headers, with any
+//!    of them on;
+//! 6. [`proxy_protocol::ProxyProtocol`] (`node_request`): when a pool
+//!    sends the PROXY protocol.
+//!
+//! A module is in the stack only when its configuration asks for it, so a
+//! plain virtual server runs few hooks.
+
+pub mod access_log;
+pub mod error_page;
+pub mod forwarding;
+pub mod persistence;
+pub mod proxy_protocol;
+
+use super::module::{AnyModule, ModuleSite, Modules, Stack};
+use crate::config::{ErrorAction, PersistenceType, Protocol};
+use crate::log::access::LineBuffer;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Build virtual server `site.vs`'s stack. `access_line`: its access log's
+/// line buffer on this shard, when it has one.
+pub fn build_stack(site: &ModuleSite<'_>, access_line: Option<Rc<RefCell<LineBuffer>>>, extra: &Modules) -> Stack {
+    let vs = site.vs_config();
+    let config = site.config;
+    let mut modules: Vec<Box<dyn AnyModule>> = Vec::new();
+    if vs.protocol != Protocol::Http {
+        return Stack { modules };
+    }
+    if let Some(line) = access_line.filter(|_| vs.http.access_log.is_some()) {
+        modules.push(Box::new(access_log::AccessLog { line }));
+    }
+    if vs.http.error_page.is_some() || vs.http.error_action == ErrorAction::Close {
+        modules.push(Box::new(error_page::ErrorPage));
+    }
+    extra.build(site, &mut modules);
+    let persistent = config
+        .pools
+        .iter()
+        .any(|p| p.persistence.is_some_and(|c| config.persistence[c].kind != PersistenceType::SslSessionId));
+    if persistent {
+        modules.push(Box::new(persistence::Persistence));
+    }
+    if let Some(f) = forwarding::Forwarding::for_vs(vs) {
+        modules.push(Box::new(f));
+    }
+    if config.pools.iter().any(|p| p.proxy_protocol.is_some()) {
+        modules.push(Box::new(proxy_protocol::ProxyProtocol));
+    }
+    Stack { modules }
+}

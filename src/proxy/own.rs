@@ -1,0 +1,213 @@
+//! shoal's own responses: any status, any headers, and a body given whole
+//! ([`OwnBody::Bytes`]) or produced as it goes ([`OwnBody::Stream`], for a
+//! cache hit or a generated object of any size). Modules answer with one
+//! from the request phase ([`super::module::Flow::Respond`]) or in place of
+//! a node's response; the driver's error responses are built the same way
+//! and pass the modules' `error` phase.
+//!
+//! Writing ([`send`]) frames the body for the client: `Content-Length` when
+//! the length is known, chunked for an HTTP/1.1 client otherwise, and for
+//! an HTTP/1.0 client a body that ends when the connection closes. A HEAD
+//! request gets the head alone (with the length the body would have had);
+//! 1xx, 204 and 304 responses never carry a body.
+
+use crate::http::response::ResponseHead;
+use crate::http::rewrite::{self, BodyFraming, ResponseChanges};
+use crate::http::Version;
+use bytes::Bytes;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use std::future::poll_fn;
+use std::io;
+use std::task::{Context, Poll};
+
+/// A body produced piece by piece. `Ready(None)` ends it; an error ends
+/// it early (the client connection then closes, since its framing cannot
+/// be completed).
+pub trait BodySource {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>>;
+}
+
+pub enum OwnBody {
+    Empty,
+    Bytes(Bytes),
+    /// `length`: the body's exact length when known (sent as
+    /// `Content-Length`; a source that produces another length is cut and
+    /// the connection closed).
+    Stream {
+        length: Option<u64>,
+        source: Box<dyn BodySource>,
+    },
+}
+
+impl std::fmt::Debug for OwnBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnBody::Empty => write!(f, "Empty"),
+            OwnBody::Bytes(b) => write!(f, "Bytes({})", b.len()),
+            OwnBody::Stream { length, .. } => write!(f, "Stream({length:?})"),
+        }
+    }
+}
+
+/// A response shoal makes itself.
+#[derive(Debug)]
+pub struct OwnResponse {
+    /// Status, reason and fields (`Content-Length`, `Transfer-Encoding`
+    /// and `Connection` are shoal's to set: any given are dropped).
+    pub head: ResponseHead,
+    pub body: OwnBody,
+    /// Close the client connection instead of sending anything (an error
+    /// module's `error_action = "close"`).
+    pub close_instead: bool,
+}
+
+impl OwnResponse {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> OwnResponse {
+        let mut head = ResponseHead::default();
+        head.new_status(status);
+        OwnResponse { head, body: OwnBody::Empty, close_instead: false }
+    }
+
+    /// `status` with a whole body of `content_type`.
+    pub fn with_body(status: u16, content_type: &str, body: impl Into<Bytes>) -> OwnResponse {
+        let mut r = OwnResponse::new(status);
+        r.set_body(content_type, body);
+        r
+    }
+
+    /// `status` with the body `"<status> <reason>\n"` in plain text, as
+    /// shoal's error responses have by default.
+    pub fn plain(status: u16) -> OwnResponse {
+        OwnResponse::with_body(status, "text/plain", format!("{status} {}\n", crate::http::reason(status)))
+    }
+
+    /// Replace the body (and its `Content-Type`).
+    pub fn set_body(&mut self, content_type: &str, body: impl Into<Bytes>) {
+        let _ = self.head.fields.set("Content-Type", content_type.as_bytes());
+        self.body = OwnBody::Bytes(body.into());
+    }
+
+    /// Add a header field (ignored if invalid: names and values are the
+    /// caller's own constants).
+    pub fn header(mut self, name: &str, value: &[u8]) -> Self {
+        let _ = self.head.fields.add(name, value);
+        self
+    }
+}
+
+/// How [`send`] went.
+pub struct Sent {
+    /// Bytes of the head written.
+    pub head: u64,
+    /// Body bytes written (payload, without chunk framing).
+    pub body: u64,
+    /// Whether the client connection can carry another request.
+    pub keep_alive: bool,
+}
+
+/// Why [`send`] stopped early.
+#[derive(Debug)]
+pub enum SendError {
+    /// Writing to the client failed.
+    Client(io::Error),
+    /// The body's source failed or produced another length than announced.
+    Source(io::Error),
+}
+
+/// Write `resp` to the client. `head_request`: the request was HEAD;
+/// `version`: the client's; `keep_alive`: the client connection may stay
+/// open after this response (shoal's and the client's wishes together).
+pub async fn send<W: AsyncWriteRent>(
+    w: &mut W,
+    resp: &mut OwnResponse,
+    head_request: bool,
+    version: Version,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> Result<Sent, SendError> {
+    let status = resp.head.status;
+    let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+    let length = match &resp.body {
+        OwnBody::Empty => Some(0),
+        OwnBody::Bytes(b) => Some(b.len() as u64),
+        OwnBody::Stream { length, .. } => *length,
+    };
+    let framing = match length {
+        _ if bodiless => None,
+        Some(n) => Some(BodyFraming::Length(n)),
+        None if version == Version::Http10 => Some(BodyFraming::UntilClose),
+        None => Some(BodyFraming::Chunked),
+    };
+    let keep_alive = keep_alive && framing != Some(BodyFraming::UntilClose);
+    for name in ["content-length", "transfer-encoding", "connection"] {
+        resp.head.fields.remove(name);
+    }
+    rewrite::write_response(&resp.head, &ResponseChanges { close: !keep_alive, reframed: framing }, out);
+    let head_len = out.len() as u64;
+    let send_body = !head_request && !bodiless;
+    let mut sent = Sent { head: head_len, body: 0, keep_alive };
+    match std::mem::replace(&mut resp.body, OwnBody::Empty) {
+        OwnBody::Bytes(b) if send_body && b.len() <= 16 * 1024 => {
+            // Small bodies go in the same send as the head.
+            out.extend_from_slice(&b);
+            write_vec(w, out).await.map_err(SendError::Client)?;
+            sent.body = b.len() as u64;
+        }
+        OwnBody::Bytes(b) if send_body => {
+            write_vec(w, out).await.map_err(SendError::Client)?;
+            sent.body = b.len() as u64;
+            let (res, _) = w.write_all(b).await;
+            res.map_err(SendError::Client)?;
+        }
+        OwnBody::Stream { length, mut source } if send_body => {
+            write_vec(w, out).await.map_err(SendError::Client)?;
+            let chunked = framing == Some(BodyFraming::Chunked);
+            while let Some(chunk) = poll_fn(|cx| source.poll_chunk(cx)).await {
+                let chunk = chunk.map_err(SendError::Source)?;
+                if chunk.is_empty() {
+                    continue;
+                }
+                sent.body += chunk.len() as u64;
+                if length.is_some_and(|n| sent.body > n) {
+                    return Err(SendError::Source(io::Error::other("body source longer than its length")));
+                }
+                if chunked {
+                    out.clear();
+                    chunk_header(chunk.len(), out);
+                    write_vec(w, out).await.map_err(SendError::Client)?;
+                }
+                let (res, _) = w.write_all(chunk).await;
+                res.map_err(SendError::Client)?;
+                if chunked {
+                    let (res, _) = w.write_all(&b"\r\n"[..]).await;
+                    res.map_err(SendError::Client)?;
+                }
+            }
+            if length.is_some_and(|n| sent.body != n) {
+                return Err(SendError::Source(io::Error::other("body source shorter than its length")));
+            }
+            if chunked {
+                let (res, _) = w.write_all(&b"0\r\n\r\n"[..]).await;
+                res.map_err(SendError::Client)?;
+            }
+        }
+        // HEAD, a bodiless status, or no body at all: the head alone.
+        _ => write_vec(w, out).await.map_err(SendError::Client)?,
+    }
+    Ok(sent)
+}
+
+/// `<hex size>\r\n`.
+pub fn chunk_header(len: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let _ = write!(out, "{len:x}\r\n");
+}
+
+/// Write the whole of `out` (handing the buffer to the kernel and back).
+pub async fn write_vec<W: AsyncWriteRent>(w: &mut W, out: &mut Vec<u8>) -> io::Result<()> {
+    let buf = std::mem::take(out);
+    let (res, buf) = w.write_all(buf).await;
+    *out = buf;
+    res.map(|_| ())
+}

@@ -1,0 +1,167 @@
+//! One request/response exchange as every module sees it ([`Txn`]): the
+//! request and response heads, the routing decisions (pool, required
+//! node, explicit address), what happened (node, attempts, status, bytes,
+//! error), and the connection's facts ([`ConnInfo`]).
+//!
+//! A connection owns one `Txn` for its whole life and reuses it request
+//! after request ([`Txn::begin`] resets the per-request parts, keeping the
+//! heads' capacity), so a keepalive request allocates nothing for it.
+
+use super::module::ResponseSource;
+use crate::error::Error;
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::runtime::shard::ShardView;
+use std::cell::OnceCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// What is known of a client connection for as long as it lives.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// The TLS session, on a TLS virtual server.
+    pub tls: Option<crate::tls::stream::Negotiated>,
+    /// Header lines describing the TLS session, rendered once per
+    /// connection by the first request that needs them (the SSL headers).
+    pub ssl_lines: OnceCell<Vec<u8>>,
+}
+
+/// One request on its way through the phases. See the module docs.
+pub struct Txn {
+    /// The configuration generation this request runs on.
+    pub view: Rc<ShardView>,
+    /// The virtual server, an index into `view.config.virtual_servers`.
+    pub vs: usize,
+    pub conn: Rc<ConnInfo>,
+    /// When the first byte of the request head arrived.
+    pub started: Instant,
+    /// The request head; modules may edit it until it is written to a node
+    /// (after the `node_request` phase).
+    pub request: RequestHead,
+    /// The response head: a node's (from the `response` phase on) or
+    /// shoal's own. What it holds before that is undefined.
+    pub response: ResponseHead,
+    /// Where the response came from (so far).
+    pub source: ResponseSource,
+    /// The pool the request goes to; the virtual server's unless a module
+    /// changes it (request or route phase).
+    pub pool: usize,
+    /// A node the request must go to if it can (C7 named node, session
+    /// persistence); the node choice honours it while the node can serve.
+    pub required_node: Option<usize>,
+    /// Forward to this address instead of a pool node (C7, as a forward
+    /// proxy does): no balancing, retries, health or pooling apply.
+    pub explicit_addr: Option<SocketAddr>,
+    /// The node the balancer picked first (`%F`).
+    pub favoured_node: Option<usize>,
+    /// The node that served the request (`%n`).
+    pub node: Option<usize>,
+    /// Hash of the request target, for LARD.
+    pub url_hash: Option<u64>,
+    /// Nodes tried, including the one that served.
+    pub attempts: u32,
+    /// May the request go to another node once bytes of it reached one?
+    /// Set before the request phase (idempotent method, no body, not
+    /// overridden by the virtual server); a module may change it.
+    pub retryable: bool,
+    /// The status sent to the client (0: none).
+    pub status: u16,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    /// Bytes of the request head as received, and of the response head as
+    /// sent (or of shoal's whole own response).
+    pub head_in: u64,
+    pub head_out: u64,
+    /// The node connection had served requests before.
+    pub reused_connection: bool,
+    /// Why the request failed, if it did.
+    pub error: Option<Error>,
+    /// Bytes to send first on a new node connection (the PROXY protocol
+    /// header). A request with a preamble gets a fresh node connection of
+    /// its own, never pooled afterwards.
+    pub preamble: Vec<u8>,
+    /// Bytes of the request head as written to the last node tried.
+    pub node_head_len: u64,
+}
+
+impl Txn {
+    /// A connection's exchange, before its first request.
+    pub fn new(view: Rc<ShardView>, vs: usize, conn: Rc<ConnInfo>) -> Txn {
+        let pool = view.config.virtual_servers[vs].pool;
+        Txn {
+            view,
+            vs,
+            conn,
+            started: Instant::now(),
+            request: RequestHead::default(),
+            response: ResponseHead::default(),
+            source: ResponseSource::None,
+            pool,
+            required_node: None,
+            explicit_addr: None,
+            favoured_node: None,
+            node: None,
+            url_hash: None,
+            attempts: 0,
+            retryable: false,
+            status: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            head_in: 0,
+            head_out: 0,
+            reused_connection: false,
+            error: None,
+            preamble: Vec::new(),
+            node_head_len: 0,
+        }
+    }
+
+    /// Start the next request (its head is already in `self.request`),
+    /// on generation `view`'s virtual server `vs`.
+    pub fn begin(&mut self, view: &Rc<ShardView>, vs: usize, started: Instant) {
+        if !Rc::ptr_eq(&self.view, view) {
+            self.view = view.clone();
+        }
+        self.vs = vs;
+        self.started = started;
+        self.source = ResponseSource::None;
+        self.pool = view.config.virtual_servers[vs].pool;
+        self.required_node = None;
+        self.explicit_addr = None;
+        self.favoured_node = None;
+        self.node = None;
+        self.url_hash = None;
+        self.attempts = 0;
+        self.retryable = false;
+        self.status = 0;
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+        self.head_in = self.request.len as u64;
+        self.head_out = 0;
+        self.reused_connection = false;
+        self.error = None;
+        self.preamble.clear();
+        self.node_head_len = 0;
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> SocketAddr {
+        self.conn.client
+    }
+
+    /// The virtual server's configuration.
+    pub fn vs_config(&self) -> &crate::config::VirtualServer {
+        &self.view.config.virtual_servers[self.vs]
+    }
+
+    /// The name of node `i` of the request's pool, if there is one.
+    pub fn node_name(&self, i: Option<usize>) -> Option<&str> {
+        i.and_then(|i| self.view.pools.get(self.pool)?.nodes.get(i)).map(|n| n.name.as_str())
+    }
+}
