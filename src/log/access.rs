@@ -570,7 +570,6 @@ mod tests {
         assert_eq!(line("%{Referer}i %{Server}o", &r), "- -\n");
     }
 
-
     #[test]
     fn parse_errors() {
         let err = Format::parse("%h %x").unwrap_err();

@@ -144,7 +144,7 @@ pub async fn connect_preferring(
     timeout: Option<Duration>,
     client: (SocketAddr, SocketAddr),
 ) -> Result<(NodeLease, Split), NoNode> {
-    if let Some(pick) = preferred.and_then(|n| pool.pick_persistent(n)) {
+    if let Some(pick) = preferred.and_then(|n| pool.pick_required(n)) {
         let first = proxy_header(pool, client);
         if let Ok(c) = connect_node(pool, pick, timeout.unwrap_or(pool.cfg.max_connect_time), &first).await {
             return Ok(c);

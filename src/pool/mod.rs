@@ -272,9 +272,10 @@ impl ShardPool {
         self.keeps_sessions(i) && self.nodes[i].health.availability(crate::util::clock::now_ms()) != Availability::Down
     }
 
-    /// Node `i` for a session persisted to it: active and draining nodes
-    /// keep their sessions (C8, E4), disabled and failed ones do not.
-    pub fn pick_persistent(&self, i: usize) -> Option<Pick> {
+    /// Node `i` for a request that must go to it (a persisted session, a
+    /// named node): active and draining nodes take such requests (C8, E4),
+    /// disabled and failed ones do not.
+    pub fn pick_required(&self, i: usize) -> Option<Pick> {
         self.keeps_sessions(i).then(|| self.claim(i, crate::util::clock::now_ms())).flatten()
     }
 

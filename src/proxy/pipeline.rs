@@ -1098,7 +1098,7 @@ fn request_body_error(e: BodyError) -> Error {
 /// with an idle connection for round robin and random).
 fn choose_node(pool: &ShardPool, tx: &mut Txn, tried: &[bool]) -> Option<Pick> {
     if let Some(r) = tx.required_node.filter(|&r| r < tried.len() && !tried[r]) {
-        if let Some(pick) = pool.pick_persistent(r) {
+        if let Some(pick) = pool.pick_required(r) {
             return Some(pick);
         }
     }

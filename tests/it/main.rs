@@ -16,6 +16,7 @@ mod http;
 mod http_lb;
 mod http_load;
 mod lifecycle;
+mod modules;
 mod monitor;
 mod persist;
 mod reload;

@@ -46,6 +46,27 @@ pub fn bench_bin() -> PathBuf {
     tool_bin("shoal-bench", &BUILT)
 }
 
+/// An example program of the shoal package (shoal with modules of its
+/// own, examples/), built once per test run in the tests' profile.
+pub fn example_bin(name: &'static str) -> PathBuf {
+    static BUILT: Mutex<Vec<(&str, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| *n == name) {
+        return p.clone();
+    }
+    let dir = shoal_bin().parent().unwrap().to_path_buf();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-q", "-p", "shoal", "--example", name]);
+    if dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().expect("run cargo to build an example");
+    assert!(st.success(), "building example {name} failed");
+    let p = dir.join("examples").join(name);
+    built.push((name, p.clone()));
+    p
+}
+
 /// A child process whose output lines are collected as they arrive.
 pub struct Proc {
     pub child: Child,
@@ -185,9 +206,14 @@ impl Shoal {
     /// Start `shoal run -c` on `toml`; returns once every virtual server is
     /// listening and every shard has started.
     pub fn start(toml: &str) -> Shoal {
+        Shoal::start_bin(&shoal_bin(), toml)
+    }
+
+    /// [`Shoal::start`] with another build of shoal (an example program).
+    pub fn start_bin(bin: &Path, toml: &str) -> Shoal {
         let dir = TempDir::new();
         let config = dir.write("shoal.toml", toml);
-        let mut cmd = Command::new(shoal_bin());
+        let mut cmd = Command::new(bin);
         cmd.arg("run").arg("-c").arg(&config);
         Shoal::from_command(cmd, dir, config)
     }
