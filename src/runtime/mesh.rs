@@ -1,6 +1,8 @@
 //! The cross-shard mesh: one bounded inbox per shard, fed by every other
 //! shard and by the control thread. These messages are the only values that
-//! cross threads (besides the read-only `Arc<Config>` and the health cells).
+//! cross threads (besides the read-only `Arc<Config>` and the health cells);
+//! typed request/reply calls between shards ride on them too
+//! (`super::call`).
 //!
 //! Balancing figures travel as absolute snapshots of a pool's per-node
 //! counts and response-time averages, not increments: a snapshot that cannot be delivered (inbox full)
@@ -30,6 +32,8 @@ pub enum ShardMsg {
     Snapshot(Sender<crate::stats::ShardSnapshot>),
     /// Stop accepting and drain (SIGTERM/SIGINT).
     Shutdown,
+    /// Run this on the shard (a cross-shard call, `super::call`).
+    Call(super::call::Job),
 }
 
 /// A new configuration generation for one shard.

@@ -4,6 +4,7 @@
 //! to the signals (SIGHUP reloads, A4) and the API, and turn
 //! SIGTERM/SIGINT into a graceful drain (A1, A5).
 
+pub mod call;
 pub mod control;
 pub mod generation;
 pub mod mesh;

@@ -63,6 +63,8 @@ pub struct Shard {
     changed: Rc<Event>,
     /// Per virtual server (by name): open connections, client table, counters.
     vs_rt: RefCell<HashMap<String, Rc<VsRt>>>,
+    /// The other shards, for cross-shard calls (set when the mesh starts).
+    peers: std::cell::OnceCell<super::call::ShardHandle>,
 }
 
 impl Shard {
@@ -81,7 +83,22 @@ impl Shard {
             listeners: RefCell::new(HashMap::new()),
             changed: Rc::new(Event::new()),
             vs_rt: RefCell::new(HashMap::new()),
+            peers: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The other shards, for cross-shard calls; `None` before the mesh
+    /// starts (and for a standalone shard).
+    pub fn peers(&self) -> Option<&super::call::ShardHandle> {
+        self.peers.get()
+    }
+
+    /// Join the mesh: keep the senders to every shard, and serve this
+    /// shard's inbox (balancing figures, new generations, statistics,
+    /// calls) in a task of its own.
+    pub fn start_mesh(self: &Rc<Self>, mesh: Rc<MeshEnd>) {
+        let _ = self.peers.set(super::call::ShardHandle { id: self.id, peers: mesh.peers.clone() });
+        monoio::spawn(inbox_loop(self.clone(), mesh));
     }
 
     /// The generation new connections and requests are served on.
@@ -437,7 +454,7 @@ async fn serve(setup: ShardSetup) {
     if nshards > 1 {
         monoio::spawn(publish_loop(shard.clone(), mesh.clone()));
     }
-    monoio::spawn(inbox_loop(shard.clone(), mesh));
+    shard.start_mesh(mesh);
 
     shard.shutdown.wait().await;
     let open = shard.open_connections();
@@ -577,6 +594,7 @@ async fn inbox_loop(shard: Rc<Shard>, mesh: Rc<MeshEnd>) {
                 let _ = reply.send(shard.current().snapshot());
             }
             ShardMsg::Shutdown => shard.shutdown.set(),
+            ShardMsg::Call(job) => job(&shard),
         }
     }
 }
