@@ -258,7 +258,7 @@ fn steady_state_allocations_per_request() {
     let modules = shoal::proxy::module::Modules::new()
         .with(move |site| (site.vs_config().name == "moduled").then_some(NodeHeader));
     let mut generation =
-        shoal::runtime::generation::Generation::first_with((*config).clone(), modules, &mut Vec::new());
+        shoal::runtime::generation::Generation::first_with((*config).clone(), modules, &mut Vec::new()).unwrap();
     generation.vs_log = vs_log;
     std::thread::spawn(move || {
         let (mut rt, _) = shoal::runtime::ring::build(256).unwrap();

@@ -126,7 +126,7 @@ pub struct VirtualServer {
     pub shards: Option<Vec<usize>>,
     pub http: HttpSettings,
     /// TLS termination, when the listener speaks TLS.
-    pub tls: Option<VsTls>,
+    pub tls: Option<TlsServer>,
     /// `ssl_passthrough`: server name pattern → pool index, in order.
     pub sni_pools: Vec<(String, usize)>,
 }
@@ -137,14 +137,8 @@ pub enum TlsVersion {
     Tls13,
 }
 
-/// TLS termination on a virtual server: its settings and what was built
-/// from them at load.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VsTls {
-    pub settings: TlsServer,
-    pub acceptor: crate::tls::server::Acceptor,
-}
-
+/// TLS termination on a virtual server. The acceptor built from it is
+/// the generation's (`runtime::generation::Tls`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsServer {
     pub certificates: Vec<CertFiles>,
@@ -168,13 +162,8 @@ pub struct CertFiles {
     pub names: Vec<String>,
 }
 
-/// Encryption to a pool's nodes: settings and the client configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PoolTlsCfg {
-    pub settings: PoolTls,
-    pub connector: crate::tls::client::Connector,
-}
-
+/// Encryption to a pool's nodes. The connector built from it is the
+/// generation's (`runtime::generation::Tls`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolTls {
     pub ca: Option<PathBuf>,
@@ -237,7 +226,7 @@ pub struct Pool {
     pub max_queue: usize,
     pub queue_timeout: Duration,
     /// Encrypt to the nodes.
-    pub tls: Option<PoolTlsCfg>,
+    pub tls: Option<PoolTls>,
     /// Index into [`Config::persistence`].
     pub persistence: Option<usize>,
     /// Indices into [`Config::monitors`].
@@ -282,21 +271,6 @@ impl Config {
             }
         }
         (normalised == *self).then_some(changes)
-    }
-
-    /// Handshakes from now on use the certificates, keys and CAs `new`
-    /// loaded (the same virtual servers and pools, re-read by SIGHUP).
-    pub fn reload_certificates(&self, new: &Config) {
-        for (old, new) in self.virtual_servers.iter().zip(&new.virtual_servers) {
-            if let (Some(o), Some(n)) = (&old.tls, &new.tls) {
-                o.acceptor.resolver.replace_from(&n.acceptor.resolver);
-            }
-        }
-        for (old, new) in self.pools.iter().zip(&new.pools) {
-            if let (Some(o), Some(n)) = (&old.tls, &new.tls) {
-                o.connector.replace_from(&n.connector);
-            }
-        }
     }
 
     pub fn pool(&self, name: &str) -> Option<usize> {

@@ -578,7 +578,7 @@ fn vs_tls(
     vname: &str,
     t: &Spanned<raw::RawVsTls>,
     protocol: raw::Protocol,
-) -> Result<VsTls, ConfigError> {
+) -> Result<TlsServer, ConfigError> {
     let key = |k: &str| Some(format!("virtual_servers.{vname}.tls.{k}"));
     let r = t.get_ref();
     let base = base_dir(f);
@@ -622,7 +622,9 @@ fn vs_tls(
         add_x_forwarded_proto: r.add_x_forwarded_proto,
         add_ssl_headers: r.add_ssl_headers,
     };
-    let acceptor = crate::tls::server::build(&settings, std::path::Path::new("")).map_err(|e| {
+    // Built once here only to check that the files load (errors point at
+    // the key); the generation builds what it serves with.
+    crate::tls::server::build(&settings, std::path::Path::new("")).map_err(|e| {
         let (span, k) = match (e.cert, e.key) {
             (Some(i), "cert") => (r.certificates.get_ref()[i].cert.span(), "certificates.cert"),
             (Some(i), _) => (r.certificates.get_ref()[i].key.span(), "certificates.key"),
@@ -632,10 +634,10 @@ fn vs_tls(
         };
         f.error_at(span, key(k), e.message)
     })?;
-    Ok(VsTls { settings, acceptor })
+    Ok(settings)
 }
 
-fn pool_tls(f: &SourceFile, pname: &str, t: &Spanned<raw::RawPoolTls>) -> Result<PoolTlsCfg, ConfigError> {
+fn pool_tls(f: &SourceFile, pname: &str, t: &Spanned<raw::RawPoolTls>) -> Result<PoolTls, ConfigError> {
     let key = |k: &str| Some(format!("pools.{pname}.tls.{k}"));
     let r = t.get_ref();
     let base = base_dir(f);
@@ -649,7 +651,8 @@ fn pool_tls(f: &SourceFile, pname: &str, t: &Spanned<raw::RawPoolTls>) -> Result
         versions: tls_versions(f, &r.versions, key("versions"))?,
         alpn: r.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
     };
-    let connector = crate::tls::client::build(&settings, std::path::Path::new("")).map_err(|e| {
+    // Built once here only to check that the files load (see `vs_tls`).
+    crate::tls::client::build(&settings, std::path::Path::new("")).map_err(|e| {
         let span = match e.key {
             "ca" => r.ca.as_ref().map(|c| c.span()),
             "client_cert" => r.client_cert.as_ref().map(|c| c.span()),
@@ -664,7 +667,7 @@ fn pool_tls(f: &SourceFile, pname: &str, t: &Spanned<raw::RawPoolTls>) -> Result
             return Err(f.error_at(t.span(), key("server_name"), format!("invalid TLS server name \"{n}\"")));
         }
     }
-    Ok(PoolTlsCfg { settings, connector })
+    Ok(settings)
 }
 
 fn pool(

@@ -325,3 +325,83 @@ impl Fields {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A head as the parser leaves it: received bytes and their fields.
+    fn received(text: &str) -> Fields {
+        let mut f = Fields::default();
+        f.start_received(text.as_bytes());
+        let mut at = 0;
+        for line in text.split_inclusive("\r\n") {
+            if let Some((name, value)) = line.trim_end_matches("\r\n").split_once(':') {
+                let v = at + name.len() + 1 + (value.len() - value.trim_start().len());
+                f.push_received(at..at + name.len(), v..v + value.trim().len());
+            }
+            at += line.len();
+        }
+        f
+    }
+
+    fn h1(f: &Fields) -> String {
+        let mut out = Vec::new();
+        f.write_h1(&mut out, |_| false);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn edits_keep_order_and_received_bytes() {
+        let mut f = received("Host:  a\r\nX-A: 1\r\nAccept: */*\r\nx-a: 2\r\n");
+        assert_eq!(f.get("X-A"), Some(&b"1"[..]));
+        assert_eq!(f.get_all("x-A").collect::<Vec<_>>(), vec![&b"1"[..], b"2"]);
+        // set replaces the first in place and drops the rest.
+        f.set("x-a", b"3").unwrap();
+        assert_eq!(h1(&f), "Host:  a\r\nx-a: 3\r\nAccept: */*\r\n");
+        f.add("Via", b"1.1 shoal").unwrap();
+        f.append_to_list("X-Forwarded-For", |o| o.extend_from_slice(b"10.0.0.1")).unwrap();
+        f.append_to_list("X-Forwarded-For", |o| o.extend_from_slice(b"10.0.0.2")).unwrap();
+        assert_eq!(f.remove("accept"), 1);
+        assert_eq!(
+            h1(&f),
+            "Host:  a\r\nx-a: 3\r\nVia: 1.1 shoal\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n",
+            "received fields go out as their bytes (two spaces after Host:), added ones as Name: value"
+        );
+        assert_eq!(f.len(), 4);
+        // What was received stays readable.
+        assert_eq!(f.get_original("X-A"), Some(&b"1"[..]));
+        assert_eq!(f.get_original("accept"), Some(&b"*/*"[..]));
+        assert_eq!(f.original().count(), 4);
+        assert_eq!(f.get_original("via"), None);
+    }
+
+    #[test]
+    fn edits_are_checked() {
+        let mut f = received("Host: a\r\n");
+        assert_eq!(f.add("Bad Name", b"x"), Err(EditError::InvalidName));
+        assert_eq!(f.add("", b"x"), Err(EditError::InvalidName));
+        assert_eq!(f.set("X-Split", b"a\r\nInjected: yes"), Err(EditError::InvalidValue));
+        assert_eq!(f.add("X-Nul", b"a\0b"), Err(EditError::InvalidValue));
+        assert_eq!(h1(&f), "Host: a\r\n", "refused edits leave the head as it was");
+        // Bounded: bytes and fields.
+        let big = vec![b'x'; MAX_EDIT_BYTES];
+        assert_eq!(f.add("X-Big", &big), Err(EditError::TooLarge));
+        let mut n = 0;
+        while f.add("X-N", b"1").is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_FIELDS - 1);
+        assert_eq!(h1(&received("Host: a\r\n")).len(), 9);
+    }
+
+    #[test]
+    fn clear_keeps_capacity() {
+        let mut f = received("Host: a\r\nX: 1\r\n");
+        f.set("Y", b"2").unwrap();
+        let cap = f.bytes.capacity();
+        f.clear();
+        assert!(f.is_empty() && f.bytes().is_empty());
+        assert_eq!(f.bytes.capacity(), cap);
+    }
+}

@@ -345,3 +345,29 @@ mod tests {
         assert_eq!(incomplete_error(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
     }
 }
+
+#[cfg(test)]
+mod edit_tests {
+    use super::*;
+
+    #[test]
+    fn target_edits() {
+        let mut h = RequestHead::default();
+        let s = b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+        parse(s, &Limits { max_head: 4096, max_headers: 16, max_uri: 1024 }, &mut h).unwrap().unwrap();
+        h.set_path(b"/c").unwrap();
+        assert_eq!(h.target(), b"/c?x=1");
+        h.set_query(Some(b"y=2")).unwrap();
+        assert_eq!((h.path(), h.query()), (&b"/c"[..], Some(&b"y=2"[..])));
+        h.set_query(None).unwrap();
+        assert_eq!(h.target(), b"/c");
+        h.set_method(b"POST").unwrap();
+        assert_eq!(h.method(), b"POST");
+        assert_eq!(h.set_path(b"/bad path"), Err(EditError::InvalidValue));
+        assert_eq!(h.set_path(b"no-slash"), Err(EditError::InvalidValue));
+        assert_eq!(h.set_target(b"/x\r\nHost: evil"), Err(EditError::InvalidValue));
+        assert_eq!(h.set_method(b"GE T"), Err(EditError::InvalidValue));
+        // The request as received is still there.
+        assert_eq!((h.received_target(), h.request_line()), (&b"/a/b?x=1"[..], &b"GET /a/b?x=1 HTTP/1.1"[..]));
+    }
+}

@@ -10,7 +10,7 @@
 //! one `timeout`). Disabled nodes are not tested (C8).
 
 use super::{Check, Checker, Target};
-use crate::config::model::{Config, Monitor};
+use crate::config::model::Monitor;
 use crate::pool::health::NodeHealth;
 use crate::runtime::generation::Generation;
 use crate::util::event::Flag;
@@ -56,7 +56,8 @@ fn insecure() -> Arc<rustls::ClientConfig> {
     Arc::new(cfg)
 }
 
-fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
+fn watches(generation: &Generation) -> Vec<Watch> {
+    let (config, health) = (&*generation.config, &generation.health);
     let mut by_key: BTreeMap<(SocketAddr, usize), Watch> = BTreeMap::new();
     let any_cert = insecure();
     for (pi, pool) in config.pools.iter().enumerate() {
@@ -67,9 +68,9 @@ fn watches(config: &Config, health: &[Vec<Arc<NodeHealth>>]) -> Vec<Watch> {
                     target: Target {
                         addr: node.addr,
                         name: node.name.clone(),
-                        tls: pool.tls.as_ref().map_or_else(
+                        tls: generation.tls.connectors[pi].as_ref().map_or_else(
                             || super::TlsSource::AnyCertificate(any_cert.clone()),
-                            |t| super::TlsSource::Pool(t.connector.clone()),
+                            |t| super::TlsSource::Pool(t.clone()),
                         ),
                     },
                     places: String::new(),
@@ -97,7 +98,7 @@ impl Monitors {
     /// Run the monitors of `generation`: tests that are the same as
     /// running ones go on undisturbed, others start, the rest stop.
     pub fn update(&mut self, generation: &Generation) {
-        let watches = watches(&generation.config, &generation.health);
+        let watches = watches(generation);
         if self.tx.is_none() {
             if watches.is_empty() {
                 return;

@@ -98,9 +98,9 @@ async fn preamble(pool: &ShardPool, node: usize, mut stream: TcpStream, first: &
         let (res, _) = stream.write_all(first.to_vec()).await;
         res.map_err(|e| format!("write to node failed: {e}"))?;
     }
-    let Some(tls) = &pool.cfg.tls else { return Ok(Split::tcp(stream)) };
-    let name = tls.connector.name_for(&pool.nodes[node].name)?;
-    let stream = crate::tls::client::handshake(stream, tls.connector.config(), name).await?;
+    let Some(tls) = &pool.tls else { return Ok(Split::tcp(stream)) };
+    let name = tls.name_for(&pool.nodes[node].name)?;
+    let stream = crate::tls::client::handshake(stream, tls.config(), name).await?;
     Ok(Split::tls(stream))
 }
 

@@ -138,6 +138,9 @@ pub struct ShardPool {
     pub nodes: Vec<ShardNode>,
     /// The pool's validated settings (timeouts, limits, PROXY protocol).
     pub cfg: config::Pool,
+    /// The generation's TLS connector to the nodes, when the pool
+    /// encrypts to them (B8).
+    pub tls: Option<crate::tls::client::Connector>,
     /// Requests or connections of this shard waiting for a node slot.
     queued: Cell<usize>,
     /// A slot was given back on this shard.
@@ -193,6 +196,7 @@ impl ShardPool {
             uid: POOL_UID.hash_one(&cfg.name) as u32,
             nodes,
             cfg: cfg.clone(),
+            tls: None,
             queued: Cell::new(0),
             slot_freed: Event::new(),
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),

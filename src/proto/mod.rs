@@ -1,5 +1,6 @@
 //! Protocol handlers: what happens to a connection between accept and close.
 
+pub mod connection;
 pub mod generic;
 pub mod passthrough;
 pub mod persistent;

@@ -123,7 +123,7 @@ enum HeadEnd {
 
 /// A keepalive connection idle between requests, handed back by [`run`]
 /// with nothing unread and no memory of its own beyond the socket, to wait
-/// for its next request in a small task (see `net::accept`).
+/// for its next request in a small task (see `proto::connection`).
 pub struct Parked {
     pub stream: TcpStream,
     /// What remains of `client_keepalive_timeout`.

@@ -66,7 +66,7 @@ fn one_request(module: Explicit, pool_node: SocketAddr) -> (String, Arc<NodeHeal
     );
     let config = crate::config::load_str(&cfg, "test").unwrap();
     let modules = Modules::new().with(move |_| Some(module));
-    let generation = crate::runtime::generation::Generation::first_with(config, modules, &mut Vec::new());
+    let generation = crate::runtime::generation::Generation::first_with(config, modules, &mut Vec::new()).unwrap();
     let health = generation.health.clone();
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
     let out = rt.block_on(async {

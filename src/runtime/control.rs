@@ -190,7 +190,7 @@ impl Control {
             }
         }
         let st = &mut *s;
-        let generation = Arc::new(st.generation.next(new, &mut st.log_paths));
+        let generation = Arc::new(st.generation.next(new, &mut st.log_paths)?);
 
         let (done_tx, done_rx) = flume::bounded(n);
         let mut missed = BTreeSet::new();

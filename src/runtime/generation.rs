@@ -13,9 +13,14 @@
 //! - TLS termination and origination state (session caches, ticket keys),
 //!   by virtual server or pool name when the TLS settings are unchanged
 //!   (certificate files are re-read either way).
+//!
+//! The configuration is plain data; what is built from it to serve with
+//! (TLS acceptors and connectors, [`Tls`]) is the generation's.
 
 use crate::config::{Config, NodeState};
 use crate::pool::health::NodeHealth;
+use crate::tls::client::Connector;
+use crate::tls::server::Acceptor;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,13 +39,73 @@ pub struct Generation {
     /// Modules added by the program embedding shoal (carried to every
     /// later generation).
     pub modules: crate::proxy::module::Modules,
+    /// TLS acceptors and connectors built from the configuration.
+    pub tls: Arc<Tls>,
+}
+
+/// The TLS objects a generation serves with, built from its settings.
+#[derive(Default)]
+pub struct Tls {
+    /// Per virtual server: its acceptor, when it terminates TLS.
+    pub acceptors: Vec<Option<Acceptor>>,
+    /// Per pool: its connector, when it encrypts to its nodes.
+    pub connectors: Vec<Option<Connector>>,
+}
+
+impl Tls {
+    /// Build every acceptor and connector `config` asks for (reading the
+    /// certificate files). With `prev`, the running generation: an object
+    /// whose settings are unchanged is kept (its session cache and ticket
+    /// keys carry over) with the newly read certificates swapped in, and
+    /// only once everything has been built, so a failure changes nothing.
+    fn build(config: &Config, prev: Option<(&Config, &Tls)>) -> Result<Tls, String> {
+        let mut acceptors = Vec::new();
+        for vs in &config.virtual_servers {
+            acceptors.push(match &vs.tls {
+                None => None,
+                Some(t) => Some(
+                    crate::tls::server::build(t, std::path::Path::new(""))
+                        .map_err(|e| format!("virtual server {}: TLS: {}", vs.name, e.message))?,
+                ),
+            });
+        }
+        let mut connectors = Vec::new();
+        for p in &config.pools {
+            connectors.push(match &p.tls {
+                None => None,
+                Some(t) => Some(
+                    crate::tls::client::build(t, std::path::Path::new(""))
+                        .map_err(|e| format!("pool {}: TLS: {}", p.name, e.message))?,
+                ),
+            });
+        }
+        if let Some((old, old_tls)) = prev {
+            for (vs, new) in config.virtual_servers.iter().zip(acceptors.iter_mut()) {
+                let Some(new) = new else { continue };
+                let kept = old.virtual_servers.iter().position(|o| o.name == vs.name && o.tls == vs.tls);
+                if let Some(o) = kept.and_then(|i| old_tls.acceptors[i].as_ref()) {
+                    o.resolver.replace_from(&new.resolver);
+                    *new = o.clone();
+                }
+            }
+            for (p, new) in config.pools.iter().zip(connectors.iter_mut()) {
+                let Some(new) = new else { continue };
+                let kept = old.pools.iter().position(|o| o.name == p.name && o.tls == p.tls);
+                if let Some(o) = kept.and_then(|i| old_tls.connectors[i].as_ref()) {
+                    o.replace_from(new);
+                    *new = o.clone();
+                }
+            }
+        }
+        Ok(Tls { acceptors, connectors })
+    }
 }
 
 impl Generation {
     /// The first generation: fresh state everywhere, the built-in modules
     /// only. `log_paths` is the writer's list of access-log files, extended
-    /// with new ones.
-    pub fn first(config: Config, log_paths: &mut Vec<PathBuf>) -> Generation {
+    /// with new ones. Fails when a certificate file no longer loads.
+    pub fn first(config: Config, log_paths: &mut Vec<PathBuf>) -> Result<Generation, String> {
         Generation::first_with(config, Default::default(), log_paths)
     }
 
@@ -49,7 +114,8 @@ impl Generation {
         config: Config,
         modules: crate::proxy::module::Modules,
         log_paths: &mut Vec<PathBuf>,
-    ) -> Generation {
+    ) -> Result<Generation, String> {
+        let tls = Arc::new(Tls::build(&config, None)?);
         let health = config
             .pools
             .iter()
@@ -66,34 +132,15 @@ impl Generation {
             .collect();
         let persist = crate::persist::build(&config, None);
         let vs_log = log_numbers(&config, log_paths);
-        Generation { id: 1, config: Arc::new(config), health, persist, vs_log, notes: Vec::new(), modules }
+        Ok(Generation { id: 1, config: Arc::new(config), health, persist, vs_log, notes: Vec::new(), modules, tls })
     }
 
     /// The generation after `self`, for `config`, carrying state over.
-    pub fn next(&self, mut config: Config, log_paths: &mut Vec<PathBuf>) -> Generation {
+    /// Fails (changing nothing) when a certificate file does not load.
+    pub fn next(&self, config: Config, log_paths: &mut Vec<PathBuf>) -> Result<Generation, String> {
         let old = &self.config;
         let mut notes = Vec::new();
-        // TLS state: keep the old acceptor or connector (session caches,
-        // ticket keys) when nothing but certificate contents changed, with
-        // the newly read certificates swapped in.
-        for vs in &mut config.virtual_servers {
-            let prev = old.virtual_servers.iter().find(|o| o.name == vs.name);
-            if let (Some(new), Some(Some(o))) = (&mut vs.tls, prev.map(|p| &p.tls)) {
-                if o.settings == new.settings {
-                    o.acceptor.resolver.replace_from(&new.acceptor.resolver);
-                    new.acceptor = o.acceptor.clone();
-                }
-            }
-        }
-        for p in &mut config.pools {
-            let prev = old.pools.iter().find(|o| o.name == p.name);
-            if let (Some(new), Some(Some(o))) = (&mut p.tls, prev.map(|p| &p.tls)) {
-                if o.settings == new.settings {
-                    o.connector.replace_from(&new.connector);
-                    new.connector = o.connector.clone();
-                }
-            }
-        }
+        let tls = Arc::new(Tls::build(&config, Some((old, &self.tls)))?);
         let health = config
             .pools
             .iter()
@@ -142,7 +189,7 @@ impl Generation {
         }
         let persist = crate::persist::build(&config, Some(&self.persist));
         let vs_log = log_numbers(&config, log_paths);
-        Generation {
+        Ok(Generation {
             id: self.id + 1,
             config: Arc::new(config),
             health,
@@ -150,7 +197,8 @@ impl Generation {
             vs_log,
             notes,
             modules: self.modules.clone(),
-        }
+            tls,
+        })
     }
 }
 

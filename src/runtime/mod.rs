@@ -38,7 +38,7 @@ pub fn run(
 
     // Access logs: one writer thread for all of them, files opened now.
     let mut log_paths = Vec::new();
-    let generation = Arc::new(generation::Generation::first_with(config, modules, &mut log_paths));
+    let generation = Arc::new(generation::Generation::first_with(config, modules, &mut log_paths)?);
     let access = crate::log::writer::start(log_paths.clone())?;
     let mut monitors = crate::monitor::schedule::Monitors::default();
     monitors.update(&generation);

@@ -176,6 +176,8 @@ pub struct ShardView {
     /// Per virtual server: its HTTP module stack (empty for other
     /// protocols), built for this generation on this shard.
     pub stacks: Vec<Rc<crate::proxy::module::Stack>>,
+    /// The generation's TLS acceptors and connectors.
+    pub tls: Arc<super::generation::Tls>,
 }
 
 /// A listener's identity across generations: its virtual server's name and
@@ -201,15 +203,10 @@ impl ShardView {
                     prev_pool.and_then(|o| o.nodes.iter().find(|n| n.addr == addr)).map(|n| n.rt.clone())
                 };
                 let dirty = prev_pool.map_or_else(|| Rc::new(Cell::new(true)), |o| o.dirty_flag());
-                Rc::new(ShardPool::new(
-                    i,
-                    p,
-                    &generation.health[i],
-                    shard.nshards,
-                    shard.changed.clone(),
-                    &carry,
-                    dirty,
-                ))
+                let mut pool =
+                    ShardPool::new(i, p, &generation.health[i], shard.nshards, shard.changed.clone(), &carry, dirty);
+                pool.tls = generation.tls.connectors[i].clone();
+                Rc::new(pool)
             })
             .collect();
         // Removed nodes' idle connections close now, not when the last
@@ -280,6 +277,7 @@ impl ShardView {
                 .collect(),
             listen,
             stacks,
+            tls: generation.tls.clone(),
         })
     }
 
@@ -302,12 +300,7 @@ impl ShardView {
         let old = &self.config.virtual_servers[vs];
         let i = cur.config.virtual_servers.iter().position(|v| v.name == old.name)?;
         let new = &cur.config.virtual_servers[i];
-        let same_tls = match (&old.tls, &new.tls) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.settings == b.settings,
-            _ => false,
-        };
-        (new.protocol == old.protocol && same_tls).then_some((cur, i))
+        (new.protocol == old.protocol && new.tls == old.tls).then_some((cur, i))
     }
 
     /// This view is of the generation new requests run on.

@@ -31,13 +31,6 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-/// Compared by the settings that built it ([`PoolTls`]'s other fields).
-impl PartialEq for Connector {
-    fn eq(&self, _: &Connector) -> bool {
-        true
-    }
-}
-
 impl Connector {
     /// The same connector (clones of one), not just equal settings.
     pub fn same_as(&self, other: &Connector) -> bool {

@@ -97,13 +97,6 @@ impl std::fmt::Debug for Acceptor {
     }
 }
 
-/// Compared by the settings that built it ([`TlsServer`]'s other fields).
-impl PartialEq for Acceptor {
-    fn eq(&self, _: &Acceptor) -> bool {
-        true
-    }
-}
-
 /// Load the files `settings` names (relative paths against `base`) and
 /// build the server configuration.
 pub fn build(settings: &TlsServer, base: &Path) -> Result<Acceptor, BuildError> {

@@ -269,6 +269,9 @@ impl AsyncReadRent for TlsRead {
         let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
         match self.read_into(dst).await {
             Ok(n) => {
+                // SAFETY: `read_into` wrote exactly `n <= bytes_total` bytes
+                // at the start of `buf` (the slice above), so they are
+                // initialised.
                 unsafe { buf.set_init(n) };
                 (Ok(n), buf)
             }
@@ -277,11 +280,16 @@ impl AsyncReadRent for TlsRead {
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the `RawBuf` points into the first iovec of `buf`, which
+        // this call owns until it returns; the `RawBuf` is consumed by the
+        // read below and dropped before `buf` is handed back.
         let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
             Some(raw) => self.read(raw).await.0,
             None => Ok(0),
         };
         if let Ok(n) = n {
+            // SAFETY: the read initialised `n` bytes of that first iovec,
+            // and `set_init` on the vector counts from its start.
             unsafe { buf.set_init(n) };
         }
         (n, buf)
@@ -319,6 +327,9 @@ impl AsyncWriteRent for TlsWrite {
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the `RawBuf` points into the first iovec of `buf`, which
+        // this call owns (and does not change) until it returns; the write
+        // below consumes the `RawBuf` before `buf` is handed back.
         let n = match unsafe { RawBuf::new_from_iovec(&buf) } {
             Some(raw) => self.write(raw).await.0,
             None => Ok(0),

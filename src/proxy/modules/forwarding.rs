@@ -26,7 +26,7 @@ pub struct Forwarding {
 impl Forwarding {
     /// The module for `vs`, when it sets any of these headers.
     pub fn for_vs(vs: &VirtualServer) -> Option<Forwarding> {
-        let tls = vs.tls.as_ref().map(|t| &t.settings);
+        let tls = vs.tls.as_ref();
         let f = Forwarding {
             x_forwarded_for: vs.http.add_x_forwarded_for,
             cluster_client_ip: vs.http.add_cluster_client_ip,
