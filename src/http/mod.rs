@@ -71,6 +71,15 @@ impl Version {
     }
 }
 
+/// The first line of a head after any empty lines (which a recipient
+/// ignores, RFC 9112 §2.2): `(start, end)` with the line's CR excluded.
+pub(crate) fn first_line(head: &[u8]) -> (usize, usize) {
+    let start = head.iter().position(|&c| c != b'\r' && c != b'\n').unwrap_or(head.len());
+    let end = start + head[start..].iter().position(|&c| c == b'\n').unwrap_or(head.len() - start);
+    let end = if end > start && head[end - 1] == b'\r' { end - 1 } else { end };
+    (start, end)
+}
+
 /// Byte offset of `part` within `base` (both slices of one buffer).
 pub(crate) fn offset(base: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - base.as_ptr() as usize

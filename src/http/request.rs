@@ -190,8 +190,10 @@ pub fn parse(buf: &[u8], limits: &Limits, out: &mut RequestHead) -> Result<Optio
     out.method = Span::of(offset(buf, method)..offset(buf, method) + method.len());
     out.target = Span::of(offset(buf, target)..offset(buf, target) + target.len());
     out.received_target = out.target;
-    let line_end = buf[..len].iter().position(|&c| c == b'\n').unwrap_or(0);
-    out.line = Span::of(0..if line_end > 0 && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end });
+    // The request line starts after any empty lines (RFC 9112 §2.2:
+    // ignored before a request, as httparse does).
+    let (start, line_end) = super::first_line(&buf[..len]);
+    out.line = Span::of(start..line_end);
     out.version = if req.version == Some(0) { Version::Http10 } else { Version::Http11 };
     for h in req.headers.iter() {
         let name = offset(buf, h.name.as_bytes());
@@ -307,6 +309,8 @@ mod tests {
         assert_eq!(h.framing, Framing::Chunked);
         let h = p("GET / HTTP/1.0\r\n\r\n").unwrap();
         assert!(!h.keep_alive());
+        let h = p("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(h.request_line(), b"GET / HTTP/1.1", "leading empty lines are not the request line");
     }
 
     #[test]

@@ -124,9 +124,9 @@ fn parse_in<'b>(
     out.status = status;
     out.version = if resp.version == Some(0) { Version::Http10 } else { Version::Http11 };
     // Status line: "HTTP/1.x SP code SP reason"; keep the reason as sent.
-    let line_end = buf[..len].iter().position(|&c| c == b'\n').unwrap_or(0);
-    let line_end = if line_end > 0 && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
-    out.reason = Span::of(13.min(line_end)..line_end);
+    // It starts after any empty lines, which httparse skips.
+    let (start, line_end) = super::first_line(&buf[..len]);
+    out.reason = Span::of((start + 13).min(line_end)..line_end);
     for h in resp.headers.iter() {
         let name = offset(buf, h.name.as_bytes());
         let value = offset(buf, h.value);
@@ -202,6 +202,19 @@ mod tests {
         assert_eq!((h.status, h.reason()), (404, &b"Not Here"[..]));
         let h = p("HTTP/1.1 204\r\n\r\n", false).unwrap();
         assert_eq!((h.status, h.reason()), (204, &b""[..]));
+    }
+
+    /// Empty lines before the status line (httparse skips them) are not
+    /// taken for it: the status and reason forwarded are the node's (found
+    /// by the response_head fuzz target).
+    #[test]
+    fn empty_lines_before_status_line() {
+        for (s, status, reason) in
+            [("\r\nHTTP/1.1 200 OK\r\n\r\n", 200, "OK"), ("\n\r\n\nHTTP/1.1 404 Not Here\n\n", 404, "Not Here")]
+        {
+            let h = p(s, false).unwrap();
+            assert_eq!((h.status, h.reason()), (status, reason.as_bytes()), "{s:?}");
+        }
     }
 
     #[test]
