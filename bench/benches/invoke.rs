@@ -28,20 +28,24 @@ fn report(case: &str, mut rtt: Vec<u32>, elapsed: Duration) {
     );
 }
 
+/// `CALLS` calls from shard 0 to shard 1, one at a time: their round
+/// trips and the time they took in all.
+async fn one_at_a_time(shard: &Rc<shoal::runtime::shard::Shard>) -> (Vec<u32>, Duration) {
+    let peers = shard.peers().unwrap();
+    let mut rtt = Vec::with_capacity(CALLS);
+    let start = Instant::now();
+    for i in 0..CALLS {
+        let t = Instant::now();
+        let r = peers.call(shard, 1, LONG, move |_| i).await.unwrap();
+        rtt.push(t.elapsed().as_nanos() as u32);
+        assert_eq!(r, i);
+    }
+    (rtt, start.elapsed())
+}
+
 fn main() {
     // One at a time, target idle between calls.
-    let (rtt, took) = with_shards(2, |shard| async move {
-        let peers = shard.peers().unwrap();
-        let mut rtt = Vec::with_capacity(CALLS);
-        let start = Instant::now();
-        for i in 0..CALLS {
-            let t = Instant::now();
-            let r = peers.call(&shard, 1, LONG, move |_| i).await.unwrap();
-            rtt.push(t.elapsed().as_nanos() as u32);
-            assert_eq!(r, i);
-        }
-        (rtt, start.elapsed())
-    });
+    let (rtt, took) = with_shards(2, |shard| async move { one_at_a_time(&shard).await });
     report("one at a time, target idle", rtt, took);
 
     // 64 in flight.
@@ -86,15 +90,7 @@ fn main() {
             })
             .await
             .unwrap();
-        let mut rtt = Vec::with_capacity(CALLS);
-        let start = Instant::now();
-        for i in 0..CALLS {
-            let t = Instant::now();
-            let r = peers.call(&shard, 1, LONG, move |_| i).await.unwrap();
-            rtt.push(t.elapsed().as_nanos() as u32);
-            assert_eq!(r, i);
-        }
-        (rtt, start.elapsed())
+        one_at_a_time(&shard).await
     });
     report("one at a time, target busy", rtt, took);
 }

@@ -339,6 +339,15 @@ enum ReqBody {
     Whole,
 }
 
+/// What became of an accepted node response.
+enum Delivered {
+    /// Sent (or failed): what next for the client connection, and whether
+    /// the node connection can go back to its keepalive pool.
+    Done(After, bool),
+    /// 101 Switching Protocols: relay bytes both ways from now on.
+    Tunnel,
+}
+
 /// What the node exchange needs to know of the request.
 #[derive(Clone, Copy)]
 struct Exchange {
@@ -429,25 +438,18 @@ impl Conn {
         let mut req_framing = RequestFraming::default();
         if framing != Framing::None {
             self.mods.body_modes(&self.tx, false, &mut self.s.filters);
-            if !self.s.filters.is_empty() {
-                req_body = if whole_limit(&self.s.filters).is_some() {
-                    ReqBody::Whole
-                } else if self.s.filters.iter().any(|(_, m)| *m == BodyMode::Stream) {
-                    ReqBody::Streamed
-                } else {
-                    ReqBody::Observed
-                };
-                if let (ReqBody::Whole, Some(limit)) = (&req_body, whole_limit(&self.s.filters)) {
-                    if let Err(e) = self.read_request_whole(limit, &body_opts).await {
-                        return self.fail(e, true).await;
-                    }
-                    req_framing = RequestFraming {
-                        reframed: Some(BodyFraming::Length(self.s.body.len() as u64)),
-                        drop_expect: true,
-                    };
-                } else if let ReqBody::Streamed = req_body {
-                    req_framing.reframed = Some(BodyFraming::Chunked);
+            if let Some(limit) = whole_limit(&self.s.filters) {
+                if let Err(e) = self.read_request_whole(limit, &body_opts).await {
+                    return self.fail(e, true).await;
                 }
+                req_body = ReqBody::Whole;
+                let length = BodyFraming::Length(self.s.body.len() as u64);
+                req_framing = RequestFraming { reframed: Some(length), drop_expect: true };
+            } else if self.s.filters.iter().any(|(_, m)| *m == BodyMode::Stream) {
+                req_body = ReqBody::Streamed;
+                req_framing.reframed = Some(BodyFraming::Chunked);
+            } else if !self.s.filters.is_empty() {
+                req_body = ReqBody::Observed;
             }
         }
         rewrite::write_request(&self.tx.request, &req_framing, &mut self.s.node_head);
@@ -574,15 +576,7 @@ impl Conn {
                         _ => break,
                     }
                 }
-                Err(Failure::Client(e)) => {
-                    let err = Error::Client(e);
-                    if err.status() == 0 {
-                        log::debug!("virtual server {}: client {}: {}", vs.name, self.tx.client(), err.message());
-                        self.tx.error = Some(err);
-                        return After::Close;
-                    }
-                    return self.fail(err, true).await;
-                }
+                Err(Failure::Client(e)) => return self.fail(Error::Client(e), true).await,
                 Err(Failure::Filter(e)) => return self.fail(e, true).await,
             };
             // A final response head is in tx.response.
@@ -624,20 +618,10 @@ impl Conn {
                     return self.respond(*own, !body_complete).await;
                 }
             }
-            let (after, reusable) = match self.forward_response(&mut nc, body_complete, client_keep_alive).await {
-                Ok(x) => x,
-                Err(e) => return self.fail(e, true).await,
+            let (after, reusable) = match self.deliver(&mut nc, body_complete, client_keep_alive, upgrade).await {
+                Delivered::Tunnel => return After::Tunnel(nc, Some(lease)),
+                Delivered::Done(after, reusable) => (after, reusable),
             };
-            // Tunnel only when the whole request was read: a 101 that arrived
-            // while request body bytes were in flight would lose them.
-            if self.tx.response.status == 101
-                && upgrade
-                && body_complete
-                && matches!(after, After::Close)
-                && self.tx.error.is_none()
-            {
-                return After::Tunnel(nc, Some(lease));
-            }
             if reusable && !private && pool.nodes[ni].keeps_idle.get() {
                 nc.r.shrink_idle(IDLE_BUFFER);
                 pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
@@ -685,32 +669,16 @@ impl Conn {
             Err(Failure::Stale { .. }) => return self.fail(Error::Node(NodeError::ExplicitClosed), true).await,
             Err(Failure::Node(e)) => return self.fail(Error::Node(e), true).await,
             Err(Failure::Filter(e)) => return self.fail(e, true).await,
-            Err(Failure::Client(e)) => {
-                let err = Error::Client(e);
-                if err.status() == 0 {
-                    self.tx.error = Some(err);
-                    return After::Close;
-                }
-                return self.fail(err, true).await;
-            }
+            Err(Failure::Client(e)) => return self.fail(Error::Client(e), true).await,
         };
         self.tx.source = ResponseSource::Node;
         if let Verdict::Respond(own) = self.mods.response(&mut self.tx).await {
             return self.respond(*own, !complete).await;
         }
-        let (after, _) = match self.forward_response(&mut nc, complete, client_keep_alive).await {
-            Ok(x) => x,
-            Err(e) => return self.fail(e, true).await,
-        };
-        if self.tx.response.status == 101
-            && upgrade
-            && complete
-            && matches!(after, After::Close)
-            && self.tx.error.is_none()
-        {
-            return After::Tunnel(nc, None);
+        match self.deliver(&mut nc, complete, client_keep_alive, upgrade).await {
+            Delivered::Tunnel => After::Tunnel(nc, None),
+            Delivered::Done(after, _) => after,
         }
-        after
     }
 
     /// Read the whole request body for `Whole` filters (sending `100
@@ -736,6 +704,30 @@ impl Conn {
         }
     }
 
+    /// Send the accepted node response to the client ([`Conn::forward_response`],
+    /// or shoal's error if it fails before anything was sent), and say
+    /// whether the connection now becomes a tunnel: only after a 101 to an
+    /// upgrade request whose whole body was read (a 101 that arrived while
+    /// request body bytes were in flight would lose them).
+    async fn deliver(
+        &mut self,
+        nc: &mut NodeConn,
+        complete: bool,
+        client_keep_alive: bool,
+        upgrade: bool,
+    ) -> Delivered {
+        let (after, reusable) = match self.forward_response(nc, complete, client_keep_alive).await {
+            Ok(x) => x,
+            Err(e) => return Delivered::Done(self.fail(e, true).await, false),
+        };
+        let switched = self.tx.response.status == 101 && upgrade && complete && self.tx.error.is_none();
+        if switched && matches!(after, After::Close) {
+            Delivered::Tunnel
+        } else {
+            Delivered::Done(after, reusable)
+        }
+    }
+
     /// Write the response head and stream the body to the client, through
     /// the response body filters if any module asks. Returns what to do
     /// with the client connection and whether the node connection can be
@@ -754,7 +746,7 @@ impl Conn {
         let http10 = tx.request.version == Version::Http10;
         // A virtual server that a reconfiguration removed or changed closes
         // its connections after their current response, and says so.
-        let mut close = !client_keep_alive
+        let close = !client_keep_alive
             || http10
             || !request_complete
             || tx.response.framing == Framing::UntilClose
@@ -794,7 +786,6 @@ impl Conn {
             own::write_vec(&mut client.w, &mut s.out).await.map(|_| 0).map_err(BodyError::Sink)
         } else if streamed {
             let out_framing = if http10 { BodyFraming::UntilClose } else { BodyFraming::Chunked };
-            close |= http10;
             let changes = ResponseChanges { close, reframed: Some(out_framing) };
             rewrite::write_response(&tx.response, &changes, &mut s.out);
             tx.head_out = s.out.len() as u64;
@@ -912,10 +903,15 @@ impl Conn {
     }
 
     /// Answer with shoal's own error response for `err`, after the modules'
-    /// `error` phase (which may replace it, or close instead).
+    /// `error` phase (which may replace it, or close instead). An error that
+    /// gets no answer (the client went away) just closes.
     async fn fail(&mut self, err: Error, close: bool) -> After {
         let status = err.status();
         self.tx.error = Some(err);
+        if status == 0 {
+            log::debug!("virtual server {}: client {}: {}", self.tx.vs_config().name, self.tx.client(), err.message());
+            return After::Close;
+        }
         log::info!(
             "virtual server {}: client {}: {status} ({})",
             self.tx.vs_config().name,

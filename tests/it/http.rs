@@ -142,25 +142,8 @@ fn gigabyte_bodies_exact_with_bounded_memory() {
         cmd.args(["-sS", "--max-time", "300", &url(&shoal, &format!("/big?size={gib}&chunked={chunked}"))]);
         let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
         let mut out = child.stdout.take().unwrap();
-        let mut h = {
-            use sha2::Digest;
-            sha2::Sha256::new()
-        };
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            use sha2::Digest;
-            use std::io::Read;
-            let n = out.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            total += n as u64;
-        }
+        let (total, got) = sha256_stream(&mut out);
         assert!(child.wait().unwrap().success());
-        use sha2::Digest;
-        let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!((total, got), (gib, expect.clone()), "download chunked={chunked}");
     }
     // Uploads: the origin hashes what arrives.

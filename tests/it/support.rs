@@ -324,6 +324,24 @@ pub fn read_line(s: &mut impl Read) -> String {
     }
 }
 
+/// Read `r` to its end through SHA-256, in 1 MiB pieces (gigabytes cost
+/// no memory): the byte count and the hex digest.
+pub fn sha256_stream(r: &mut impl Read) -> (u64, String) {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    (total, h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Connect, read the whole reply of a one-shot node, return it as a string.
 pub fn oneshot(addr: SocketAddr) -> String {
     let mut s = connect(addr);
