@@ -19,6 +19,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod lb;
 pub mod log;

@@ -1,0 +1,453 @@
+//! Fuzzing entry points for the parsers of untrusted input: HTTP/1 request
+//! heads ([`request::parse`]), response heads ([`response::parse`]), the
+//! chunked framer ([`ChunkedFramer`]) and the TLS hello reader
+//! ([`hello::client_hello`], [`hello::server_hello`]). Each function takes
+//! arbitrary bytes, runs the parser the ways the proxy runs it (whole, on
+//! prefixes as bytes arrive, into a head reused from an earlier parse,
+//! pipelined, in pieces) and panics when an invariant the proxy relies on
+//! fails. Not panicking inside the parser is the least of them.
+//!
+//! It is library code rather than part of `fuzz/` because two users share
+//! it: the cargo-fuzz targets (`fuzz/fuzz_targets/`, nightly, one line
+//! each) and the corpus regression test (`tests/fuzz_corpus.rs`, stable,
+//! run by plain `cargo test`), so a committed corpus keeps checking exactly
+//! what the fuzzer checked. How to run them: docs/fuzzing.md.
+//!
+//! The HTTP functions read their options (limits, the HEAD flag, split
+//! points, piece sizes) from the first input byte, which is not parsed.
+
+use crate::http::chunked::{ChunkError, ChunkedFramer};
+use crate::http::request::{self, Limits, RequestHead};
+use crate::http::response::{self, ResponseHead};
+use crate::http::{Framing, HeaderSpan};
+use crate::tls::hello::{self, HelloError};
+use std::fmt::Debug;
+use std::ops::Range;
+
+/// Request limits, picked by the option byte's low two bits: shoal's
+/// defaults, tight ones, more header slots than the parser has, and none.
+const REQUEST_LIMITS: [Limits; 4] = [
+    Limits { max_head: 32 * 1024, max_headers: 100, max_uri: 8 * 1024 },
+    Limits { max_head: 128, max_headers: 4, max_uri: 16 },
+    Limits { max_head: 1024, max_headers: 1000, max_uri: 1 },
+    NO_LIMITS,
+];
+const NO_LIMITS: Limits = Limits { max_head: usize::MAX, max_headers: usize::MAX, max_uri: usize::MAX };
+
+/// Response `max_head`, picked by the option byte's bits 1–2.
+const RESPONSE_MAX_HEAD: [usize; 4] = [8192, 64, 32 * 1024, usize::MAX];
+
+/// Most messages followed along one pipelined input.
+const MAX_PIPELINED: usize = 8;
+
+/// A request head, then the requests pipelined after it (while each head
+/// and body is complete). Option byte: limits (bits 0–1), split point
+/// (bits 2–7), chunk piece sizes (all).
+pub fn request_head(data: &[u8]) {
+    let Some((&opt, mut buf)) = data.split_first() else { return };
+    let limits = REQUEST_LIMITS[usize::from(opt & 3)];
+    for _ in 0..MAX_PIPELINED {
+        let Some(next) = one_request(buf, &limits, opt) else { return };
+        buf = &buf[next..];
+    }
+}
+
+/// Check the request at the start of `buf`; where the next one starts.
+fn one_request(buf: &[u8], limits: &Limits, opt: u8) -> Option<usize> {
+    let parse = request::parse;
+    let mut head = RequestHead::default();
+    let result = parse(buf, limits, &mut head);
+    let complete = result == Ok(Some(()));
+    // The pipeline parses into one head per connection.
+    let mut reused = RequestHead::default();
+    parse(EARLIER_REQUEST, &NO_LIMITS, &mut reused).expect("the earlier request parses");
+    assert_eq!(parse(buf, limits, &mut reused), result, "a reused head changed the result");
+    // The pipeline parses again as bytes arrive: a prefix must not be
+    // refused when the whole is accepted, nor accepted differently.
+    let end = if complete { head.len } else { buf.len() };
+    for k in [split(opt >> 2, 63, end), end.saturating_sub(1)] {
+        let mut p = RequestHead::default();
+        match parse(&buf[..k], limits, &mut p) {
+            Ok(None) => {}
+            Ok(Some(())) => same(&p, &head, &format!("a {k}-byte prefix parsed differently")),
+            Err(e) => assert!(result.is_err(), "a {k}-byte prefix refused ({e}), the whole gave {result:?}"),
+        }
+    }
+    match result {
+        Ok(Some(())) => {}
+        Ok(None) => {
+            let e = request::incomplete_error(buf);
+            assert!(matches!(e.status, 414 | 431), "{e}");
+            return None;
+        }
+        Err(e) => {
+            assert!(matches!(e.status, 400 | 405 | 414 | 417 | 431 | 505), "{e}");
+            return None;
+        }
+    }
+    same(&reused, &head, "a reused head holds something else");
+    check_request(buf, limits, &head);
+    // Exactly `len` bytes, and the loosest limits, give the same head.
+    for (b, l) in [(&buf[..head.len], limits), (buf, &NO_LIMITS)] {
+        let mut again = RequestHead::default();
+        assert_eq!(parse(b, l, &mut again), Ok(Some(())));
+        same(&again, &head, "a re-parse differs");
+    }
+    let body = &buf[head.len..];
+    let body_len = match head.framing {
+        Framing::None => Some(0),
+        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= body.len()),
+        Framing::Chunked => chunked_body(body, opt),
+        Framing::UntilClose => unreachable!("checked"),
+    }?;
+    Some(head.len + body_len)
+}
+
+/// Parsed into a head before the input is: it sets every field.
+const EARLIER_REQUEST: &[u8] = b"POST http://a/b HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\
+    Connection: upgrade, keep-alive, close, x-a\r\nUpgrade: w\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n";
+
+fn check_request(buf: &[u8], limits: &Limits, h: &RequestHead) {
+    assert!(0 < h.len && h.len <= buf.len() && h.len <= limits.max_head, "len {} of {}", h.len, buf.len());
+    let head = &buf[..h.len];
+    assert!(head.ends_with(b"\n"), "head does not end a line");
+    ordered(head, 0, &[&h.method, &h.target]);
+    let (method, target) = (&head[h.method.clone()], &head[h.target.clone()]);
+    assert!(!method.is_empty() && method.iter().all(|&c| tchar(c)) && method != b"CONNECT", "method {method:?}");
+    assert!(!target.is_empty() && target.len() <= limits.max_uri, "target length {}", target.len());
+    assert!(!target.iter().any(|&c| c <= b' ' || c == 0x7f || c == b'#'), "target {target:?}");
+    assert!(h.minor <= 1 && h.headers.len() <= limits.max_headers);
+    fields(head, h.target.end, &h.headers);
+    let count =
+        |name: &str| h.headers.iter().filter(|f| head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes())).count();
+    assert!(h.minor == 0 || count("host") == 1, "HTTP/1.1 without exactly one Host");
+    assert_eq!(h.expect_continue, count("expect") > 0);
+    assert_eq!(h.upgrade, h.connection.upgrade && count("upgrade") > 0);
+    assert_eq!(h.keep_alive(), !h.connection.close && (h.minor == 1 || h.connection.keep_alive));
+    ordered(head, 0, &h.connection.others.iter().collect::<Vec<_>>());
+    framing(head, &h.headers, h.framing, false);
+    assert!(h.framing != Framing::UntilClose && (h.framing != Framing::Chunked || h.minor == 1));
+}
+
+/// A response head, then those after it on the connection (1xx before the
+/// final one; keepalive). Option byte: HEAD request (bit 0), `max_head`
+/// (bits 1–2), split point (bits 3–7), chunk piece sizes (all).
+pub fn response_head(data: &[u8]) {
+    let Some((&opt, mut buf)) = data.split_first() else { return };
+    let head_request = opt & 1 == 1;
+    let max_head = RESPONSE_MAX_HEAD[usize::from(opt >> 1 & 3)];
+    for _ in 0..MAX_PIPELINED {
+        let Some(next) = one_response(buf, max_head, head_request, opt) else { return };
+        buf = &buf[next..];
+    }
+}
+
+/// Check the response at the start of `buf`; where the next one starts.
+fn one_response(buf: &[u8], max_head: usize, head_request: bool, opt: u8) -> Option<usize> {
+    let mut head = ResponseHead::default();
+    let result = response::parse(buf, max_head, head_request, &mut head);
+    let complete = result == Ok(Some(()));
+    let mut reused = ResponseHead::default();
+    response::parse(EARLIER_RESPONSE, usize::MAX, false, &mut reused).expect("the earlier response parses");
+    assert_eq!(response::parse(buf, max_head, head_request, &mut reused), result, "a reused head changed the result");
+    let end = if complete { head.len } else { buf.len() };
+    for k in [split(opt >> 3, 31, end), end.saturating_sub(1)] {
+        let mut p = ResponseHead::default();
+        match response::parse(&buf[..k], max_head, head_request, &mut p) {
+            Ok(None) => {}
+            Ok(Some(())) => same(&p, &head, &format!("a {k}-byte prefix parsed differently")),
+            Err(e) => assert!(result.is_err(), "a {k}-byte prefix refused ({e}), the whole gave {result:?}"),
+        }
+    }
+    match result {
+        Ok(Some(())) => {}
+        Ok(None) => {
+            assert!(buf.len() < max_head, "an incomplete head at max_head is not refused");
+            return None;
+        }
+        Err(e) => {
+            assert_eq!(e.status, 502, "{e}");
+            return None;
+        }
+    }
+    same(&reused, &head, "a reused head holds something else");
+    check_response(buf, max_head, head_request, &head);
+    for (b, m) in [(&buf[..head.len], max_head), (buf, usize::MAX)] {
+        let mut again = ResponseHead::default();
+        assert_eq!(response::parse(b, m, head_request, &mut again), Ok(Some(())));
+        same(&again, &head, "a re-parse differs");
+    }
+    // The same response to a HEAD request differs in its framing alone.
+    let mut as_head = ResponseHead::default();
+    assert_eq!(response::parse(buf, max_head, true, &mut as_head), Ok(Some(())));
+    assert_eq!(as_head.framing, Framing::None);
+    as_head.framing = head.framing;
+    same(&as_head, &head, "the HEAD flag changed more than framing");
+    let body = &buf[head.len..];
+    let body_len = match head.framing {
+        Framing::None => Some(0),
+        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= body.len()),
+        Framing::Chunked => chunked_body(body, opt),
+        Framing::UntilClose => None,
+    }?;
+    Some(head.len + body_len)
+}
+
+/// Likewise for responses.
+const EARLIER_RESPONSE: &[u8] = b"HTTP/1.0 599 Earlier Reason\r\nConnection: keep-alive, close, upgrade, x-a\r\n\
+    Transfer-Encoding: gzip\r\nX-A: 1\r\n\r\n";
+
+fn check_response(buf: &[u8], max_head: usize, head_request: bool, h: &ResponseHead) {
+    assert!(0 < h.len && h.len <= buf.len() && h.len <= max_head, "len {} of {}", h.len, buf.len());
+    let head = &buf[..h.len];
+    assert!(head.ends_with(b"\n"), "head does not end a line");
+    assert!((100..=999).contains(&h.status) && h.minor <= 1, "status {} minor {}", h.status, h.minor);
+    // What shoal writes after "HTTP/1.1 " in the client's status line.
+    ordered(head, 0, &[&h.status_line_rest]);
+    let rest = &head[h.status_line_rest.clone()];
+    assert!(rest.starts_with(h.status.to_string().as_bytes()), "status line rest {rest:?} for {}", h.status);
+    assert!(!rest.iter().any(|&c| matches!(c, b'\r' | b'\n' | 0)), "status line rest {rest:?}");
+    fields(head, h.status_line_rest.end, &h.headers);
+    ordered(head, 0, &h.connection.others.iter().collect::<Vec<_>>());
+    let no_body = head_request || (100..200).contains(&h.status) || h.status == 204 || h.status == 304;
+    if no_body {
+        assert_eq!(h.framing, Framing::None);
+    } else {
+        framing(head, &h.headers, h.framing, true);
+    }
+    assert!(h.framing != Framing::UntilClose || !h.node_keep_alive());
+}
+
+/// Header spans in order after `from`, names tokens, values trimmed and
+/// without line breaks, and only the colon and spaces between name and
+/// value (the rewrite copies a kept field from name to value as one line).
+fn fields(head: &[u8], from: usize, headers: &[HeaderSpan]) {
+    let spans: Vec<&Range<usize>> = headers.iter().flat_map(|h| [&h.name, &h.value]).collect();
+    ordered(head, from, &spans);
+    for h in headers {
+        let (name, value) = (&head[h.name.clone()], &head[h.value.clone()]);
+        assert!(!name.is_empty() && name.iter().all(|&c| tchar(c)), "header name {name:?}");
+        let between = &head[h.name.end..h.value.start];
+        let colon =
+            between.split_first().is_some_and(|(&c, ws)| c == b':' && ws.iter().all(|&c| c == b' ' || c == b'\t'));
+        assert!(colon, "between name and value: {between:?}");
+        assert!(!value.iter().any(|&c| matches!(c, b'\r' | b'\n' | 0)), "header value {value:?}");
+        let edge = |c: Option<&u8>| c.is_some_and(|c| matches!(c, b' ' | b'\t'));
+        assert!(!edge(value.first()) && !edge(value.last()), "untrimmed value {value:?}");
+    }
+}
+
+/// The framing agrees with the Content-Length and Transfer-Encoding fields
+/// (for a message that may have a body). `length_for_none`: no body needs
+/// `Content-Length: 0` (a response without one runs until close).
+fn framing(head: &[u8], headers: &[HeaderSpan], framing: Framing, length_for_none: bool) {
+    let values = |name: &'static str| {
+        let named = move |h: &&HeaderSpan| head[h.name.clone()].eq_ignore_ascii_case(name.as_bytes());
+        headers.iter().filter(named).map(move |h| &head[h.value.clone()])
+    };
+    let lengths: Vec<Option<u64>> =
+        values("content-length").map(|v| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok())).collect();
+    let te = values("transfer-encoding").count() > 0;
+    let length = |n: u64| lengths.iter().all(|&l| l == Some(n));
+    match framing {
+        Framing::None => {
+            let ok = !te && length(0) && !(length_for_none && lengths.is_empty());
+            assert!(ok, "no body, yet {lengths:?} te {te}")
+        }
+        Framing::Length(n) => assert!(!te && n > 0 && !lengths.is_empty() && length(n), "{n} bytes: {lengths:?}"),
+        Framing::Chunked => assert!(te && lengths.is_empty(), "chunked with {lengths:?}"),
+        Framing::UntilClose => assert!(lengths.is_empty(), "until close with {lengths:?}"),
+    }
+}
+
+/// A chunked body (RFC 9112 §7.1) alone. Option byte: piece sizes.
+pub fn chunked(data: &[u8]) {
+    if let Some((&opt, body)) = data.split_first() {
+        chunked_body(body, opt);
+    }
+}
+
+/// Frame `body` whole, in pieces sized from `opt` and byte by byte; the
+/// outcomes must agree, and agree with a plain reading of the grammar when
+/// the body ends. Returns the body's length once it ended.
+fn chunked_body(body: &[u8], opt: u8) -> Option<usize> {
+    let whole = frame(body, || body.len());
+    let (mut x, max) = (u32::from(opt) | 0x100, [3, 8, 64, 512][usize::from(opt >> 6)]);
+    let pieces = frame(body, || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as usize % max + 1
+    });
+    assert_eq!(pieces, whole, "fed in pieces of up to {max} bytes");
+    assert_eq!(frame(body, || 1), whole, "fed byte by byte");
+    let plain = plain_chunked(body);
+    match whole.end {
+        Ok((used, true)) => assert_eq!(plain, Some((used, whole.payload)), "a plain reading differs"),
+        Ok((_, false)) => assert_eq!(plain, None, "a complete body is still awaited"),
+        Err(_) => {}
+    }
+    match whole.end {
+        Ok((used, true)) => Some(used),
+        _ => None,
+    }
+}
+
+/// What a framer made of a body: bytes used and whether it ended (or the
+/// error), and the payload ranges with adjacent ones merged.
+#[derive(Debug, PartialEq)]
+struct Framed {
+    end: Result<(usize, bool), ChunkError>,
+    payload: Vec<Range<usize>>,
+}
+
+/// Feed `body` to a framer in pieces of `piece()` bytes, as the proxy does
+/// with each read, checking what each call reports.
+fn frame(body: &[u8], mut piece: impl FnMut() -> usize) -> Framed {
+    let mut f = ChunkedFramer::default();
+    let mut payload: Vec<Range<usize>> = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let given = &body[at..body.len().min(at + piece().max(1))];
+        let mut last = 0;
+        let used = f.advance(given, |r| {
+            assert!(last <= r.start && r.start < r.end && r.end <= given.len(), "payload {r:?} after {last}");
+            last = r.end;
+            match payload.last_mut() {
+                Some(p) if p.end == at + r.start => p.end = at + r.end,
+                _ => payload.push(at + r.start..at + r.end),
+            }
+        });
+        let used = match used {
+            Ok(n) => n,
+            Err(e) => return Framed { end: Err(e), payload },
+        };
+        assert!(last <= used && used <= given.len(), "used {used} of {} (payload to {last})", given.len());
+        at += used;
+        if f.is_done() {
+            assert!(body[..at].ends_with(b"\r\n"), "ended after {:?}", &body[..at]);
+            assert_eq!(f.advance(&body[at..], |r| panic!("payload {r:?} after the end")), Ok(0));
+            return Framed { end: Ok((at, true)), payload };
+        }
+        assert_eq!(used, given.len(), "an unfinished body leaves bytes unused");
+    }
+    Framed { end: Ok((at, false)), payload }
+}
+
+/// The grammar read plainly, with none of the framer's limits: the body's
+/// length and its payload ranges, if it is complete.
+fn plain_chunked(b: &[u8]) -> Option<(usize, Vec<Range<usize>>)> {
+    let line_end = |from: usize| b.get(from..)?.windows(2).position(|w| w == b"\r\n").map(|n| from + n);
+    let (mut at, mut payload) = (0, Vec::new());
+    loop {
+        let end = line_end(at)?;
+        let size = b[at..end].split(|&c| c == b';').next()?;
+        let size = u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()?;
+        at = end + 2;
+        if size == 0 {
+            break;
+        }
+        let data_end = at.checked_add(usize::try_from(size).ok()?)?;
+        if b.get(data_end..data_end.checked_add(2)?)? != b"\r\n" {
+            return None;
+        }
+        payload.push(at..data_end);
+        at = data_end + 2;
+    }
+    loop {
+        let end = line_end(at)?;
+        let empty = end == at;
+        at = end + 2;
+        if empty {
+            return Some((at, payload));
+        }
+    }
+}
+
+/// The bytes a passthrough listener or node sends first, read as a
+/// ClientHello and as a ServerHello. No option byte: seeds are captures.
+pub fn tls_hello(data: &[u8]) {
+    let client = hello_stable(data, hello::client_hello);
+    let server = hello_stable(data, hello::server_hello);
+    if let Ok(Some(c)) = &client {
+        assert!(c.session_id.len() <= 32, "session id of {}", c.session_id.len());
+        if let Some(sni) = &c.sni {
+            let ok = !sni.is_empty() && sni.is_ascii() && !sni.bytes().any(|c| c.is_ascii_uppercase());
+            assert!(ok, "SNI {sni:?}");
+            let sent = handshake(data).windows(sni.len()).any(|w| w.eq_ignore_ascii_case(sni.as_bytes()));
+            assert!(sent, "SNI {sni:?} is not in the handshake bytes");
+        }
+        assert!(!matches!(server, Ok(Some(_))), "one message read as both hellos");
+    }
+    if let Ok(Some(s)) = &server {
+        assert!(s.session_id.len() <= 32, "session id of {}", s.session_id.len());
+    }
+}
+
+/// `parse` gives one answer however the bytes arrive: prefixes are
+/// incomplete or already that answer, bytes after a complete or refused
+/// hello change nothing, and the same handshake bytes in records of
+/// another size read the same.
+fn hello_stable<T: Debug + PartialEq>(
+    data: &[u8],
+    parse: fn(&[u8]) -> Result<Option<T>, HelloError>,
+) -> Result<Option<T>, HelloError> {
+    let full = parse(data);
+    let hash = data.iter().fold(0x811c_9dc5_u32, |h, &c| (h ^ u32::from(c)).wrapping_mul(0x0100_0193)) as usize;
+    for k in [hash % (data.len() + 1), data.len().saturating_sub(1)] {
+        match parse(&data[..k]) {
+            Ok(None) => {}
+            r => assert_eq!(r, full, "a {k}-byte prefix"),
+        }
+    }
+    if full != Ok(None) {
+        assert_eq!(parse(&[data, data].concat()), full, "bytes after the hello");
+    }
+    if let Ok(Some(_)) = full {
+        let size = 1 + (hash >> 8) % 300;
+        assert_eq!(parse(&reframe(data, size)), full, "the hello in records of {size} bytes");
+    }
+    full
+}
+
+/// The payload of the complete handshake records at the start of `data`.
+fn handshake(data: &[u8]) -> Vec<u8> {
+    let (mut msg, mut rest) = (Vec::new(), data);
+    while let [22, 3, _, a, b, tail @ ..] = rest {
+        let Some(payload) = tail.get(..usize::from(u16::from_be_bytes([*a, *b]))) else { break };
+        msg.extend_from_slice(payload);
+        rest = &tail[payload.len()..];
+    }
+    msg
+}
+
+/// The handshake bytes of `data` in records of `size` bytes.
+fn reframe(data: &[u8], size: usize) -> Vec<u8> {
+    let msg = handshake(data);
+    msg.chunks(size).flat_map(|c| [&[22, 3, 1][..], &(c.len() as u16).to_be_bytes(), c].concat()).collect()
+}
+
+/// `part` of `end`, as a byte offset no greater than `end`.
+fn split(part: u8, of: u8, end: usize) -> usize {
+    end * usize::from(part.min(of)) / usize::from(of)
+}
+
+/// Spans non-empty or not, each starting where the previous one ended or
+/// later, the first at `from` or later, all inside `buf`.
+fn ordered(buf: &[u8], from: usize, spans: &[&Range<usize>]) {
+    let mut at = from;
+    for r in spans {
+        assert!(at <= r.start && r.start <= r.end && r.end <= buf.len(), "span {r:?} after {at} in {}", buf.len());
+        at = r.end;
+    }
+}
+
+/// Two parsed heads are the same (spans, framing, flags: all they hold).
+fn same<T: Debug>(a: &T, b: &T, what: &str) {
+    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{what}");
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
