@@ -17,9 +17,10 @@
 //! points, piece sizes) from the first input byte, which is not parsed.
 
 use crate::http::chunked::{ChunkError, ChunkedFramer};
+use crate::http::fields::{Fields, Span};
 use crate::http::request::{self, Limits, RequestHead};
 use crate::http::response::{self, ResponseHead};
-use crate::http::{Framing, HeaderSpan};
+use crate::http::{offset, Framing, Version};
 use crate::tls::hello::{self, HelloError};
 use std::fmt::Debug;
 use std::ops::Range;
@@ -111,22 +112,28 @@ fn check_request(buf: &[u8], limits: &Limits, h: &RequestHead) {
     assert!(0 < h.len && h.len <= buf.len() && h.len <= limits.max_head, "len {} of {}", h.len, buf.len());
     let head = &buf[..h.len];
     assert!(head.ends_with(b"\n"), "head does not end a line");
-    ordered(head, 0, &[&h.method, &h.target]);
-    let (method, target) = (&head[h.method.clone()], &head[h.target.clone()]);
+    // The head's own copy is exactly the bytes received.
+    assert_eq!(h.fields.bytes(), head, "the head's copy differs from what was received");
+    let (method, target) = (h.method(), h.target());
+    let span = |part: &[u8]| offset(h.fields.bytes(), part)..offset(h.fields.bytes(), part) + part.len();
+    ordered(head, 0, &[&span(method), &span(target)]);
+    assert_eq!(target, h.received_target());
     assert!(!method.is_empty() && method.iter().all(|&c| tchar(c)) && method != b"CONNECT", "method {method:?}");
     assert!(!target.is_empty() && target.len() <= limits.max_uri, "target length {}", target.len());
     assert!(!target.iter().any(|&c| c <= b' ' || c == 0x7f || c == b'#'), "target {target:?}");
-    assert!(h.minor <= 1 && h.headers.len() <= limits.max_headers);
-    fields(head, h.target.end, &h.headers);
-    let count =
-        |name: &str| h.headers.iter().filter(|f| head[f.name.clone()].eq_ignore_ascii_case(name.as_bytes())).count();
-    assert!(h.minor == 0 || count("host") == 1, "HTTP/1.1 without exactly one Host");
+    let line = h.request_line();
+    assert!(line.starts_with(method) && !line.contains(&b'\n'), "request line {line:?}");
+    assert!(h.version != Version::Http2 && h.fields.len() <= limits.max_headers);
+    fields(head, span(target).end, &h.fields);
+    let count = |name: &str| h.fields.get_all(name).count();
+    let http10 = h.version == Version::Http10;
+    assert!(http10 || count("host") == 1, "HTTP/1.1 without exactly one Host");
     assert_eq!(h.expect_continue, count("expect") > 0);
     assert_eq!(h.upgrade, h.connection.upgrade && count("upgrade") > 0);
-    assert_eq!(h.keep_alive(), !h.connection.close && (h.minor == 1 || h.connection.keep_alive));
-    ordered(head, 0, &h.connection.others.iter().collect::<Vec<_>>());
-    framing(head, &h.headers, h.framing, false);
-    assert!(h.framing != Framing::UntilClose && (h.framing != Framing::Chunked || h.minor == 1));
+    assert_eq!(h.keep_alive(), !h.connection.close && (!http10 || h.connection.keep_alive));
+    ordered(head, 0, &h.connection.others.iter().map(|s| s.range()).collect::<Vec<_>>().iter().collect::<Vec<_>>());
+    framing(&h.fields, h.framing, false);
+    assert!(h.framing != Framing::UntilClose && (h.framing != Framing::Chunked || !http10));
 }
 
 /// A response head, then those after it on the connection (1xx before the
@@ -201,33 +208,40 @@ fn check_response(buf: &[u8], max_head: usize, head_request: bool, h: &ResponseH
     assert!(0 < h.len && h.len <= buf.len() && h.len <= max_head, "len {} of {}", h.len, buf.len());
     let head = &buf[..h.len];
     assert!(head.ends_with(b"\n"), "head does not end a line");
-    assert!((100..=999).contains(&h.status) && h.minor <= 1, "status {} minor {}", h.status, h.minor);
-    // What shoal writes after "HTTP/1.1 " in the client's status line.
-    ordered(head, 0, &[&h.status_line_rest]);
-    let rest = &head[h.status_line_rest.clone()];
-    assert!(rest.starts_with(h.status.to_string().as_bytes()), "status line rest {rest:?} for {}", h.status);
-    assert!(!rest.iter().any(|&c| matches!(c, b'\r' | b'\n' | 0)), "status line rest {rest:?}");
-    fields(head, h.status_line_rest.end, &h.headers);
-    ordered(head, 0, &h.connection.others.iter().collect::<Vec<_>>());
+    assert_eq!(h.fields.bytes(), head, "the head's copy differs from what was received");
+    assert!((100..=999).contains(&h.status) && h.version != Version::Http2, "status {} {:?}", h.status, h.version);
+    // What shoal writes after "HTTP/1.1 {status} " in the client's status
+    // line: the reason as the node sent it, ending its status line.
+    let reason = h.reason();
+    let at = offset(h.fields.bytes(), reason);
+    let (start, line_end) = crate::http::first_line(head);
+    let ends_line = at >= start + 13 && at + reason.len() == line_end;
+    assert!(reason.is_empty() || ends_line, "reason {reason:?} at {at} in a line {start}..{line_end}");
+    let code = &head[start..line_end];
+    assert!(code.get(9..12) == Some(h.status.to_string().as_bytes()), "status line {code:?} for {}", h.status);
+    assert!(!reason.iter().any(|&c| matches!(c, b'\r' | b'\n' | 0)), "reason {reason:?}");
+    fields(head, line_end, &h.fields);
+    ordered(head, 0, &h.connection.others.iter().map(|s| s.range()).collect::<Vec<_>>().iter().collect::<Vec<_>>());
     let no_body = head_request || (100..200).contains(&h.status) || h.status == 204 || h.status == 304;
     if no_body {
         assert_eq!(h.framing, Framing::None);
     } else {
-        framing(head, &h.headers, h.framing, true);
+        framing(&h.fields, h.framing, true);
     }
     assert!(h.framing != Framing::UntilClose || !h.node_keep_alive());
 }
 
-/// Header spans in order after `from`, names tokens, values trimmed and
+/// Field spans in order after `from`, names tokens, values trimmed and
 /// without line breaks, and only the colon and spaces between name and
-/// value (the rewrite copies a kept field from name to value as one line).
-fn fields(head: &[u8], from: usize, headers: &[HeaderSpan]) {
-    let spans: Vec<&Range<usize>> = headers.iter().flat_map(|h| [&h.name, &h.value]).collect();
-    ordered(head, from, &spans);
-    for h in headers {
-        let (name, value) = (&head[h.name.clone()], &head[h.value.clone()]);
+/// value (a received field goes onward as its bytes from name to value).
+fn fields(head: &[u8], from: usize, fields: &Fields) {
+    let spans: Vec<(Span, Span)> = fields.spans().collect();
+    let ranges: Vec<std::ops::Range<usize>> = spans.iter().flat_map(|(n, v)| [n.range(), v.range()]).collect();
+    ordered(head, from, &ranges.iter().collect::<Vec<_>>());
+    for (n, v) in spans {
+        let (name, value) = (&head[n.range()], &head[v.range()]);
         assert!(!name.is_empty() && name.iter().all(|&c| tchar(c)), "header name {name:?}");
-        let between = &head[h.name.end..h.value.start];
+        let between = &head[n.range().end..v.range().start];
         let colon =
             between.split_first().is_some_and(|(&c, ws)| c == b':' && ws.iter().all(|&c| c == b' ' || c == b'\t'));
         assert!(colon, "between name and value: {between:?}");
@@ -240,14 +254,10 @@ fn fields(head: &[u8], from: usize, headers: &[HeaderSpan]) {
 /// The framing agrees with the Content-Length and Transfer-Encoding fields
 /// (for a message that may have a body). `length_for_none`: no body needs
 /// `Content-Length: 0` (a response without one runs until close).
-fn framing(head: &[u8], headers: &[HeaderSpan], framing: Framing, length_for_none: bool) {
-    let values = |name: &'static str| {
-        let named = move |h: &&HeaderSpan| head[h.name.clone()].eq_ignore_ascii_case(name.as_bytes());
-        headers.iter().filter(named).map(move |h| &head[h.value.clone()])
-    };
+fn framing(fields: &Fields, framing: Framing, length_for_none: bool) {
     let lengths: Vec<Option<u64>> =
-        values("content-length").map(|v| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok())).collect();
-    let te = values("transfer-encoding").count() > 0;
+        fields.get_all("content-length").map(|v| std::str::from_utf8(v).ok().and_then(|s| s.parse().ok())).collect();
+    let te = fields.get_all("transfer-encoding").count() > 0;
     let length = |n: u64| lengths.iter().all(|&l| l == Some(n));
     match framing {
         Framing::None => {
