@@ -156,9 +156,14 @@ impl Module for Lab {
         ctx.request_mode.unwrap_or(BodyMode::Off)
     }
 
-    fn request_body(&self, _tx: &mut Txn, _ctx: &mut LabCtx, chunk: &mut BodyChunk<'_>) -> BodyFlow {
+    fn request_body<'a>(
+        &'a self,
+        _: &'a mut Txn,
+        _: &'a mut LabCtx,
+        chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow> {
         rewrite(chunk);
-        BodyFlow::Continue
+        Step::Ready(BodyFlow::Continue)
     }
 
     fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut LabCtx) -> Step<'a, Verdict> {
@@ -198,7 +203,12 @@ impl Module for Lab {
         ctx.response_mode.unwrap_or(BodyMode::Off)
     }
 
-    fn response_body(&self, _tx: &mut Txn, ctx: &mut LabCtx, chunk: &mut BodyChunk<'_>) -> BodyFlow {
+    fn response_body<'a>(
+        &'a self,
+        _: &'a mut Txn,
+        ctx: &'a mut LabCtx,
+        chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow> {
         match &ctx.tee {
             Some(t) => {
                 t.offer(chunk.data());
@@ -210,7 +220,7 @@ impl Module for Lab {
             }
             None => rewrite(chunk),
         }
-        BodyFlow::Continue
+        Step::Ready(BodyFlow::Continue)
     }
 
     fn error(&self, tx: &mut Txn, _ctx: &mut LabCtx, resp: &mut OwnResponse) {

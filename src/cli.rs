@@ -21,13 +21,20 @@ USAGE:
   shoal proxy --listen ADDR --to NODE[,NODE...] [--protocol NAME]
               [--algorithm NAME] [--shards N] [--log-level LEVEL]
               [--tls-cert FILE --tls-key FILE]
+              [--request-rule FILE]... [--response-rule FILE]...
       Run one virtual server with no configuration file.
       Protocols: http, server_first, client_first, server_first_banner
       (needs --banner TEXT), generic_streaming [default], ssl_passthrough.
       --tls-cert/--tls-key: terminate TLS on the listener with this
       certificate chain and key (PEM).
+      --request-rule/--response-rule: run the rule in FILE on each
+      request (response), in the order given (http only; docs/rules.md).
       Algorithms: round_robin [default], weighted_round_robin, random,
       least_connections, weighted_least_connections.
+  shoal rules show NAME -c FILE
+      Print rule NAME of FILE's configuration as a script of the rule
+      language: a declarative rule as the script it runs, another as
+      written.
   shoal passwd
       Read a password from standard input and print its hash, for the
       users of the configuration's [api] section.
@@ -60,6 +67,7 @@ pub fn main(modules: Modules) -> ExitCode {
 enum Cmd {
     Run { file: Option<PathBuf> },
     Check { file: PathBuf },
+    RulesShow { file: PathBuf, name: String },
     Proxy(Quick),
     PrintDefault,
     Passwd,
@@ -78,6 +86,8 @@ struct Quick {
     banner: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    request_rules: Vec<String>,
+    response_rules: Vec<String>,
 }
 
 fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
@@ -112,11 +122,13 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("banner") => q.banner = Some(val(&mut p)?),
             Long("tls-cert") => q.tls_cert = Some(val(&mut p)?),
             Long("tls-key") => q.tls_key = Some(val(&mut p)?),
+            Long("request-rule") => q.request_rules.push(val(&mut p)?),
+            Long("response-rule") => q.response_rules.push(val(&mut p)?),
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
             Long("pool") => pools.push(val(&mut p)?),
             Long("api") => api = Some(val(&mut p)?),
             Long("user") => user = Some(val(&mut p)?),
-            Value(v) if sub == "node" => positional.push(v.string().map_err(|e| e.to_string())?),
+            Value(v) if sub == "node" || sub == "rules" => positional.push(v.string().map_err(|e| e.to_string())?),
             Short('h') | Long("help") => return Ok((Cmd::Help, None)),
             a => return Err(format!("{}\n\n{USAGE}", a.unexpected())),
         }
@@ -125,6 +137,12 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
         "run" => Cmd::Run { file },
         "check" => Cmd::Check { file: file.ok_or("check needs -c FILE")? },
         "proxy" => Cmd::Proxy(q),
+        "rules" => match positional.as_slice() {
+            [show, name] if show == "show" => {
+                Cmd::RulesShow { file: file.ok_or("rules show needs -c FILE")?, name: name.clone() }
+            }
+            _ => return Err(format!("expected: rules show NAME -c FILE\n\n{USAGE}")),
+        },
         "print-default" => Cmd::PrintDefault,
         "passwd" => Cmd::Passwd,
         "node" => match positional.as_slice() {
@@ -182,6 +200,19 @@ fn real_main(modules: Modules) -> Result<ExitCode, String> {
                     Ok(ExitCode::from(1))
                 }
             };
+        }
+        Cmd::RulesShow { file, name } => {
+            let c = config::load_file(&file).map_err(|e| e.to_string())?;
+            let rule = c.rules.iter().find(|r| r.name == name).ok_or_else(|| {
+                let names: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
+                format!(
+                    "no rule named \"{name}\" (defined: {})",
+                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                )
+            })?;
+            use std::io::Write;
+            std::io::stdout().write_all(&rule.source).map_err(|e| e.to_string())?;
+            return Ok(ExitCode::SUCCESS);
         }
         Cmd::Run { file: Some(f) } => config::load_file(&f).map_err(|e| e.to_string())?,
         Cmd::Run { file: None } => config::embedded_default(),
@@ -255,6 +286,15 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
     if let Some(b) = &q.banner {
         t += &format!("banner = {}\n", s(b));
     }
+    let named =
+        |kind: &str, files: &[String]| -> Vec<String> { (1..=files.len()).map(|i| format!("{kind}-{i}")).collect() };
+    let (req, resp) = (named("request", &q.request_rules), named("response", &q.response_rules));
+    if !req.is_empty() {
+        t += &format!("request_rules = [{}]\n", req.iter().map(|n| s(n)).collect::<Vec<_>>().join(", "));
+    }
+    if !resp.is_empty() {
+        t += &format!("response_rules = [{}]\n", resp.iter().map(|n| s(n)).collect::<Vec<_>>().join(", "));
+    }
     match (&q.tls_cert, &q.tls_key) {
         (Some(c), Some(k)) => {
             t += &format!("\n[virtual_servers.proxy.tls]\ncertificates = [{{ cert = {}, key = {} }}]\n", s(c), s(k))
@@ -263,6 +303,15 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
         _ => return Err("--tls-cert and --tls-key go together".into()),
     }
     t += &format!("\n[pools.proxy]\nalgorithm = {}\nnodes = [{}]\n", s(&algorithm), nodes.join(", "));
-    config::load_str(&t, "<command line>")
-        .map_err(|e| e.message.clone() + &e.key.map(|k| format!(" ({k})")).unwrap_or_default())
+    for (name, file) in req.iter().zip(&q.request_rules).chain(resp.iter().zip(&q.response_rules)) {
+        t += &format!("\n[rules.{name}]\nfile = {}\n", s(file));
+    }
+    const NAME: &str = "<command line>";
+    config::load_str(&t, NAME).map_err(|e| {
+        if e.file != NAME {
+            // An error in a rule file: its file:line:column.
+            return e.to_string();
+        }
+        e.message.clone() + &e.key.map(|k| format!(" ({k})")).unwrap_or_default()
+    })
 }

@@ -30,6 +30,7 @@ pub mod persist;
 pub mod pool;
 pub mod proto;
 pub mod proxy;
+pub mod rules;
 pub mod runtime;
 pub mod stats;
 pub mod tls;

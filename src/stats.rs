@@ -57,9 +57,15 @@ pub struct VsCounters {
     pub errors: [Cell<u64>; VS_ERRORS.len()],
     /// Sum of request durations (first head byte to response end), µs.
     pub time_us: Cell<u64>,
+    /// Rule runs abandoned on a run-time error (the request went on).
+    pub rule_errors: Cell<u64>,
 }
 
 impl VsCounters {
+    pub fn rule_error(&self) {
+        bump(&self.rule_errors, 1);
+    }
+
     pub fn connection(&self) {
         bump(&self.connections, 1);
     }
@@ -93,6 +99,7 @@ impl VsCounters {
             responses: self.responses.each_ref().map(Cell::get),
             errors: self.errors.each_ref().map(Cell::get),
             time_us: self.time_us.get(),
+            rule_errors: self.rule_errors.get(),
         }
     }
 }
@@ -143,6 +150,7 @@ pub struct VsSnapshot {
     pub responses: [u64; 5],
     pub errors: [u64; VS_ERRORS.len()],
     pub time_us: u64,
+    pub rule_errors: u64,
 }
 
 /// A node's figures in one pool, from one shard or summed.
@@ -196,6 +204,7 @@ impl Totals {
                         x.bytes_in += v.bytes_in;
                         x.bytes_out += v.bytes_out;
                         x.time_us += v.time_us;
+                        x.rule_errors += v.rule_errors;
                         for (a, b) in x.responses.iter_mut().zip(v.responses) {
                             *a += b;
                         }

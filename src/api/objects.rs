@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 /// The object types, as they are named in TOML and in the API's URLs.
-pub const TYPES: &[&str] = &["virtual_servers", "pools", "persistence", "monitors", "responders"];
+pub const TYPES: &[&str] = &["virtual_servers", "pools", "persistence", "monitors", "responders", "rules"];
 
 /// The node states `set_node_state` accepts.
 const NODE_STATES: &[&str] = &["active", "draining", "disabled"];
@@ -373,22 +373,21 @@ fn object<'a>(doc: &'a DocumentMut, kind: &str, name: &str) -> Option<&'a dyn Ta
 }
 
 fn referrers_in(docs: &[DocumentMut], kind: &str, name: &str) -> Vec<String> {
-    // (referring type, key, whether the key holds a table of names)
-    let (from, key, is_map): (&str, &str, bool) = match kind {
-        "persistence" => ("pools", "persistence", false),
-        "monitors" => ("pools", "monitors", false),
-        "pools" => ("virtual_servers", "pool", false),
+    // (referring type, the keys that hold a name or a list of names)
+    let (from, keys): (&str, &[&str]) = match kind {
+        "persistence" => ("pools", &["persistence"]),
+        "monitors" => ("pools", &["monitors"]),
+        "pools" => ("virtual_servers", &["pool"]),
+        "rules" => ("virtual_servers", &["request_rules", "response_rules"]),
         _ => return Vec::new(),
     };
     let mut found = BTreeSet::new();
     for doc in docs {
         for (referrer, object) in objects(doc, from) {
             let mut names: Vec<&str> = Vec::new();
-            if let Some(item) = object.get(key) {
+            for item in keys.iter().filter_map(|k| object.get(k)) {
                 names.extend(item.as_str());
-                if !is_map {
-                    names.extend(item.as_array().into_iter().flat_map(|a| a.iter()).filter_map(Value::as_str));
-                }
+                names.extend(item.as_array().into_iter().flat_map(|a| a.iter()).filter_map(Value::as_str));
             }
             if kind == "pools" {
                 if let Some(sni) = object.get("sni_pools").and_then(Item::as_table_like) {

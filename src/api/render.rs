@@ -28,6 +28,7 @@ pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
         "responses": responses,
         "errors": errors,
         "request_time_avg_seconds": if v.requests > 0 { v.time_us as f64 / v.requests as f64 / 1e6 } else { 0.0 },
+        "rule_errors": v.rule_errors,
     })
 }
 
@@ -138,12 +139,15 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
     m.sample("shoal_shards", &[], t.shards as f64);
 
     type VsField = fn(&VsSnapshot) -> f64;
-    let vs_families: [(&str, &str, &str, VsField); 5] = [
+    let vs_families: [(&str, &str, &str, VsField); 6] = [
         ("shoal_virtual_server_connections", "gauge", "Client connections open.", |v| v.current_connections as f64),
         ("shoal_virtual_server_connections_total", "counter", "Client connections accepted.", |v| v.connections as f64),
         ("shoal_virtual_server_requests_total", "counter", "HTTP requests finished.", |v| v.requests as f64),
         ("shoal_virtual_server_received_bytes_total", "counter", "Bytes received from clients.", |v| v.bytes_in as f64),
         ("shoal_virtual_server_sent_bytes_total", "counter", "Bytes sent to clients.", |v| v.bytes_out as f64),
+        ("shoal_virtual_server_rule_errors_total", "counter", "Rule runs abandoned on a run-time error.", |v| {
+            v.rule_errors as f64
+        }),
     ];
     for (name, kind, help, f) in vs_families {
         m.family(name, kind, help);

@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod raw;
+mod rules;
 mod validate;
 
 pub use model::*;

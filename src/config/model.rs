@@ -22,8 +22,38 @@ pub struct Config {
     pub responders: Vec<Responder>,
     pub persistence: Vec<Persistence>,
     pub monitors: Vec<Monitor>,
+    /// Rules, referenced by virtual servers by index.
+    pub rules: Vec<Rule>,
     /// The REST API listener, when configured.
     pub api: Option<Api>,
+}
+
+/// A rule: its text in the rule language (a declarative rule's is the
+/// script it stands for), and where it came from, for errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub source: Vec<u8>,
+    pub origin: RuleOrigin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleOrigin {
+    /// A rule file.
+    File(PathBuf),
+    /// Inline `source` in a configuration file, starting at that line.
+    Inline { file: String, line: usize },
+    /// `conditions` and `actions` in a configuration file.
+    Declarative { file: String, line: usize },
+}
+
+/// What one rule run may spend, and the shared data store's size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleLimits {
+    pub instructions: u64,
+    pub memory: usize,
+    pub body_limit: usize,
+    pub data_size: usize,
 }
 
 /// `[api]` (I1): the REST API and statistics listener.
@@ -90,6 +120,9 @@ pub enum KeySource {
     Query(String),
     /// The Nth segment of the path, from 1.
     Path(usize),
+    /// What a rule sets with `connection.setPersistenceKey` (none: no
+    /// session).
+    Rule,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +133,7 @@ pub struct Global {
     /// How often a shard publishes changed balancing counters to the others.
     pub mesh_interval: Duration,
     pub ring_entries: u32,
+    pub rules: RuleLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +163,26 @@ pub struct VirtualServer {
     pub tls: Option<TlsServer>,
     /// `ssl_passthrough`: server name pattern → pool index, in order.
     pub sni_pools: Vec<(String, usize)>,
+    /// Rules (indexes into `Config::rules`) for each request and response.
+    pub request_rules: Vec<usize>,
+    pub response_rules: Vec<usize>,
+    /// Generic protocols: the rules run on every read, not only the first.
+    pub rules_every_read: bool,
+    /// Layer-7 direct server return for some paths (M1).
+    pub dsr: Option<Dsr>,
+}
+
+/// `[virtual_servers.NAME.dsr]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dsr {
+    pub paths: Vec<String>,
+    /// The pool probed (index); the virtual server's when not given.
+    pub pool: Option<usize>,
+    pub probe: String,
+    pub scheme: String,
+    pub status: u16,
+    /// Node (as configured) → its public host\[:port\].
+    pub public: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,6 +34,9 @@ pub struct RawConfig {
     /// Active health monitors, referenced by pools.
     #[serde(default)]
     pub monitors: BTreeMap<Spanned<String>, RawMonitor>,
+    /// Rules (F1–F3), referenced by virtual servers.
+    #[serde(default)]
+    pub rules: BTreeMap<Spanned<String>, Spanned<RawRule>>,
     /// The REST API and statistics listener (I1, I2).
     pub api: Option<Spanned<RawApi>>,
 }
@@ -154,6 +157,18 @@ pub struct RawGlobal {
     pub mesh_interval: Dur,
     #[serde(default = "default_ring_entries")]
     pub ring_entries: u32,
+    /// Instructions one rule run may execute.
+    #[serde(default = "default_rule_instructions")]
+    pub rule_instructions: Spanned<u64>,
+    /// Bytes of values one rule run may make.
+    #[serde(default = "default_rule_memory")]
+    pub rule_memory: Spanned<u64>,
+    /// Largest body a rule reads whole (`http.getResponseBody`, ...).
+    #[serde(default = "default_rule_body_limit")]
+    pub rule_body_limit: Spanned<u64>,
+    /// Bytes the process-wide `data.*` store holds.
+    #[serde(default = "default_rule_data_size")]
+    pub rule_data_size: Spanned<u64>,
 }
 
 impl Default for RawGlobal {
@@ -164,8 +179,77 @@ impl Default for RawGlobal {
             log_level: default_log_level(),
             mesh_interval: default_mesh_interval(),
             ring_entries: default_ring_entries(),
+            rule_instructions: default_rule_instructions(),
+            rule_memory: default_rule_memory(),
+            rule_body_limit: default_rule_body_limit(),
+            rule_data_size: default_rule_data_size(),
         }
     }
+}
+
+fn default_rule_instructions() -> Spanned<u64> {
+    Spanned::new(0..0, 1_000_000)
+}
+fn default_rule_memory() -> Spanned<u64> {
+    Spanned::new(0..0, 32 << 20)
+}
+fn default_rule_body_limit() -> Spanned<u64> {
+    Spanned::new(0..0, 8 << 20)
+}
+fn default_rule_data_size() -> Spanned<u64> {
+    Spanned::new(0..0, 16 << 20)
+}
+
+/// `[rules.NAME]`: a rule in the rule language (`file` or inline
+/// `source`), or a declarative one (`conditions` and `actions`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// A rule file, relative to this configuration file.
+    pub file: Option<Spanned<String>>,
+    /// The rule's text, inline.
+    pub source: Option<Spanned<String>>,
+    /// Declarative: `all` (default) or `any` of the conditions.
+    pub when: Option<Spanned<String>>,
+    #[serde(default)]
+    pub conditions: Vec<Spanned<RawCondition>>,
+    #[serde(default)]
+    pub actions: Vec<Spanned<RawAction>>,
+}
+
+/// One condition of a declarative rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCondition {
+    /// `path`, `url`, `host`, `method`, `client`, `header:NAME`,
+    /// `cookie:NAME`, `query:NAME`.
+    pub on: Spanned<String>,
+    /// `equals` (default), `prefix`, `suffix`, `contains`, `wildcard`,
+    /// `regex`, `ipmask`.
+    #[serde(rename = "match")]
+    pub kind: Option<Spanned<String>>,
+    pub value: Spanned<String>,
+    /// The condition holds when the match fails.
+    #[serde(default)]
+    pub not: bool,
+}
+
+/// One action of a declarative rule: `do` names it; the other keys are
+/// its arguments.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    #[serde(rename = "do")]
+    pub action: Spanned<String>,
+    pub name: Option<Spanned<String>>,
+    pub value: Option<Spanned<String>>,
+    pub pool: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub status: Option<Spanned<u16>>,
+    pub content_type: Option<Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub class: Option<Spanned<String>>,
 }
 
 fn default_shutdown_timeout() -> Dur {
@@ -239,6 +323,52 @@ pub struct RawVirtualServer {
     pub tls: Option<Spanned<RawVsTls>>,
     /// `ssl_passthrough`: server name (SNI) → pool; others go to `pool`.
     pub sni_pools: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Rules run on each request, and on each response, in order.
+    #[serde(default)]
+    pub request_rules: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub response_rules: Vec<Spanned<String>>,
+    /// Generic protocols: run the rules `once` (request rules at connect
+    /// or on the client's first data, response rules on the node's first
+    /// data) or on `every` read.
+    pub rules_run: Option<Spanned<String>>,
+    /// Layer-7 direct server return (M1) for some paths.
+    pub dsr: Option<Spanned<RawDsr>>,
+}
+
+/// `[virtual_servers.NAME.dsr]`: requests for these paths are probed
+/// through the pool with a HEAD, and the client is redirected to the node
+/// that answered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDsr {
+    /// Wildcard patterns (`*`, `?`) of the paths redirected.
+    pub paths: Spanned<Vec<String>>,
+    /// The pool probed (default: the virtual server's).
+    pub pool: Option<Spanned<String>>,
+    /// The path of the HEAD probe.
+    #[serde(default = "default_dsr_probe")]
+    pub probe: Spanned<String>,
+    /// The scheme of the redirect.
+    #[serde(default = "default_dsr_scheme")]
+    pub scheme: Spanned<String>,
+    /// The redirect's status (301, 302, 303, 307 or 308).
+    #[serde(default = "default_dsr_status")]
+    pub status: Spanned<u16>,
+    /// A node's public name for the redirect (`"10.0.0.5:80" =
+    /// "media1.example.com"`); by default its address as configured.
+    #[serde(default)]
+    pub public: BTreeMap<String, String>,
+}
+
+fn default_dsr_probe() -> Spanned<String> {
+    Spanned::new(0..0, "/".into())
+}
+fn default_dsr_scheme() -> Spanned<String> {
+    Spanned::new(0..0, "http".into())
+}
+fn default_dsr_status() -> Spanned<u16> {
+    Spanned::new(0..0, 302)
 }
 
 /// `[virtual_servers.NAME.tls]`.

@@ -36,6 +36,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         log_level: g.log_level.0,
         mesh_interval: g.mesh_interval.0.max(std::time::Duration::from_millis(1)),
         ring_entries: g.ring_entries.clamp(64, 32768).next_power_of_two(),
+        rules: rule_limits(global_raw.map(|(f, _)| f), g)?,
     };
 
     // Persistence classes, then pools (which refer to them), then virtual
@@ -88,6 +89,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
             pools.push(pool(f, name, p, &persistence, &monitors)?);
         }
     }
+
+    let checked = super::rules::rules(files, &pools, &persistence)?;
 
     let mut virtual_servers = Vec::new();
     let mut seen_vs: HashMap<&str, (&SourceFile, &Spanned<String>)> = HashMap::new();
@@ -240,6 +243,29 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                     ));
                 }
             }
+            let (request_rules, response_rules) = super::rules::vs_rules(&checked, f, vname, v)?;
+            let rules_every_read = match v.rules_run.as_ref().map(|r| (r, r.get_ref().as_str())) {
+                None | Some((_, "once")) => false,
+                Some((_, "every")) if v.protocol != raw::Protocol::Http => true,
+                Some((r, "every")) => {
+                    return Err(f.error_at(
+                        r.span(),
+                        key("rules_run"),
+                        "rules_run applies to the generic protocols; http rules run on every request".into(),
+                    ))
+                }
+                Some((r, other)) => {
+                    return Err(f.error_at(
+                        r.span(),
+                        key("rules_run"),
+                        format!("expected \"once\" or \"every\", found \"{other}\""),
+                    ))
+                }
+            };
+            let dsr = match &v.dsr {
+                None => None,
+                Some(d) => Some(dsr(f, vname, v, d, &pool_index)?),
+            };
             if !v.enabled {
                 continue;
             }
@@ -261,6 +287,10 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 http,
                 tls,
                 sni_pools,
+                request_rules,
+                response_rules,
+                rules_every_read,
+                dsr,
             });
         }
     }
@@ -301,7 +331,79 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         responders,
         persistence,
         monitors,
+        rules: checked.rules,
         api,
+    })
+}
+
+fn dsr(
+    f: &SourceFile,
+    vname: &str,
+    v: &raw::RawVirtualServer,
+    d: &Spanned<raw::RawDsr>,
+    pools: &HashMap<&str, (usize, &SourceFile, &Spanned<String>)>,
+) -> Result<Dsr, ConfigError> {
+    let key = |k: &str| Some(format!("virtual_servers.{vname}.dsr.{k}"));
+    if v.protocol != raw::Protocol::Http {
+        return Err(f.error_at(d.span(), key(""), "dsr applies to http virtual servers".into()));
+    }
+    let r = d.get_ref();
+    let paths = r.paths.get_ref().clone();
+    if paths.is_empty() || paths.iter().any(|p| !p.starts_with('/') && !p.starts_with('*')) {
+        return Err(f.error_at(
+            r.paths.span(),
+            key("paths"),
+            "give the paths redirected as patterns that start with '/' or '*', such as \"/media/*\" or \"*.iso\""
+                .into(),
+        ));
+    }
+    let pool = match &r.pool {
+        None => None,
+        Some(p) => Some(
+            pools
+                .get(p.get_ref().as_str())
+                .map(|(i, _, _)| *i)
+                .ok_or_else(|| f.error_at(p.span(), key("pool"), format!("no pool named \"{}\"", p.get_ref())))?,
+        ),
+    };
+    let probe = r.probe.get_ref();
+    if !probe.starts_with('/') || probe.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(f.error_at(r.probe.span(), key("probe"), format!("\"{probe}\" is not a path")));
+    }
+    let scheme = r.scheme.get_ref();
+    if scheme != "http" && scheme != "https" {
+        return Err(f.error_at(r.scheme.span(), key("scheme"), format!("expected http or https, found \"{scheme}\"")));
+    }
+    let status = *r.status.get_ref();
+    if ![301, 302, 303, 307, 308].contains(&status) {
+        return Err(f.error_at(
+            r.status.span(),
+            key("status"),
+            format!("expected 301, 302, 303, 307 or 308, found {status}"),
+        ));
+    }
+    let public = r.public.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    Ok(Dsr { paths, pool, probe: probe.clone(), scheme: scheme.clone(), status, public })
+}
+
+/// `global.rule_*`: what one rule run may spend, and the data store's size.
+fn rule_limits(f: Option<&SourceFile>, g: &raw::RawGlobal) -> Result<RuleLimits, ConfigError> {
+    let check = |v: &Spanned<u64>, name: &str, min: u64, max: u64| {
+        let x = *v.get_ref();
+        if (min..=max).contains(&x) {
+            return Ok(x);
+        }
+        let message = format!("global.{name} must be between {min} and {max}, found {x}");
+        Err(match f {
+            Some(f) => f.error_at(v.span(), Some(format!("global.{name}")), message),
+            None => ConfigError { file: String::new(), line: 0, column: 0, key: None, message },
+        })
+    };
+    Ok(RuleLimits {
+        instructions: check(&g.rule_instructions, "rule_instructions", 1_000, 1_000_000_000)?,
+        memory: check(&g.rule_memory, "rule_memory", 64 << 10, 4 << 30)? as usize,
+        body_limit: check(&g.rule_body_limit, "rule_body_limit", 1 << 10, 1 << 30)? as usize,
+        data_size: check(&g.rule_data_size, "rule_data_size", 0, 4 << 30)? as usize,
     })
 }
 
@@ -385,13 +487,12 @@ fn persistence_class(
                 f.error_at(
                     s.span(),
                     key("source"),
-                    format!("expected header:NAME, cookie:NAME, query:NAME or path:N, found \"{v}\""),
+                    format!("expected header:NAME, cookie:NAME, query:NAME, path:N or rule, found \"{v}\""),
                 )
             };
-            if arg.is_empty() {
-                return Err(bad());
-            }
             Some(match kind {
+                "rule" if arg.is_empty() && p.kind == T::Universal => KeySource::Rule,
+                _ if arg.is_empty() => return Err(bad()),
                 "header" => KeySource::Header(arg.to_ascii_lowercase()),
                 "cookie" => KeySource::Cookie(arg.to_string()),
                 "query" => KeySource::Query(arg.to_string()),
@@ -542,7 +643,7 @@ fn monitor(f: &SourceFile, name: &Spanned<String>, m: &raw::RawMonitor) -> Resul
 }
 
 /// The directory relative paths in `f` are resolved against.
-fn base_dir(f: &SourceFile) -> &std::path::Path {
+pub(super) fn base_dir(f: &SourceFile) -> &std::path::Path {
     std::path::Path::new(&f.name).parent().unwrap_or(std::path::Path::new("."))
 }
 

@@ -88,6 +88,13 @@ impl RequestHead {
         self.method() == b"HEAD"
     }
 
+    /// Whether the client sent HEAD, whatever the method is now (a rule
+    /// or module may have turned a GET into a HEAD probe): what the
+    /// client's answer must carry depends on this one.
+    pub fn client_sent_head(&self) -> bool {
+        self.request_line().starts_with(b"HEAD ")
+    }
+
     /// Whether the client wants the connection kept open after this request.
     pub fn keep_alive(&self) -> bool {
         if self.version == Version::Http10 {

@@ -54,6 +54,15 @@ impl ResponseHead {
         Ok(())
     }
 
+    /// Replace the reason phrase (no CR, LF or NUL).
+    pub fn set_reason(&mut self, reason: &[u8]) -> Result<(), EditError> {
+        if !super::fields::is_value(reason) {
+            return Err(EditError::InvalidValue);
+        }
+        self.reason = self.fields.push_bytes(reason)?;
+        Ok(())
+    }
+
     /// Start an empty head with `status` (for a response built by code).
     pub fn new_status(&mut self, status: u16) {
         self.fields.clear();

@@ -154,6 +154,7 @@ pub fn read_source<'a>(req: &RequestView<'a>, source: &KeySource) -> Option<&'a 
                 (&kv[..eq] == name.as_bytes()).then(|| kv.get(eq + 1..).unwrap_or(&[]))
             })
         }
+        KeySource::Rule => None,
         KeySource::Path(n) => {
             let path = req.head.path();
             path.split(|&c| c == b'/').filter(|s| !s.is_empty()).nth(n - 1)

@@ -9,19 +9,25 @@
 //!   once, proceed as `client_first`, and discard the node's own first line.
 //! - `generic_streaming`: connect at once and relay with no expectation of
 //!   who speaks when.
+//!
+//! A virtual server's rules run on its connections (docs/rules.md,
+//! "Rules on byte streams"): the request rules before the node is chosen,
+//! then, as `rules_run` says, on the first or every read.
 
 use super::relay::{self, RelayEnd, RelayOpts};
 use crate::config::Protocol;
 use crate::net::stream::Split;
+use crate::rules::builtins::Stream;
+use crate::rules::stream::{Filter, StreamConn, StreamFlow};
 use crate::runtime::shard::ShardView;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// Serve `client` (plain, or TLS already terminated) for its whole life.
 pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: SocketAddr, local: SocketAddr) {
     let vs = &view.config.virtual_servers[vs_index];
-    let pool = &view.pools[vs.pool];
     let Split { r: mut cr, w: mut cw, .. } = client;
     let mut first: Option<Vec<u8>> = None;
     match vs.protocol {
@@ -50,12 +56,46 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: S
         }
     }
 
+    // Rules (F1): the request rules run now, before the node is chosen:
+    // on the client's first data, or at connect with none.
+    let rules = view.stream_rules[vs_index].clone();
+    let runs = [Cell::new(0), Cell::new(0)];
+    let mut conn = rules.as_ref().map(|_| {
+        StreamConn::new(Stream {
+            view: view.clone(),
+            vs: vs_index,
+            client: peer,
+            local,
+            pool: vs.pool,
+            required_node: None,
+            node: None,
+        })
+    });
+    if let (Some(r), Some(c)) = (&rules, &mut conn) {
+        if r.due(&runs[0], true) {
+            let mut data = first.take().unwrap_or_default();
+            if r.run(true, c, &mut data).await == StreamFlow::Close {
+                log::debug!("virtual server {}: client {peer}: closed by a rule", vs.name);
+                return;
+            }
+            first = (!data.is_empty()).then_some(data);
+        }
+    }
+    let (pool_index, wanted) = conn.as_ref().map_or((vs.pool, None), |c| (c.stream.pool, c.stream.required_node));
+    let pool = &view.pools[pool_index];
+
     // IP-address persistence (the one class a byte stream can apply).
     let class = pool.cfg.persistence.map(|c| &view.persist[c]);
     let key = crate::persist::ip::key(peer.ip());
-    let Some((lease, node)) = super::persistent::connect(view, vs_index, vs.pool, &key, (peer, local)).await else {
+    let Some((lease, node)) = super::persistent::connect(view, vs_index, pool_index, &key, (peer, local), wanted).await
+    else {
         return;
     };
+    if let Some(c) = &mut conn {
+        c.stream.node = Some(lease.node().name.clone());
+    }
+    // From here both directions' rules share the connection's state.
+    let conn = conn.map(RefCell::new);
     if let Some(c) = class {
         c.store.record(pool.uid, &key, pool.node_id(lease.index()));
     }
@@ -76,7 +116,8 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: S
         awaiting_node: vs.protocol != Protocol::GenericStreaming,
     };
     let node_index = lease.index();
-    let end = relay::relay_halves(cr, cw, nr, nw, &opts, &|| pool.record_success(node_index)).await;
+    let filter = rules.as_deref().zip(conn.as_ref()).map(|(rules, conn)| Filter { rules, conn, runs: &runs });
+    let end = relay::relay_halves(cr, cw, nr, nw, &opts, &|| pool.record_success(node_index), filter.as_ref()).await;
     let node_name = &lease.node().name;
     match end {
         RelayEnd::Done { up, down } => {
@@ -102,6 +143,7 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: S
         }
         RelayEnd::ClientError(e) => log::debug!("virtual server {}: client {peer}: {e}", vs.name),
         RelayEnd::NodeError(e) => log::info!("virtual server {}: client {peer}: node {node_name}: {e}", vs.name),
+        RelayEnd::RuleClosed => log::debug!("virtual server {}: client {peer}: closed by a rule", vs.name),
         RelayEnd::BannerTooLong => {
             pool.record_failure(lease.index(), &format!("banner line longer than {} bytes", relay::MAX_DISCARD_LINE))
         }

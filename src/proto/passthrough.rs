@@ -74,7 +74,8 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: TcpStream, pee
 
     // A resumption offered to the node that issued the session (or the
     // client's node).
-    let Some((lease, node)) = super::persistent::connect(view, vs_index, pool_index, &key, (peer, local)).await else {
+    let Some((lease, node)) = super::persistent::connect(view, vs_index, pool_index, &key, (peer, local), None).await
+    else {
         return;
     };
     let node_index = lease.index();
@@ -114,7 +115,7 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: TcpStream, pee
         discard_node_line: false,
         awaiting_node: false,
     };
-    match relay::relay_halves(cr, cw, nr, nw, &opts, &|| {}).await {
+    match relay::relay_halves(cr, cw, nr, nw, &opts, &|| {}, None).await {
         RelayEnd::Done { up, down } => {
             super::count_stream(view, vs_index, lease.node(), up, down);
             log::debug!(

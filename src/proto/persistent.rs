@@ -2,7 +2,8 @@
 //! node, honouring the pool's persistence class: the node remembered for
 //! `key` first, when it can still serve its sessions; a class with
 //! `on_failure = "close"` closes instead of moving the session; anything
-//! else is balanced. The caller records what it learns.
+//! else is balanced. A node a rule asked for is tried before any of
+//! these. The caller records what it learns.
 
 use crate::config::FailureAction;
 use crate::net::stream::Split;
@@ -19,11 +20,14 @@ pub async fn connect(
     pool: usize,
     key: &[u8],
     (peer, local): (SocketAddr, SocketAddr),
+    wanted: Option<usize>,
 ) -> Option<(NodeLease, Split)> {
     let cfg = &view.config.virtual_servers[vs];
     let p = &view.pools[pool];
     let class = p.cfg.persistence.map(|c| &view.persist[c]);
-    let preferred = class.and_then(|c| c.store.lookup(p.uid, key)).and_then(|id| p.node_by_id(id));
+    let remembered = class.and_then(|c| c.store.lookup(p.uid, key)).and_then(|id| p.node_by_id(id));
+    // A node a rule asked for comes before the remembered one.
+    let preferred = wanted.or(remembered);
     if preferred.is_some_and(|n| !p.can_persist(n)) && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close) {
         log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", cfg.name);
         return None;

@@ -6,7 +6,10 @@
 //! finishes when both directions have ended; an error on either side ends
 //! both. One watchdog timer per connection enforces the idle timeouts,
 //! re-armed only when it fires, so traffic costs one clock read per read.
+//! A virtual server's byte-stream rules, when it has any, see each read
+//! that is due to them and may replace it or close the connection.
 
+use crate::rules::stream::{Filter, StreamFlow};
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use std::cell::Cell;
@@ -46,6 +49,8 @@ pub enum RelayEnd {
     NodeError(io::Error),
     /// The node's first line exceeded [`MAX_DISCARD_LINE`].
     BannerTooLong,
+    /// A rule closed the connection (`connection.close()`).
+    RuleClosed,
 }
 
 struct Activity<'a> {
@@ -65,6 +70,7 @@ enum PumpError {
     Read(io::Error),
     Write(io::Error),
     BannerTooLong,
+    RuleClosed,
 }
 
 /// Relay between the client's halves and the node's until both directions
@@ -77,6 +83,7 @@ pub async fn relay_halves<CR, CW, NR, NW>(
     nw: NW,
     opts: &RelayOpts,
     on_node_reply: &dyn Fn(),
+    rules: Option<&Filter<'_>>,
 ) -> RelayEnd
 where
     CR: AsyncReadRent,
@@ -90,8 +97,8 @@ where
         awaiting_node: Cell::new(opts.awaiting_node),
         node_spoke: Cell::new(false),
     };
-    let mut up = pin!(pump(cr, nw, Dir::Up, &act, opts.buffer_size, false));
-    let mut down = pin!(pump(nr, cw, Dir::Down, &act, opts.buffer_size, opts.discard_node_line));
+    let mut up = pin!(pump(cr, nw, Dir::Up, &act, opts.buffer_size, false, rules));
+    let mut down = pin!(pump(nr, cw, Dir::Down, &act, opts.buffer_size, opts.discard_node_line, rules));
     let both = async {
         let first = monoio::select! {
             r = &mut up => (Dir::Up, r),
@@ -119,6 +126,7 @@ where
 fn pump_error(dir: Dir, e: PumpError) -> RelayEnd {
     match (dir, e) {
         (_, PumpError::BannerTooLong) => RelayEnd::BannerTooLong,
+        (_, PumpError::RuleClosed) => RelayEnd::RuleClosed,
         (Dir::Up, PumpError::Read(e)) | (Dir::Down, PumpError::Write(e)) => RelayEnd::ClientError(e),
         (Dir::Down, PumpError::Read(e)) | (Dir::Up, PumpError::Write(e)) => RelayEnd::NodeError(e),
     }
@@ -131,6 +139,7 @@ async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(
     act: &Activity<'_>,
     size: usize,
     mut discard_line: bool,
+    rules: Option<&Filter<'_>>,
 ) -> Result<u64, PumpError> {
     let mut buf: Vec<u8> = Vec::with_capacity(size);
     let mut total = 0u64;
@@ -174,6 +183,21 @@ async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(
                 }
             }
             Dir::Up => act.awaiting_node.set(true),
+        }
+        if let Some(f) = rules.filter(|f| f.due(dir == Dir::Up)) {
+            // The rules see (and may replace) what was just read.
+            let mut data = buf[start..n].to_vec();
+            if f.apply(dir == Dir::Up, &mut data).await == StreamFlow::Close {
+                return Err(PumpError::RuleClosed);
+            }
+            act.last.set(Instant::now());
+            if !data.is_empty() {
+                let len = data.len() as u64;
+                let (res, _) = w.write_all(data).await;
+                res.map_err(PumpError::Write)?;
+                total += len;
+            }
+            continue;
         }
         let len = n - start;
         let (res, b) = w.write_all(buf.slice(start..n)).await;

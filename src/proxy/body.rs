@@ -74,6 +74,7 @@ impl From<SpliceError> for BodyError {
 fn seen(see: &mut Option<Observer<'_>>, data: &[u8]) -> Result<(), BodyError> {
     match see.as_mut().map(|f| f(data)) {
         Some(BodyFlow::Abort(why)) => Err(BodyError::Filter(why)),
+        Some(BodyFlow::Respond(_)) => Err(BodyError::Filter("a body filter answered while the body was in flight")),
         _ => Ok(()),
     }
 }
@@ -308,8 +309,12 @@ pub async fn forward_transformed<R: AsyncReadRent, W: AsyncWriteRent>(
         if buf.is_empty() && !end {
             continue;
         }
-        if let BodyFlow::Abort(why) = filter(buf, end) {
-            return Err(BodyError::Filter(why));
+        match filter(buf, end) {
+            BodyFlow::Continue => {}
+            BodyFlow::Abort(why) => return Err(BodyError::Filter(why)),
+            BodyFlow::Respond(_) => {
+                return Err(BodyError::Filter("a body filter answered while the body was in flight"))
+            }
         }
         if !buf.is_empty() {
             written += buf.len() as u64;

@@ -141,12 +141,16 @@ impl<'a> BodyChunk<'a> {
 }
 
 /// A body filter's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum BodyFlow {
     Continue,
     /// Stop: the exchange fails (both connections close once the head has
     /// gone out).
     Abort(&'static str),
+    /// `Whole` mode only: shoal answers with this instead — for a request
+    /// body, no node is asked; for a response body, it replaces the node's
+    /// response (whose head has not gone out). Elsewhere it aborts.
+    Respond(Box<OwnResponse>),
 }
 
 /// Where the response head in [`Txn::response`] came from.
@@ -204,10 +208,16 @@ pub trait Module: 'static {
     }
 
     /// A piece of the request body. In `Whole` mode, called once with
-    /// the whole body; in the others, once per piece and a last time with
-    /// [`BodyChunk::is_end`] (that piece may be empty).
-    fn request_body(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx, _chunk: &mut BodyChunk<'_>) -> BodyFlow {
-        BodyFlow::Continue
+    /// the whole body, and it may wait ([`Step::Wait`]); in the others,
+    /// once per piece and a last time with [`BodyChunk::is_end`] (that
+    /// piece may be empty), and it may not (a wait there aborts).
+    fn request_body<'a>(
+        &'a self,
+        _tx: &'a mut Txn,
+        _ctx: &'a mut Self::Ctx,
+        _chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow> {
+        Step::Ready(BodyFlow::Continue)
     }
 
     /// A node's final response head is in [`Txn::response`]: may edit it
@@ -225,8 +235,13 @@ pub trait Module: 'static {
     }
 
     /// A piece of the response body, as for [`Module::request_body`].
-    fn response_body(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx, _chunk: &mut BodyChunk<'_>) -> BodyFlow {
-        BodyFlow::Continue
+    fn response_body<'a>(
+        &'a self,
+        _tx: &'a mut Txn,
+        _ctx: &'a mut Self::Ctx,
+        _chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow> {
+        Step::Ready(BodyFlow::Continue)
     }
 
     /// shoal is about to send its own error response `resp` (status in
@@ -250,10 +265,20 @@ pub trait AnyModule {
     fn route(&self, tx: &mut Txn, ctx: &mut dyn Any) -> Flow;
     fn node_request(&self, tx: &mut Txn, ctx: &mut dyn Any);
     fn request_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode;
-    fn request_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow;
+    fn request_body<'a>(
+        &'a self,
+        tx: &'a mut Txn,
+        ctx: &'a mut dyn Any,
+        chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow>;
     fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Verdict>;
     fn response_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode;
-    fn response_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow;
+    fn response_body<'a>(
+        &'a self,
+        tx: &'a mut Txn,
+        ctx: &'a mut dyn Any,
+        chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow>;
     fn error(&self, tx: &mut Txn, ctx: &mut dyn Any, resp: &mut OwnResponse);
     fn log(&self, tx: &Txn, ctx: &mut dyn Any);
 }
@@ -284,7 +309,12 @@ impl<M: Module> AnyModule for M {
     fn request_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode {
         Module::request_body_mode(self, tx, ctx_of::<M>(ctx))
     }
-    fn request_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow {
+    fn request_body<'a>(
+        &'a self,
+        tx: &'a mut Txn,
+        ctx: &'a mut dyn Any,
+        chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow> {
         Module::request_body(self, tx, ctx_of::<M>(ctx), chunk)
     }
     fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Verdict> {
@@ -293,7 +323,12 @@ impl<M: Module> AnyModule for M {
     fn response_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode {
         Module::response_body_mode(self, tx, ctx_of::<M>(ctx))
     }
-    fn response_body(&self, tx: &mut Txn, ctx: &mut dyn Any, chunk: &mut BodyChunk<'_>) -> BodyFlow {
+    fn response_body<'a>(
+        &'a self,
+        tx: &'a mut Txn,
+        ctx: &'a mut dyn Any,
+        chunk: &'a mut BodyChunk<'_>,
+    ) -> Step<'a, BodyFlow> {
         Module::response_body(self, tx, ctx_of::<M>(ctx), chunk)
     }
     fn error(&self, tx: &mut Txn, ctx: &mut dyn Any, resp: &mut OwnResponse) {
@@ -483,7 +518,9 @@ impl Contexts {
     /// Run a body piece through the body filters in `filters` (from
     /// [`Contexts::body_modes`]): each sees it in its mode, in order, and
     /// `Stream`/`Whole` filters may change it. `data` is the piece (owned:
-    /// changes show to the filters after).
+    /// changes show to the filters after). For pieces in flight: a filter
+    /// that would wait aborts the body ([`Contexts::filter_whole`] is the
+    /// one that may wait).
     pub fn filter_body(
         &mut self,
         filters: &[(usize, BodyMode)],
@@ -499,8 +536,40 @@ impl Contexts {
                 _ => BodyChunk::owned(data, end),
             };
             let (m, c) = (&mods[i], ctxs[i].as_mut());
-            let flow = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
-            if flow != BodyFlow::Continue {
+            let step = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
+            let flow = match step {
+                Step::Ready(BodyFlow::Respond(_)) => {
+                    BodyFlow::Abort("a body filter answered while the body was in flight")
+                }
+                Step::Ready(flow) => flow,
+                Step::Wait(_) => BodyFlow::Abort("a body filter waited while the body was in flight"),
+            };
+            if !matches!(flow, BodyFlow::Continue) {
+                return flow;
+            }
+        }
+        BodyFlow::Continue
+    }
+
+    /// The whole body (`Whole` mode: the message waits for it) through the
+    /// body filters, which may wait.
+    pub async fn filter_whole(
+        &mut self,
+        filters: &[(usize, BodyMode)],
+        response: bool,
+        tx: &mut Txn,
+        data: &mut Vec<u8>,
+    ) -> BodyFlow {
+        let (mods, ctxs) = self.parts();
+        for &(i, mode) in filters {
+            let mut chunk = match mode {
+                BodyMode::Observe => BodyChunk::shared(data, true),
+                _ => BodyChunk::owned(data, true),
+            };
+            let (m, c) = (&mods[i], ctxs[i].as_mut());
+            let step = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
+            let flow = step.get().await;
+            if !matches!(flow, BodyFlow::Continue) {
                 return flow;
             }
         }
@@ -521,8 +590,15 @@ impl Contexts {
         for &(i, _) in filters {
             let mut chunk = BodyChunk::shared(data, end);
             let (m, c) = (&mods[i], ctxs[i].as_mut());
-            let flow = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
-            if flow != BodyFlow::Continue {
+            let step = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
+            let flow = match step {
+                Step::Ready(BodyFlow::Respond(_)) => {
+                    BodyFlow::Abort("a body filter answered while the body was in flight")
+                }
+                Step::Ready(flow) => flow,
+                Step::Wait(_) => BodyFlow::Abort("a body filter waited while the body was in flight"),
+            };
+            if !matches!(flow, BodyFlow::Continue) {
                 return flow;
             }
         }

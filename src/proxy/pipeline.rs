@@ -215,7 +215,7 @@ async fn tunnel(tx: &Txn, mut client: Client, mut nc: NodeConn, lease: Option<No
         discard_node_line: false,
         awaiting_node: false,
     };
-    let end = crate::proto::relay::relay_halves(cr, client.w, nr, nc.w, &opts, &|| {}).await;
+    let end = crate::proto::relay::relay_halves(cr, client.w, nr, nc.w, &opts, &|| {}, None).await;
     log::debug!("virtual server {}: client {}: upgraded connection ended: {end:?}", cfg.name, tx.client());
     drop(lease);
 }
@@ -405,11 +405,6 @@ impl Conn {
             Flow::Respond(own) => return self.respond(*own, framing != Framing::None).await,
             Flow::Close => return After::Close,
         }
-        match self.mods.route(&mut self.tx) {
-            Flow::Continue => {}
-            Flow::Respond(own) => return self.respond(*own, framing != Framing::None).await,
-            Flow::Close => return After::Close,
-        }
         if let (Framing::Length(n), Some(limit)) = (framing, http.max_body_size) {
             if n > limit {
                 return self.fail(Error::Client(ClientError::BodyTooLarge), true).await;
@@ -424,7 +419,6 @@ impl Conn {
                 return self.fail(Error::Client(ClientError::BadChunkedBody), true).await;
             }
         }
-        self.mods.node_request(&mut self.tx);
         let body_opts = BodyOpts {
             idle: vs.client_idle_timeout,
             dechunk: false,
@@ -432,15 +426,18 @@ impl Conn {
             buffer: vs.buffer_size,
             splice: None,
         };
-
-        // Request body filters.
+        // Request body filters: a `Whole` one gets the body now, before the
+        // route is settled (so what it decides still counts).
         let mut req_body = ReqBody::Plain;
         let mut req_framing = RequestFraming::default();
         if framing != Framing::None {
             self.mods.body_modes(&self.tx, false, &mut self.s.filters);
             if let Some(limit) = whole_limit(&self.s.filters) {
-                if let Err(e) = self.read_request_whole(limit, &body_opts).await {
-                    return self.fail(e, true).await;
+                match self.read_request_whole(limit, &body_opts).await {
+                    Ok(None) => {}
+                    // The body has been read: the connection can go on.
+                    Ok(Some(own)) => return self.respond(*own, false).await,
+                    Err(e) => return self.fail(e, true).await,
                 }
                 req_body = ReqBody::Whole;
                 let length = BodyFraming::Length(self.s.body.len() as u64);
@@ -452,6 +449,13 @@ impl Conn {
                 req_body = ReqBody::Observed;
             }
         }
+        let body_unread = framing != Framing::None && !matches!(req_body, ReqBody::Whole);
+        match self.mods.route(&mut self.tx) {
+            Flow::Continue => {}
+            Flow::Respond(own) => return self.respond(*own, body_unread).await,
+            Flow::Close => return After::Close,
+        }
+        self.mods.node_request(&mut self.tx);
         rewrite::write_request(&self.tx.request, &req_framing, &mut self.s.node_head);
         self.tx.node_head_len = self.s.node_head.len() as u64;
         let is_head = self.tx.request.is_head();
@@ -612,8 +616,15 @@ impl Conn {
                 }
                 Verdict::Accept => {}
                 Verdict::Respond(own) => {
-                    // The node's answer is replaced; its connection, with
-                    // the unread body, is not reused.
+                    // The node's answer is replaced; its connection is
+                    // reused only when nothing of that answer is left to
+                    // read (a HEAD probe's, say), else it closes.
+                    let r = &self.tx.response;
+                    let spent = body_complete && r.framing == Framing::None && nc.r.data().is_empty();
+                    if spent && r.node_keep_alive() && !private && pool.nodes[ni].keeps_idle.get() {
+                        nc.r.shrink_idle(IDLE_BUFFER);
+                        pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
+                    }
                     drop(lease);
                     return self.respond(*own, !body_complete).await;
                 }
@@ -683,8 +694,9 @@ impl Conn {
 
     /// Read the whole request body for `Whole` filters (sending `100
     /// Continue` first when the client waits for it) and run the body
-    /// filters on it; the result is in `s.body`.
-    async fn read_request_whole(&mut self, limit: usize, opts: &BodyOpts) -> Result<(), Error> {
+    /// filters on it; the result is in `s.body`, or a filter's answer is
+    /// returned.
+    async fn read_request_whole(&mut self, limit: usize, opts: &BodyOpts) -> Result<Option<Box<OwnResponse>>, Error> {
         let req = &self.tx.request;
         if req.expect_continue && req.version != Version::Http10 {
             self.s.out.clear();
@@ -698,8 +710,9 @@ impl Conn {
             Ok(n) => self.tx.bytes_in = n,
             Err(e) => return Err(request_body_error(e)),
         }
-        match self.mods.filter_body(&self.s.filters, false, &mut self.tx, &mut self.s.body, true) {
-            BodyFlow::Continue => Ok(()),
+        match self.mods.filter_whole(&self.s.filters, false, &mut self.tx, &mut self.s.body).await {
+            BodyFlow::Continue => Ok(None),
+            BodyFlow::Respond(own) => Ok(Some(own)),
             BodyFlow::Abort(why) => Err(Error::Shoal(ShoalError::Module(why))),
         }
     }
@@ -775,8 +788,24 @@ impl Conn {
                 Err(BodyError::OverFilterLimit) => return Err(Error::Shoal(ShoalError::ResponseOverFilterLimit)),
                 Err(e) => return Err(response_body_error(tx, e)),
             }
-            if let BodyFlow::Abort(why) = mods.filter_body(&s.filters, true, tx, &mut s.body, true) {
-                return Err(Error::Shoal(ShoalError::Module(why)));
+            match mods.filter_whole(&s.filters, true, tx, &mut s.body).await {
+                BodyFlow::Continue => {}
+                BodyFlow::Abort(why) => return Err(Error::Shoal(ShoalError::Module(why))),
+                // shoal's answer replaces the node's, head and body.
+                BodyFlow::Respond(own) => {
+                    let own = *own;
+                    tx.response = own.head;
+                    s.body.clear();
+                    if let crate::proxy::own::OwnBody::Bytes(b) = &own.body {
+                        s.body.extend_from_slice(b);
+                    }
+                    tx.source = ResponseSource::Own;
+                    tx.status = tx.response.status;
+                    if own.close_instead {
+                        tx.error = Some(Error::Shoal(ShoalError::Module("a body filter closed the connection")));
+                        return Ok((After::Close, false));
+                    }
+                }
             }
             let changes = ResponseChanges { close, reframed: Some(BodyFraming::Length(s.body.len() as u64)) };
             rewrite::write_response(&tx.response, &changes, &mut s.out);
@@ -837,6 +866,7 @@ impl Conn {
                     Ok(n) => match mods.observe_body(filters, true, tx, &[], true) {
                         BodyFlow::Continue => Ok(n),
                         BodyFlow::Abort(why) => Err(BodyError::Filter(why)),
+                        BodyFlow::Respond(_) => Err(BodyError::Filter("an Observe filter answered")),
                     },
                     Err(e) => Err(e),
                 }
@@ -872,7 +902,7 @@ impl Conn {
             return After::Close;
         }
         let keep_alive = tx.request.keep_alive() && !body_unread;
-        let (is_head, version) = (tx.request.is_head(), tx.request.version);
+        let (is_head, version) = (tx.request.client_sent_head(), tx.request.version);
         let sent = own::send(&mut self.client.w, &mut own, is_head, version, keep_alive, &mut self.s.out).await;
         // The head as sent, for the log phase (`%{Name}o`).
         std::mem::swap(&mut tx.response, &mut own.head);
@@ -1036,6 +1066,7 @@ async fn send_body(
             match mods.observe_body(filters, false, tx, &[], true) {
                 BodyFlow::Continue => Ok(n),
                 BodyFlow::Abort(why) => Err(BodyError::Filter(why)),
+                BodyFlow::Respond(_) => Err(BodyError::Filter("an Observe filter answered")),
             }
         }
         ReqBody::Streamed => {

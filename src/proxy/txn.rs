@@ -56,6 +56,11 @@ pub struct Txn {
     /// Forward to this address instead of a pool node (C7, as a forward
     /// proxy does): no balancing, retries, health or pooling apply.
     pub explicit_addr: Option<SocketAddr>,
+    /// Session persistence chosen for this request (by a rule): `Some(None)`
+    /// for none, `Some(Some(c))` for class `c` instead of the pool's.
+    pub persistence_class: Option<Option<usize>>,
+    /// The session key for a keyed class (`universal`), set by a rule.
+    pub persistence_key: Option<Vec<u8>>,
     /// The node the balancer picked first (`%F`).
     pub favoured_node: Option<usize>,
     /// The node that served the request (`%n`).
@@ -105,6 +110,8 @@ impl Txn {
             pool,
             required_node: None,
             explicit_addr: None,
+            persistence_class: None,
+            persistence_key: None,
             favoured_node: None,
             node: None,
             url_hash: None,
@@ -134,6 +141,8 @@ impl Txn {
         self.pool = view.config.virtual_servers[vs].pool;
         self.required_node = None;
         self.explicit_addr = None;
+        self.persistence_class = None;
+        self.persistence_key = None;
         self.favoured_node = None;
         self.node = None;
         self.url_hash = None;

@@ -41,6 +41,9 @@ pub struct Generation {
     pub modules: crate::proxy::module::Modules,
     /// TLS acceptors and connectors built from the configuration.
     pub tls: Arc<Tls>,
+    /// The rules' process-wide `data.*` store (carried to every later
+    /// generation).
+    pub rules_data: Arc<crate::rules::builtins::data::Store>,
 }
 
 /// The TLS objects a generation serves with, built from its settings.
@@ -132,7 +135,21 @@ impl Generation {
             .collect();
         let persist = crate::persist::build(&config, None);
         let vs_log = log_numbers(&config, log_paths);
-        Ok(Generation { id: 1, config: Arc::new(config), health, persist, vs_log, notes: Vec::new(), modules, tls })
+        let rules_data = Arc::new(crate::rules::builtins::data::Store::new(
+            config.global.rules.data_size,
+            crate::rules::builtins::data::MAX_KEYS,
+        ));
+        Ok(Generation {
+            id: 1,
+            config: Arc::new(config),
+            health,
+            persist,
+            vs_log,
+            notes: Vec::new(),
+            modules,
+            tls,
+            rules_data,
+        })
     }
 
     /// The generation after `self`, for `config`, carrying state over.
@@ -189,6 +206,7 @@ impl Generation {
         }
         let persist = crate::persist::build(&config, Some(&self.persist));
         let vs_log = log_numbers(&config, log_paths);
+        self.rules_data.set_limit(config.global.rules.data_size);
         Ok(Generation {
             id: self.id + 1,
             config: Arc::new(config),
@@ -198,6 +216,7 @@ impl Generation {
             notes,
             modules: self.modules.clone(),
             tls,
+            rules_data: self.rules_data.clone(),
         })
     }
 }

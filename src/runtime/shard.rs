@@ -176,6 +176,8 @@ pub struct ShardView {
     /// Per virtual server: its HTTP module stack (empty for other
     /// protocols), built for this generation on this shard.
     pub stacks: Vec<Rc<crate::proxy::module::Stack>>,
+    /// Per virtual server of a generic protocol: its rules, when it has any.
+    pub stream_rules: Vec<Option<Rc<crate::rules::stream::StreamRules>>>,
     /// The generation's TLS acceptors and connectors.
     pub tls: Arc<super::generation::Tls>,
 }
@@ -255,11 +257,22 @@ impl ShardView {
             .flat_map(|(i, v)| v.listen.iter().map(move |a| ((v.name.clone(), *a), i)))
             .collect();
         let access_lines: Vec<_> = generation.vs_log.iter().map(|l| l.map(|l| shard.access_buffer(l))).collect();
+        let rules = crate::rules::ShardRules::build(config, generation.rules_data.clone());
         let stacks = (0..config.virtual_servers.len())
             .map(|vs| {
                 let site = crate::proxy::module::ModuleSite { config, vs, shard: shard.id };
-                Rc::new(crate::proxy::modules::build_stack(&site, access_lines[vs].clone(), &generation.modules))
+                Rc::new(crate::proxy::modules::build_stack(
+                    &site,
+                    access_lines[vs].clone(),
+                    &rules,
+                    &generation.modules,
+                ))
             })
+            .collect();
+        let stream_rules = config
+            .virtual_servers
+            .iter()
+            .map(|v| if v.protocol == crate::config::Protocol::Http { None } else { rules.stream(v) })
             .collect();
         Rc::new(ShardView {
             id: shard.id,
@@ -277,6 +290,7 @@ impl ShardView {
                 .collect(),
             listen,
             stacks,
+            stream_rules,
             tls: generation.tls.clone(),
         })
     }

@@ -42,7 +42,7 @@ fn objects_crud_auth_and_integrity() {
     assert_eq!(r.status, 200);
     let types: Vec<String> =
         r.json()["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(types, ["virtual_servers", "pools", "persistence", "monitors", "responders", "files"]);
+    assert_eq!(types, ["virtual_servers", "pools", "persistence", "monitors", "responders", "rules", "files"]);
 
     // GET lists and objects.
     let r = shoal.api("GET", &format!("{BASE}/pools"), "");
@@ -51,7 +51,7 @@ fn objects_crud_auth_and_integrity() {
     let r = shoal.api("GET", &format!("{BASE}/virtual_servers/web"), "");
     assert_eq!(r.json()["properties"]["basic"]["protocol"], "http");
     assert_eq!(shoal.api("GET", &format!("{BASE}/pools/nope"), "").status, 404);
-    for kind in ["persistence", "monitors", "responders"] {
+    for kind in ["persistence", "monitors", "responders", "rules"] {
         let r = shoal.api("GET", &format!("{BASE}/{kind}"), "");
         assert_eq!((r.status, r.json()["children"].as_array().map(Vec::len)), (200, Some(0)), "{kind}");
     }

@@ -20,4 +20,5 @@ mod modules;
 mod monitor;
 mod persist;
 mod reload;
+mod rules;
 mod tls;

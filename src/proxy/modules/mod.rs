@@ -7,20 +7,25 @@
 //!    access log;
 //! 2. [`error_page::ErrorPage`] (`error`): with `error_file` or
 //!    `error_action = "close"`;
-//! 3. the modules a program embedding shoal adds ([`Modules`]), in the
+//! 3. [`crate::rules::module::RulesModule`] (`request`, `response` and
+//!    the body phases): when the virtual server lists request or
+//!    response rules;
+//! 4. [`dsr::Dsr`] (`request`, `response`): with `dsr`;
+//! 5. the modules a program embedding shoal adds ([`Modules`]), in the
 //!    order added;
-//! 4. [`persistence::Persistence`] (`route`, `response`): when a pool has
+//! 6. [`persistence::Persistence`] (`route`, `response`): when a pool has
 //!    a session persistence class for HTTP;
-//! 5. [`forwarding::Forwarding`] (`node_request`, `response`): the
+//! 7. [`forwarding::Forwarding`] (`node_request`, `response`): the
 //!    client-address, `Via`, `X-Forwarded-Proto` and SSL headers, with any
 //!    of them on;
-//! 6. [`proxy_protocol::ProxyProtocol`] (`node_request`): when a pool
+//! 8. [`proxy_protocol::ProxyProtocol`] (`node_request`): when a pool
 //!    sends the PROXY protocol.
 //!
 //! A module is in the stack only when its configuration asks for it, so a
 //! plain virtual server runs few hooks.
 
 pub mod access_log;
+pub mod dsr;
 pub mod error_page;
 pub mod forwarding;
 pub mod persistence;
@@ -34,7 +39,12 @@ use std::rc::Rc;
 
 /// Build virtual server `site.vs`'s stack. `access_line`: its access log's
 /// line buffer on this shard, when it has one.
-pub fn build_stack(site: &ModuleSite<'_>, access_line: Option<Rc<RefCell<LineBuffer>>>, extra: &Modules) -> Stack {
+pub fn build_stack(
+    site: &ModuleSite<'_>,
+    access_line: Option<Rc<RefCell<LineBuffer>>>,
+    rules: &crate::rules::ShardRules,
+    extra: &Modules,
+) -> Stack {
     let vs = site.vs_config();
     let config = site.config;
     let mut modules: Vec<Box<dyn AnyModule>> = Vec::new();
@@ -47,11 +57,16 @@ pub fn build_stack(site: &ModuleSite<'_>, access_line: Option<Rc<RefCell<LineBuf
     if vs.http.error_page.is_some() || vs.http.error_action == ErrorAction::Close {
         modules.push(Box::new(error_page::ErrorPage));
     }
+    if let Some(m) = rules.module(vs) {
+        modules.push(Box::new(m));
+    }
+    if let Some(m) = dsr::Dsr::for_vs(vs) {
+        modules.push(Box::new(m));
+    }
     extra.build(site, &mut modules);
-    let persistent = config
-        .pools
-        .iter()
-        .any(|p| p.persistence.is_some_and(|c| config.persistence[c].kind != PersistenceType::SslSessionId));
+    // Any class for HTTP, not only the pools': a rule may choose one
+    // (`connection.setPersistenceClass`) for a pool that has none.
+    let persistent = config.persistence.iter().any(|c| c.kind != PersistenceType::SslSessionId);
     if persistent {
         modules.push(Box::new(persistence::Persistence));
     }

@@ -84,9 +84,14 @@ enum Refuse {
 fn begin(tx: &mut Txn) -> Result<Option<Session>, Refuse> {
     let view = &tx.view;
     let pool = &view.pools[tx.pool];
-    let Some(ci) = pool.cfg.persistence else { return Ok(None) };
+    // A rule's choice of class comes first (`connection.setPersistence`).
+    let Some(ci) = tx.persistence_class.unwrap_or(pool.cfg.persistence) else { return Ok(None) };
     let rt = &view.persist[ci];
-    let claim = rt.class.claim(&RequestView { head: &tx.request, client: tx.conn.client.ip() }, tx.pool);
+    let claim = match &tx.persistence_key {
+        // A rule's key (`connection.setPersistenceKey`) for a keyed class.
+        Some(k) if rt.cfg.kind == crate::config::PersistenceType::Universal => Claim::Key(k.as_slice().into()),
+        _ => rt.class.claim(&RequestView { head: &tx.request, client: tx.conn.client.ip() }, tx.pool),
+    };
     let key = match &claim {
         Claim::Key(k) if !k.is_empty() => Some(rt.store.key(pool.uid, k)),
         _ => None,

@@ -34,6 +34,8 @@ static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 pub struct Behaviour<'a> {
     pub log_requests: bool,
     pub delay_ms: u64,
+    /// `--status N`.
+    pub status: Option<u64>,
     pub proxy_src: Option<&'a str>,
     /// (every, for) in milliseconds.
     pub stall: Option<(u64, u64)>,
@@ -204,6 +206,35 @@ fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+fn queries<'a>(target: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> {
+    let q = target.split_once('?').map_or("", |(_, q)| q);
+    q.split('&').filter_map(move |kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then_some(v)
+    })
+}
+
+/// `%XX` and `+` (a space) decoded.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+            (b'+', _, _) => out.push(b' '),
+            (c, _, _) => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Write the response; returns whether to close afterwards (an error
 /// drops the connection at once).
 fn respond<W: Write>(
@@ -219,13 +250,14 @@ fn respond<W: Write>(
     if let Some(d) = num("delay") {
         std::thread::sleep(Duration::from_millis(d));
     }
-    let status = num("status").unwrap_or(200);
+    let status = num("status").or(b.status).unwrap_or(200);
+    let text = query(&req.target, "text").map(percent_decode);
     let fixed: Option<&[u8]> = if flag("echo") {
         Some(&req.body)
     } else if flag("head") {
         Some(&req.head)
     } else {
-        None
+        text.as_deref()
     };
     let size = fixed.map_or_else(|| num("size").unwrap_or(0), |b| b.len() as u64);
     let close = flag("close");
@@ -254,6 +286,14 @@ fn respond<W: Write>(
         if let Some(a) = local {
             h += &format!("Set-Cookie: X-Zeus-Backend={a}; Path=/\r\n");
         }
+    }
+    // `type=MIME`: Content-Type; `hdr=NAME:VALUE` (repeatable, URL
+    // encoded): a header of the caller's.
+    if let Some(t) = query(&req.target, "type") {
+        h += &format!("Content-Type: {}\r\n", String::from_utf8_lossy(&percent_decode(t)));
+    }
+    for v in queries(&req.target, "hdr") {
+        h += &format!("{}\r\n", String::from_utf8_lossy(&percent_decode(v)));
     }
     if let Some((version, resumed)) = tls {
         h += &format!("X-TLS: {version}\r\nX-TLS-Resumed: {}\r\n", u8::from(resumed));

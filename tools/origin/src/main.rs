@@ -29,6 +29,8 @@
 //!   address the connection was accepted on.
 //!   `--log-requests` prints `request NAME METHOD TARGET id=X-Request-Id
 //!   conn=N len=BODY at=UNIX_MS inflight=N` on stdout for every request;
+//!   `--status N` answers every request with status N (unless it asks
+//!   for another with `status=`);
 //!   `--delay MS` delays every response (a uniformly slow node).
 //!   `--expect-proxy`: every connection starts with a PROXY protocol v1 or
 //!   v2 header; HTTP responses then carry `X-Proxy-Src: ip:port`.
@@ -78,6 +80,8 @@ struct Opts {
     banner: Option<String>,
     log_requests: bool,
     delay_ms: u64,
+    /// Every HTTP response's status, unless the request asks for another.
+    status: Option<u64>,
     expect_proxy: bool,
     /// (every, for) in ms: HTTP responses wait out a stall of `for` ms at
     /// the end of each `every` ms period.
@@ -112,6 +116,7 @@ fn parse() -> Result<Opts, String> {
     let mut banner = None;
     let mut log_requests = false;
     let mut delay_ms = 0;
+    let mut status = None;
     let mut expect_proxy = false;
     let (mut stall_every, mut stall_for) = (0u64, 0u64);
     let (mut tls_cert, mut tls_key, mut tls12, mut client_ca) = (None, None, false, None);
@@ -155,6 +160,9 @@ fn parse() -> Result<Opts, String> {
             Long("tls-key") => tls_key = Some(val(&mut p)?),
             Long("tls12") => tls12 = true,
             Long("tls-client-ca") => client_ca = Some(val(&mut p)?),
+            Long("status") => {
+                status = Some(val(&mut p)?.parse().map_err(|_| "--status takes a status code".to_string())?)
+            }
             Long("delay") => delay_ms = val(&mut p)?.parse().map_err(|_| "--delay takes milliseconds".to_string())?,
             Long("help") | Short('h') => {
                 print!("{USAGE}");
@@ -181,7 +189,7 @@ fn parse() -> Result<Opts, String> {
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
-    Ok(Opts { mode, listen, banner, log_requests, delay_ms, expect_proxy, stall, tls })
+    Ok(Opts { mode, listen, banner, log_requests, delay_ms, status, expect_proxy, stall, tls })
 }
 
 fn tls_config(
@@ -248,6 +256,7 @@ fn main() {
         let mode = opts.mode;
         let log_requests = opts.log_requests;
         let delay_ms = opts.delay_ms;
+        let status = opts.status;
         let expect_proxy = opts.expect_proxy;
         let stall = opts.stall;
         let tls = opts.tls.clone();
@@ -280,6 +289,7 @@ fn main() {
                     let mut b = http::Behaviour {
                         log_requests,
                         delay_ms,
+                        status,
                         proxy_src: proxy_src.as_deref(),
                         stall,
                         tls: None,
