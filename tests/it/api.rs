@@ -321,6 +321,12 @@ fn statistics_equal_the_load() {
 /// that resolve, ports that are free) is decided by shoal's loader and
 /// cannot be written as a JSON schema; such a body gets a 400 naming the
 /// problem, which that check counts as a schema-valid request rejected.
+/// The stateful phase runs apart without `negative_data_rejection` as well:
+/// there schemathesis marks a case negative for a mutated Authorization
+/// header that `--auth` then puts back, or a body that a link then fills
+/// with valid data, and reports the valid request that was sent as
+/// "schema-violating request accepted" (schemathesis issues 2983 and 3367);
+/// the other phases keep that check.
 #[test]
 fn schemathesis_finds_no_failures() {
     if !have_tool("schemathesis", "SHOAL_REQUIRE_SCHEMATHESIS", "pip install schemathesis") {
@@ -330,21 +336,27 @@ fn schemathesis_finds_no_failures() {
     let origin = Origin::start("http", &["a"]);
     let shoal = Shoal::start(&format!("{}\n{}", api_section(), crate::http::http_config(&[origin.addr("a")], "", "")));
     let base = format!("http://{}", shoal.api_addr());
-    let out = Command::new("schemathesis")
-        .args(["run", &format!("{base}/api/tm/1.0/openapi.json"), "--url", &base, "--auth", "admin:secret"])
-        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-        .args(["--max-examples", "25", "--request-timeout", "10"])
-        .env("NO_COLOR", "1")
-        // Its cache directory goes with the test's, not into the checkout.
-        .current_dir(&shoal.dir.0)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "schemathesis found failures:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let runs = [
+        ("examples,coverage,fuzzing", "positive_data_acceptance"),
+        ("stateful", "positive_data_acceptance,negative_data_rejection"),
+    ];
+    for (phases, excluded) in runs {
+        let out = Command::new("schemathesis")
+            .args(["run", &format!("{base}/api/tm/1.0/openapi.json"), "--url", &base, "--auth", "admin:secret"])
+            .args(["--phases", phases, "--checks", "all", "--exclude-checks", excluded])
+            .args(["--max-examples", "25", "--request-timeout", "10"])
+            .env("NO_COLOR", "1")
+            // Its cache directory goes with the test's, not into the checkout.
+            .current_dir(&shoal.dir.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "schemathesis ({phases}) found failures:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// The API over TLS (required off loopback): curl verifies the listener's
