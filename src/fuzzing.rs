@@ -1,7 +1,9 @@
 //! Fuzzing entry points for the parsers of untrusted input: HTTP/1 request
 //! heads ([`request::parse`]), response heads ([`response::parse`]), the
 //! chunked framer ([`ChunkedFramer`]) and the TLS hello reader
-//! ([`hello::client_hello`], [`hello::server_hello`]). Each function takes
+//! ([`hello::client_hello`], [`hello::server_hello`]), and the rule
+//! language ([`crate::rules`]: lexer, parser, compiler and the machine
+//! running what compiles, on a small budget). Each function takes
 //! arbitrary bytes, runs the parser the ways the proxy runs it (whole, on
 //! prefixes as bytes arrive, into a head reused from an earlier parse,
 //! pipelined, in pieces) and panics when an invariant the proxy relies on
@@ -460,4 +462,42 @@ fn same<T: Debug>(a: &T, b: &T, what: &str) {
 /// RFC 9110 §5.6.2 token characters.
 fn tchar(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// The rule language: parse, compile and, when it compiles, run the rule
+/// (no connection; a small budget, so every loop ends). Checks that every
+/// error names a line and column inside the source, that compiling is
+/// deterministic, and that a run ends within its budget.
+pub fn rule(data: &[u8]) {
+    use crate::rules::builtins::{data::Store, Shared, State};
+    use crate::rules::vm::{Budget, Outcome, Vm};
+    let lines = data.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+    let check_pos = |e: &crate::rules::RuleError| {
+        assert!(e.line >= 1 && e.line <= lines, "error line {} of {lines}: {e}", e.line);
+        assert!(e.col >= 1, "error column 0: {e}");
+        assert!(!e.message.is_empty());
+    };
+    let ast = match crate::rules::parser::parse(data) {
+        Ok(a) => a,
+        Err(e) => return check_pos(&e),
+    };
+    // Imports resolve to the rule itself (parsed again), so import code
+    // paths run too.
+    let library = |_: &str| Some(crate::rules::parser::parse(data));
+    let prog = match crate::rules::compile::compile("fuzz", &ast, &library) {
+        Ok(p) => p,
+        Err(e) => return check_pos(&e),
+    };
+    let again = crate::rules::compile::compile("fuzz", &ast, &library).expect("compiles the second time too");
+    assert_eq!(prog.code, again.code, "compiling is deterministic");
+    let budget = Budget { instructions: 20_000, memory: 1 << 20, yield_every: 5_000 };
+    let shared = Shared::new(std::sync::Arc::new(Store::new(64 << 10, 256)));
+    let mut state = State::default();
+    let mut vm = Vm::new(std::rc::Rc::new(prog), budget);
+    match crate::rules::vm::run_detached(&mut vm, &mut state, &shared) {
+        Outcome::Failed { line, .. } => assert!(line <= lines, "failure at line {line} of {lines}"),
+        Outcome::Yield => unreachable!("run_detached runs through yields"),
+        Outcome::Wait(_) | Outcome::Done | Outcome::Stop(_) => {}
+    }
+    assert!(vm.steps() <= budget.instructions, "a run went past its instruction budget ({} steps)", vm.steps());
 }

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 /// A target's name (its directory under fuzz/) and its checks.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 5] = [
     ("request_head", shoal::fuzzing::request_head),
     ("response_head", shoal::fuzzing::response_head),
     ("chunked", shoal::fuzzing::chunked),
     ("tls_hello", shoal::fuzzing::tls_hello),
+    ("rule", shoal::fuzzing::rule),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -98,4 +99,9 @@ fn every_target_is_tested() {
 fn subdirs(kind: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind)) else { return Vec::new() };
     entries.map(|e| e.expect("readable directory entry").path()).filter(|p| p.is_dir()).collect()
+}
+
+#[test]
+fn rule() {
+    run_target(TARGETS[4].0, TARGETS[4].1);
 }

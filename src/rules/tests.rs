@@ -3,7 +3,7 @@
 //! writes them to. (The HTTP functions are tested with real requests in
 //! tests/it/rules.rs.)
 
-use super::builtins::{data::Store, Env, Phase, Shared, State};
+use super::builtins::{data::Store, Shared, State};
 use super::value::{float_text, Value};
 use super::vm::{Budget, Outcome, Vm};
 use std::rc::Rc;
@@ -54,23 +54,10 @@ fn run_with(src: &str, budget: Budget) -> Ran {
     let shared = Shared::new(store.clone());
     let mut state = State::default();
     let mut vm = Vm::new(prog, budget);
-    let failed = loop {
-        let mut env = Env {
-            rule: Rc::from("t"),
-            phase: Phase::Request,
-            tx: None,
-            stream: None,
-            body: None,
-            body_coming: false,
-            state: &mut state,
-            shared: &shared,
-        };
-        match vm.run(&mut env) {
-            Outcome::Yield => continue,
-            Outcome::Failed { line, message } => break Some((line, message)),
-            Outcome::Done | Outcome::Stop(_) => break None,
-            Outcome::Wait(p) => panic!("waits: {p:?}"),
-        }
+    let failed = match super::vm::run_detached(&mut vm, &mut state, &shared) {
+        Outcome::Failed { line, message } => Some((line, message)),
+        Outcome::Done | Outcome::Stop(_) => None,
+        other => panic!("{src}: {other:?}"),
     };
     Ran { store, failed, steps: vm.steps() }
 }

@@ -513,3 +513,25 @@ fn store_path(root: &mut Value, keys: &[Value], v: Value) -> Result<(), String> 
         other => Err(format!("cannot assign into an element of a {}", other.kind())),
     }
 }
+
+/// Run `vm` with no connection (the tests, the fuzzer): to its end, its
+/// failure or a wait, through its yields. The budget bounds it: a run
+/// fails once it has spent its instructions.
+pub fn run_detached(vm: &mut Vm, state: &mut builtins::State, shared: &builtins::Shared) -> Outcome {
+    loop {
+        let mut env = Env {
+            rule: vm.prog.name.clone(),
+            phase: builtins::Phase::Request,
+            tx: None,
+            stream: None,
+            body: None,
+            body_coming: false,
+            state: &mut *state,
+            shared,
+        };
+        match vm.run(&mut env) {
+            Outcome::Yield => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+data.set('k', [1, 2]); $v = data.get('k'); data.remove('k'); data.reset(); connection.data.set('a', 1); $c = connection.data.get('a'); log.info('x'); event.emit('e', 'm'); $t = sys.time(); $h = sys.hostname();

@@ -1,0 +1,1 @@
+if( http.getResponseCode() == 404 ) http.setResponseHeader( "Cache-Control", "max-age=60" );

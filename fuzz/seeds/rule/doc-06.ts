@@ -1,0 +1,2 @@
+$parts = string.split( http.getPath(), "/" );
+array.push( $seen, $parts[1] );

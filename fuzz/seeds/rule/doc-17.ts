@@ -1,0 +1,4 @@
+if( http.getpath() == "/testpage.jsp" ) {
+   # We know this request is cacheable; remove the 'Cache-Control: no-cache'
+   http.removeResponseHeader( "Cache-Control" );
+}

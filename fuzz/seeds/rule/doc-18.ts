@@ -1,0 +1,1 @@
+if( http.getResponseCode() >= 500 ) request.retry();

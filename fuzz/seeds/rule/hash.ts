@@ -1,0 +1,1 @@
+$h['a']['b'] = [1, 2]; $h['a']['c'] = ['k' => 'v']; array.push($arr, 1); array.unshift($arr, 0); $p = array.pop($arr); hash.delete($h, 'a'); $k = hash.keys(['x' => 1]); $n = array.length($arr); $j = json.serialize($h); $back = json.deserialize($j);

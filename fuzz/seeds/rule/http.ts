@@ -1,0 +1,1 @@
+if (http.getPath() == '/') { http.setHeader('X', http.getHeader('Y')); pool.use('p'); } $b = http.getResponseBody(); http.sendResponse(200, 'text/plain', 'hi', 'X: y');

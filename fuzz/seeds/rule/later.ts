@@ -1,0 +1,1 @@
+http.cache.disable(); rate.use('x');

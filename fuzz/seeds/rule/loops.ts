@@ -1,0 +1,1 @@
+$i = 0; while ($i < 10) { $i++; if ($i % 2) continue; } do { $i--; } while ($i > 0); for ($j = 0; $j < 3; $j++) { foreach ($k in [1, 2, 3]) { if ($k == 2) break; } } foreach ($k in ['a' => 1]) { $s .= $k; }

@@ -1,0 +1,1 @@
+sub f($n) { return f($n + 1); } f(0);

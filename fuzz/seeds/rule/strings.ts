@@ -1,0 +1,1 @@
+$s = "esc \\ \" \n \t \x41 \$ \d"; $t = 'single \' \\ \n'; if (string.regexmatch($s, "^(e)(s)")) { $u = $1 . $2; } $v = string.regexsub($s, "(s)", "[$1]", "i"); $w = string.split("a,b", ","); $x = string.join($w, "-"); $y = string.ipmaskmatch("10.1.1.1", "10.0.0.0/8"); $z = string.wildmatch("abc", "a?c");

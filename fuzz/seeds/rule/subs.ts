@@ -1,0 +1,1 @@
+import lib; import lib as l; import strict; sub f($a, $b) { return $a . $b; } sub g() { return f(1, 2); } $x = g(); $y = lib.f(1, 2); $z = l.g();

@@ -1,0 +1,1 @@
+switch (http.getPath(), string.wildmatch) { case '/a*', '/b*': $x = 1; break; case '/c': $x = 2; default: $x = 3; } switch (3) { case 3: break; }
