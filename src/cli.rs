@@ -22,6 +22,7 @@ USAGE:
               [--algorithm NAME] [--shards N] [--log-level LEVEL]
               [--tls-cert FILE --tls-key FILE]
               [--request-rule FILE]... [--response-rule FILE]...
+              [--cache SIZE]
       Run one virtual server with no configuration file.
       Protocols: http, server_first, client_first, server_first_banner
       (needs --banner TEXT), generic_streaming [default], ssl_passthrough.
@@ -29,6 +30,8 @@ USAGE:
       certificate chain and key (PEM).
       --request-rule/--response-rule: run the rule in FILE on each
       request (response), in the order given (http only; docs/rules.md).
+      --cache SIZE: cache responses in SIZE of memory (512MiB, 2GiB; http
+      only; docs/cache.md), with the [cache] defaults otherwise.
       Algorithms: round_robin [default], weighted_round_robin, random,
       least_connections, weighted_least_connections.
   shoal rules show NAME -c FILE
@@ -88,6 +91,7 @@ struct Quick {
     tls_key: Option<String>,
     request_rules: Vec<String>,
     response_rules: Vec<String>,
+    cache: Option<String>,
 }
 
 fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
@@ -124,6 +128,7 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("tls-key") => q.tls_key = Some(val(&mut p)?),
             Long("request-rule") => q.request_rules.push(val(&mut p)?),
             Long("response-rule") => q.response_rules.push(val(&mut p)?),
+            Long("cache") => q.cache = Some(val(&mut p)?),
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
             Long("pool") => pools.push(val(&mut p)?),
             Long("api") => api = Some(val(&mut p)?),
@@ -295,6 +300,9 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
     if !resp.is_empty() {
         t += &format!("response_rules = [{}]\n", resp.iter().map(|n| s(n)).collect::<Vec<_>>().join(", "));
     }
+    if q.cache.is_some() {
+        t += "cache = true\n";
+    }
     match (&q.tls_cert, &q.tls_key) {
         (Some(c), Some(k)) => {
             t += &format!("\n[virtual_servers.proxy.tls]\ncertificates = [{{ cert = {}, key = {} }}]\n", s(c), s(k))
@@ -305,6 +313,10 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
     t += &format!("\n[pools.proxy]\nalgorithm = {}\nnodes = [{}]\n", s(&algorithm), nodes.join(", "));
     for (name, file) in req.iter().zip(&q.request_rules).chain(resp.iter().zip(&q.response_rules)) {
         t += &format!("\n[rules.{name}]\nfile = {}\n", s(file));
+    }
+    if let Some(size) = &q.cache {
+        config::raw::Size::parse(size).map_err(|e| format!("--cache: {e}"))?;
+        t += &format!("\n[cache]\nmemory = {}\n", s(size));
     }
     const NAME: &str = "<command line>";
     config::load_str(&t, NAME).map_err(|e| {

@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

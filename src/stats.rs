@@ -38,6 +38,20 @@ pub const VS_ERRORS: [(VsError, &str); 7] = [
     (VsError::Module, "module"),
 ];
 
+/// The content cache's counters per virtual server, by name (docs/cache.md).
+pub const CACHE_COUNTERS: [(crate::cache::module::CacheEvent, &str); 7] = {
+    use crate::cache::module::CacheEvent as E;
+    [
+        (E::Hit, "hits"),
+        (E::Miss, "misses"),
+        (E::Collapsed, "collapsed_waits"),
+        (E::Revalidation, "revalidations"),
+        (E::Revalidated, "revalidated"),
+        (E::Stale, "stale_served"),
+        (E::Uncacheable, "uncacheable"),
+    ]
+};
+
 fn bump(c: &Cell<u64>, n: u64) {
     c.set(c.get() + n);
 }
@@ -59,9 +73,23 @@ pub struct VsCounters {
     pub time_us: Cell<u64>,
     /// Rule runs abandoned on a run-time error (the request went on).
     pub rule_errors: Cell<u64>,
+    /// Content cache events, in [`CACHE_COUNTERS`] order.
+    pub cache: [Cell<u64>; CACHE_COUNTERS.len()],
+    /// Body bytes sent to clients from the cache.
+    pub cache_hit_bytes: Cell<u64>,
 }
 
 impl VsCounters {
+    pub fn cache(&self, e: crate::cache::module::CacheEvent) {
+        if let Some(i) = CACHE_COUNTERS.iter().position(|(x, _)| *x == e) {
+            bump(&self.cache[i], 1);
+        }
+    }
+
+    pub fn cache_hit_bytes(&self, n: u64) {
+        bump(&self.cache_hit_bytes, n);
+    }
+
     pub fn rule_error(&self) {
         bump(&self.rule_errors, 1);
     }
@@ -100,6 +128,8 @@ impl VsCounters {
             errors: self.errors.each_ref().map(Cell::get),
             time_us: self.time_us.get(),
             rule_errors: self.rule_errors.get(),
+            cache: self.cache.each_ref().map(Cell::get),
+            cache_hit_bytes: self.cache_hit_bytes.get(),
         }
     }
 }
@@ -151,6 +181,8 @@ pub struct VsSnapshot {
     pub errors: [u64; VS_ERRORS.len()],
     pub time_us: u64,
     pub rule_errors: u64,
+    pub cache: [u64; CACHE_COUNTERS.len()],
+    pub cache_hit_bytes: u64,
 }
 
 /// A node's figures in one pool, from one shard or summed.
@@ -180,6 +212,8 @@ pub struct ShardSnapshot {
     pub generation: u64,
     pub virtual_servers: Vec<VsSnapshot>,
     pub nodes: Vec<NodeSnapshot>,
+    /// This shard's cache partition.
+    pub cache: crate::cache::partition::PartitionStats,
 }
 
 /// The process's figures: every shard's snapshot summed by name.
@@ -188,6 +222,8 @@ pub struct Totals {
     pub shards: usize,
     pub virtual_servers: Vec<VsSnapshot>,
     pub nodes: Vec<NodeSnapshot>,
+    /// Every cache partition, summed.
+    pub cache: crate::cache::partition::PartitionStats,
 }
 
 impl Totals {
@@ -195,6 +231,7 @@ impl Totals {
     pub fn sum(shards: Vec<ShardSnapshot>) -> Totals {
         let mut t = Totals { shards: shards.len(), ..Totals::default() };
         for s in shards {
+            t.cache.add(&s.cache);
             for v in s.virtual_servers {
                 match t.virtual_servers.iter_mut().find(|x| x.name == v.name) {
                     Some(x) => {
@@ -205,6 +242,10 @@ impl Totals {
                         x.bytes_out += v.bytes_out;
                         x.time_us += v.time_us;
                         x.rule_errors += v.rule_errors;
+                        x.cache_hit_bytes += v.cache_hit_bytes;
+                        for (a, b) in x.cache.iter_mut().zip(v.cache) {
+                            *a += b;
+                        }
                         for (a, b) in x.responses.iter_mut().zip(v.responses) {
                             *a += b;
                         }
@@ -261,8 +302,18 @@ mod tests {
             ..NodeSnapshot::default()
         };
         let t = Totals::sum(vec![
-            ShardSnapshot { generation: 1, virtual_servers: vec![a.snapshot("v", 1)], nodes: vec![node(None)] },
-            ShardSnapshot { generation: 1, virtual_servers: vec![b.snapshot("v", 2)], nodes: vec![node(Some(later))] },
+            ShardSnapshot {
+                generation: 1,
+                virtual_servers: vec![a.snapshot("v", 1)],
+                nodes: vec![node(None)],
+                cache: Default::default(),
+            },
+            ShardSnapshot {
+                generation: 1,
+                virtual_servers: vec![b.snapshot("v", 2)],
+                nodes: vec![node(Some(later))],
+                cache: Default::default(),
+            },
         ]);
         let v = &t.virtual_servers[0];
         assert_eq!((v.requests, v.connections, v.current_connections), (3, 1, 3));

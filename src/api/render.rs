@@ -3,7 +3,7 @@
 //! [`Totals`] and the running generation.
 
 use crate::runtime::generation::Generation;
-use crate::stats::{NodeSnapshot, Totals, VsSnapshot, VS_ERRORS};
+use crate::stats::{NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, VS_ERRORS};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,6 +29,29 @@ pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
         "errors": errors,
         "request_time_avg_seconds": if v.requests > 0 { v.time_us as f64 / v.requests as f64 / 1e6 } else { 0.0 },
         "rule_errors": v.rule_errors,
+        "cache": cache_json(v),
+    })
+}
+
+fn cache_json(v: &VsSnapshot) -> Value {
+    let mut m: Map<String, Value> =
+        CACHE_COUNTERS.iter().zip(v.cache).map(|((_, n), c)| ((*n).into(), c.into())).collect();
+    m.insert("hit_bytes".into(), v.cache_hit_bytes.into());
+    Value::Object(m)
+}
+
+/// The cache's tiers: objects, memory and what happened to them.
+fn cache_tiers(g: &Generation, t: &Totals) -> Value {
+    let c = &t.cache;
+    json!({
+        "memory": {
+            "objects": c.objects,
+            "bytes": c.bytes,
+            "limit_bytes": g.config.cache.memory,
+            "stored": c.stored,
+            "evictions": c.evictions,
+            "purged": c.purged,
+        }
     })
 }
 
@@ -100,6 +123,7 @@ pub fn status(g: &Generation, t: &Totals) -> Value {
         "virtual_servers": vs,
         "pools": pools,
         "persistence": persistence,
+        "cache": cache_tiers(g, t),
     })
 }
 
@@ -185,6 +209,40 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
         m.sample("shoal_virtual_server_request_duration_seconds_sum", &l, v.time_us as f64 / 1e6);
         m.sample("shoal_virtual_server_request_duration_seconds_count", &l, v.requests as f64);
     }
+
+    m.family("shoal_virtual_server_cache_events_total", "counter", "Content cache events, by kind (docs/cache.md).");
+    for v in &t.virtual_servers {
+        for (i, (_, event)) in CACHE_COUNTERS.iter().enumerate() {
+            m.sample(
+                "shoal_virtual_server_cache_events_total",
+                &[("virtual_server", &v.name), ("event", event)],
+                v.cache[i] as f64,
+            );
+        }
+    }
+    m.family("shoal_virtual_server_cache_hit_bytes_total", "counter", "Body bytes sent to clients from the cache.");
+    for v in &t.virtual_servers {
+        m.sample(
+            "shoal_virtual_server_cache_hit_bytes_total",
+            &[("virtual_server", &v.name)],
+            v.cache_hit_bytes as f64,
+        );
+    }
+    let c = &t.cache;
+    type CacheField = fn(&crate::cache::partition::PartitionStats) -> f64;
+    let cache_families: [(&str, &str, &str, CacheField); 5] = [
+        ("shoal_cache_objects", "gauge", "Objects stored.", |c| c.objects as f64),
+        ("shoal_cache_bytes", "gauge", "Memory held by stored objects.", |c| c.bytes as f64),
+        ("shoal_cache_stored_total", "counter", "Objects stored since the start.", |c| c.stored as f64),
+        ("shoal_cache_evictions_total", "counter", "Objects evicted to stay within the limit.", |c| c.evictions as f64),
+        ("shoal_cache_purged_total", "counter", "Objects removed by purges.", |c| c.purged as f64),
+    ];
+    for (name, kind, help, f) in cache_families {
+        m.family(name, kind, help);
+        m.sample(name, &[("tier", "memory")], f(c));
+    }
+    m.family("shoal_cache_limit_bytes", "gauge", "Memory the cache may hold (cache.memory).");
+    m.sample("shoal_cache_limit_bytes", &[("tier", "memory")], g.config.cache.memory as f64);
 
     type NodeField = fn(&NodeSnapshot) -> f64;
     let node_families: [(&str, &str, &str, NodeField); 7] = [

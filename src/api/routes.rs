@@ -250,7 +250,7 @@ impl Api {
         match rest {
             [] => {
                 only(req, &["GET"])?;
-                Ok(json_answer(200, &children(base, ["config", "status", "nodes"].map(String::from))))
+                Ok(json_answer(200, &children(base, ["config", "status", "nodes", "cache"].map(String::from))))
             }
             ["openapi.json"] => {
                 only(req, &["GET"])?;
@@ -306,6 +306,11 @@ impl Api {
                 Ok(json_answer(200, &children(&format!("{base}/nodes"), names)))
             }
             ["nodes", node] => self.node(req, node),
+            ["cache"] => {
+                only(req, &["GET"])?;
+                Ok(json_answer(200, &children(&format!("{base}/cache"), ["purge".to_string()])))
+            }
+            ["cache", "purge"] => self.purge(req),
             _ => Err(Fail::new(404, format!("no resource at {}", req.path))),
         }
     }
@@ -452,6 +457,30 @@ impl Api {
             return Err(Fail::new(404, format!("no pool has a node {node:?}")));
         }
         Ok(json_answer(200, &json!({"node": node, "generation": g.id, "pools": places})))
+    }
+}
+
+impl Api {
+    /// Remove cached objects: `{"url": U}`, `{"prefix": U}` (U a URL or a
+    /// path, for every host) or `{"all": true}`, on every shard.
+    fn purge(&self, req: &Request) -> Answer {
+        only(req, &["POST"])?;
+        let body = json_body(req)?;
+        let obj = body.as_object().ok_or_else(|| Fail::new(400, "the body must be a JSON object"))?;
+        let what = match (obj.get("url"), obj.get("prefix"), obj.get("all")) {
+            (Some(Value::String(u)), None, None) => crate::cache::Purge::url(u, false),
+            (None, Some(Value::String(p)), None) => crate::cache::Purge::url(p, true),
+            (None, None, Some(Value::Bool(true))) => Ok(crate::cache::Purge::All),
+            _ => Err("the body needs exactly one of \"url\": \"...\", \"prefix\": \"...\" or \"all\": true".into()),
+        }
+        .map_err(|e| Fail::new(400, e))?;
+        if let Some(k) = obj.keys().find(|k| !["url", "prefix", "all"].contains(&k.as_str())) {
+            return Err(Fail::new(400, format!("unknown property {k:?} (expected url, prefix or all)")));
+        }
+        let counts = self.control.on_every_shard(move |shard| shard.cache.borrow_mut().purge(|k| what.matches(k)));
+        let purged: usize = counts.iter().sum();
+        log::info!("api: cache purge removed {purged} object(s)");
+        Ok(json_answer(200, &json!({"purged": purged, "shards": counts.len()})))
     }
 }
 

@@ -5,6 +5,7 @@
 //! The embedded default configuration is `conf/default.toml`, compiled in so
 //! `shoal run` with no file does something useful on a fresh machine.
 
+pub(crate) mod cache;
 pub mod model;
 pub mod raw;
 mod rules;

@@ -26,6 +26,22 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// The REST API listener, when configured.
     pub api: Option<Api>,
+    /// The content cache's settings (`[cache]`, or its defaults).
+    pub cache: CacheSettings,
+}
+
+/// `[cache]` (docs/cache.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CacheSettings {
+    /// Bytes of memory for objects, all shards together.
+    pub memory: u64,
+    pub max_object: u64,
+    pub default_lifetime: Duration,
+    pub max_variants: usize,
+    pub max_vary_size: usize,
+    pub verbose: bool,
+    pub policy: crate::cache::evict::PolicyKind,
+    pub fill_wait: Duration,
 }
 
 /// A rule: its text in the rule language (a declarative rule's is the
@@ -170,6 +186,8 @@ pub struct VirtualServer {
     pub rules_every_read: bool,
     /// Layer-7 direct server return for some paths (M1).
     pub dsr: Option<Dsr>,
+    /// Requests use the content cache (docs/cache.md).
+    pub cache: bool,
 }
 
 /// `[virtual_servers.NAME.dsr]`.

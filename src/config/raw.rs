@@ -39,6 +39,61 @@ pub struct RawConfig {
     pub rules: BTreeMap<Spanned<String>, Spanned<RawRule>>,
     /// The REST API and statistics listener (I1, I2).
     pub api: Option<Spanned<RawApi>>,
+    /// The content cache's settings (G1-G8); virtual servers turn it on.
+    pub cache: Option<Spanned<RawCache>>,
+}
+
+/// `[cache]`: the process's content cache. Defaults are written here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Memory for cached objects, all shards together.
+    #[serde(default = "default_cache_memory")]
+    pub memory: Spanned<Size>,
+    /// Largest object stored.
+    #[serde(default = "default_cache_max_object")]
+    pub max_object: Spanned<Size>,
+    /// Freshness of a response with no explicit lifetime.
+    #[serde(default = "default_cache_lifetime")]
+    pub default_lifetime: Dur,
+    /// Variants kept per URL (`Vary`, `http.cache.setkey`).
+    #[serde(default = "default_cache_variants")]
+    pub max_variants: Spanned<u32>,
+    /// Bytes of `Vary` data (field names and request values) per object.
+    #[serde(default = "default_cache_vary_size")]
+    pub max_vary_size: Spanned<u32>,
+    /// Add `X-Cache-Info` to responses (the source's `webcache!verbose`).
+    #[serde(default)]
+    pub verbose: bool,
+    /// Eviction: `s3fifo` (scan-resistant) or `lru`.
+    #[serde(default = "default_cache_policy")]
+    pub policy: Spanned<String>,
+    /// How long a request waits for another's fill of the same object
+    /// (collapsed forwarding) before it goes to the node itself.
+    #[serde(default = "default_cache_fill_wait")]
+    pub fill_wait: Dur,
+}
+
+fn default_cache_memory() -> Spanned<Size> {
+    Spanned::new(0..0, Size(256 << 20))
+}
+fn default_cache_max_object() -> Spanned<Size> {
+    Spanned::new(0..0, Size(16 << 20))
+}
+fn default_cache_lifetime() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+fn default_cache_variants() -> Spanned<u32> {
+    Spanned::new(0..0, 16)
+}
+fn default_cache_vary_size() -> Spanned<u32> {
+    Spanned::new(0..0, 1024)
+}
+fn default_cache_policy() -> Spanned<String> {
+    Spanned::new(0..0, "s3fifo".into())
+}
+fn default_cache_fill_wait() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 /// `[api]`: the control-plane listener.
@@ -334,6 +389,8 @@ pub struct RawVirtualServer {
     pub rules_run: Option<Spanned<String>>,
     /// Layer-7 direct server return (M1) for some paths.
     pub dsr: Option<Spanned<RawDsr>>,
+    /// Serve and store responses through the content cache (`[cache]`).
+    pub cache: Option<Spanned<bool>>,
 }
 
 /// `[virtual_servers.NAME.dsr]`: requests for these paths are probed
@@ -832,6 +889,49 @@ impl<'de> Deserialize<'de> for Shards {
                     return Err(de::Error::custom("the CPU list is empty"));
                 }
                 Ok(Shards::Cpus(cpus))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A size in bytes written as an integer (`1048576`) or with a unit
+/// (`"64KiB"`, `"512MiB"`, `"2GiB"`, `"1TiB"`; `KB`, `MB`, `GB` and `TB` are
+/// the same powers of 1024, as operators of caches write them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl Size {
+    pub fn parse(s: &str) -> Result<u64, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| format!("invalid size \"{s}\": expected e.g. \"512MiB\", \"2GiB\""))?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            "t" | "tb" | "tib" => 40,
+            u => return Err(format!("invalid size unit \"{u}\" in \"{s}\": use KiB, MiB, GiB or TiB")),
+        };
+        n.checked_mul(1 << shift).ok_or_else(|| format!("size \"{s}\" is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size: bytes as an integer, or a string like \"512MiB\", \"2GiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v).map(Size).map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                Size::parse(v).map(Size).map_err(E::custom)
             }
         }
         d.deserialize_any(V)

@@ -266,6 +266,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 None => None,
                 Some(d) => Some(dsr(f, vname, v, d, &pool_index)?),
             };
+            let cache = super::cache::vs_cache(f, vname, v)?;
             if !v.enabled {
                 continue;
             }
@@ -291,6 +292,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 response_rules,
                 rules_every_read,
                 dsr,
+                cache,
             });
         }
     }
@@ -333,6 +335,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         monitors,
         rules: checked.rules,
         api,
+        cache: super::cache::settings(files)?,
     })
 }
 

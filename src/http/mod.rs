@@ -114,6 +114,12 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// RFC 9110 §9.2.2 idempotent methods.
+/// Safe methods (RFC 9110 §9.2.1): any other, answered with success,
+/// invalidates what a cache holds for its URL.
+pub fn is_safe(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE")
+}
+
 pub fn is_idempotent(method: &[u8]) -> bool {
     matches!(method, b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE")
 }

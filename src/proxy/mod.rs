@@ -5,6 +5,7 @@
 //! tee ([`tee`]). docs/phases.md describes the phases.
 
 pub mod body;
+mod divert;
 pub mod module;
 pub mod modules;
 pub mod own;

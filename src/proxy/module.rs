@@ -72,6 +72,37 @@ pub enum Verdict {
     /// Send this response instead of the node's (the node's body is
     /// discarded and its connection closed).
     Respond(Box<OwnResponse>),
+    /// Take the node's body: the driver drains it into the sink at the
+    /// node's pace, apart from the client (which neither waits for it nor
+    /// slows it), and returns the node connection to its pool at the end;
+    /// the client gets this response instead (the cache: the body goes
+    /// into a stored object, and every client, this one too, reads it from
+    /// there). The other modules' body filters do not see that body: a
+    /// module that will read a response body says so in its `response`
+    /// hook ([`Txn::response_body_wanted`]), and a module that diverts
+    /// leaves such a response alone.
+    Divert(Box<dyn BodySink>, Box<OwnResponse>),
+}
+
+/// Where a diverted node body goes ([`Verdict::Divert`]). Dropped before
+/// [`BodySink::end`], the body was not complete (the node failed, or the
+/// sink refused more).
+pub trait BodySink {
+    /// The next piece of the payload (de-chunked). `Err`: no more is
+    /// wanted; the node connection is closed.
+    fn data(&mut self, data: &[u8]) -> Result<(), SinkFull>;
+    /// Every byte has arrived.
+    fn end(&mut self);
+}
+
+/// A [`BodySink`] takes no more of the body (it reached its limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkFull;
+
+impl std::fmt::Debug for dyn BodySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodySink")
+    }
 }
 
 /// How a module wants to see a message body, asked once the head is
@@ -192,10 +223,12 @@ pub trait Module: 'static {
         Step::Ready(Flow::Continue)
     }
 
-    /// After every module's `request`: settle the pool and node (session
-    /// persistence reads its claim here). May answer or close.
-    fn route(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx) -> Flow {
-        Flow::Continue
+    /// After every module's `request` (and a `Whole` request body): settle
+    /// the pool and node (session persistence reads its claim here), or
+    /// answer from what the request now is (the cache looks up here, after
+    /// the rules rewrote it). May wait ([`Step::Wait`]), answer or close.
+    fn route<'a>(&'a self, _tx: &'a mut Txn, _ctx: &'a mut Self::Ctx) -> Step<'a, Flow> {
+        Step::Ready(Flow::Continue)
     }
 
     /// Edit the head the node gets (once per request, before the first
@@ -262,7 +295,7 @@ pub trait AnyModule {
     fn new_ctx(&self) -> Box<dyn Any>;
     fn reset(&self, ctx: &mut dyn Any);
     fn request<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Flow>;
-    fn route(&self, tx: &mut Txn, ctx: &mut dyn Any) -> Flow;
+    fn route<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Flow>;
     fn node_request(&self, tx: &mut Txn, ctx: &mut dyn Any);
     fn request_body_mode(&self, tx: &Txn, ctx: &mut dyn Any) -> BodyMode;
     fn request_body<'a>(
@@ -300,7 +333,7 @@ impl<M: Module> AnyModule for M {
     fn request<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Flow> {
         Module::request(self, tx, ctx_of::<M>(ctx))
     }
-    fn route(&self, tx: &mut Txn, ctx: &mut dyn Any) -> Flow {
+    fn route<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut dyn Any) -> Step<'a, Flow> {
         Module::route(self, tx, ctx_of::<M>(ctx))
     }
     fn node_request(&self, tx: &mut Txn, ctx: &mut dyn Any) {
@@ -360,6 +393,8 @@ pub struct ModuleSite<'a> {
     /// Index into `config.virtual_servers`.
     pub vs: usize,
     pub shard: usize,
+    /// How many shards the process runs.
+    pub shards: usize,
 }
 
 impl ModuleSite<'_> {
@@ -452,10 +487,10 @@ impl Contexts {
         Flow::Continue
     }
 
-    pub fn route(&mut self, tx: &mut Txn) -> Flow {
+    pub async fn route(&mut self, tx: &mut Txn) -> Flow {
         let (mods, ctxs) = self.parts();
         for (m, c) in mods.iter().zip(ctxs.iter_mut()) {
-            match m.route(tx, c.as_mut()) {
+            match m.route(tx, c.as_mut()).get().await {
                 Flow::Continue => {}
                 other => return other,
             }

@@ -450,7 +450,7 @@ impl Conn {
             }
         }
         let body_unread = framing != Framing::None && !matches!(req_body, ReqBody::Whole);
-        match self.mods.route(&mut self.tx) {
+        match self.mods.route(&mut self.tx).await {
             Flow::Continue => {}
             Flow::Respond(own) => return self.respond(*own, body_unread).await,
             Flow::Close => return After::Close,
@@ -598,7 +598,53 @@ impl Conn {
                     continue;
                 }
             }
-            match self.mods.response(&mut self.tx).await {
+            let verdict = match self.mods.response(&mut self.tx).await {
+                Verdict::Divert(..) if self.divert_refused() => {
+                    log::warn!(
+                        "virtual server {}: a module diverted a response body that another module filters; \
+                         it goes to the client as it is",
+                        self.tx.vs_config().name
+                    );
+                    Verdict::Accept
+                }
+                v => v,
+            };
+            match verdict {
+                Verdict::Divert(mut sink, own) => {
+                    if !answered_503 {
+                        pool.record_success(ni);
+                    }
+                    let r = &self.tx.response;
+                    let reusable = r.node_keep_alive() && body_complete && !private;
+                    if r.framing == Framing::None {
+                        sink.end();
+                        if reusable && nc.r.data().is_empty() && pool.nodes[ni].keeps_idle.get() {
+                            nc.r.shrink_idle(IDLE_BUFFER);
+                            pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
+                        }
+                        drop(lease);
+                    } else {
+                        let opts = BodyOpts {
+                            idle: vs.server_idle_timeout,
+                            dechunk: false,
+                            limit: None,
+                            buffer: vs.buffer_size,
+                            splice: None,
+                        };
+                        let drain = super::divert::Drain {
+                            nc,
+                            lease,
+                            pool: pool.clone(),
+                            node: ni,
+                            framing: r.framing,
+                            opts,
+                            reusable,
+                            idle_buffer: IDLE_BUFFER,
+                        };
+                        monoio::spawn(super::divert::drain(drain, sink));
+                    }
+                    return self.respond(*own, !body_complete).await;
+                }
                 Verdict::NodeFailure(reason) => {
                     if !answered_503 {
                         pool.record_failure(ni, reason);
@@ -643,6 +689,16 @@ impl Conn {
         // No node answered.
         let close = !client_keep_alive || (framing != Framing::None && !matches!(req_body, ReqBody::Whole));
         self.fail(last, close).await
+    }
+
+    /// Whether a module's divert must be refused: another module will
+    /// filter the response body.
+    fn divert_refused(&mut self) -> bool {
+        if self.tx.response_body_wanted {
+            return true;
+        }
+        self.mods.body_modes(&self.tx, true, &mut self.s.filters);
+        !self.s.filters.is_empty()
     }
 
     /// C7 forward to an explicit address set by a module: one fresh

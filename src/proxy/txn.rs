@@ -93,6 +93,23 @@ pub struct Txn {
     pub preamble: Vec<u8>,
     /// Bytes of the request head as written to the last node tried.
     pub node_head_len: u64,
+    /// What rules asked of the content cache for this request.
+    pub cache: CacheAsk,
+    /// A module will read the node's response body (it says so in its
+    /// `response` hook), so no module nearer the client may divert it
+    /// ([`super::module::Verdict::Divert`]).
+    pub response_body_wanted: bool,
+}
+
+/// The rules' say over the content cache for one request
+/// (`http.cache.disable`, `http.cache.enable`, `http.cache.setkey`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CacheAsk {
+    /// Neither answered from nor stored in the cache.
+    pub disabled: bool,
+    /// Stored and looked up apart from other requests for the same URL
+    /// with another key (as `Vary` does).
+    pub key: Option<Vec<u8>>,
 }
 
 impl Txn {
@@ -126,6 +143,8 @@ impl Txn {
             error: None,
             preamble: Vec::new(),
             node_head_len: 0,
+            cache: CacheAsk::default(),
+            response_body_wanted: false,
         }
     }
 
@@ -157,6 +176,9 @@ impl Txn {
         self.error = None;
         self.preamble.clear();
         self.node_head_len = 0;
+        self.cache.disabled = false;
+        self.cache.key = None;
+        self.response_body_wanted = false;
     }
 
     /// The client's address.

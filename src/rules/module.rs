@@ -178,6 +178,13 @@ impl Runner<'_> {
         let vm = self.vm.take().expect("a waiting rule has its machine");
         let slot = site.suspend.as_deref_mut().expect("a body is awaited only where a rule can wait for it");
         *slot = Some(Suspended { next: self.next, vm });
+        // Waiting for a response body: a module nearer the client must not
+        // take it away (the cache's divert).
+        if let Some(tx) = site.tx.as_deref_mut() {
+            if tx.source != crate::proxy::module::ResponseSource::None {
+                tx.response_body_wanted = true;
+            }
+        }
     }
 
     /// Run on: the rule in progress, then the next ones, until all are done,

@@ -103,6 +103,19 @@ impl ShardHandle {
         wait(rx, timeout).await
     }
 
+    /// Run `f` on shard `to` without waiting for it or its result (on this
+    /// shard, at once). Refused like a call when the inbox is full.
+    pub fn post<F>(&self, me: &Rc<Shard>, to: usize, f: F) -> Result<(), CallError>
+    where
+        F: FnOnce(&Rc<Shard>) + Send + 'static,
+    {
+        if to == self.id {
+            f(me);
+            return Ok(());
+        }
+        self.send(to, Box::new(f))
+    }
+
     /// Put `job` in shard `to`'s inbox without waiting.
     fn send(&self, to: usize, job: Job) -> Result<(), CallError> {
         let peer = self.peers.get(to).ok_or(CallError::NoShard)?;

@@ -250,6 +250,28 @@ impl Control {
         crate::stats::Totals::sum(snaps)
     }
 
+    /// Run `f` on every shard and return what each answered (in no
+    /// particular order; a shard that does not answer in time is missing).
+    pub fn on_every_shard<R, F>(&self, f: F) -> Vec<R>
+    where
+        R: Send + 'static,
+        F: Fn(&std::rc::Rc<super::shard::Shard>) -> R + Send + Clone + 'static,
+    {
+        let (tx, rx) = flume::bounded(self.shards.len());
+        let mut asked = 0;
+        for s in &self.shards {
+            let (tx, f) = (tx.clone(), f.clone());
+            let job: super::call::Job = Box::new(move |shard| {
+                let _ = tx.send(f(shard));
+            });
+            if s.send_timeout(ShardMsg::Call(job), SHARD_REPLY).is_ok() {
+                asked += 1;
+            }
+        }
+        drop(tx);
+        (0..asked).map_while(|_| rx.recv_timeout(SHARD_REPLY).ok()).collect()
+    }
+
     /// Ask every shard to stop gracefully (SIGTERM/SIGINT).
     pub fn shutdown(&self) {
         for c in &self.shards {

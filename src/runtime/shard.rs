@@ -65,6 +65,9 @@ pub struct Shard {
     vs_rt: RefCell<HashMap<String, Rc<VsRt>>>,
     /// The other shards, for cross-shard calls (set when the mesh starts).
     peers: std::cell::OnceCell<super::call::ShardHandle>,
+    /// This shard's partition of the content cache's index (the keys whose
+    /// hash picks this shard); other shards reach it by cross-shard calls.
+    pub cache: RefCell<crate::cache::partition::Partition>,
 }
 
 impl Shard {
@@ -84,6 +87,7 @@ impl Shard {
             changed: Rc::new(Event::new()),
             vs_rt: RefCell::new(HashMap::new()),
             peers: std::cell::OnceCell::new(),
+            cache: RefCell::new(crate::cache::partition::Partition::default()),
         })
     }
 
@@ -111,6 +115,8 @@ impl Shard {
     pub fn install(self: &Rc<Self>, generation: &Generation) -> Rc<ShardView> {
         let prev = self.current.borrow().clone();
         let view = ShardView::build(self, generation, prev.as_deref());
+        let limits = crate::cache::partition_limits(&generation.config.cache, self.nshards);
+        self.cache.borrow_mut().configure(limits);
         *self.current.borrow_mut() = Some(view.clone());
         self.generation.set(generation.id);
         // Runtime objects of virtual servers that are gone are dropped once
@@ -260,7 +266,7 @@ impl ShardView {
         let rules = crate::rules::ShardRules::build(config, generation.rules_data.clone());
         let stacks = (0..config.virtual_servers.len())
             .map(|vs| {
-                let site = crate::proxy::module::ModuleSite { config, vs, shard: shard.id };
+                let site = crate::proxy::module::ModuleSite { config, vs, shard: shard.id, shards: shard.nshards };
                 Rc::new(crate::proxy::modules::build_stack(
                     &site,
                     access_lines[vs].clone(),
@@ -394,6 +400,7 @@ impl ShardView {
                     })
                 })
                 .collect(),
+            cache: self.shard.cache.borrow().stats(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod api;
 mod balance;
 mod bench;
 mod bench_tls;
+mod cache;
 mod config;
 mod generic;
 mod health;

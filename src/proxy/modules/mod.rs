@@ -7,19 +7,27 @@
 //!    access log;
 //! 2. [`error_page::ErrorPage`] (`error`): with `error_file` or
 //!    `error_action = "close"`;
-//! 3. [`crate::rules::module::RulesModule`] (`request`, `response` and
-//!    the body phases): when the virtual server lists request or
-//!    response rules;
-//! 4. [`dsr::Dsr`] (`request`, `response`): with `dsr`;
-//! 5. the modules a program embedding shoal adds ([`Modules`]), in the
-//!    order added;
-//! 6. [`persistence::Persistence`] (`route`, `response`): when a pool has
-//!    a session persistence class for HTTP;
-//! 7. [`forwarding::Forwarding`] (`node_request`, `response`): the
+//! 3. [`persistence::Persistence`] (`route`, `response`): when the
+//!    configuration has a session persistence class for HTTP;
+//! 4. [`forwarding::Forwarding`] (`node_request`, `response`): the
 //!    client-address, `Via`, `X-Forwarded-Proto` and SSL headers, with any
 //!    of them on;
-//! 8. [`proxy_protocol::ProxyProtocol`] (`node_request`): when a pool
+//! 5. [`crate::cache::module::CacheModule`] (`route`, `response`, `log`):
+//!    with `cache = true`;
+//! 6. [`crate::rules::module::RulesModule`] (`request`, `response` and
+//!    the body phases): when the virtual server lists request or
+//!    response rules;
+//! 7. [`dsr::Dsr`] (`request`, `response`): with `dsr`;
+//! 8. the modules a program embedding shoal adds ([`Modules`]), in the
+//!    order added;
+//! 9. [`proxy_protocol::ProxyProtocol`] (`node_request`): when a pool
 //!    sends the PROXY protocol.
+//!
+//! So a response reaches the rules first, then the cache (which stores it
+//! as the rules left it), and only then gets the per-client fields of
+//! forwarding and persistence, which are never stored; on the request
+//! side, the rules have rewritten the request and set its cache key
+//! before the cache looks it up in the `route` phase.
 //!
 //! A module is in the stack only when its configuration asks for it, so a
 //! plain virtual server runs few hooks.
@@ -57,13 +65,6 @@ pub fn build_stack(
     if vs.http.error_page.is_some() || vs.http.error_action == ErrorAction::Close {
         modules.push(Box::new(error_page::ErrorPage));
     }
-    if let Some(m) = rules.module(vs) {
-        modules.push(Box::new(m));
-    }
-    if let Some(m) = dsr::Dsr::for_vs(vs) {
-        modules.push(Box::new(m));
-    }
-    extra.build(site, &mut modules);
     // Any class for HTTP, not only the pools': a rule may choose one
     // (`connection.setPersistenceClass`) for a pool that has none.
     let persistent = config.persistence.iter().any(|c| c.kind != PersistenceType::SslSessionId);
@@ -73,6 +74,16 @@ pub fn build_stack(
     if let Some(f) = forwarding::Forwarding::for_vs(vs) {
         modules.push(Box::new(f));
     }
+    if vs.cache {
+        modules.push(Box::new(crate::cache::module::CacheModule::new(config.cache, site.shards)));
+    }
+    if let Some(m) = rules.module(vs) {
+        modules.push(Box::new(m));
+    }
+    if let Some(m) = dsr::Dsr::for_vs(vs) {
+        modules.push(Box::new(m));
+    }
+    extra.build(site, &mut modules);
     if config.pools.iter().any(|p| p.proxy_protocol.is_some()) {
         modules.push(Box::new(proxy_protocol::ProxyProtocol));
     }

@@ -27,7 +27,26 @@ impl Module for Persistence {
         "persistence"
     }
 
-    fn route(&self, tx: &mut Txn, ctx: &mut Option<Session>) -> Flow {
+    fn route<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut Option<Session>) -> Step<'a, Flow> {
+        Step::Ready(self.claim(tx, ctx))
+    }
+
+    /// Learn from the node that answered; a 503 (a failing node, C5) pins
+    /// no session to it.
+    fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut Option<Session>) -> Step<'a, Verdict> {
+        if let (Some(session), Some(node)) = (ctx.as_ref(), tx.node) {
+            if tx.explicit_addr.is_none() && tx.response.status != 503 {
+                learn(tx, session, node);
+            }
+        }
+        Step::Ready(Verdict::Accept)
+    }
+}
+
+impl Persistence {
+    /// The session's claim on a node, or the refusal its failure
+    /// behaviour asks for.
+    fn claim(&self, tx: &mut Txn, ctx: &mut Option<Session>) -> Flow {
         match begin(tx) {
             Ok(session) => {
                 *ctx = session;
@@ -45,17 +64,6 @@ impl Module for Persistence {
                 }
             }
         }
-    }
-
-    /// Learn from the node that answered; a 503 (a failing node, C5) pins
-    /// no session to it.
-    fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut Option<Session>) -> Step<'a, Verdict> {
-        if let (Some(session), Some(node)) = (ctx.as_ref(), tx.node) {
-            if tx.explicit_addr.is_none() && tx.response.status != 503 {
-                learn(tx, session, node);
-            }
-        }
-        Step::Ready(Verdict::Accept)
     }
 }
 

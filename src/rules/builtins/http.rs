@@ -18,6 +18,28 @@ fn edit(r: Result<(), EditError>) -> R {
     r.map(|_| Value::empty()).map_err(|e| Fault::Error(e.to_string()))
 }
 
+/// `http.cache.disable()`: the request is neither answered from the
+/// cache nor stored in it (in a response rule: not stored).
+pub fn cache_disable(c: &mut Call<'_, '_>) -> R {
+    c.tx()?.cache.disabled = true;
+    Ok(Value::empty())
+}
+
+/// `http.cache.enable()`: undo `http.cache.disable()`; the cache's own
+/// rules decide again.
+pub fn cache_enable(c: &mut Call<'_, '_>) -> R {
+    c.tx()?.cache.disabled = false;
+    Ok(Value::empty())
+}
+
+/// `http.cache.setkey( key )`: keep this request's object apart from
+/// those of the same URL with other keys.
+pub fn cache_setkey(c: &mut Call<'_, '_>) -> R {
+    let k = c.bytes(0)?;
+    c.tx()?.cache.key = Some(k);
+    Ok(Value::empty())
+}
+
 pub fn get_path(c: &mut Call<'_, '_>) -> R {
     Ok(Value::from(c.tx()?.request.path()))
 }

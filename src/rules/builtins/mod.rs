@@ -285,7 +285,6 @@ pub enum Missing {
 /// rule naming one is refused by `shoal check` with what it waits for,
 /// never silently ignored.
 const LATER: &[(&str, &str)] = &[
-    ("http.cache.", "the content cache (issue 16)"),
     ("rate.", "rate classes (issue 17)"),
     ("response.setbandwidthclass", "bandwidth classes (issue 17)"),
     ("connection.setbandwidthclass", "bandwidth classes (issue 17)"),
@@ -319,6 +318,9 @@ const fn m(name: &'static str, min: u8, max: u8, f: Func) -> Builtin {
 pub static TABLE: &[Builtin] = &[
     // http.* on the request
     f("http.getpath", 0, 0, ANY, http::get_path),
+    f("http.cache.disable", 0, 0, ANY, http::cache_disable),
+    f("http.cache.enable", 0, 0, ANY, http::cache_enable),
+    f("http.cache.setkey", 1, 1, ANY, http::cache_setkey),
     f("http.setpath", 1, 1, REQUEST, http::set_path),
     f("http.getquerystring", 0, 0, ANY, http::get_query),
     f("http.setquerystring", 1, 1, REQUEST, http::set_query),

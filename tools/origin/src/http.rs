@@ -250,7 +250,21 @@ fn respond<W: Write>(
     if let Some(d) = num("delay") {
         std::thread::sleep(Duration::from_millis(d));
     }
-    let status = num("status").or(b.status).unwrap_or(200);
+    let mut status = num("status").or(b.status).unwrap_or(200);
+    // `etag=X`: `ETag: "X"`, and a 304 to a request whose If-None-Match
+    // names it; `lm=1`: a fixed Last-Modified, and a 304 to an
+    // If-Modified-Since at or after it (as a file server answers).
+    let etag = query(&req.target, "etag").map(|e| format!("\"{e}\""));
+    const LAST_MODIFIED: &str = "Sat, 01 Jan 2022 00:00:00 GMT";
+    let lm = flag("lm");
+    let inm = request_header(&req.head, "if-none-match");
+    let not_modified = match (&etag, inm) {
+        (Some(e), Some(v)) => v.split(',').any(|t| t.trim().trim_start_matches("W/") == e || t.trim() == "*"),
+        _ => lm && request_header(&req.head, "if-modified-since").is_some_and(|v| v.trim() == LAST_MODIFIED),
+    };
+    if not_modified && status == 200 {
+        status = 304;
+    }
     let text = query(&req.target, "text").map(percent_decode);
     let fixed: Option<&[u8]> = if flag("echo") {
         Some(&req.body)
@@ -262,6 +276,7 @@ fn respond<W: Write>(
     let size = fixed.map_or_else(|| num("size").unwrap_or(0), |b| b.len() as u64);
     let close = flag("close");
     let chunked = flag("chunked");
+    let mix = query(&req.target, "pattern") == Some("mix");
     let no_body = req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
     let mut h = format!(
         "HTTP/1.1 {status} {}\r\nX-Node: {name}\r\nX-Conn: {conn}\r\nX-Seq: {seq}\r\nX-Body-Len: {}\r\nX-Body-Sha256: {}\r\n",
@@ -295,12 +310,18 @@ fn respond<W: Write>(
     for v in queries(&req.target, "hdr") {
         h += &format!("{}\r\n", String::from_utf8_lossy(&percent_decode(v)));
     }
+    if let Some(e) = &etag {
+        h += &format!("ETag: {e}\r\n");
+    }
+    if lm {
+        h += &format!("Last-Modified: {LAST_MODIFIED}\r\n");
+    }
     if let Some((version, resumed)) = tls {
         h += &format!("X-TLS: {version}\r\nX-TLS-Resumed: {}\r\n", u8::from(resumed));
     }
     if chunked {
         h += "Transfer-Encoding: chunked\r\n";
-    } else if status != 204 && !(100..200).contains(&status) {
+    } else if status != 204 && status != 304 && !(100..200).contains(&status) {
         h += &format!("Content-Length: {size}\r\n");
     }
     if close {
@@ -315,18 +336,20 @@ fn respond<W: Write>(
     // never leaves a client with a head and half a body.
     // `cut=N`: close after N body bytes, short of the declared size.
     let cut = num("cut");
-    let small = !chunked && size <= 64 * 1024 && num("slow").is_none() && cut.is_none();
+    let small = !chunked && size <= 64 * 1024 && num("slow").is_none() && num("rate").is_none() && cut.is_none();
     if small {
         let mut all = h.into_bytes();
         match fixed {
             Some(b) => all.extend_from_slice(b),
-            None => all.extend((0..size).map(|i| b'a' + (i % 26) as u8)),
+            None => all.extend((0..size).map(|i| byte_at(i, mix))),
         }
         w.write_all(&all)?;
         return Ok(close);
     }
     w.write_all(h.as_bytes())?;
     let slow = num("slow");
+    let rate = num("rate");
+    let began = std::time::Instant::now();
     let piece = if slow.is_some() { 1024 } else { 256 * 1024 };
     let mut generated = vec![0u8; piece];
     let mut sent = 0u64;
@@ -343,13 +366,21 @@ fn respond<W: Write>(
             None => {
                 // Byte i of the body is b'a' + i % 26, wherever it falls.
                 for (k, b) in generated[..n].iter_mut().enumerate() {
-                    *b = b'a' + ((sent + k as u64) % 26) as u8;
+                    *b = byte_at(sent + k as u64, mix);
                 }
                 &generated[..n]
             }
         };
         if let Some(ms) = slow {
             std::thread::sleep(Duration::from_millis(ms));
+        }
+        // `rate=B`: about B bytes per second (a node slower than the
+        // clients, to watch a body while it arrives).
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64((sent + n as u64) as f64 / rate.max(1) as f64);
+            if let Some(wait) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
         }
         if chunked {
             w.write_all(format!("{:x}\r\n", c.len()).as_bytes())?;
@@ -364,6 +395,25 @@ fn respond<W: Write>(
         w.write_all(b"0\r\n\r\n")?;
     }
     Ok(close)
+}
+
+/// Byte `i` of a generated body: `b'a' + i % 26`, or with `pattern=mix`
+/// a mix of every byte of `i` (so a range read from the wrong offset shows).
+pub fn byte_at(i: u64, mix: bool) -> u8 {
+    if mix {
+        let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (x >> 56) as u8 ^ (i as u8)
+    } else {
+        b'a' + (i % 26) as u8
+    }
+}
+
+/// The value of request header `name` (case-insensitive), from the head.
+fn request_header(head: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(head).lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
 fn reason(s: u64) -> &'static str {
