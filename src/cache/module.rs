@@ -186,7 +186,7 @@ impl CacheModule {
         let rule_key = tx.cache.key.clone();
         let selected =
             found.variants.iter().find(|o| o.selected_by(rule_key.as_deref(), |n| tx.request.fields.get(n))).cloned();
-        let mut fill = found.fill;
+        let fill = found.fill;
         if let Some(obj) = selected {
             match policy::usable(&obj.fresh, &policy, now) {
                 Usable::Fresh | Usable::StaleAccepted => {
@@ -201,47 +201,49 @@ impl CacheModule {
                 }
                 _ => {}
             }
-            if policy.head {
-                stats.cache(CacheEvent::Miss);
-                return Flow::Continue;
-            }
-            if fill.is_none() {
-                fill = self.claim(&shard, ctx).await;
-            }
-            match fill {
-                Some((f, true)) => {
-                    stats.cache(CacheEvent::Revalidation);
-                    ctx.fill = Some(FillGuard::new(f));
-                    self.prepare_fill(tx, ctx);
-                    // Ask the node whether the stored object is still good.
-                    if let Some(etag) = obj.etag() {
-                        let _ = tx.request.fields.set("If-None-Match", etag);
-                    } else if let Some(lm) = obj.head.fields.get("last-modified") {
-                        let _ = tx.request.fields.set("If-Modified-Since", lm);
-                    }
-                    ctx.stale = Some(obj);
-                    return Flow::Continue;
-                }
-                Some((f, false)) => return self.wait(tx, ctx, f, now).await,
-                None => {
-                    stats.cache(CacheEvent::Miss);
-                    return Flow::Continue;
-                }
-            }
+            return self.to_node(tx, ctx, fill, Some(obj), now).await;
         }
-        if policy.head {
-            // A HEAD miss goes to the node; its answer has no body to store.
+        self.to_node(tx, ctx, fill, None, now).await
+    }
+
+    /// Nothing stored answers: claim the key's fill (unless `fill` is
+    /// one already) and go to the node, revalidating `stale` if there is
+    /// one, or wait for the fill another request owns. A HEAD goes to the
+    /// node without a fill: its answer has no body to store.
+    async fn to_node(
+        &self,
+        tx: &mut Txn,
+        ctx: &mut CacheCtx,
+        mut fill: Option<(Arc<super::fill::Fill>, bool)>,
+        stale: Option<Arc<Object>>,
+        now: u64,
+    ) -> Flow {
+        let view = tx.view.clone();
+        let stats = view.vs_stats(tx.vs);
+        if ctx.policy.as_ref().is_some_and(|p| p.head) {
             stats.cache(CacheEvent::Miss);
             return Flow::Continue;
         }
         if fill.is_none() {
-            fill = self.claim(&shard, ctx).await;
+            fill = self.claim(&view.shard, ctx).await;
         }
         match fill {
             Some((f, true)) => {
-                stats.cache(CacheEvent::Miss);
                 ctx.fill = Some(FillGuard::new(f));
                 self.prepare_fill(tx, ctx);
+                match stale {
+                    Some(obj) => {
+                        stats.cache(CacheEvent::Revalidation);
+                        // Ask the node whether the stored object is still good.
+                        if let Some(etag) = obj.etag() {
+                            let _ = tx.request.fields.set("If-None-Match", etag);
+                        } else if let Some(lm) = obj.head.fields.get("last-modified") {
+                            let _ = tx.request.fields.set("If-Modified-Since", lm);
+                        }
+                        ctx.stale = Some(obj);
+                    }
+                    None => stats.cache(CacheEvent::Miss),
+                }
                 Flow::Continue
             }
             Some((f, false)) => self.wait(tx, ctx, f, now).await,

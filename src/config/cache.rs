@@ -10,20 +10,7 @@ use toml::Spanned;
 
 /// The settings of the one `[cache]` table among `files`, or the defaults.
 pub(crate) fn settings(files: &[SourceFile]) -> Result<CacheSettings, ConfigError> {
-    let mut found: Option<(&SourceFile, &Spanned<raw::RawCache>)> = None;
-    for f in files {
-        if let Some(c) = &f.raw.cache {
-            if let Some((prev, pc)) = found {
-                let (l, col) = super::line_col(&prev.text, pc.span().start);
-                return Err(f.error_at(
-                    c.span(),
-                    Some("cache".into()),
-                    format!("[cache] is already defined at {}:{l}:{col}", prev.name),
-                ));
-            }
-            found = Some((f, c));
-        }
-    }
+    let found = super::validate::only_one(files, "cache", |f| f.raw.cache.as_ref())?;
     let Some((f, c)) = found else {
         return Ok(defaults());
     };

@@ -12,22 +12,33 @@ use toml::Spanned;
 const MIN_BUFFER: u32 = 1024;
 const MAX_BUFFER: u32 = 16 << 20;
 
-pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
-    // Global: at most one file may set it.
-    let mut global_raw: Option<(&SourceFile, &Spanned<raw::RawGlobal>)> = None;
+/// The one file's table `[name]` that `get` reads, if any file has it; a
+/// second one is an error pointing at both.
+pub(crate) fn only_one<'a, T>(
+    files: &'a [SourceFile],
+    name: &str,
+    get: impl Fn(&'a SourceFile) -> Option<&'a Spanned<T>>,
+) -> Result<Option<(&'a SourceFile, &'a Spanned<T>)>, ConfigError> {
+    let mut found: Option<(&SourceFile, &Spanned<T>)> = None;
     for f in files {
-        if let Some(g) = &f.raw.global {
-            if let Some((prev, pg)) = global_raw {
-                let (l, c) = super::line_col(&prev.text, pg.span().start);
+        if let Some(t) = get(f) {
+            if let Some((prev, pt)) = found {
+                let (l, c) = super::line_col(&prev.text, pt.span().start);
                 return Err(f.error_at(
-                    g.span(),
-                    Some("global".into()),
-                    format!("[global] is already defined at {}:{l}:{c}", prev.name),
+                    t.span(),
+                    Some(name.into()),
+                    format!("[{name}] is already defined at {}:{l}:{c}", prev.name),
                 ));
             }
-            global_raw = Some((f, g));
+            found = Some((f, t));
         }
     }
+    Ok(found)
+}
+
+pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
+    // Global: at most one file may set it.
+    let global_raw = only_one(files, "global", |f| f.raw.global.as_ref())?;
     let default_global = raw::RawGlobal::default();
     let g = global_raw.map_or(&default_global, |(_, g)| g.get_ref());
     let global = Global {

@@ -15,19 +15,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// `s` percent-encoded for a query parameter.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// `?hdr=...&hdr=...` for each of `headers`, then `rest`.
 fn q(headers: &[&str], rest: &str) -> String {
     let mut s: Vec<String> = headers.iter().map(|h| format!("hdr={}", enc(h))).collect();

@@ -12,19 +12,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `s` percent-encoded for a query parameter.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Start shoal on `toml` with `files` written next to it.
 fn start_with(toml: &str, files: &[(&str, &str)]) -> Shoal {
     let dir = TempDir::new();

@@ -385,6 +385,19 @@ pub fn exchange(s: TcpStream, data: Arc<Vec<u8>>) -> Vec<u8> {
     got
 }
 
+/// `s` percent-encoded for a query parameter.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Poll `f` until it returns `Some`, or panic after `timeout`.
 pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

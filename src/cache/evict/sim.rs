@@ -93,11 +93,15 @@ mod tests {
         for capacity in [500, 2_500, 10_000] {
             let lru = hit_ratio(PolicyKind::Lru, capacity, &trace);
             let s3 = hit_ratio(PolicyKind::S3Fifo, capacity, &trace);
+            // `cargo test --lib sim -- --nocapture` shows the figures
+            // perf/RESULTS.md quotes.
+            eprintln!("zipf 0.9 + scans, capacity {capacity}: LRU {lru:.4}, S3-FIFO {s3:.4}");
             assert!(s3 > lru, "capacity {capacity}: S3-FIFO {s3:.4} vs LRU {lru:.4}");
         }
         // Without scans, it is at least as good as LRU within a point.
         let plain = Trace::zipf_with_scans(200_000, 50_000, 0.9, 0, 0, 9);
         let (lru, s3) = (hit_ratio(PolicyKind::Lru, 2_500, &plain), hit_ratio(PolicyKind::S3Fifo, 2_500, &plain));
+        eprintln!("zipf 0.9, no scans, capacity 2500: LRU {lru:.4}, S3-FIFO {s3:.4}");
         assert!(s3 + 0.01 > lru, "no scans: S3-FIFO {s3:.4} vs LRU {lru:.4}");
     }
 }
