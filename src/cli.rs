@@ -22,7 +22,7 @@ USAGE:
               [--algorithm NAME] [--shards N] [--log-level LEVEL]
               [--tls-cert FILE --tls-key FILE]
               [--request-rule FILE]... [--response-rule FILE]...
-              [--cache SIZE]
+              [--cache SIZE [--cache-dir DIR --cache-disk SIZE]]
       Run one virtual server with no configuration file.
       Protocols: http, server_first, client_first, server_first_banner
       (needs --banner TEXT), generic_streaming [default], ssl_passthrough.
@@ -31,7 +31,9 @@ USAGE:
       --request-rule/--response-rule: run the rule in FILE on each
       request (response), in the order given (http only; docs/rules.md).
       --cache SIZE: cache responses in SIZE of memory (512MiB, 2GiB; http
-      only; docs/cache.md), with the [cache] defaults otherwise.
+      only; docs/cache.md), with the [cache] defaults otherwise;
+      --cache-dir/--cache-disk add the disk tier: files in DIR, up to
+      SIZE, kept across restarts.
       Algorithms: round_robin [default], weighted_round_robin, random,
       least_connections, weighted_least_connections.
   shoal rules show NAME -c FILE
@@ -92,6 +94,8 @@ struct Quick {
     request_rules: Vec<String>,
     response_rules: Vec<String>,
     cache: Option<String>,
+    cache_dir: Option<String>,
+    cache_disk: Option<String>,
 }
 
 fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
@@ -129,6 +133,8 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("request-rule") => q.request_rules.push(val(&mut p)?),
             Long("response-rule") => q.response_rules.push(val(&mut p)?),
             Long("cache") => q.cache = Some(val(&mut p)?),
+            Long("cache-dir") => q.cache_dir = Some(val(&mut p)?),
+            Long("cache-disk") => q.cache_disk = Some(val(&mut p)?),
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
             Long("pool") => pools.push(val(&mut p)?),
             Long("api") => api = Some(val(&mut p)?),
@@ -317,6 +323,18 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
     if let Some(size) = &q.cache {
         config::raw::Size::parse(size).map_err(|e| format!("--cache: {e}"))?;
         t += &format!("\n[cache]\nmemory = {}\n", s(size));
+        match (&q.cache_dir, &q.cache_disk) {
+            (Some(dir), Some(disk)) => {
+                config::raw::Size::parse(disk).map_err(|e| format!("--cache-disk: {e}"))?;
+                // Relative to where shoal runs, as a command-line path is.
+                let dir = std::path::absolute(dir).map_err(|e| format!("--cache-dir: {e}"))?;
+                t += &format!("disk_dir = {}\ndisk_size = {}\n", s(&dir.to_string_lossy()), s(disk));
+            }
+            (None, None) => {}
+            _ => return Err("--cache-dir and --cache-disk go together".into()),
+        }
+    } else if q.cache_dir.is_some() || q.cache_disk.is_some() {
+        return Err("--cache-dir and --cache-disk need --cache SIZE".into());
     }
     const NAME: &str = "<command line>";
     config::load_str(&t, NAME).map_err(|e| {

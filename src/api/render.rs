@@ -51,6 +51,13 @@ fn cache_tiers(g: &Generation, t: &Totals) -> Value {
             "stored": c.stored,
             "evictions": c.evictions,
             "purged": c.purged,
+        },
+        "disk": {
+            "objects": c.disk_objects,
+            "bytes": c.disk_bytes,
+            "limit_bytes": g.config.cache.disk.as_ref().map_or(0, |(_, n)| *n),
+            "writes": c.disk_writes,
+            "evictions": c.disk_evictions,
         }
     })
 }
@@ -241,8 +248,21 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
         m.family(name, kind, help);
         m.sample(name, &[("tier", "memory")], f(c));
     }
-    m.family("shoal_cache_limit_bytes", "gauge", "Memory the cache may hold (cache.memory).");
+    m.family("shoal_cache_limit_bytes", "gauge", "Bytes the tier may hold (cache.memory, cache.disk_size).");
     m.sample("shoal_cache_limit_bytes", &[("tier", "memory")], g.config.cache.memory as f64);
+    m.sample(
+        "shoal_cache_limit_bytes",
+        &[("tier", "disk")],
+        g.config.cache.disk.as_ref().map_or(0, |(_, n)| *n) as f64,
+    );
+    m.family("shoal_cache_disk_objects", "gauge", "Objects with a copy on disk.");
+    m.sample("shoal_cache_disk_objects", &[("tier", "disk")], c.disk_objects as f64);
+    m.family("shoal_cache_disk_bytes", "gauge", "Bytes of the disk tier's files.");
+    m.sample("shoal_cache_disk_bytes", &[("tier", "disk")], c.disk_bytes as f64);
+    m.family("shoal_cache_disk_writes_total", "counter", "Objects written to disk.");
+    m.sample("shoal_cache_disk_writes_total", &[("tier", "disk")], c.disk_writes as f64);
+    m.family("shoal_cache_disk_evictions_total", "counter", "Disk copies removed to stay within disk_size.");
+    m.sample("shoal_cache_disk_evictions_total", &[("tier", "disk")], c.disk_evictions as f64);
 
     type NodeField = fn(&NodeSnapshot) -> f64;
     let node_families: [(&str, &str, &str, NodeField); 7] = [

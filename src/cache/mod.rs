@@ -7,6 +7,7 @@
 //! is the operator's guide.
 
 pub mod control;
+pub mod disk;
 pub mod evict;
 pub mod fill;
 pub mod module;
@@ -28,7 +29,14 @@ pub fn owner(key: &[u8], shards: usize) -> usize {
 /// One partition's share of the settings: the memory divided evenly
 /// (keys spread evenly by their hash).
 pub fn partition_limits(s: &CacheSettings, shards: usize) -> PartitionLimits {
-    PartitionLimits { memory: s.memory / shards.max(1) as u64, max_variants: s.max_variants, policy: s.policy }
+    let n = shards.max(1) as u64;
+    PartitionLimits {
+        memory: s.memory / n,
+        max_variants: s.max_variants,
+        policy: s.policy,
+        disk: s.disk.as_ref().map_or(0, |(_, size)| size / n),
+        disk_dir: s.disk.as_ref().map(|(dir, _)| dir.clone()),
+    }
 }
 
 /// What a purge removes (the REST API's `POST .../cache/purge`).

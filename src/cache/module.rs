@@ -91,6 +91,8 @@ pub struct CacheCtx {
     fill: Option<FillGuard>,
     /// The owner partition's memory figure, for a body this request fills.
     usage: Option<Arc<AtomicU64>>,
+    /// The disk tier's directory, where a complete object is written.
+    disk_dir: Option<Arc<std::path::PathBuf>>,
     /// The client's fields taken off the node request (when `prepared`:
     /// then the request's own range and conditional fields, if any, are
     /// the cache's, not the client's).
@@ -183,6 +185,7 @@ impl CacheModule {
             return Flow::Continue;
         };
         ctx.usage = Some(found.usage);
+        ctx.disk_dir = found.disk_dir;
         let rule_key = tx.cache.key.clone();
         let selected =
             found.variants.iter().find(|o| o.selected_by(rule_key.as_deref(), |n| tx.request.fields.get(n))).cloned();
@@ -298,7 +301,11 @@ impl CacheModule {
 
     fn hit(&self, tx: &mut Txn, ctx: &mut CacheCtx, obj: &Arc<Object>, now: u64, info: &'static str) -> Flow {
         ctx.hit = true;
-        let info = if info == "cached" && !obj.body.is_complete() { "cached; still filling" } else { info };
+        let info = match info {
+            "cached" if !obj.body.is_complete() => "cached; still filling",
+            "cached" if obj.body.disk().is_some() => "cached; from disk",
+            other => other,
+        };
         ctx.info = Some(info);
         let resp = self.answer(ctx, &tx.request, obj, now, info);
         Flow::Respond(Box::new(resp))
@@ -357,7 +364,7 @@ impl CacheModule {
                     let _ = head.fields.set_with("Content-Range", |out| {
                         out.extend_from_slice(format!("bytes {start}-{}/{len}", end - 1).as_bytes())
                     });
-                    let source = Box::new(obj.body.reader(start, Some(end)));
+                    let source = obj.body.reader(start, Some(end));
                     return OwnResponse {
                         head,
                         body: OwnBody::Stream { length: Some(end - start), source },
@@ -375,7 +382,7 @@ impl CacheModule {
                 None => {}
             }
         }
-        let source = Box::new(obj.body.reader(0, None));
+        let source = obj.body.reader(0, None);
         OwnResponse { head, body: OwnBody::Stream { length: len, source }, close_instead: false }
     }
 
@@ -444,12 +451,25 @@ impl CacheModule {
         };
         let body = Body::new(expected, usage);
         let writer = BodyWriter::new(body.clone(), self.bounds.max_object);
-        let obj =
-            Arc::new(Object { head: stored_head(&tx.response), fresh, vary, rule_key: tx.cache.key.clone(), body });
+        let obj = Arc::new(Object {
+            head: stored_head(&tx.response),
+            fresh,
+            vary,
+            rule_key: tx.cache.key.clone(),
+            body,
+            to_disk: ctx.disk_dir.is_some(),
+        });
         self.publish(tx, ctx, &obj);
         ctx.info = Some("caching");
         let resp = self.answer(ctx, &tx.request, &obj, now, "caching");
-        Verdict::Divert(Box::new(Sink(writer)), Box::new(resp))
+        let disk = ctx.disk_dir.clone().map(|dir| DiskJob {
+            dir,
+            key: ctx.key.clone(),
+            obj: obj.clone(),
+            owner: ctx.owner,
+            shard: tx.view.shard.clone(),
+        });
+        Verdict::Divert(Box::new(Sink { writer, disk }), Box::new(resp))
     }
 
     /// Resolve this request's fill with `obj` (its waiters read it) and
@@ -476,16 +496,65 @@ impl CacheModule {
     }
 }
 
-/// A diverted node body going into a stored object.
-struct Sink(BodyWriter);
+/// A diverted node body going into a stored object, and then to disk.
+struct Sink {
+    writer: BodyWriter,
+    disk: Option<DiskJob>,
+}
 
 impl BodySink for Sink {
     fn data(&mut self, data: &[u8]) -> Result<(), SinkFull> {
-        self.0.append(data).map_err(|_| SinkFull)
+        self.writer.append(data).map_err(|_| SinkFull)
     }
 
     fn end(&mut self) {
-        self.0.finish();
+        self.writer.finish();
+        if let Some(job) = self.disk.take() {
+            monoio::spawn(job.run());
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // The body did not complete: no copy is coming.
+        if let Some(job) = self.disk.take() {
+            job.done(None);
+        }
+    }
+}
+
+/// Writing a complete object to the disk tier (on the shard that filled
+/// it), then telling its owner partition where the copy is.
+struct DiskJob {
+    dir: Arc<std::path::PathBuf>,
+    key: Vec<u8>,
+    obj: Arc<Object>,
+    owner: usize,
+    shard: Rc<Shard>,
+}
+
+impl DiskJob {
+    async fn run(self) {
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        if !self.obj.body.is_complete() {
+            return self.done(None);
+        }
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = format!(".tmp-{}-{}-{n}", std::process::id(), self.shard.id);
+        match super::disk::write(&self.dir, &self.key, &self.obj, &tmp).await {
+            Ok(d) => self.done(Some(d)),
+            Err(e) => {
+                log::warn!("cache: writing an object to {}: {e}", self.dir.display());
+                self.done(None)
+            }
+        }
+    }
+
+    /// Tell the owner partition where the copy is, or that none is coming.
+    fn done(self, written: Option<super::disk::DiskRef>) {
+        let DiskJob { key, obj, owner, shard, .. } = self;
+        post_to_owner(&shard, owner, move |s| s.cache.borrow_mut().attach_disk(&key, &obj, written));
     }
 }
 
@@ -548,6 +617,7 @@ fn freshen(
         vary: stale.vary.clone(),
         rule_key: stale.rule_key.clone(),
         body: stale.body.clone(),
+        to_disk: false,
     })
 }
 

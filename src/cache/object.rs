@@ -37,6 +37,9 @@ pub struct Object {
     /// The key a rule set with `http.cache.setkey`.
     pub rule_key: Option<Vec<u8>>,
     pub body: Arc<Body>,
+    /// The request filling it writes it to the disk tier once complete
+    /// (its partition keeps it indexed until the copy is there).
+    pub to_disk: bool,
 }
 
 impl Object {
@@ -77,7 +80,7 @@ struct Pieces {
     wakers: Vec<Waker>,
 }
 
-/// A body, whole or being filled.
+/// A body, whole or being filled, in memory; or whole on disk.
 pub struct Body {
     pieces: Mutex<Pieces>,
     /// The length announced (`Content-Length`), when there was one.
@@ -85,6 +88,8 @@ pub struct Body {
     /// Memory taken by its blocks, also added to the partition's figure.
     charged: AtomicU64,
     usage: Arc<AtomicU64>,
+    /// A body kept on disk only (the disk tier): no pieces in memory.
+    disk: Option<super::disk::DiskRef>,
 }
 
 impl std::fmt::Debug for Body {
@@ -113,7 +118,31 @@ impl Body {
             expected,
             charged: AtomicU64::new(0),
             usage,
+            disk: None,
         })
+    }
+
+    /// A complete body on disk (read back in pieces through the ring).
+    pub fn on_disk(disk: super::disk::DiskRef, usage: Arc<AtomicU64>) -> Arc<Body> {
+        let len = disk.len;
+        Arc::new(Body {
+            pieces: Mutex::new(Pieces {
+                pieces: Vec::new(),
+                ends: Vec::new(),
+                len,
+                end: End::Complete,
+                wakers: Vec::new(),
+            }),
+            expected: Some(len),
+            charged: AtomicU64::new(0),
+            usage,
+            disk: Some(disk),
+        })
+    }
+
+    /// Where the body is on disk, when it is there only.
+    pub fn disk(&self) -> Option<&super::disk::DiskRef> {
+        self.disk.as_ref()
     }
 
     /// A complete body of `data` (tests, shoal's own objects).
@@ -186,8 +215,17 @@ impl Body {
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// A reader of bytes `start..end` (`None`: to the end of the body).
-    pub fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> BodyReader {
+    /// A reader of bytes `start..end` (`None`: to the end of the body),
+    /// from memory or disk.
+    pub fn reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> Box<dyn BodySource> {
+        match &self.disk {
+            Some(d) => Box::new(super::disk::DiskReader::new(d.clone(), start, end, None)),
+            None => Box::new(self.memory_reader(start, end)),
+        }
+    }
+
+    /// A reader of a body in memory (one being filled included).
+    pub fn memory_reader(self: &Arc<Self>, start: u64, end: Option<u64>) -> BodyReader {
         BodyReader { body: self.clone(), pos: start, end, piece: 0 }
     }
 }
@@ -354,13 +392,13 @@ mod tests {
             w.append(c).unwrap();
         }
         // Before the end, a reader gets what arrived and then waits.
-        assert_eq!(collect(body.reader(0, None)).unwrap(), data);
+        assert_eq!(collect(body.memory_reader(0, None)).unwrap(), data);
         assert!(!body.is_complete());
         w.finish();
         assert!(body.is_complete());
-        assert_eq!(collect(body.reader(0, None)).unwrap(), data);
+        assert_eq!(collect(body.memory_reader(0, None)).unwrap(), data);
         for (s, e) in [(0, 1), (262_143, 262_145), (5, 699_999), (699_999, 700_000), (300_000, 300_000)] {
-            assert_eq!(collect(body.reader(s, Some(e))).unwrap(), &data[s as usize..e as usize], "{s}..{e}");
+            assert_eq!(collect(body.memory_reader(s, Some(e))).unwrap(), &data[s as usize..e as usize], "{s}..{e}");
         }
         let charged = usage.load(Ordering::Relaxed);
         assert!(charged >= 700_000 && charged <= 700_000 + 3 * BLOCK as u64, "{charged}");
@@ -378,7 +416,7 @@ mod tests {
         assert_eq!(usage.load(Ordering::Relaxed), 10, "a small announced body takes what it needs");
         assert_eq!(w.append(b"123456"), Err(TooLarge), "longer than announced");
         assert!(body.is_aborted());
-        assert!(collect(body.reader(0, None)).is_err());
+        assert!(collect(body.memory_reader(0, None)).is_err());
         let body = Body::new(None, usage.clone());
         let mut w = BodyWriter::new(body.clone(), 4);
         assert_eq!(w.append(b"12345"), Err(TooLarge));

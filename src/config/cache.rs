@@ -53,7 +53,27 @@ pub(crate) fn settings(files: &[SourceFile]) -> Result<CacheSettings, ConfigErro
             ))
         }
     };
+    let disk_size = size(&r.disk_size, "disk_size", 0, 1 << 50)?;
+    let disk = match &r.disk_dir {
+        None if disk_size > 0 => {
+            return Err(f.error_at(
+                span(r.disk_size.span()),
+                Some("cache.disk_size".into()),
+                "cache.disk_size needs cache.disk_dir (where the files go)".into(),
+            ))
+        }
+        None => None,
+        Some(d) if disk_size == 0 => {
+            return Err(f.error_at(
+                span(d.span()),
+                Some("cache.disk_dir".into()),
+                "cache.disk_dir needs cache.disk_size (how much the files may take), e.g. \"100GiB\"".into(),
+            ))
+        }
+        Some(d) => Some((std::sync::Arc::new(super::validate::base_dir(f).join(d.get_ref())), disk_size)),
+    };
     Ok(CacheSettings {
+        disk,
         memory,
         max_object,
         default_lifetime: r.default_lifetime.0,
@@ -77,6 +97,7 @@ pub fn defaults() -> CacheSettings {
         verbose: d.verbose,
         policy: PolicyKind::S3Fifo,
         fill_wait: d.fill_wait.0,
+        disk: None,
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Config {
 }
 
 /// `[cache]` (docs/cache.md).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheSettings {
     /// Bytes of memory for objects, all shards together.
     pub memory: u64,
@@ -42,6 +42,8 @@ pub struct CacheSettings {
     pub verbose: bool,
     pub policy: crate::cache::evict::PolicyKind,
     pub fill_wait: Duration,
+    /// The disk tier: its directory and size (`None`: memory only).
+    pub disk: Option<(std::sync::Arc<PathBuf>, u64)>,
 }
 
 /// A rule: its text in the rule language (a declarative rule's is the

@@ -72,6 +72,15 @@ pub struct RawCache {
     /// (collapsed forwarding) before it goes to the node itself.
     #[serde(default = "default_cache_fill_wait")]
     pub fill_wait: Dur,
+    /// The disk tier's directory (relative to this file).
+    pub disk_dir: Option<Spanned<String>>,
+    /// Bytes of files the disk tier may keep, all shards together.
+    #[serde(default = "default_cache_disk_size")]
+    pub disk_size: Spanned<Size>,
+}
+
+fn default_cache_disk_size() -> Spanned<Size> {
+    Spanned::new(0..0, Size(0))
 }
 
 fn default_cache_memory() -> Spanned<Size> {

@@ -116,7 +116,8 @@ impl Shard {
         let prev = self.current.borrow().clone();
         let view = ShardView::build(self, generation, prev.as_deref());
         let limits = crate::cache::partition_limits(&generation.config.cache, self.nshards);
-        self.cache.borrow_mut().configure(limits);
+        let (me, n) = (self.id, self.nshards);
+        self.cache.borrow_mut().configure(limits, |key| crate::cache::owner(key, n) == me);
         *self.current.borrow_mut() = Some(view.clone());
         self.generation.set(generation.id);
         // Runtime objects of virtual servers that are gone are dropped once

@@ -805,3 +805,91 @@ fn configuration_errors() {
         assert!(!out.status.success() && err.contains(want), "{toml}: {err}");
     }
 }
+
+/// G7 (proof 4): the disk tier keeps what memory evicts, served from
+/// disk; a restarted shoal serves everything on disk as hits, with no
+/// node request; a purge removes the files.
+#[test]
+fn disk_tier_keeps_evicted_objects_and_survives_a_restart() {
+    let disk = TempDir::new();
+    let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
+    let toml = format!(
+        "[global]\nshards = 2\n\n[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\ncache = true\n\n\
+         [pools.p]\nnodes = [\"{}\"]\n\n[cache]\nverbose = true\nmemory = \"8MiB\"\nmax_object = \"4MiB\"\n\
+         disk_dir = \"{}\"\ndisk_size = \"64MiB\"\n\n{}",
+        origin.addr("a"),
+        disk.0.display(),
+        api_section()
+    );
+    let sizes = [100u64, 300_000, 1_500_000, 3_000_000, 3_000_001, 2_500_000, 10];
+    let targets: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("/d/{i}{}", q(&[FRESH], &format!("size={n}&pattern=mix"))))
+        .collect();
+    let exact = |r: &Resp, n: u64| {
+        r.body.len() as u64 == n && r.body.iter().enumerate().all(|(k, b)| *b == origin_byte(k as u64, true))
+    };
+    let get = |shoal: &Shoal, t: &str| {
+        send(shoal.addr("web"), &format!("GET {t} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n"))
+    };
+    let mut first = Shoal::start(&toml);
+    for (t, n) in targets.iter().zip(sizes) {
+        let r = get(&first, t);
+        assert!(exact(&r, n) && info(&r) == "caching", "{t}: {:?}", r.headers);
+    }
+    // Every object reaches the disk (written after its last byte).
+    poll(Duration::from_secs(30), "every object on disk", || {
+        let st = first.status();
+        (st["cache"]["disk"]["objects"].as_u64() == Some(sizes.len() as u64)).then_some(())
+    });
+    // 10.4 MB do not fit 8 MiB of memory: some were evicted from memory and
+    // are served from disk, all exact.
+    let mut from_disk = 0;
+    for (t, n) in targets.iter().zip(sizes) {
+        let r = get(&first, t);
+        assert!(exact(&r, n) && info(&r).starts_with("cached"), "{t}: {}", info(&r));
+        from_disk += usize::from(info(&r) == "cached; from disk");
+    }
+    let st = first.status();
+    assert!(st["cache"]["memory"]["evictions"].as_u64().unwrap() > 0, "{}", st["cache"]);
+    assert!(from_disk > 0, "objects served from disk after their memory eviction");
+    // A range from disk.
+    let r = send(
+        first.addr("web"),
+        &format!(
+            "GET {} HTTP/1.1\r\nHost: site.example\r\nRange: bytes=2999990-\r\nConnection: close\r\n\r\n",
+            targets[3]
+        ),
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, (2_999_990..3_000_000).map(|i| origin_byte(i, true)).collect::<Vec<_>>());
+
+    first.proc.signal("TERM");
+    first.proc.wait_exit(Duration::from_secs(30));
+    let second = Shoal::start(&toml);
+    second.proc.wait_line(Duration::from_secs(10), |l| l.contains(" object(s) on disk in "));
+    for (t, n) in targets.iter().zip(sizes) {
+        let r = get(&second, t);
+        assert!(exact(&r, n), "{t} after the restart");
+        assert_eq!(info(&r), "cached; from disk", "{t} after the restart");
+    }
+    // The node's log is read up to a request of our own, then counted.
+    let mut s = connect(origin.addr("a"));
+    s.write_all(b"GET /sync-restart HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    read_response(&mut s, false);
+    origin.proc.wait_count(1, Duration::from_secs(10), |l| l.contains(" GET /sync-restart "));
+    for t in &targets {
+        let want = format!("request a GET {t} ");
+        assert_eq!(origin.proc.count(|l| l.starts_with(&want)), 1, "{t}: the node was asked once, before the restart");
+    }
+    let purged = second.api("POST", "/api/tm/1.0/cache/purge", "{\"all\": true}");
+    assert_eq!(purged.json()["purged"].as_u64(), Some(sizes.len() as u64));
+    poll(Duration::from_secs(10), "the files to be removed", || {
+        let left = std::fs::read_dir(&disk.0)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".obj"))
+            .count();
+        (left == 0).then_some(())
+    });
+}

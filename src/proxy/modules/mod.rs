@@ -75,7 +75,7 @@ pub fn build_stack(
         modules.push(Box::new(f));
     }
     if vs.cache {
-        modules.push(Box::new(crate::cache::module::CacheModule::new(config.cache, site.shards)));
+        modules.push(Box::new(crate::cache::module::CacheModule::new(config.cache.clone(), site.shards)));
     }
     if let Some(m) = rules.module(vs) {
         modules.push(Box::new(m));
