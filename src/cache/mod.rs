@@ -10,6 +10,7 @@ pub mod control;
 pub mod disk;
 pub mod evict;
 pub mod fill;
+pub mod memfd;
 pub mod module;
 pub mod object;
 pub mod partition;

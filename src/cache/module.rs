@@ -364,12 +364,7 @@ impl CacheModule {
                     let _ = head.fields.set_with("Content-Range", |out| {
                         out.extend_from_slice(format!("bytes {start}-{}/{len}", end - 1).as_bytes())
                     });
-                    let source = obj.body.reader(start, Some(end));
-                    return OwnResponse {
-                        head,
-                        body: OwnBody::Stream { length: Some(end - start), source },
-                        close_instead: false,
-                    };
+                    return OwnResponse { head, body: body_of(obj, start, Some(end)), close_instead: false };
                 }
                 Some(Ask::Unsatisfiable) => {
                     let _ = head.set_status(416);
@@ -382,8 +377,7 @@ impl CacheModule {
                 None => {}
             }
         }
-        let source = obj.body.reader(0, None);
-        OwnResponse { head, body: OwnBody::Stream { length: len, source }, close_instead: false }
+        OwnResponse { head, body: body_of(obj, 0, len), close_instead: false }
     }
 
     /// The response phase: store, freshen, invalidate, or let it pass.
@@ -555,6 +549,17 @@ impl DiskJob {
     fn done(self, written: Option<super::disk::DiskRef>) {
         let DiskJob { key, obj, owner, shard, .. } = self;
         post_to_owner(&shard, owner, move |s| s.cache.borrow_mut().attach_disk(&key, &obj, written));
+    }
+}
+
+/// Bytes `start..end` of `obj`'s body (`end`: its length, if known): a
+/// large body in memory as a file to splice, any other as a stream.
+fn body_of(obj: &Arc<Object>, start: u64, end: Option<u64>) -> OwnBody {
+    match (obj.body.file_source(), end) {
+        (Some(file), Some(end)) => {
+            OwnBody::File { start, end, file: Box::new(file), fallback: obj.body.reader(start, Some(end)) }
+        }
+        _ => OwnBody::Stream { length: end.map(|e| e - start), source: obj.body.reader(start, end) },
     }
 }
 

@@ -24,6 +24,11 @@ use std::task::{Context, Poll, Waker};
 /// hundred allocations, no larger than a small body needs.
 const BLOCK: usize = 256 * 1024;
 
+/// Bodies announced at least this long live in an in-memory file
+/// ([`super::memfd`]), spliced to plain TCP clients; smaller ones in
+/// pieces, which cost less per small hit.
+pub const FILE_MIN: u64 = 1 << 20;
+
 /// A stored response.
 #[derive(Debug)]
 pub struct Object {
@@ -90,6 +95,8 @@ pub struct Body {
     usage: Arc<AtomicU64>,
     /// A body kept on disk only (the disk tier): no pieces in memory.
     disk: Option<super::disk::DiskRef>,
+    /// A large body's in-memory file (its bytes are there, not in pieces).
+    file: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Body {
@@ -105,8 +112,15 @@ impl Drop for Body {
 }
 
 impl Body {
-    /// An empty body to be filled; its memory counts in `usage`.
+    /// An empty body to be filled; its memory counts in `usage`. One
+    /// announced at least [`FILE_MIN`] long goes into an in-memory file.
     pub fn new(expected: Option<u64>, usage: Arc<AtomicU64>) -> Arc<Body> {
+        let file = match expected {
+            Some(n) if n >= FILE_MIN => super::memfd::create()
+                .map_err(|e| log::warn!("cache: no in-memory file for a body ({e}); pieces instead"))
+                .ok(),
+            _ => None,
+        };
         Arc::new(Body {
             pieces: Mutex::new(Pieces {
                 pieces: Vec::new(),
@@ -119,7 +133,13 @@ impl Body {
             charged: AtomicU64::new(0),
             usage,
             disk: None,
+            file,
         })
+    }
+
+    /// For a body in an in-memory file: a source to splice it from.
+    pub fn file_source(self: &Arc<Self>) -> Option<FileSource> {
+        self.file.as_ref().map(|_| FileSource { body: self.clone() })
     }
 
     /// A complete body on disk (read back in pieces through the ring).
@@ -137,6 +157,7 @@ impl Body {
             charged: AtomicU64::new(0),
             usage,
             disk: Some(disk),
+            file: None,
         })
     }
 
@@ -264,6 +285,22 @@ impl BodyWriter {
             self.abort();
             return Err(TooLarge);
         }
+        if let Some(file) = &self.body.file {
+            use std::os::unix::fs::FileExt;
+            if let Err(e) = file.write_all_at(data, len) {
+                log::warn!("cache: writing a body's in-memory file: {e}");
+                self.abort();
+                return Err(TooLarge);
+            }
+            self.body.charge(data.len() as u64);
+            let wakers = {
+                let mut p = self.body.lock();
+                p.len += data.len() as u64;
+                std::mem::take(&mut p.wakers)
+            };
+            wakers.into_iter().for_each(Waker::wake);
+            return Ok(());
+        }
         let mut added = Vec::new();
         while !data.is_empty() {
             if self.block.capacity() == self.block.len() {
@@ -332,6 +369,21 @@ impl BodySource for BodyReader {
             return Poll::Ready(None);
         }
         let mut p = self.body.lock();
+        if let (Some(file), true) = (&self.body.file, self.pos < p.len) {
+            // A large body: read a piece of its file (this reader is for
+            // clients it cannot be spliced to, and the disk writer).
+            use std::os::unix::fs::FileExt;
+            let to = self.end.map_or(p.len, |e| e.min(p.len));
+            drop(p);
+            let mut buf = vec![0u8; (to - self.pos).min(BLOCK as u64) as usize];
+            return match file.read_exact_at(&mut buf, self.pos) {
+                Ok(()) => {
+                    self.pos += buf.len() as u64;
+                    Poll::Ready(Some(Ok(Bytes::from(buf))))
+                }
+                Err(e) => Poll::Ready(Some(Err(e))),
+            };
+        }
         if self.pos < p.len {
             // The piece holding pos: usually the next one.
             if !(self.piece < p.ends.len()
@@ -361,6 +413,32 @@ impl BodySource for BodyReader {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// A large body's in-memory file, for splicing it to a client.
+pub struct FileSource {
+    body: Arc<Body>,
+}
+
+impl crate::proxy::own::FileBody for FileSource {
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.body.file.as_ref().expect("a file source has a file").as_raw_fd()
+    }
+
+    fn poll_available(&mut self, want: u64, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let mut p = self.body.lock();
+        if p.len >= want || p.end == End::Complete {
+            return Poll::Ready(Ok(p.len));
+        }
+        if p.end == End::Aborted {
+            return Poll::Ready(Err(io::Error::other("the cached object's fill failed")));
+        }
+        if !p.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            p.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -405,6 +483,23 @@ mod tests {
         drop(w);
         drop(body);
         assert_eq!(usage.load(Ordering::Relaxed), 0, "memory given back with the last reference");
+    }
+
+    #[test]
+    fn large_bodies_live_in_a_file() {
+        let usage = Arc::new(AtomicU64::new(0));
+        let n = FILE_MIN as usize + 12_345;
+        let body = Body::new(Some(n as u64), usage.clone());
+        assert!(body.file_source().is_some());
+        let mut w = BodyWriter::new(body.clone(), 10 << 20);
+        let data: Vec<u8> = (0..n as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        for c in data.chunks(100_000) {
+            w.append(c).unwrap();
+        }
+        w.finish();
+        assert_eq!(usage.load(Ordering::Relaxed), n as u64);
+        assert_eq!(collect(body.memory_reader(0, None)).unwrap(), data);
+        assert_eq!(collect(body.memory_reader(777, Some(300_001))).unwrap(), &data[777..300_001]);
     }
 
     #[test]

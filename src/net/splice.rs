@@ -1,6 +1,9 @@
 //! Zero-copy body relay between two TCP sockets: `splice(2)` from the
 //! source socket into a pipe and from the pipe into the destination, so a
 //! large body's bytes never enter user space (two copies saved per byte).
+//! The same from a file in memory (a cached object's `memfd`) to a socket
+//! ([`file_to_socket`]), as `sendfile` does: the page-cache pages go to the
+//! socket by reference.
 //!
 //! Why not io_uring's SPLICE opcode: the kernel always runs it on an
 //! io-wq worker thread, blocking, one thread per transfer in flight. Here
@@ -139,6 +142,76 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<Step> {
             }
         }
     }
+}
+
+/// `splice` from `from` at `*off` (advanced by what moved) into `to`.
+fn splice_at(from: RawFd, off: &mut i64, to: RawFd, len: usize) -> io::Result<Step> {
+    // SAFETY: both descriptors are open for the duration of the call (the
+    // caller holds their owners); `off` is a valid i64 the call updates.
+    let n = unsafe {
+        libc::splice(
+            from,
+            off as *mut i64,
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    match n {
+        0 => Ok(Step::End),
+        n if n > 0 => Ok(Step::Moved(n as usize)),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(Step::WouldBlock)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Move bytes `offset..offset + len` of `file` (a file in memory: reading
+/// it never waits for a disk) to socket `dst` through `lease`'s pipe. The
+/// bytes must all be in the file already.
+pub async fn file_to_socket(
+    file: RawFd,
+    offset: u64,
+    len: u64,
+    dst: RawFd,
+    lease: &mut PipeLease,
+) -> Result<(), SpliceError> {
+    set_nonblocking(dst).map_err(SpliceError::Sink)?;
+    lease.empty = false;
+    let pipe = lease.pipe.as_ref().expect("a lease holds its pipe until dropped");
+    let mut dst_poll: Option<monoio::net::TcpStream> = None;
+    let mut off = i64::try_from(offset).map_err(|_| SpliceError::Source(io::ErrorKind::InvalidInput.into()))?;
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.cap);
+        let mut queued = match splice_at(file, &mut off, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
+            Step::Moved(n) => n,
+            Step::End => return Err(SpliceError::Truncated),
+            // The pipe is emptied after every fill, so it has room.
+            Step::WouldBlock => return Err(SpliceError::Source(io::ErrorKind::WouldBlock.into())),
+        };
+        left -= queued as u64;
+        while queued > 0 {
+            match splice(pipe.r.as_raw_fd(), dst, queued).map_err(SpliceError::Sink)? {
+                Step::Moved(n) => queued -= n,
+                Step::End => return Err(SpliceError::Sink(io::ErrorKind::WriteZero.into())),
+                Step::WouldBlock => {
+                    if dst_poll.is_none() {
+                        dst_poll = Some(poller(dst).map_err(SpliceError::Sink)?);
+                    }
+                    dst_poll.as_ref().expect("just set").writable(false).await.map_err(SpliceError::Sink)?;
+                }
+            }
+        }
+    }
+    lease.empty = true;
+    Ok(())
 }
 
 /// Make a socket non-blocking, as `splice` needs: its socket side honours

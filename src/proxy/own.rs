@@ -27,9 +27,28 @@ pub trait BodySource {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>>;
 }
 
+/// A body that lives in a file in memory (a cached object's), which can
+/// be spliced to a plain TCP client with no copy through user space.
+pub trait FileBody {
+    /// The file.
+    fn fd(&self) -> std::os::fd::RawFd;
+    /// Wait until the file holds body bytes up to `want` (exclusive) or the
+    /// body is complete; the bytes it holds then. An error when its filling
+    /// failed.
+    fn poll_available(&mut self, want: u64, cx: &mut Context<'_>) -> Poll<io::Result<u64>>;
+}
+
 pub enum OwnBody {
     Empty,
     Bytes(Bytes),
+    /// Bytes `start..end` of a file body: spliced to a plain TCP client,
+    /// else read through `fallback` (the same bytes).
+    File {
+        start: u64,
+        end: u64,
+        file: Box<dyn FileBody>,
+        fallback: Box<dyn BodySource>,
+    },
     /// `length`: the body's exact length when known (sent as
     /// `Content-Length`; a source that produces another length is cut and
     /// the connection closed).
@@ -45,6 +64,7 @@ impl std::fmt::Debug for OwnBody {
             OwnBody::Empty => write!(f, "Empty"),
             OwnBody::Bytes(b) => write!(f, "Bytes({})", b.len()),
             OwnBody::Stream { length, .. } => write!(f, "Stream({length:?})"),
+            OwnBody::File { start, end, .. } => write!(f, "File({start}..{end})"),
         }
     }
 }
@@ -117,7 +137,9 @@ pub enum SendError {
 
 /// Write `resp` to the client. `head_request`: the request was HEAD;
 /// `version`: the client's; `keep_alive`: the client connection may stay
-/// open after this response (shoal's and the client's wishes together).
+/// open after this response (shoal's and the client's wishes together);
+/// `splice_to`: the client's socket when a file body may be spliced to it
+/// (plain TCP, splicing allowed).
 pub async fn send<W: AsyncWriteRent>(
     w: &mut W,
     resp: &mut OwnResponse,
@@ -125,6 +147,7 @@ pub async fn send<W: AsyncWriteRent>(
     version: Version,
     keep_alive: bool,
     out: &mut Vec<u8>,
+    splice_to: Option<std::os::fd::RawFd>,
 ) -> Result<Sent, SendError> {
     let status = resp.head.status;
     let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
@@ -132,6 +155,7 @@ pub async fn send<W: AsyncWriteRent>(
         OwnBody::Empty => Some(0),
         OwnBody::Bytes(b) => Some(b.len() as u64),
         OwnBody::Stream { length, .. } => *length,
+        OwnBody::File { start, end, .. } => Some(end - start),
     };
     let framing = match length {
         _ if bodiless => None,
@@ -160,42 +184,79 @@ pub async fn send<W: AsyncWriteRent>(
             let (res, _) = w.write_all(b).await;
             res.map_err(SendError::Client)?;
         }
-        OwnBody::Stream { length, mut source } if send_body => {
+        OwnBody::File { start, end, mut file, fallback } if send_body => {
             write_vec(w, out).await.map_err(SendError::Client)?;
-            let chunked = framing == Some(BodyFraming::Chunked);
-            while let Some(chunk) = poll_fn(|cx| source.poll_chunk(cx)).await {
-                let chunk = chunk.map_err(SendError::Source)?;
-                if chunk.is_empty() {
-                    continue;
+            match splice_to.and_then(|fd| crate::net::splice::Pipe::take().map(|lease| (fd, lease))) {
+                Some((fd, mut lease)) => {
+                    let mut at = start;
+                    while at < end {
+                        let have = poll_fn(|cx| file.poll_available(at + 1, cx)).await.map_err(SendError::Source)?;
+                        if have <= at {
+                            return Err(SendError::Source(io::Error::other("body source shorter than its length")));
+                        }
+                        let n = have.min(end) - at;
+                        crate::net::splice::file_to_socket(file.fd(), at, n, fd, &mut lease).await.map_err(
+                            |e| match e {
+                                crate::net::splice::SpliceError::Sink(e) => SendError::Client(e),
+                                other => SendError::Source(io::Error::other(format!("{other:?}"))),
+                            },
+                        )?;
+                        at += n;
+                        sent.body += n;
+                    }
                 }
-                sent.body += chunk.len() as u64;
-                if length.is_some_and(|n| sent.body > n) {
-                    return Err(SendError::Source(io::Error::other("body source longer than its length")));
-                }
-                if chunked {
-                    out.clear();
-                    chunk_header(chunk.len(), out);
-                    write_vec(w, out).await.map_err(SendError::Client)?;
-                }
-                let (res, _) = w.write_all(chunk).await;
-                res.map_err(SendError::Client)?;
-                if chunked {
-                    let (res, _) = w.write_all(&b"\r\n"[..]).await;
-                    res.map_err(SendError::Client)?;
-                }
+                None => stream(w, fallback, Some(end - start), false, out, &mut sent).await?,
             }
-            if length.is_some_and(|n| sent.body != n) {
-                return Err(SendError::Source(io::Error::other("body source shorter than its length")));
-            }
-            if chunked {
-                let (res, _) = w.write_all(&b"0\r\n\r\n"[..]).await;
-                res.map_err(SendError::Client)?;
-            }
+        }
+        OwnBody::Stream { length, source } if send_body => {
+            write_vec(w, out).await.map_err(SendError::Client)?;
+            stream(w, source, length, framing == Some(BodyFraming::Chunked), out, &mut sent).await?;
         }
         // HEAD, a bodiless status, or no body at all: the head alone.
         _ => write_vec(w, out).await.map_err(SendError::Client)?,
     }
     Ok(sent)
+}
+
+/// Send a body produced piece by piece (the head has gone out): chunked,
+/// or checked against `length`.
+async fn stream<W: AsyncWriteRent>(
+    w: &mut W,
+    mut source: Box<dyn BodySource>,
+    length: Option<u64>,
+    chunked: bool,
+    out: &mut Vec<u8>,
+    sent: &mut Sent,
+) -> Result<(), SendError> {
+    while let Some(chunk) = poll_fn(|cx| source.poll_chunk(cx)).await {
+        let chunk = chunk.map_err(SendError::Source)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        sent.body += chunk.len() as u64;
+        if length.is_some_and(|n| sent.body > n) {
+            return Err(SendError::Source(io::Error::other("body source longer than its length")));
+        }
+        if chunked {
+            out.clear();
+            chunk_header(chunk.len(), out);
+            write_vec(w, out).await.map_err(SendError::Client)?;
+        }
+        let (res, _) = w.write_all(chunk).await;
+        res.map_err(SendError::Client)?;
+        if chunked {
+            let (res, _) = w.write_all(&b"\r\n"[..]).await;
+            res.map_err(SendError::Client)?;
+        }
+    }
+    if length.is_some_and(|n| sent.body != n) {
+        return Err(SendError::Source(io::Error::other("body source shorter than its length")));
+    }
+    if chunked {
+        let (res, _) = w.write_all(&b"0\r\n\r\n"[..]).await;
+        res.map_err(SendError::Client)?;
+    }
+    Ok(())
 }
 
 /// `<hex size>\r\n`.

@@ -959,7 +959,9 @@ impl Conn {
         }
         let keep_alive = tx.request.keep_alive() && !body_unread;
         let (is_head, version) = (tx.request.client_sent_head(), tx.request.version);
-        let sent = own::send(&mut self.client.w, &mut own, is_head, version, keep_alive, &mut self.s.out).await;
+        let splice_to = (tx.vs_config().splice && self.client.r.inner.is_plain()).then_some(self.client.fd);
+        let sent =
+            own::send(&mut self.client.w, &mut own, is_head, version, keep_alive, &mut self.s.out, splice_to).await;
         // The head as sent, for the log phase (`%{Name}o`).
         std::mem::swap(&mut tx.response, &mut own.head);
         match sent {
