@@ -29,6 +29,7 @@ struct Rig {
     origin: Origin,
     shoal: Shoal,
     syncs: AtomicU64,
+    toml: String,
 }
 
 impl Rig {
@@ -46,7 +47,14 @@ impl Rig {
             origin.addr("a")
         );
         let shoal = Shoal::start(&toml);
-        Rig { origin, shoal, syncs: AtomicU64::new(0) }
+        Rig { origin, shoal, syncs: AtomicU64::new(0), toml }
+    }
+
+    /// Stop shoal (SIGTERM) and start it again on the same configuration.
+    fn restart(&mut self) {
+        self.shoal.proc.signal("TERM");
+        self.shoal.proc.wait_exit(Duration::from_secs(30));
+        self.shoal = Shoal::start(&self.toml);
     }
 
     fn addr(&self) -> SocketAddr {
@@ -586,16 +594,19 @@ fn read_head(r: &mut impl Read) -> String {
     }
 }
 
-/// G6 (proofs 3 and 5): 200 random single ranges of a 1 GiB object while
-/// it fills (the node sends 256 MiB/s) and once stored, every byte exact;
-/// a full read, and 416 past the end. Then clients that stall on the
-/// stored gigabyte add no more than their socket buffers to shoal's
-/// memory.
+/// G6 and G7 (proofs 3 and 5): 200 random single ranges of a 1 GiB object
+/// while it fills (the node sends 256 MiB/s), once stored in memory, and
+/// from the disk tier after a restart, every byte exact; a full read, and
+/// 416 past the end. Clients that stall on the stored gigabyte add no more
+/// than their socket buffers to shoal's memory.
 #[test]
-fn ranges_of_a_gigabyte_while_filling_and_stored() {
+fn ranges_of_a_gigabyte_while_filling_stored_and_on_disk() {
     let _heavy = heavy();
     const SIZE: u64 = 1 << 30;
-    let rig = Rig::start(2, "memory = \"3GiB\"\nmax_object = \"1GiB\"", "", "");
+    let disk = TempDir::new();
+    let cache =
+        format!("memory = \"3GiB\"\nmax_object = \"1GiB\"\ndisk_dir = \"{}\"\ndisk_size = \"4GiB\"", disk.0.display());
+    let mut rig = Rig::start(2, &cache, "", &api_section());
     let t = format!("/gig{}", q(&[FRESH], &format!("size={SIZE}&pattern=mix&rate={}", 256 << 20)));
     let mut rng = fastrand::Rng::with_seed(16);
     let mut ranges = |n: usize| -> Vec<(u64, u64)> {
@@ -607,27 +618,30 @@ fn ranges_of_a_gigabyte_while_filling_and_stored() {
             })
             .collect()
     };
-    let check = |(first, last): (u64, u64), filling_seen: &mut usize| {
-        let r = rig.get(&t, &format!("Range: bytes={first}-{last}\r\n"));
+    // One range, checked byte by byte; counts the answers whose
+    // X-Cache-Info contains `note`.
+    fn check(rig: &Rig, t: &str, (first, last): (u64, u64), note: &str, seen: &mut usize) {
+        let r = rig.get(t, &format!("Range: bytes={first}-{last}\r\n"));
         assert_eq!(r.status, 206, "{first}-{last}: {:?}", r.headers);
         assert_eq!(r.header("content-range"), Some(format!("bytes {first}-{last}/{SIZE}").as_str()));
         assert_eq!(r.body.len() as u64, last - first + 1);
         for (k, b) in r.body.iter().enumerate() {
             assert_eq!(*b, origin_byte(first + k as u64, true), "byte {} of {first}-{last}", first + k as u64);
         }
-        if info(&r).contains("still filling") {
-            *filling_seen += 1;
+        if info(&r).contains(note) {
+            *seen += 1;
         }
-    };
+    }
+    let check_filling = |rig: &Rig, r: (u64, u64), seen: &mut usize| check(rig, &t, r, "still filling", seen);
     // The first request fills (its client asked for a range: it gets 206).
     let mut filling = 0;
-    check((5, 1004), &mut filling);
+    check_filling(&rig, (5, 1004), &mut filling);
     // While it fills, early and late ranges: the late ones wait for their
     // bytes to arrive.
-    let mut during = ranges(100);
+    let mut during = ranges(200);
     during.sort_by_key(|r| r.0);
     for r in during {
-        check(r, &mut filling);
+        check_filling(&rig, r, &mut filling);
     }
     assert!(filling > 10, "ranges were served while the object filled ({filling})");
     poll(Duration::from_secs(60), "the object to be complete", || {
@@ -635,8 +649,8 @@ fn ranges_of_a_gigabyte_while_filling_and_stored() {
         (!info(&r).contains("still filling")).then_some(())
     });
     let mut after = 0;
-    for r in ranges(100) {
-        check(r, &mut after);
+    for r in ranges(200) {
+        check_filling(&rig, r, &mut after);
     }
     assert_eq!(after, 0);
     let r = rig.get(&t, &format!("Range: bytes={SIZE}-\r\n"));
@@ -678,6 +692,21 @@ fn ranges_of_a_gigabyte_while_filling_and_stored() {
     let grown = rss().saturating_sub(before);
     assert!(grown < 32 * 1024, "10 stalled clients of a 1 GiB object grew shoal by {grown} KiB");
     drop(stalled);
+
+    // The disk tier: once the gigabyte is written, a restarted shoal
+    // serves ranges of it from disk, with no node request.
+    poll(Duration::from_secs(120), "the gigabyte on disk", || {
+        (rig.shoal.status()["cache"]["disk"]["objects"].as_u64() == Some(1)).then_some(())
+    });
+    rig.restart();
+    let mut from_disk = 0;
+    let mut on_disk = ranges(200);
+    on_disk.push((SIZE - 1, SIZE - 1));
+    for r in on_disk {
+        check(&rig, &t, r, "from disk", &mut from_disk);
+    }
+    assert_eq!(from_disk, 201, "every range from disk");
+    assert_eq!(rig.node_saw("GET", &t), 1, "the node was asked once, before the restart");
 }
 
 /// I1/I2: purges through the API (one URL, a prefix, everything) on every

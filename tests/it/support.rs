@@ -315,7 +315,11 @@ pub fn read_line(s: &mut impl Read) -> String {
     let mut v = Vec::new();
     let mut b = [0u8; 1];
     loop {
-        let n = s.read(&mut b).unwrap_or_else(|e| panic!("read line: {e} after {:?}", String::from_utf8_lossy(&v)));
+        let n = match s.read(&mut b) {
+            // A signal to this process (a child's exit) is no error.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap_or_else(|e| panic!("read line: {e} after {:?}", String::from_utf8_lossy(&v))),
+        };
         assert!(n == 1, "end of stream inside a line: {:?}", String::from_utf8_lossy(&v));
         if b[0] == b'\n' {
             return String::from_utf8_lossy(&v).trim_end_matches('\r').to_string();
