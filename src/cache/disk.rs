@@ -61,17 +61,28 @@ fn put(out: &mut Vec<u8>, b: &[u8]) {
 
 /// The file's header for `obj` under `key`.
 pub fn encode_header(key: &[u8], obj: &Object) -> Vec<u8> {
+    encode_parts(key, &obj.head, &obj.fresh, &obj.vary, &obj.rule_key)
+}
+
+/// The file's header for an object of these parts under `key`.
+pub fn encode_parts(
+    key: &[u8],
+    head: &ResponseHead,
+    fresh: &Freshness,
+    vary: &[(String, Option<Vec<u8>>)],
+    rule_key: &Option<Vec<u8>>,
+) -> Vec<u8> {
     let mut h = Vec::new();
     put(&mut h, key);
-    match &obj.rule_key {
+    match rule_key {
         Some(k) => {
             h.push(1);
             put(&mut h, k);
         }
         None => h.push(0),
     }
-    h.extend_from_slice(&(obj.vary.len() as u32).to_le_bytes());
-    for (name, value) in &obj.vary {
+    h.extend_from_slice(&(vary.len() as u32).to_le_bytes());
+    for (name, value) in vary {
         put(&mut h, name.as_bytes());
         match value {
             Some(v) => {
@@ -81,17 +92,17 @@ pub fn encode_header(key: &[u8], obj: &Object) -> Vec<u8> {
             None => h.push(0),
         }
     }
-    let f = &obj.fresh;
+    let f = fresh;
     for n in [f.response_time, f.initial_age, f.lifetime, f.stale_while_revalidate, f.stale_if_error] {
         h.extend_from_slice(&n.to_le_bytes());
     }
     h.push(u8::from(f.no_stale) | u8::from(f.always_revalidate) << 1);
-    let mut head = format!("HTTP/1.1 {} ", obj.head.status).into_bytes();
-    head.extend_from_slice(obj.head.reason());
-    head.extend_from_slice(b"\r\n");
-    obj.head.fields.write_h1(&mut head, |_| false);
-    head.extend_from_slice(b"\r\n");
-    put(&mut h, &head);
+    let mut text = format!("HTTP/1.1 {} ", head.status).into_bytes();
+    text.extend_from_slice(head.reason());
+    text.extend_from_slice(b"\r\n");
+    head.fields.write_h1(&mut text, |_| false);
+    text.extend_from_slice(b"\r\n");
+    put(&mut h, &text);
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&(h.len() as u32).to_le_bytes());
     out.extend_from_slice(&h);
@@ -206,6 +217,27 @@ pub async fn write(dir: &Path, key: &[u8], obj: &Object, tmp: &str) -> io::Resul
     let path = dir.join(file_name(key, obj));
     monoio::fs::rename(&tmp_path, &path).await?;
     Ok(DiskRef { path, body_offset, len })
+}
+
+/// Finish an object written straight to disk: sync its file (through
+/// the ring) and rename it from `tmp` to its name in `dir`.
+pub async fn finish(dir: &Path, key: &[u8], obj: &Object, file: &std::fs::File, tmp: &Path) -> io::Result<PathBuf> {
+    let f = monoio::fs::File::from_std(file.try_clone()?)?;
+    f.sync_data().await?;
+    let _ = f.close().await;
+    let path = dir.join(file_name(key, obj));
+    monoio::fs::rename(tmp, &path).await?;
+    Ok(path)
+}
+
+/// A new temporary file in `dir` for an object written straight to disk,
+/// with `header` at its start. Blocking (a create and a small write).
+pub fn create_direct(dir: &Path, tmp: &str, header: &[u8]) -> io::Result<(std::fs::File, PathBuf)> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(tmp);
+    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    file.write_all_at(header, 0)?;
+    Ok((file, path))
 }
 
 /// The objects in `dir` whose keys `mine` accepts, with their files.

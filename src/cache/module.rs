@@ -60,17 +60,21 @@ const DISABLED: &str = "not cacheable; disabled by a rule";
 pub struct CacheModule {
     settings: CacheSettings,
     bounds: Bounds,
+    /// Largest body filled in memory; a larger one (up to
+    /// `bounds.max_object`) is written straight to the disk tier.
+    memory_max: u64,
 }
 
 impl CacheModule {
     pub fn new(settings: CacheSettings, shards: usize) -> CacheModule {
-        let partition = super::partition_limits(&settings, shards).memory;
+        let limits = super::partition_limits(&settings, shards);
+        let memory_max = settings.max_object.min(limits.memory);
         let bounds = Bounds {
-            max_object: settings.max_object.min(partition),
+            max_object: settings.max_object.min(memory_max.max(limits.disk)),
             default_lifetime: settings.default_lifetime.as_secs(),
             max_vary: settings.max_vary_size,
         };
-        CacheModule { settings, bounds }
+        CacheModule { settings, bounds, memory_max }
     }
 }
 
@@ -443,16 +447,37 @@ impl CacheModule {
             Framing::Length(n) => Some(n),
             Framing::Chunked | Framing::UntilClose => None,
         };
-        let body = Body::new(expected, usage);
-        let writer = BodyWriter::new(body.clone(), self.bounds.max_object);
-        let obj = Arc::new(Object {
-            head: stored_head(&tx.response),
-            fresh,
-            vary,
-            rule_key: tx.cache.key.clone(),
-            body,
-            to_disk: ctx.disk_dir.is_some(),
-        });
+        let head = stored_head(&tx.response);
+        let rule_key = tx.cache.key.clone();
+        let mut direct = None;
+        let body = match (expected, &ctx.disk_dir) {
+            // Too large for memory: straight into its file in the disk tier.
+            (Some(n), Some(dir)) if n > self.memory_max => {
+                let header = super::disk::encode_parts(&ctx.key, &head, &fresh, &vary, &rule_key);
+                match super::disk::create_direct(dir, &tmp_name(tx.view.shard.id), &header) {
+                    Ok((file, tmp)) => {
+                        direct = Some(tmp);
+                        Body::to_file(file, header.len() as u64, n, usage)
+                    }
+                    Err(e) => {
+                        log::warn!("cache: a file in {}: {e}", dir.display());
+                        stats.cache(CacheEvent::Uncacheable);
+                        ctx.info = Some("not cacheable; response file size too large");
+                        return self.pass(tx, ctx);
+                    }
+                }
+            }
+            (Some(n), None) if n > self.memory_max => {
+                stats.cache(CacheEvent::Uncacheable);
+                ctx.info = Some("not cacheable; response file size too large");
+                return self.pass(tx, ctx);
+            }
+            _ => Body::new(expected, usage),
+        };
+        // A body of unknown length may grow only as far as memory allows.
+        let limit = if direct.is_some() { self.bounds.max_object } else { self.memory_max };
+        let writer = BodyWriter::new(body.clone(), limit);
+        let obj = Arc::new(Object { head, fresh, vary, rule_key, body, to_disk: ctx.disk_dir.is_some() });
         self.publish(tx, ctx, &obj);
         ctx.info = Some("caching");
         let resp = self.answer(ctx, &tx.request, &obj, now, "caching");
@@ -462,6 +487,7 @@ impl CacheModule {
             obj: obj.clone(),
             owner: ctx.owner,
             shard: tx.view.shard.clone(),
+            direct,
         });
         Verdict::Divert(Box::new(Sink { writer, disk }), Box::new(resp))
     }
@@ -526,18 +552,38 @@ struct DiskJob {
     obj: Arc<Object>,
     owner: usize,
     shard: Rc<Shard>,
+    /// An object too large for memory, written straight to this
+    /// temporary file: finished (synced, renamed) instead of written.
+    direct: Option<std::path::PathBuf>,
+}
+
+/// A name for a temporary file of the disk tier, unique in the process.
+fn tmp_name(shard: usize) -> String {
+    static FILES: AtomicU64 = AtomicU64::new(0);
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".tmp-{}-{shard}-{n}", std::process::id())
 }
 
 impl DiskJob {
     async fn run(self) {
-        static WRITES: AtomicU64 = AtomicU64::new(0);
         if !self.obj.body.is_complete() {
             return self.done(None);
         }
-        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = format!(".tmp-{}-{}-{n}", std::process::id(), self.shard.id);
-        match super::disk::write(&self.dir, &self.key, &self.obj, &tmp).await {
-            Ok(d) => self.done(Some(d)),
+        let written = match (&self.direct, self.obj.body.direct_file()) {
+            (Some(tmp), Some(file)) => {
+                super::disk::finish(&self.dir, &self.key, &self.obj, file, tmp).await.map(|path| {
+                    let len = self.obj.body.len();
+                    super::disk::DiskRef { path, body_offset: self.obj.body.file_base(), len }
+                })
+            }
+            _ => super::disk::write(&self.dir, &self.key, &self.obj, &tmp_name(self.shard.id)).await,
+        };
+        match written {
+            Ok(d) => {
+                let mut job = self;
+                job.direct = None;
+                job.done(Some(d))
+            }
             Err(e) => {
                 log::warn!("cache: writing an object to {}: {e}", self.dir.display());
                 self.done(None)
@@ -545,9 +591,15 @@ impl DiskJob {
         }
     }
 
-    /// Tell the owner partition where the copy is, or that none is coming.
+    /// Tell the owner partition where the copy is, or that none is coming
+    /// (and remove a direct object's temporary file).
     fn done(self, written: Option<super::disk::DiskRef>) {
-        let DiskJob { key, obj, owner, shard, .. } = self;
+        let DiskJob { key, obj, owner, shard, direct, .. } = self;
+        if let Some(tmp) = direct {
+            monoio::spawn(async move {
+                let _ = monoio::fs::remove_file(&tmp).await;
+            });
+        }
         post_to_owner(&shard, owner, move |s| s.cache.borrow_mut().attach_disk(&key, &obj, written));
     }
 }

@@ -95,8 +95,15 @@ pub struct Body {
     usage: Arc<AtomicU64>,
     /// A body kept on disk only (the disk tier): no pieces in memory.
     disk: Option<super::disk::DiskRef>,
-    /// A large body's in-memory file (its bytes are there, not in pieces).
+    /// A large body's file (its bytes are there, not in pieces): an
+    /// in-memory file, or, for a body too large for memory, its file in
+    /// the disk tier being written.
     file: Option<std::fs::File>,
+    /// Where the body starts in `file` (after the disk tier's header).
+    base: u64,
+    /// The body's bytes count in the partition's memory (not for a body
+    /// written straight to disk).
+    in_memory: bool,
 }
 
 impl std::fmt::Debug for Body {
@@ -134,7 +141,41 @@ impl Body {
             usage,
             disk: None,
             file,
+            base: 0,
+            in_memory: true,
         })
+    }
+
+    /// An empty body of `expected` bytes too large for memory, written
+    /// straight into `file` (the disk tier's, its header already there)
+    /// from `base` on.
+    pub fn to_file(file: std::fs::File, base: u64, expected: u64, usage: Arc<AtomicU64>) -> Arc<Body> {
+        Arc::new(Body {
+            pieces: Mutex::new(Pieces {
+                pieces: Vec::new(),
+                ends: Vec::new(),
+                len: 0,
+                end: End::Filling,
+                wakers: Vec::new(),
+            }),
+            expected: Some(expected),
+            charged: AtomicU64::new(0),
+            usage,
+            disk: None,
+            file: Some(file),
+            base,
+            in_memory: false,
+        })
+    }
+
+    /// The file a body too large for memory is being written to.
+    pub fn direct_file(&self) -> Option<&std::fs::File> {
+        self.file.as_ref().filter(|_| !self.in_memory)
+    }
+
+    /// Where the body starts in its file.
+    pub fn file_base(&self) -> u64 {
+        self.base
     }
 
     /// For a body in an in-memory file: a source to splice it from.
@@ -158,6 +199,8 @@ impl Body {
             usage,
             disk: Some(disk),
             file: None,
+            base: 0,
+            in_memory: false,
         })
     }
 
@@ -287,12 +330,14 @@ impl BodyWriter {
         }
         if let Some(file) = &self.body.file {
             use std::os::unix::fs::FileExt;
-            if let Err(e) = file.write_all_at(data, len) {
-                log::warn!("cache: writing a body's in-memory file: {e}");
+            if let Err(e) = file.write_all_at(data, self.body.base + len) {
+                log::warn!("cache: writing a body's file: {e}");
                 self.abort();
                 return Err(TooLarge);
             }
-            self.body.charge(data.len() as u64);
+            if self.body.in_memory {
+                self.body.charge(data.len() as u64);
+            }
             let wakers = {
                 let mut p = self.body.lock();
                 p.len += data.len() as u64;
@@ -376,7 +421,7 @@ impl BodySource for BodyReader {
             let to = self.end.map_or(p.len, |e| e.min(p.len));
             drop(p);
             let mut buf = vec![0u8; (to - self.pos).min(BLOCK as u64) as usize];
-            return match file.read_exact_at(&mut buf, self.pos) {
+            return match file.read_exact_at(&mut buf, self.body.base + self.pos) {
                 Ok(()) => {
                     self.pos += buf.len() as u64;
                     Poll::Ready(Some(Ok(Bytes::from(buf))))
@@ -425,6 +470,10 @@ impl crate::proxy::own::FileBody for FileSource {
     fn fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.body.file.as_ref().expect("a file source has a file").as_raw_fd()
+    }
+
+    fn base(&self) -> u64 {
+        self.body.base
     }
 
     fn poll_available(&mut self, want: u64, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {

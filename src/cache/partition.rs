@@ -404,6 +404,11 @@ impl Partition {
                 self.disk_fifo.push_back((id, d.path.clone()));
                 let slot = &mut self.slots[id];
                 slot.disk = Some(d.clone());
+                if slot.obj.body.direct_file().is_some() && slot.in_memory {
+                    // Written straight to disk: served from there from now on.
+                    slot.in_memory = false;
+                    self.evictor.remove(id);
+                }
                 if !slot.in_memory {
                     let o = &slot.obj;
                     slot.obj = Arc::new(Object {

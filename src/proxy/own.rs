@@ -32,6 +32,10 @@ pub trait BodySource {
 pub trait FileBody {
     /// The file.
     fn fd(&self) -> std::os::fd::RawFd;
+    /// Where body byte 0 is in the file.
+    fn base(&self) -> u64 {
+        0
+    }
     /// Wait until the file holds body bytes up to `want` (exclusive) or the
     /// body is complete; the bytes it holds then. An error when its filling
     /// failed.
@@ -195,12 +199,12 @@ pub async fn send<W: AsyncWriteRent>(
                             return Err(SendError::Source(io::Error::other("body source shorter than its length")));
                         }
                         let n = have.min(end) - at;
-                        crate::net::splice::file_to_socket(file.fd(), at, n, fd, &mut lease).await.map_err(
-                            |e| match e {
+                        crate::net::splice::file_to_socket(file.fd(), file.base() + at, n, fd, &mut lease)
+                            .await
+                            .map_err(|e| match e {
                                 crate::net::splice::SpliceError::Sink(e) => SendError::Client(e),
                                 other => SendError::Source(io::Error::other(format!("{other:?}"))),
-                            },
-                        )?;
+                            })?;
                         at += n;
                         sent.body += n;
                     }

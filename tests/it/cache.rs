@@ -922,3 +922,46 @@ fn disk_tier_keeps_evicted_objects_and_survives_a_restart() {
         (left == 0).then_some(())
     });
 }
+
+/// G7: an object too large for memory is written straight to the disk
+/// tier as it arrives; clients read it while it fills (a second client and
+/// a range), and from disk once complete; the node is asked once.
+#[test]
+fn objects_too_large_for_memory_go_straight_to_disk() {
+    let disk = TempDir::new();
+    let cache = format!(
+        "memory = \"1MiB\"\nmax_object = \"64MiB\"\ndisk_dir = \"{}\"\ndisk_size = \"256MiB\"",
+        disk.0.display()
+    );
+    let rig = Rig::start(1, &cache, "", &api_section());
+    const SIZE: u64 = 20_000_000;
+    // The node sends 16 MiB/s: the object takes over a second to arrive.
+    let t = format!("/huge{}", q(&[FRESH], &format!("size={SIZE}&pattern=mix&rate={}", 16 << 20)));
+    let exact = |r: &Resp, from: u64, n: u64| {
+        r.body.len() as u64 == n && r.body.iter().enumerate().all(|(k, b)| *b == origin_byte(from + k as u64, true))
+    };
+    let addr = rig.addr();
+    let t1 = t.clone();
+    let first = std::thread::spawn(move || {
+        send(addr, &format!("GET {t1} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n\r\n"))
+    });
+    let line = format!("request a GET {t} ");
+    rig.origin.proc.wait_count(1, Duration::from_secs(10), |l| l.starts_with(&line));
+    let second = rig.get(&t, "");
+    let part = rig.get(&t, "Range: bytes=19999000-19999999\r\n");
+    let first = first.join().unwrap();
+    assert!(exact(&first, 0, SIZE) && info(&first) == "caching", "{:?}", first.headers);
+    assert!(exact(&second, 0, SIZE), "the second client: {:?}", second.headers);
+    assert!(info(&second).starts_with("cached"), "{}", info(&second));
+    assert_eq!(part.status, 206);
+    assert!(exact(&part, 19_999_000, 1000));
+    poll(Duration::from_secs(30), "the object on disk", || {
+        (rig.shoal.status()["cache"]["disk"]["objects"].as_u64() == Some(1)).then_some(())
+    });
+    let again = rig.get(&t, "");
+    assert!(exact(&again, 0, SIZE));
+    assert_eq!(info(&again), "cached; from disk");
+    let st = rig.shoal.status();
+    assert!(st["cache"]["memory"]["bytes"].as_u64().unwrap() < 1 << 20, "not in memory: {}", st["cache"]);
+    assert_eq!(rig.node_saw("GET", &t), 1);
+}
