@@ -48,6 +48,19 @@ pub struct Object {
 }
 
 impl Object {
+    /// The same object with its body on disk at `d` (memory evicted it,
+    /// or it was written straight there).
+    pub fn on_disk(&self, d: super::disk::DiskRef, usage: Arc<AtomicU64>) -> Arc<Object> {
+        Arc::new(Object {
+            head: self.head.clone(),
+            fresh: self.fresh,
+            vary: self.vary.clone(),
+            rule_key: self.rule_key.clone(),
+            body: Body::on_disk(d, usage),
+            to_disk: false,
+        })
+    }
+
     /// Whether this object was stored for a request like the one whose
     /// header values `get` gives and whose rule key is `rule_key`
     /// (RFC 9111 §4.1, values compared after trimming, case-sensitively).
@@ -128,21 +141,26 @@ impl Body {
                 .ok(),
             _ => None,
         };
+        Body::filling(expected, usage, file, 0, true)
+    }
+
+    fn filling(
+        expected: Option<u64>,
+        usage: Arc<AtomicU64>,
+        file: Option<std::fs::File>,
+        base: u64,
+        in_memory: bool,
+    ) -> Arc<Body> {
+        let pieces = Pieces { pieces: Vec::new(), ends: Vec::new(), len: 0, end: End::Filling, wakers: Vec::new() };
         Arc::new(Body {
-            pieces: Mutex::new(Pieces {
-                pieces: Vec::new(),
-                ends: Vec::new(),
-                len: 0,
-                end: End::Filling,
-                wakers: Vec::new(),
-            }),
+            pieces: Mutex::new(pieces),
             expected,
             charged: AtomicU64::new(0),
             usage,
             disk: None,
             file,
-            base: 0,
-            in_memory: true,
+            base,
+            in_memory,
         })
     }
 
@@ -150,22 +168,7 @@ impl Body {
     /// straight into `file` (the disk tier's, its header already there)
     /// from `base` on.
     pub fn to_file(file: std::fs::File, base: u64, expected: u64, usage: Arc<AtomicU64>) -> Arc<Body> {
-        Arc::new(Body {
-            pieces: Mutex::new(Pieces {
-                pieces: Vec::new(),
-                ends: Vec::new(),
-                len: 0,
-                end: End::Filling,
-                wakers: Vec::new(),
-            }),
-            expected: Some(expected),
-            charged: AtomicU64::new(0),
-            usage,
-            disk: None,
-            file: Some(file),
-            base,
-            in_memory: false,
-        })
+        Body::filling(Some(expected), usage, Some(file), base, false)
     }
 
     /// The file a body too large for memory is being written to.

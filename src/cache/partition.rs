@@ -372,15 +372,7 @@ impl Partition {
             }
             if let Some(d) = slot.disk.clone() {
                 // Demoted: the memory copy goes once its readers finish.
-                let o = &slot.obj;
-                slot.obj = Arc::new(Object {
-                    head: o.head.clone(),
-                    fresh: o.fresh,
-                    vary: o.vary.clone(),
-                    rule_key: o.rule_key.clone(),
-                    body: Body::on_disk(d, self.usage.clone()),
-                    to_disk: false,
-                });
+                slot.obj = slot.obj.on_disk(d, self.usage.clone());
                 continue;
             }
             let key = slot.key.clone();
@@ -410,15 +402,7 @@ impl Partition {
                     self.evictor.remove(id);
                 }
                 if !slot.in_memory {
-                    let o = &slot.obj;
-                    slot.obj = Arc::new(Object {
-                        head: o.head.clone(),
-                        fresh: o.fresh,
-                        vary: o.vary.clone(),
-                        rule_key: o.rule_key.clone(),
-                        body: Body::on_disk(d, self.usage.clone()),
-                        to_disk: false,
-                    });
+                    slot.obj = slot.obj.on_disk(d, self.usage.clone());
                 }
                 self.stats.disk_writes += 1;
                 self.evict_disk();

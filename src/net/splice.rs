@@ -118,45 +118,23 @@ enum Step {
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<Step> {
-    // SAFETY: both descriptors are open for the duration of the call (the
-    // caller holds their owners); null offsets mean "current position".
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    match n {
-        0 => Ok(Step::End),
-        n if n > 0 => Ok(Step::Moved(n as usize)),
-        _ => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(Step::WouldBlock)
-            } else {
-                Err(e)
-            }
-        }
-    }
+    splice_off(from, None, to, len)
 }
 
 /// `splice` from `from` at `*off` (advanced by what moved) into `to`.
 fn splice_at(from: RawFd, off: &mut i64, to: RawFd, len: usize) -> io::Result<Step> {
+    splice_off(from, Some(off), to, len)
+}
+
+/// One non-blocking `splice` call, from `from` at `off` (`None`: its
+/// current position, as for sockets and pipes) into `to`.
+fn splice_off(from: RawFd, off: Option<&mut i64>, to: RawFd, len: usize) -> io::Result<Step> {
+    let off = off.map_or(std::ptr::null_mut(), |o| o as *mut i64);
     // SAFETY: both descriptors are open for the duration of the call (the
-    // caller holds their owners); `off` is a valid i64 the call updates.
+    // caller holds their owners); `off` is null or a valid i64 the call
+    // updates.
     let n = unsafe {
-        libc::splice(
-            from,
-            off as *mut i64,
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
+        libc::splice(from, off, to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
     };
     match n {
         0 => Ok(Step::End),
