@@ -251,8 +251,9 @@ impl Vm {
                     self.stack.push(v);
                 }
                 Op::Call { builtin, argc } | Op::CallMut { builtin, argc, .. } => {
+                    // The arguments stay on the stack, lent to the
+                    // built-in: no list is made per call.
                     let at = self.stack.len().saturating_sub(argc as usize);
-                    let mut args: Vec<Value> = self.stack.drain(at..).collect();
                     let b = &builtins::TABLE[builtin as usize];
                     // A changing built-in gets the variable itself (moved,
                     // so an array it extends is not copied) and gives it
@@ -263,38 +264,45 @@ impl Vm {
                                 Target::Slot(s) => &mut self.locals[self.base + s as usize],
                                 Target::Capture(c) => &mut self.captures[c as usize],
                             };
-                            if let Some(a) = args.first_mut() {
+                            if let Some(a) = self.stack.get_mut(at) {
                                 *a = std::mem::take(var);
                             }
                             Some(first)
                         }
                         _ => None,
                     };
-                    let mut call = Call { env, args: &mut args, captures: &mut self.captures };
+                    let mut call = Call { env, args: &mut self.stack[at..], captures: &mut self.captures };
                     let result = (b.f)(&mut call);
-                    if let (Some(first), Some(a)) = (first, args.first_mut()) {
-                        let var = match first {
-                            Target::Slot(s) => &mut self.locals[self.base + s as usize],
-                            Target::Capture(c) => &mut self.captures[c as usize],
-                        };
-                        *var = std::mem::take(a);
+                    if let Some(first) = first {
+                        if let Some(a) = self.stack.get_mut(at) {
+                            let var = match first {
+                                Target::Slot(s) => &mut self.locals[self.base + s as usize],
+                                Target::Capture(c) => &mut self.captures[c as usize],
+                            };
+                            *var = std::mem::take(a);
+                        }
                     }
                     match result {
                         Ok(v) => {
+                            self.stack.truncate(at);
                             self.mem += v.size();
                             self.stack.push(v);
                         }
                         // The call is made again when the body is in: its
-                        // arguments go back, and the machine back to it.
+                        // arguments stay, and the machine goes back to it.
                         Err(Fault::Wait(Pending::Body)) if first.is_none() => {
-                            self.stack.extend(args);
                             self.pc -= 1;
                             return Outcome::Wait(Pending::Body);
                         }
-                        Err(Fault::Error(e)) => return self.fail(format!("{}: {e}", b.name)),
-                        Err(Fault::Stop(Stop::Rule)) => return Outcome::Done,
-                        Err(Fault::Stop(s)) => return Outcome::Stop(s),
-                        Err(Fault::Wait(p)) => return Outcome::Wait(p),
+                        Err(e) => {
+                            self.stack.truncate(at);
+                            match e {
+                                Fault::Error(e) => return self.fail(format!("{}: {e}", b.name)),
+                                Fault::Stop(Stop::Rule) => return Outcome::Done,
+                                Fault::Stop(s) => return Outcome::Stop(s),
+                                Fault::Wait(p) => return Outcome::Wait(p),
+                            }
+                        }
                     }
                 }
                 Op::CallSub { func, argc } => {

@@ -87,8 +87,12 @@ pub fn get_version(c: &mut Call<'_, '_>) -> R {
 
 /// A request field's first value ("" when absent).
 pub fn get_header(c: &mut Call<'_, '_>) -> R {
-    let name = c.text(0)?;
-    Ok(Value::from(c.tx()?.request.fields.get(&name).unwrap_or_default()))
+    // The name is read in place (no copy per call: conditions on headers
+    // are the commonest rule there is).
+    let name = super::arg_bytes(c.args, 0)?;
+    let name = String::from_utf8_lossy(&name);
+    let tx = c.env.tx.as_deref_mut().ok_or_else(|| Fault::Error("only on HTTP virtual servers".into()))?;
+    Ok(Value::from(tx.request.fields.get(&name).unwrap_or_default()))
 }
 
 pub fn set_header(c: &mut Call<'_, '_>) -> R {

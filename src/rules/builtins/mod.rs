@@ -49,10 +49,24 @@ pub struct Call<'c, 'e> {
     pub captures: &'c mut [Value; 9],
 }
 
+/// Argument `i` of `args` as bytes, borrowed when it is a string.
+pub fn arg_bytes(args: &[Value], i: usize) -> Result<std::borrow::Cow<'_, [u8]>, Fault> {
+    match args.get(i) {
+        None => Ok(std::borrow::Cow::Borrowed(&[])),
+        Some(v) => v.to_bytes().map_err(|e| Fault::Error(format!("argument {}: {}", i + 1, e.0))),
+    }
+}
+
 impl Call<'_, '_> {
     /// Argument `i`, or "" when not given.
     pub fn arg(&self, i: usize) -> Value {
         self.args.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Argument `i` as bytes, borrowed when it is a string ("" when not
+    /// given): for functions that only read their arguments.
+    pub fn bytes_ref(&self, i: usize) -> Result<std::borrow::Cow<'_, [u8]>, Fault> {
+        arg_bytes(self.args, i)
     }
 
     pub fn bytes(&self, i: usize) -> Result<Vec<u8>, Fault> {

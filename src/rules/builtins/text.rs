@@ -68,15 +68,15 @@ pub fn uppercase(c: &mut Call<'_, '_>) -> R {
 }
 
 pub fn starts_with(c: &mut Call<'_, '_>) -> R {
-    Ok(Value::from(c.bytes(0)?.starts_with(&c.bytes(1)?)))
+    Ok(Value::from(c.bytes_ref(0)?.starts_with(&c.bytes_ref(1)?)))
 }
 
 pub fn ends_with(c: &mut Call<'_, '_>) -> R {
-    Ok(Value::from(c.bytes(0)?.ends_with(&c.bytes(1)?)))
+    Ok(Value::from(c.bytes_ref(0)?.ends_with(&c.bytes_ref(1)?)))
 }
 
 pub fn contains(c: &mut Call<'_, '_>) -> R {
-    Ok(Value::from(position(&c.bytes(0)?, &c.bytes(1)?, 0).is_some()))
+    Ok(Value::from(position(&c.bytes_ref(0)?, &c.bytes_ref(1)?, 0).is_some()))
 }
 
 /// Where `needle` first occurs in `hay` at or after `from`.
@@ -84,7 +84,18 @@ pub fn position(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if needle.is_empty() {
         return (from <= hay.len()).then_some(from);
     }
-    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    // memchr for the first byte, then a compare: no per-window call.
+    let hay = hay.get(from..)?;
+    let (first, rest) = (needle[0], &needle[1..]);
+    let mut at = 0;
+    while at + needle.len() <= hay.len() {
+        let i = at + hay[at..=hay.len() - needle.len()].iter().position(|&b| b == first)?;
+        if &hay[i + 1..i + needle.len()] == rest {
+            return Some(i + from);
+        }
+        at = i + 1;
+    }
+    None
 }
 
 /// `string.find(s, needle[, start])`: the offset, or -1.
