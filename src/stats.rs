@@ -81,9 +81,7 @@ pub struct VsCounters {
 
 impl VsCounters {
     pub fn cache(&self, e: crate::cache::module::CacheEvent) {
-        if let Some(i) = CACHE_COUNTERS.iter().position(|(x, _)| *x == e) {
-            bump(&self.cache[i], 1);
-        }
+        bump(&self.cache[e as usize], 1);
     }
 
     pub fn cache_hit_bytes(&self, n: u64) {
@@ -280,6 +278,13 @@ impl Totals {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cache_counters_are_indexed_by_their_event() {
+        for (i, (e, _)) in super::CACHE_COUNTERS.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+    }
+
     use super::*;
 
     #[test]

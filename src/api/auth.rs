@@ -97,22 +97,15 @@ fn parse_hash(stored: &str) -> Result<ParsedHash, String> {
 /// scheme in any case); None if it is anything else. The user name ends at
 /// the first ':' (RFC 7617), so the password may contain ':'.
 pub fn parse_basic(header: &[u8]) -> Option<(String, String)> {
-    let header = trim_ows(header);
+    let header = crate::http::trim_ows(header);
     let (scheme, rest) = header.split_at(header.iter().position(|&b| b == b' ' || b == b'\t')?);
     if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
     }
-    let decoded = base64_decode(trim_ows(rest))?;
+    let decoded = base64_decode(crate::http::trim_ows(rest))?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
-}
-
-fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
-    &bytes[start..end]
 }
 
 /// Checks `Authorization` headers against the configured users, and

@@ -259,19 +259,15 @@ pub fn scan(dir: &Path, mine: impl Fn(&[u8]) -> bool) -> Vec<(Header, DiskRef)> 
         }
         let Ok(meta) = e.metadata() else { continue };
         let mut buf = vec![0u8; (meta.len() as usize).min(MAX_HEADER)];
+        // The file holds at least `buf.len()` bytes: its length, capped.
         let read = std::fs::File::open(&path).and_then(|mut f| {
             use std::io::Read;
-            let mut n = 0;
-            while n < buf.len() {
-                match f.read(&mut buf[n..])? {
-                    0 => break,
-                    k => n += k,
-                }
-            }
-            Ok(n)
+            f.read_exact(&mut buf)
         });
-        let Ok(n) = read else { continue };
-        match decode_header(&buf[..n]) {
+        if read.is_err() {
+            continue;
+        }
+        match decode_header(&buf) {
             Some(h) if h.body_offset <= meta.len() => {
                 if mine(&h.key) {
                     let len = meta.len() - h.body_offset;

@@ -30,6 +30,7 @@ use crate::proxy::module::{BodySink, Flow, Module, SinkFull, Step, Verdict};
 use crate::proxy::own::{OwnBody, OwnResponse};
 use crate::proxy::txn::Txn;
 use crate::runtime::shard::Shard;
+use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -190,9 +191,7 @@ impl CacheModule {
         };
         ctx.usage = Some(found.usage);
         ctx.disk_dir = found.disk_dir;
-        let rule_key = tx.cache.key.clone();
-        let selected =
-            found.variants.iter().find(|o| o.selected_by(rule_key.as_deref(), |n| tx.request.fields.get(n))).cloned();
+        let selected = found.variants.iter().find(|o| selects(o, tx)).cloned();
         let fill = found.fill;
         if let Some(obj) = selected {
             match policy::usable(&obj.fresh, &policy, now) {
@@ -275,9 +274,8 @@ impl CacheModule {
         let stats = view.vs_stats(tx.vs);
         stats.cache(CacheEvent::Collapsed);
         let outcome = monoio::time::timeout(self.settings.fill_wait, fill.settled()).await;
-        let rule_key = tx.cache.key.clone();
         match outcome {
-            Ok(Outcome::Stored(obj)) if obj.selected_by(rule_key.as_deref(), |n| tx.request.fields.get(n)) => {
+            Ok(Outcome::Stored(obj)) if selects(&obj, tx) => {
                 stats.cache(CacheEvent::Hit);
                 self.hit(tx, ctx, &obj, now, "cached")
             }
@@ -333,7 +331,9 @@ impl CacheModule {
             }
         };
         let mut head = obj.head.clone();
-        let _ = head.fields.set_with("Age", |out| out.extend_from_slice(obj.fresh.age(now).to_string().as_bytes()));
+        let _ = head.fields.set_with("Age", |out| {
+            let _ = write!(out, "{}", obj.fresh.age(now));
+        });
         if self.settings.verbose {
             let _ = head.fields.set("X-Cache-Info", info.as_bytes());
         }
@@ -366,16 +366,16 @@ impl CacheModule {
                 Some(Ask::Part { start, end }) => {
                     let _ = head.set_status(206);
                     let _ = head.fields.set_with("Content-Range", |out| {
-                        out.extend_from_slice(format!("bytes {start}-{}/{len}", end - 1).as_bytes())
+                        let _ = write!(out, "bytes {start}-{}/{len}", end - 1);
                     });
                     return OwnResponse { head, body: body_of(obj, start, Some(end)), close_instead: false };
                 }
                 Some(Ask::Unsatisfiable) => {
                     let _ = head.set_status(416);
                     head.fields.remove("content-type");
-                    let _ = head
-                        .fields
-                        .set_with("Content-Range", |out| out.extend_from_slice(format!("bytes */{len}").as_bytes()));
+                    let _ = head.fields.set_with("Content-Range", |out| {
+                        let _ = write!(out, "bytes */{len}");
+                    });
                     return OwnResponse { head, body: OwnBody::Empty, close_instead: false };
                 }
                 None => {}
@@ -623,7 +623,7 @@ fn stored_head(resp: &ResponseHead) -> ResponseHead {
         .fields
         .get_all("connection")
         .flat_map(|v| v.split(|&b| b == b','))
-        .map(|t| String::from_utf8_lossy(policy::trim(t)).to_ascii_lowercase())
+        .map(|t| String::from_utf8_lossy(crate::http::trim_ows(t)).to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
     for name in HOP_BY_HOP.iter().copied().chain(named.iter().map(String::as_str)) {
@@ -684,12 +684,12 @@ fn vary_values(resp: &ResponseHead, req: &RequestHead, max: usize) -> Option<Vec
     let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     let mut size = 0;
     for v in resp.fields.get_all("vary") {
-        for name in v.split(|&b| b == b',').map(policy::trim).filter(|n| !n.is_empty()) {
+        for name in v.split(|&b| b == b',').map(crate::http::trim_ows).filter(|n| !n.is_empty()) {
             let name = String::from_utf8_lossy(name).to_ascii_lowercase();
             if out.iter().any(|(n, _)| *n == name) {
                 continue;
             }
-            let value = req.fields.get(&name).map(|v| policy::trim(v).to_vec());
+            let value = req.fields.get(&name).map(|v| crate::http::trim_ows(v).to_vec());
             size += name.len() + value.as_ref().map_or(0, Vec::len);
             if size > max {
                 return None;
@@ -704,10 +704,10 @@ fn vary_values(resp: &ResponseHead, req: &RequestHead, max: usize) -> Option<Vec
 /// RFC 9110 §8.8.3.2, unless `strong`).
 fn etag_list_matches(list: &[u8], etag: &[u8], strong: bool) -> bool {
     let bare = |t: &[u8]| -> Vec<u8> {
-        let t = policy::trim(t);
+        let t = crate::http::trim_ows(t);
         t.strip_prefix(b"W/").unwrap_or(t).to_vec()
     };
-    if policy::trim(list) == b"*" {
+    if crate::http::trim_ows(list) == b"*" {
         return true;
     }
     if strong && etag.starts_with(b"W/") {
@@ -715,9 +715,15 @@ fn etag_list_matches(list: &[u8], etag: &[u8], strong: bool) -> bool {
     }
     let want = bare(etag);
     list.split(|&b| b == b',').any(|t| {
-        let t = policy::trim(t);
+        let t = crate::http::trim_ows(t);
         !(strong && t.starts_with(b"W/")) && bare(t) == want
     })
+}
+
+/// Whether `obj` is the variant for `tx`'s request: its rule key and the
+/// values of its `Vary` fields.
+fn selects(obj: &Object, tx: &Txn) -> bool {
+    obj.selected_by(tx.cache.key.as_deref(), |n| tx.request.fields.get(n))
 }
 
 /// The primary key: the host (lower case, from `Host`) and the target as
@@ -760,10 +766,11 @@ fn post_to_owner(shard: &Rc<Shard>, owner: usize, f: impl FnOnce(&Rc<Shard>) + S
     }
 }
 
-/// What the per-virtual-server counters count.
+/// What the per-virtual-server counters count (the discriminant is the
+/// counter's place in `stats::CACHE_COUNTERS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheEvent {
-    Hit,
+    Hit = 0,
     Miss,
     Collapsed,
     Revalidation,

@@ -66,7 +66,7 @@ impl Object {
     /// (RFC 9111 §4.1, values compared after trimming, case-sensitively).
     pub fn selected_by<'a>(&self, rule_key: Option<&[u8]>, get: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
         self.rule_key.as_deref() == rule_key
-            && self.vary.iter().all(|(name, want)| get(name).map(super::policy::trim) == want.as_deref())
+            && self.vary.iter().all(|(name, want)| get(name).map(crate::http::trim_ows) == want.as_deref())
     }
 
     /// The `ETag`, if stored.

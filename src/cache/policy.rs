@@ -9,7 +9,7 @@
 use super::control::{delta_seconds, Directives};
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
-use crate::http::Framing;
+use crate::http::{trim_ows as trim, Framing};
 
 /// What the request allows the cache to do.
 #[derive(Debug, Clone, Default)]
@@ -252,14 +252,4 @@ pub fn fmt_http_date(secs: u64) -> String {
 /// Whether a comma-separated list holds `token` (case-insensitive).
 pub fn contains_token(list: &[u8], token: &[u8]) -> bool {
     list.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(token))
-}
-
-pub fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }

@@ -15,16 +15,16 @@ pub enum Ask {
 /// Read a `Range` value; `None` when it is not one single byte range
 /// (ignored: the whole representation is sent).
 pub fn parse(value: &[u8], len: u64) -> Option<Ask> {
-    let v = super::policy::trim(value);
+    let v = crate::http::trim_ows(value);
     let spec = v
         .strip_prefix(b"bytes=")
         .or_else(|| (v.len() > 6 && v[..6].eq_ignore_ascii_case(b"bytes=")).then(|| &v[6..]))?;
-    let spec = super::policy::trim(spec);
+    let spec = crate::http::trim_ows(spec);
     if spec.contains(&b',') {
         return None;
     }
     let dash = spec.iter().position(|&b| b == b'-')?;
-    let (first, last) = (super::policy::trim(&spec[..dash]), super::policy::trim(&spec[dash + 1..]));
+    let (first, last) = (crate::http::trim_ows(&spec[..dash]), crate::http::trim_ows(&spec[dash + 1..]));
     let num = |s: &[u8]| -> Option<u64> {
         if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
             return None;

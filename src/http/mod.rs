@@ -114,6 +114,15 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// RFC 9110 §9.2.2 idempotent methods.
+/// `b` without optional whitespace (spaces and tabs, RFC 9110 §5.6.3)
+/// at either end.
+pub fn trim_ows(b: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = b.iter().position(|b| !is_ows(b)).unwrap_or(b.len());
+    let end = b.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    &b[start..end]
+}
+
 /// Safe methods (RFC 9110 §9.2.1): any other, answered with success,
 /// invalidates what a cache holds for its URL.
 pub fn is_safe(method: &[u8]) -> bool {

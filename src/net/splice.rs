@@ -168,27 +168,39 @@ pub async fn file_to_socket(
     let mut left = len;
     while left > 0 {
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.cap);
-        let mut queued = match splice_at(file, &mut off, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
+        let queued = match splice_at(file, &mut off, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
             Step::Moved(n) => n,
             Step::End => return Err(SpliceError::Truncated),
             // The pipe is emptied after every fill, so it has room.
             Step::WouldBlock => return Err(SpliceError::Source(io::ErrorKind::WouldBlock.into())),
         };
         left -= queued as u64;
-        while queued > 0 {
-            match splice(pipe.r.as_raw_fd(), dst, queued).map_err(SpliceError::Sink)? {
-                Step::Moved(n) => queued -= n,
-                Step::End => return Err(SpliceError::Sink(io::ErrorKind::WriteZero.into())),
-                Step::WouldBlock => {
-                    if dst_poll.is_none() {
-                        dst_poll = Some(poller(dst).map_err(SpliceError::Sink)?);
-                    }
-                    dst_poll.as_ref().expect("just set").writable(false).await.map_err(SpliceError::Sink)?;
+        drain_pipe(pipe, queued, dst, &mut dst_poll).await?;
+    }
+    lease.empty = true;
+    Ok(())
+}
+
+/// Move the `queued` bytes in `pipe` to socket `dst`, waiting for it to
+/// be writable through the ring (`dst_poll`, made on first need).
+async fn drain_pipe(
+    pipe: &Pipe,
+    mut queued: usize,
+    dst: RawFd,
+    dst_poll: &mut Option<monoio::net::TcpStream>,
+) -> Result<(), SpliceError> {
+    while queued > 0 {
+        match splice(pipe.r.as_raw_fd(), dst, queued).map_err(SpliceError::Sink)? {
+            Step::Moved(n) => queued -= n,
+            Step::End => return Err(SpliceError::Sink(io::ErrorKind::WriteZero.into())),
+            Step::WouldBlock => {
+                if dst_poll.is_none() {
+                    *dst_poll = Some(poller(dst).map_err(SpliceError::Sink)?);
                 }
+                dst_poll.as_ref().expect("just set").writable(false).await.map_err(SpliceError::Sink)?;
             }
         }
     }
-    lease.empty = true;
     Ok(())
 }
 
@@ -236,7 +248,7 @@ async fn relay_with(src: RawFd, dst: RawFd, mut len: u64, pipe: &Pipe, idle: Dur
     let mut dst_poll: Option<monoio::net::TcpStream> = None;
     while len > 0 {
         let want = usize::try_from(len).unwrap_or(usize::MAX).min(pipe.cap);
-        let mut queued = match splice(src, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
+        let queued = match splice(src, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
             Step::Moved(n) => n,
             Step::End => return Err(SpliceError::Truncated),
             Step::WouldBlock => {
@@ -252,18 +264,7 @@ async fn relay_with(src: RawFd, dst: RawFd, mut len: u64, pipe: &Pipe, idle: Dur
             }
         };
         len -= queued as u64;
-        while queued > 0 {
-            match splice(pipe.r.as_raw_fd(), dst, queued).map_err(SpliceError::Sink)? {
-                Step::Moved(n) => queued -= n,
-                Step::End => return Err(SpliceError::Sink(io::ErrorKind::WriteZero.into())),
-                Step::WouldBlock => {
-                    if dst_poll.is_none() {
-                        dst_poll = Some(poller(dst).map_err(SpliceError::Sink)?);
-                    }
-                    dst_poll.as_ref().expect("just set").writable(false).await.map_err(SpliceError::Sink)?;
-                }
-            }
-        }
+        drain_pipe(pipe, queued, dst, &mut dst_poll).await?;
     }
     Ok(())
 }

@@ -440,6 +440,16 @@ impl std::fmt::Debug for Modules {
     }
 }
 
+/// A filter's answer for a piece in flight: it can neither answer nor
+/// wait there (either aborts the body).
+fn in_flight(step: Step<'_, BodyFlow>) -> BodyFlow {
+    match step {
+        Step::Ready(BodyFlow::Respond(_)) => BodyFlow::Abort("a body filter answered while the body was in flight"),
+        Step::Ready(flow) => flow,
+        Step::Wait(_) => BodyFlow::Abort("a body filter waited while the body was in flight"),
+    }
+}
+
 /// One module's context for the request in progress.
 type ModuleCtx = Box<dyn Any>;
 
@@ -572,13 +582,7 @@ impl Contexts {
             };
             let (m, c) = (&mods[i], ctxs[i].as_mut());
             let step = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
-            let flow = match step {
-                Step::Ready(BodyFlow::Respond(_)) => {
-                    BodyFlow::Abort("a body filter answered while the body was in flight")
-                }
-                Step::Ready(flow) => flow,
-                Step::Wait(_) => BodyFlow::Abort("a body filter waited while the body was in flight"),
-            };
+            let flow = in_flight(step);
             if !matches!(flow, BodyFlow::Continue) {
                 return flow;
             }
@@ -626,13 +630,7 @@ impl Contexts {
             let mut chunk = BodyChunk::shared(data, end);
             let (m, c) = (&mods[i], ctxs[i].as_mut());
             let step = if response { m.response_body(tx, c, &mut chunk) } else { m.request_body(tx, c, &mut chunk) };
-            let flow = match step {
-                Step::Ready(BodyFlow::Respond(_)) => {
-                    BodyFlow::Abort("a body filter answered while the body was in flight")
-                }
-                Step::Ready(flow) => flow,
-                Step::Wait(_) => BodyFlow::Abort("a body filter waited while the body was in flight"),
-            };
+            let flow = in_flight(step);
             if !matches!(flow, BodyFlow::Continue) {
                 return flow;
             }

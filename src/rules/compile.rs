@@ -557,19 +557,24 @@ impl Compiler {
         Ok(())
     }
 
+    /// Store the value on the stack into `$name` (a capture or a slot).
+    fn store_var(&mut self, name: &str, f: &mut FuncScope) {
+        match capture(name) {
+            Some(c) => self.emit(Op::StoreCapture(c)),
+            None => {
+                let s = f.slot(name);
+                self.emit(Op::Store(s))
+            }
+        };
+    }
+
     fn assign(&mut self, target: &Expr, op: Option<BinOp>, value: &Expr, pos: Pos, f: &mut FuncScope) -> R {
         self.line = pos.line;
         if let (Expr::Var(name, _), None) = (target, op) {
             // The common case, with no temporaries.
             self.expr(value, f)?;
             self.emit(Op::Dup);
-            match capture(name) {
-                Some(c) => self.emit(Op::StoreCapture(c)),
-                None => {
-                    let s = f.slot(name);
-                    self.emit(Op::Store(s))
-                }
-            };
+            self.store_var(name, f);
             return Ok(());
         }
         if let (Expr::Var(name, _), Some(BinOp::Concat), None) = (target, op, capture_of(target)) {
@@ -618,13 +623,7 @@ impl Compiler {
         if keys.is_empty() {
             self.emit(Op::Load(v));
             self.emit(Op::Dup);
-            match capture(name) {
-                Some(c) => self.emit(Op::StoreCapture(c)),
-                None => {
-                    let s = f.slot(name);
-                    self.emit(Op::Store(s))
-                }
-            };
+            self.store_var(name, f);
             return Ok(());
         }
         if capture(name).is_some() || keys.len() > u8::MAX as usize {

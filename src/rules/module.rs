@@ -315,23 +315,12 @@ impl Module for RulesModule {
             return Step::Ready(Flow::Continue);
         }
         let body_coming = tx.request.framing != Framing::None;
-        let site = Site {
-            tx: Some(tx),
-            stream: None,
-            body: None,
-            body_coming,
-            suspend: Some(&mut ctx.suspended),
-            state: &mut ctx.state,
-        };
+        let site = Site::head(tx, body_coming, ctx);
         run(&self.request, None, self.budget, &self.shared, Phase::Request, site, request_flow)
     }
 
     fn request_body_mode(&self, _: &Txn, ctx: &mut RulesCtx) -> BodyMode {
-        if ctx.suspended.is_some() {
-            BodyMode::Whole { limit: self.body_limit }
-        } else {
-            BodyMode::Off
-        }
+        self.body_mode(ctx)
     }
 
     fn request_body<'a>(
@@ -341,14 +330,7 @@ impl Module for RulesModule {
         chunk: &'a mut BodyChunk<'_>,
     ) -> Step<'a, BodyFlow> {
         let Some(from) = ctx.suspended.take() else { return Step::Ready(BodyFlow::Continue) };
-        let site = Site {
-            tx: Some(tx),
-            stream: None,
-            body: chunk.data_mut(),
-            body_coming: false,
-            suspend: None,
-            state: &mut ctx.state,
-        };
+        let site = Site::body(tx, chunk, ctx);
         run(&self.request, Some(from), self.budget, &self.shared, Phase::Request, site, request_body_flow)
     }
 
@@ -363,23 +345,12 @@ impl Module for RulesModule {
         ctx.state.retry = false;
         ctx.state.respond = None;
         let body_coming = tx.response.framing != Framing::None;
-        let site = Site {
-            tx: Some(tx),
-            stream: None,
-            body: None,
-            body_coming,
-            suspend: Some(&mut ctx.suspended),
-            state: &mut ctx.state,
-        };
+        let site = Site::head(tx, body_coming, ctx);
         run(&self.response, None, self.budget, &self.shared, Phase::Response, site, response_verdict)
     }
 
     fn response_body_mode(&self, _: &Txn, ctx: &mut RulesCtx) -> BodyMode {
-        if ctx.suspended.is_some() {
-            BodyMode::Whole { limit: self.body_limit }
-        } else {
-            BodyMode::Off
-        }
+        self.body_mode(ctx)
     }
 
     fn response_body<'a>(
@@ -389,15 +360,45 @@ impl Module for RulesModule {
         chunk: &'a mut BodyChunk<'_>,
     ) -> Step<'a, BodyFlow> {
         let Some(from) = ctx.suspended.take() else { return Step::Ready(BodyFlow::Continue) };
-        let site = Site {
+        let site = Site::body(tx, chunk, ctx);
+        run(&self.response, Some(from), self.budget, &self.shared, Phase::Response, site, response_body_flow)
+    }
+}
+
+impl RulesModule {
+    /// A rule waiting for the body gets it whole.
+    fn body_mode(&self, ctx: &RulesCtx) -> BodyMode {
+        match ctx.suspended {
+            Some(_) => BodyMode::Whole { limit: self.body_limit },
+            None => BodyMode::Off,
+        }
+    }
+}
+
+impl<'a> Site<'a> {
+    /// A request's or response's head phase: a rule that needs a body
+    /// still `body_coming` is suspended into the context.
+    fn head(tx: &'a mut Txn, body_coming: bool, ctx: &'a mut RulesCtx) -> Site<'a> {
+        Site {
+            tx: Some(tx),
+            stream: None,
+            body: None,
+            body_coming,
+            suspend: Some(&mut ctx.suspended),
+            state: &mut ctx.state,
+        }
+    }
+
+    /// The whole body is in `chunk`: the suspended rule goes on.
+    fn body(tx: &'a mut Txn, chunk: &'a mut BodyChunk<'_>, ctx: &'a mut RulesCtx) -> Site<'a> {
+        Site {
             tx: Some(tx),
             stream: None,
             body: chunk.data_mut(),
             body_coming: false,
             suspend: None,
             state: &mut ctx.state,
-        };
-        run(&self.response, Some(from), self.budget, &self.shared, Phase::Response, site, response_body_flow)
+        }
     }
 }
 
