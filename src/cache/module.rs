@@ -16,6 +16,10 @@
 //!   answered from the object like every other.
 //! - A stale object is revalidated with `If-None-Match`/`If-Modified-Since`;
 //!   a 304 freshens it; a failure may serve it stale (`stale-if-error`).
+//!   Within its `stale-while-revalidate` time the request that finds it
+//!   stale is answered from it at once, and the revalidation runs as a
+//!   request of its own with no client ([`crate::proxy::pipeline::spawn_background`]),
+//!   as Varnish's grace and nginx's `proxy_cache_background_update` do.
 //! - A successful unsafe request invalidates the URL (RFC 9111 §4.4).
 
 use super::fill::{FillGuard, Outcome};
@@ -107,6 +111,18 @@ pub struct CacheCtx {
     invalidate: bool,
     /// Answered from the cache.
     hit: bool,
+    /// A background revalidation (no client): what it answers goes
+    /// nowhere, so its answers carry no body.
+    background: bool,
+}
+
+/// What a request that served a stale object hands to the background
+/// request that revalidates it.
+struct Revalidate {
+    fill: FillGuard,
+    stale: Arc<Object>,
+    usage: Option<Arc<AtomicU64>>,
+    disk_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 impl Module for CacheModule {
@@ -132,6 +148,19 @@ impl Module for CacheModule {
         make_key(&tx.request, &mut ctx.key);
         ctx.owner = super::owner(&ctx.key, tx.view.shard.nshards);
         ctx.policy = Some(policy);
+        if let Some(handoff) = tx.handoff.take() {
+            if let Ok(r) = handoff.downcast::<Revalidate>() {
+                let Revalidate { fill, stale, usage, disk_dir } = *r;
+                ctx.background = true;
+                ctx.request_time = now();
+                ctx.usage = usage;
+                ctx.disk_dir = disk_dir;
+                ctx.fill = Some(fill);
+                self.prepare_fill(tx, ctx);
+                self.revalidate(tx, ctx, stale);
+                return Step::Ready(Flow::Continue);
+            }
+        }
         if tx.cache.disabled {
             // Not answered from the cache; a response rule may still enable
             // storing its response.
@@ -199,9 +228,24 @@ impl CacheModule {
                     stats.cache(CacheEvent::Hit);
                     return self.hit(tx, ctx, &obj, now, "cached");
                 }
-                // Another request is revalidating it: this one may have it
-                // stale meanwhile (RFC 5861 §3).
-                Usable::StaleWhileRevalidate if matches!(fill, Some((_, false))) => {
+                // RFC 5861 §3: served stale while it is revalidated, by
+                // another request already, or else by a background request
+                // this one starts with the fill it claims. (A HEAD starts
+                // none: its request would bring no body to store.)
+                Usable::StaleWhileRevalidate if fill.is_some() || claim => {
+                    let fill = match fill {
+                        Some(f) => Some(f),
+                        None => self.claim(&shard, ctx).await,
+                    };
+                    if let Some((f, true)) = fill {
+                        let handoff = Revalidate {
+                            fill: FillGuard::new(f),
+                            stale: obj.clone(),
+                            usage: ctx.usage.clone(),
+                            disk_dir: ctx.disk_dir.clone(),
+                        };
+                        crate::proxy::pipeline::spawn_background(tx, Box::new(handoff));
+                    }
                     stats.cache(CacheEvent::Stale);
                     return self.hit(tx, ctx, &obj, now, "cached; stale while revalidating");
                 }
@@ -238,16 +282,7 @@ impl CacheModule {
                 ctx.fill = Some(FillGuard::new(f));
                 self.prepare_fill(tx, ctx);
                 match stale {
-                    Some(obj) => {
-                        stats.cache(CacheEvent::Revalidation);
-                        // Ask the node whether the stored object is still good.
-                        if let Some(etag) = obj.etag() {
-                            let _ = tx.request.fields.set("If-None-Match", etag);
-                        } else if let Some(lm) = obj.head.fields.get("last-modified") {
-                            let _ = tx.request.fields.set("If-Modified-Since", lm);
-                        }
-                        ctx.stale = Some(obj);
-                    }
+                    Some(obj) => self.revalidate(tx, ctx, obj),
                     None => stats.cache(CacheEvent::Miss),
                 }
                 Flow::Continue
@@ -258,6 +293,18 @@ impl CacheModule {
                 Flow::Continue
             }
         }
+    }
+
+    /// Ask the node whether the stored object `obj` is still good (this
+    /// request owns the key's fill, and `prepare_fill` has run).
+    fn revalidate(&self, tx: &mut Txn, ctx: &mut CacheCtx, obj: Arc<Object>) {
+        tx.view.vs_stats(tx.vs).cache(CacheEvent::Revalidation);
+        if let Some(etag) = obj.etag() {
+            let _ = tx.request.fields.set("If-None-Match", etag);
+        } else if let Some(lm) = obj.head.fields.get("last-modified") {
+            let _ = tx.request.fields.set("If-Modified-Since", lm);
+        }
+        ctx.stale = Some(obj);
     }
 
     /// Claim the key's fill on its owner (variants were there but none
@@ -323,6 +370,9 @@ impl CacheModule {
         now: u64,
         info: &'static str,
     ) -> OwnResponse {
+        if ctx.background {
+            return OwnResponse::new(obj.head.status);
+        }
         let field = |name: &str| -> Option<&[u8]> {
             if ctx.prepared {
                 ctx.saved.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice())

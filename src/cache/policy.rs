@@ -220,7 +220,8 @@ pub fn usable(f: &Freshness, req: &RequestPolicy, now: u64) -> Usable {
     if req.cc.max_stale.is_some_and(|m| stale <= m) {
         return Usable::StaleAccepted;
     }
-    if stale <= f.stale_while_revalidate {
+    // Absent (0), the directive allows nothing, not "stale by 0 seconds".
+    if f.stale_while_revalidate > 0 && stale <= f.stale_while_revalidate {
         return Usable::StaleWhileRevalidate;
     }
     Usable::Revalidate
@@ -252,4 +253,32 @@ pub fn fmt_http_date(secs: u64) -> String {
 /// Whether a comma-separated list holds `token` (case-insensitive).
 pub fn contains_token(list: &[u8], token: &[u8]) -> bool {
     list.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(lifetime: u64, swr: u64) -> Freshness {
+        Freshness {
+            response_time: 100,
+            initial_age: 0,
+            lifetime,
+            no_stale: false,
+            always_revalidate: false,
+            stale_while_revalidate: swr,
+            stale_if_error: 0,
+        }
+    }
+
+    #[test]
+    fn stale_while_revalidate_only_where_given() {
+        let req = RequestPolicy::default();
+        // max-age=0: stale at once, and without the directive never served.
+        assert_eq!(usable(&stored(0, 0), &req, 100), Usable::Revalidate);
+        assert_eq!(usable(&stored(0, 5), &req, 100), Usable::StaleWhileRevalidate);
+        assert_eq!(usable(&stored(0, 5), &req, 105), Usable::StaleWhileRevalidate);
+        assert_eq!(usable(&stored(0, 5), &req, 106), Usable::Revalidate);
+        assert_eq!(usable(&stored(10, 5), &req, 105), Usable::Fresh);
+    }
 }

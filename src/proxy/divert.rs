@@ -6,12 +6,9 @@
 use super::body::{self, BodyOpts};
 use super::module::{BodyFlow, BodySink};
 use crate::http::Framing;
+use crate::net::stream::ConnWrite;
 use crate::pool::keepalive::NodeConn;
 use crate::pool::{NodeLease, ShardPool};
-use monoio::buf::{IoBuf, IoVecBuf};
-use monoio::io::AsyncWriteRent;
-use monoio::BufResult;
-use std::io;
 use std::rc::Rc;
 
 /// The node connection and what to do with it afterwards.
@@ -34,7 +31,7 @@ pub(super) async fn drain(mut d: Drain, mut sink: Box<dyn BodySink>) {
         Ok(()) => BodyFlow::Continue,
         Err(_) => BodyFlow::Abort("the module took no more of the body"),
     };
-    let result = body::forward(&mut d.nc.r, &mut Discard, d.framing, &d.opts, Some(&mut see)).await;
+    let result = body::forward(&mut d.nc.r, &mut ConnWrite::Null, d.framing, &d.opts, Some(&mut see)).await;
     match result {
         Ok(_) => {
             sink.end();
@@ -51,25 +48,4 @@ pub(super) async fn drain(mut d: Drain, mut sink: Box<dyn BodySink>) {
         }
     }
     drop(d.lease);
-}
-
-/// A writer that keeps nothing: the body's bytes went to the sink.
-struct Discard;
-
-impl AsyncWriteRent for Discard {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Ok(buf.bytes_init()), buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Err(io::Error::other("vectored writes are not used on a drained body")), buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

@@ -195,6 +195,40 @@ pub async fn run(view: Rc<ShardView>, vs: usize, conn: Split, peer: SocketAddr, 
     None
 }
 
+/// Run a request with no client, started by a module from `tx` (the
+/// cache's background revalidation): a copy of `tx`'s request as it stands
+/// (after the `request` phase, which is not run again), on the same
+/// connection facts, pool and cache settings, from the `route` phase on,
+/// in a task of its own on this shard. `handoff` reaches the module's
+/// hooks as `tx.handoff`. The response goes nowhere; the request is
+/// logged and counted like any other.
+pub fn spawn_background(tx: &Txn, handoff: Box<dyn std::any::Any>) {
+    let (view, vs) = (tx.view.clone(), tx.vs);
+    let request = tx.request.clone();
+    let (pool, cache) = (tx.pool, tx.cache.clone());
+    let info = tx.conn.clone();
+    monoio::spawn(async move {
+        let client = Client {
+            r: Reader::new(ConnRead::Null, Vec::new()),
+            w: ConnWrite::Null,
+            fd: -1,
+            canceller: Canceller::new(),
+        };
+        let mut c =
+            Conn { client, s: Scratch::default(), tx: Txn::new(view.clone(), vs, info), mods: Contexts::default() };
+        c.tx.request = request;
+        c.tx.begin(&view, vs, Instant::now());
+        c.tx.pool = pool;
+        c.tx.cache = cache;
+        c.tx.background = true;
+        c.tx.handoff = Some(handoff);
+        c.mods.begin(&view.stacks[vs]);
+        let _ = c.handle().await;
+        c.mods.log(&c.tx);
+        c.count();
+    });
+}
+
 /// After `101 Switching Protocols` (WebSocket): a generic streaming relay
 /// between the client and the node, starting with any bytes either side
 /// sent right behind the heads.
@@ -400,7 +434,8 @@ impl Conn {
         self.tx.retryable =
             !http.all_requests_non_idempotent && is_idempotent(self.tx.request.method()) && framing == Framing::None;
 
-        match self.mods.request(&mut self.tx).await {
+        let requested = if self.tx.background { Flow::Continue } else { self.mods.request(&mut self.tx).await };
+        match requested {
             Flow::Continue => {}
             Flow::Respond(own) => return self.respond(*own, framing != Framing::None).await,
             Flow::Close => return After::Close,

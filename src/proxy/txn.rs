@@ -99,6 +99,14 @@ pub struct Txn {
     /// `response` hook), so no module nearer the client may divert it
     /// ([`super::module::Verdict::Divert`]).
     pub response_body_wanted: bool,
+    /// A request with no client, started by a module
+    /// ([`super::pipeline::spawn_background`]): its head is a request
+    /// that has been through the `request` phase already, which is not
+    /// run again, and its response goes nowhere.
+    pub background: bool,
+    /// What the module that started a background request hands to its
+    /// own hooks in it (taken by that module).
+    pub handoff: Option<Box<dyn std::any::Any>>,
 }
 
 /// The rules' say over the content cache for one request
@@ -145,6 +153,8 @@ impl Txn {
             node_head_len: 0,
             cache: CacheAsk::default(),
             response_body_wanted: false,
+            background: false,
+            handoff: None,
         }
     }
 
@@ -179,6 +189,8 @@ impl Txn {
         self.cache.disabled = false;
         self.cache.key = None;
         self.response_body_wanted = false;
+        self.background = false;
+        self.handoff = None;
     }
 
     /// The client's address.
