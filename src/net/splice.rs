@@ -1,9 +1,9 @@
 //! Zero-copy body relay between two TCP sockets: `splice(2)` from the
 //! source socket into a pipe and from the pipe into the destination, so a
 //! large body's bytes never enter user space (two copies saved per byte).
-//! From a file in memory (a cached object's `memfd`) to a socket,
-//! [`file_to_socket`] uses `sendfile` itself: the file's pages go to the
-//! socket by reference, in one call where a pipe would take two.
+//! The same from a file in memory (a cached object's `memfd`) to a socket
+//! ([`file_to_socket`]), as `sendfile` does: the page-cache pages go to the
+//! socket by reference.
 //!
 //! Why not io_uring's SPLICE opcode: the kernel always runs it on an
 //! io-wq worker thread, blocking, one thread per transfer in flight. Here
@@ -11,7 +11,7 @@
 //! readiness with a poll through its ring when a call would block, so a
 //! transfer costs about three system calls per pipe-full and no threads.
 //!
-//! Why `unsafe`: `splice`, `sendfile`, `pipe2`, `fcntl` and `dup` are FFI calls on raw
+//! Why `unsafe`: `splice`, `pipe2`, `fcntl` and `dup` are FFI calls on raw
 //! descriptors, which monoio does not wrap. They are sound here because the
 //! caller holds the streams that own the socket descriptors for the whole
 //! transfer, and the pipe descriptors are owned by [`Pipe`] (`OwnedFd`).
@@ -117,20 +117,24 @@ enum Step {
     End,
 }
 
-/// One non-blocking `splice` call from `from` (a socket or pipe, at its
-/// current position) into `to`.
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<Step> {
+    splice_off(from, None, to, len)
+}
+
+/// `splice` from `from` at `*off` (advanced by what moved) into `to`.
+fn splice_at(from: RawFd, off: &mut i64, to: RawFd, len: usize) -> io::Result<Step> {
+    splice_off(from, Some(off), to, len)
+}
+
+/// One non-blocking `splice` call, from `from` at `off` (`None`: its
+/// current position, as for sockets and pipes) into `to`.
+fn splice_off(from: RawFd, off: Option<&mut i64>, to: RawFd, len: usize) -> io::Result<Step> {
+    let off = off.map_or(std::ptr::null_mut(), |o| o as *mut i64);
     // SAFETY: both descriptors are open for the duration of the call (the
-    // caller holds their owners); no offsets are passed.
+    // caller holds their owners); `off` is null or a valid i64 the call
+    // updates.
     let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
+        libc::splice(from, off, to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
     };
     match n {
         0 => Ok(Step::End),
@@ -147,38 +151,33 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<Step> {
 }
 
 /// Move bytes `offset..offset + len` of `file` (a file in memory: reading
-/// it never waits for a disk) to socket `dst` with `sendfile(2)`: one call
-/// per socket-buffer-full, where a pipe would take two `splice` calls (the
-/// kernel moves the page references through its own per-task pipe). The
+/// it never waits for a disk) to socket `dst` through `lease`'s pipe. The
 /// bytes must all be in the file already.
-pub async fn file_to_socket(file: RawFd, offset: u64, len: u64, dst: RawFd) -> Result<(), SpliceError> {
+pub async fn file_to_socket(
+    file: RawFd,
+    offset: u64,
+    len: u64,
+    dst: RawFd,
+    lease: &mut PipeLease,
+) -> Result<(), SpliceError> {
     set_nonblocking(dst).map_err(SpliceError::Sink)?;
+    lease.empty = false;
+    let pipe = lease.pipe.as_ref().expect("a lease holds its pipe until dropped");
     let mut dst_poll: Option<monoio::net::TcpStream> = None;
-    let mut off = libc::off_t::try_from(offset).map_err(|_| SpliceError::Source(io::ErrorKind::InvalidInput.into()))?;
+    let mut off = i64::try_from(offset).map_err(|_| SpliceError::Source(io::ErrorKind::InvalidInput.into()))?;
     let mut left = len;
     while left > 0 {
-        // Linux moves at most 0x7ffff000 bytes a call.
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(0x7fff_f000);
-        // SAFETY: both descriptors are open for the call (see the header)
-        // and `off` is a valid off_t the kernel advances by what moved.
-        let n = unsafe { libc::sendfile(dst, file, &mut off, want) };
-        match n {
-            0 => return Err(SpliceError::Truncated),
-            n if n > 0 => left -= n as u64,
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    // sendfile does not say which side failed; a memfd
-                    // read cannot fail for bytes it holds, so the socket.
-                    return Err(SpliceError::Sink(e));
-                }
-                if dst_poll.is_none() {
-                    dst_poll = Some(poller(dst).map_err(SpliceError::Sink)?);
-                }
-                dst_poll.as_ref().expect("just set").writable(false).await.map_err(SpliceError::Sink)?;
-            }
-        }
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.cap);
+        let queued = match splice_at(file, &mut off, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
+            Step::Moved(n) => n,
+            Step::End => return Err(SpliceError::Truncated),
+            // The pipe is emptied after every fill, so it has room.
+            Step::WouldBlock => return Err(SpliceError::Source(io::ErrorKind::WouldBlock.into())),
+        };
+        left -= queued as u64;
+        drain_pipe(pipe, queued, dst, &mut dst_poll).await?;
     }
+    lease.empty = true;
     Ok(())
 }
 

@@ -190,8 +190,8 @@ pub async fn send<W: AsyncWriteRent>(
         }
         OwnBody::File { start, end, mut file, fallback } if send_body => {
             write_vec(w, out).await.map_err(SendError::Client)?;
-            match splice_to {
-                Some(fd) => {
+            match splice_to.and_then(|fd| crate::net::splice::Pipe::take().map(|lease| (fd, lease))) {
+                Some((fd, mut lease)) => {
                     let mut at = start;
                     while at < end {
                         let have = poll_fn(|cx| file.poll_available(at + 1, cx)).await.map_err(SendError::Source)?;
@@ -199,12 +199,12 @@ pub async fn send<W: AsyncWriteRent>(
                             return Err(SendError::Source(io::Error::other("body source shorter than its length")));
                         }
                         let n = have.min(end) - at;
-                        crate::net::splice::file_to_socket(file.fd(), file.base() + at, n, fd).await.map_err(|e| {
-                            match e {
+                        crate::net::splice::file_to_socket(file.fd(), file.base() + at, n, fd, &mut lease)
+                            .await
+                            .map_err(|e| match e {
                                 crate::net::splice::SpliceError::Sink(e) => SendError::Client(e),
                                 other => SendError::Source(io::Error::other(format!("{other:?}"))),
-                            }
-                        })?;
+                            })?;
                         at += n;
                         sent.body += n;
                     }
