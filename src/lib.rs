@@ -33,6 +33,8 @@ pub mod proto;
 pub mod proxy;
 pub mod rules;
 pub mod runtime;
+pub mod shaping;
+pub mod slm;
 pub mod stats;
 pub mod tls;
 pub mod util;

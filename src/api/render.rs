@@ -131,7 +131,64 @@ pub fn status(g: &Generation, t: &Totals) -> Value {
         "pools": pools,
         "persistence": persistence,
         "cache": cache_tiers(g, t),
+        "rate_classes": rate_classes(g),
+        "service_levels": service_levels(g),
     })
+}
+
+/// Each rate class: its limits and counters.
+fn rate_classes(g: &Generation) -> Map<String, Value> {
+    g.rate
+        .iter()
+        .map(|r| {
+            let n = &r.counters;
+            let (contexts, context_evictions) = r.contexts();
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            (
+                r.cfg.name.clone(),
+                json!({
+                    "max_per_second": r.cfg.max_per_second,
+                    "max_per_minute": r.cfg.max_per_minute,
+                    "passed": get(&n.passed),
+                    "queued": get(&n.queued),
+                    "refused": get(&n.refused),
+                    "waiting": get(&n.waiting),
+                    "contexts": contexts,
+                    "context_evictions": context_evictions,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Each service level class: its window's reading and state.
+fn service_levels(g: &Generation) -> Map<String, Value> {
+    let now = std::time::Instant::now();
+    g.slm
+        .iter()
+        .map(|s| {
+            let (r, state) = s.read(now);
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            (
+                s.cfg.name.clone(),
+                json!({
+                    "state": state.name(),
+                    "response_time_ms": s.cfg.response_time.as_millis() as u64,
+                    "window": {
+                        "requests": r.requests,
+                        "conforming": r.conforming,
+                        "percent_conforming": r.percent(),
+                        "min_us": r.min_us,
+                        "max_us": r.max_us,
+                        "avg_us": r.avg_us,
+                    },
+                    "requests": get(&s.requests),
+                    "conforming": get(&s.conforming),
+                    "transitions": get(&s.transitions),
+                }),
+            )
+        })
+        .collect()
 }
 
 /// Escape a label value (backslash, quote, newline).
@@ -335,5 +392,58 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
     for (name, n) in &counters {
         m.sample("shoal_persistence_evictions_total", &[("class", name)], n.evictions as f64);
     }
+    shaping_metrics(g, &mut m);
     m.0
+}
+
+/// Rate classes' and service level classes' families.
+fn shaping_metrics(g: &Generation, m: &mut Metrics) {
+    use std::sync::atomic::Ordering::Relaxed;
+    m.family("shoal_rate_class_requests_total", "counter", "Requests through a rate class, by outcome.");
+    for r in g.rate.iter() {
+        let n = &r.counters;
+        for (outcome, v) in [("passed", &n.passed), ("queued", &n.queued), ("refused", &n.refused)] {
+            m.sample(
+                "shoal_rate_class_requests_total",
+                &[("class", &r.cfg.name), ("outcome", outcome)],
+                v.load(Relaxed) as f64,
+            );
+        }
+    }
+    m.family("shoal_rate_class_waiting", "gauge", "Requests waiting in a rate class's queues now.");
+    for r in g.rate.iter() {
+        m.sample("shoal_rate_class_waiting", &[("class", &r.cfg.name)], r.counters.waiting.load(Relaxed) as f64);
+    }
+    let now = std::time::Instant::now();
+    let readings: Vec<_> = g.slm.iter().map(|s| (s, s.read(now))).collect();
+    m.family(
+        "shoal_service_level_conforming_percent",
+        "gauge",
+        "Share of the last 10 s of requests within the class's response time.",
+    );
+    for (s, (r, _)) in &readings {
+        m.sample("shoal_service_level_conforming_percent", &[("class", &s.cfg.name)], r.percent() as f64);
+    }
+    m.family("shoal_service_level_state", "gauge", "A service level class's state: 0 ok, 1 warning, 2 serious.");
+    for (s, (_, state)) in &readings {
+        m.sample("shoal_service_level_state", &[("class", &s.cfg.name)], *state as u8 as f64);
+    }
+    m.family("shoal_service_level_response_seconds", "gauge", "Response times in the last 10 s, by statistic.");
+    for (s, (r, _)) in &readings {
+        for (stat, us) in [("min", r.min_us), ("avg", r.avg_us), ("max", r.max_us)] {
+            m.sample(
+                "shoal_service_level_response_seconds",
+                &[("class", &s.cfg.name), ("stat", stat)],
+                us as f64 / 1e6,
+            );
+        }
+    }
+    m.family("shoal_service_level_requests_total", "counter", "Requests timed by a service level class.");
+    for (s, _) in &readings {
+        m.sample("shoal_service_level_requests_total", &[("class", &s.cfg.name)], s.requests.load(Relaxed) as f64);
+    }
+    m.family("shoal_service_level_conforming_total", "counter", "Timed requests within the class's response time.");
+    for (s, _) in &readings {
+        m.sample("shoal_service_level_conforming_total", &[("class", &s.cfg.name)], s.conforming.load(Relaxed) as f64);
+    }
 }

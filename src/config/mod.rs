@@ -9,6 +9,7 @@ pub(crate) mod cache;
 pub mod model;
 pub mod raw;
 mod rules;
+mod shaping;
 mod validate;
 
 pub use model::*;

@@ -28,6 +28,33 @@ pub struct Config {
     pub api: Option<Api>,
     /// The content cache's settings (`[cache]`, or its defaults).
     pub cache: CacheSettings,
+    /// `[rate_classes.NAME]`, in name order.
+    pub rate_classes: Vec<RateClass>,
+    /// `[service_levels.NAME]`, in name order.
+    pub service_levels: Vec<ServiceLevel>,
+}
+
+/// `[rate_classes.NAME]` (docs/shaping.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateClass {
+    pub name: String,
+    /// 0: no limit of that kind.
+    pub max_per_second: u32,
+    pub max_per_minute: u32,
+    pub max_queue: u32,
+    pub max_wait: Duration,
+    pub status: u16,
+    pub max_contexts: usize,
+}
+
+/// `[service_levels.NAME]` (docs/shaping.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceLevel {
+    pub name: String,
+    pub response_time: Duration,
+    /// Percent conforming below which the class is in warning, serious.
+    pub warning: u8,
+    pub serious: u8,
 }
 
 /// `[cache]` (docs/cache.md).
@@ -190,6 +217,10 @@ pub struct VirtualServer {
     pub dsr: Option<Dsr>,
     /// Requests use the content cache (docs/cache.md).
     pub cache: bool,
+    /// Index into `Config::rate_classes`: every request waits its turn.
+    pub rate_class: Option<usize>,
+    /// Index into `Config::service_levels`: every request is timed.
+    pub service_level: Option<usize>,
 }
 
 /// `[virtual_servers.NAME.dsr]`.

@@ -41,6 +41,78 @@ pub struct RawConfig {
     pub api: Option<Spanned<RawApi>>,
     /// The content cache's settings (G1-G8); virtual servers turn it on.
     pub cache: Option<Spanned<RawCache>>,
+    /// Rate classes (H2), named by virtual servers and rules.
+    #[serde(default)]
+    pub rate_classes: BTreeMap<Spanned<String>, RawRateClass>,
+    /// Service level monitoring classes (H3), named by virtual servers and
+    /// rules.
+    #[serde(default)]
+    pub service_levels: BTreeMap<Spanned<String>, RawServiceLevel>,
+}
+
+/// `[rate_classes.NAME]` (docs/shaping.md). 0 for a limit: none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateClass {
+    #[serde(default = "zero_u32")]
+    pub max_per_second: Spanned<u32>,
+    #[serde(default = "zero_u32")]
+    pub max_per_minute: Spanned<u32>,
+    /// Requests that may wait in one queue.
+    #[serde(default = "default_rate_queue")]
+    pub max_queue: Spanned<u32>,
+    /// Longest wait a request is given; one that would wait longer is
+    /// refused.
+    #[serde(default = "default_rate_wait")]
+    pub max_wait: Spanned<Dur>,
+    /// The status of a refused request.
+    #[serde(default = "default_rate_status")]
+    pub status: Spanned<u16>,
+    /// Contexts (`rate.use(class, key)`) with a queue of their own.
+    #[serde(default = "default_rate_contexts")]
+    pub max_contexts: Spanned<u32>,
+}
+
+fn zero_u32() -> Spanned<u32> {
+    Spanned::new(0..0, 0)
+}
+fn zero_u8() -> Spanned<u8> {
+    Spanned::new(0..0, 0)
+}
+fn default_rate_queue() -> Spanned<u32> {
+    Spanned::new(0..0, 10_000)
+}
+fn default_rate_wait() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(30)))
+}
+fn default_rate_status() -> Spanned<u16> {
+    Spanned::new(0..0, 503)
+}
+fn default_rate_contexts() -> Spanned<u32> {
+    Spanned::new(0..0, 100_000)
+}
+
+/// `[service_levels.NAME]` (docs/shaping.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceLevel {
+    /// A request conforms when its first response byte came within this.
+    #[serde(default = "default_slm_time")]
+    pub response_time: Spanned<Dur>,
+    /// Below this share of conforming requests (percent), the class is in
+    /// warning.
+    #[serde(default = "default_slm_warning")]
+    pub warning: Spanned<u8>,
+    /// Below this share, it is serious.
+    #[serde(default = "zero_u8")]
+    pub serious: Spanned<u8>,
+}
+
+fn default_slm_time() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(1)))
+}
+fn default_slm_warning() -> Spanned<u8> {
+    Spanned::new(0..0, 50)
 }
 
 /// `[cache]`: the process's content cache. Defaults are written here.
@@ -400,6 +472,10 @@ pub struct RawVirtualServer {
     pub dsr: Option<Spanned<RawDsr>>,
     /// Serve and store responses through the content cache (`[cache]`).
     pub cache: Option<Spanned<bool>>,
+    /// Every request waits its turn in this rate class (`[rate_classes]`).
+    pub rate_class: Option<Spanned<String>>,
+    /// Every request is timed by this service level class.
+    pub service_level: Option<Spanned<String>>,
 }
 
 /// `[virtual_servers.NAME.dsr]`: requests for these paths are probed

@@ -14,6 +14,14 @@ use crate::rules::program::Program;
 use crate::rules::RuleError;
 use toml::Spanned;
 
+/// The names a rule may give as constants, to check that they exist.
+pub(super) struct Names<'a> {
+    pub pools: &'a [Pool],
+    pub persistence: &'a [Persistence],
+    pub rate_classes: &'a [RateClass],
+    pub service_levels: &'a [ServiceLevel],
+}
+
 /// Where a rule's text came from, to map an error in it back there.
 struct Located<'a> {
     file: &'a SourceFile,
@@ -31,11 +39,8 @@ pub(super) struct Checked<'a> {
     located: Vec<Located<'a>>,
 }
 
-pub(super) fn rules<'a>(
-    files: &'a [SourceFile],
-    pools: &[Pool],
-    persistence: &[Persistence],
-) -> Result<Checked<'a>, ConfigError> {
+pub(super) fn rules<'a>(files: &'a [SourceFile], names: &Names<'_>) -> Result<Checked<'a>, ConfigError> {
+    let pools = names.pools;
     let mut rules: Vec<Rule> = Vec::new();
     let mut located: Vec<Located<'a>> = Vec::new();
     for f in files {
@@ -74,7 +79,7 @@ pub(super) fn rules<'a>(
     let mut programs: Vec<Option<Program>> = (0..rules.len()).map(|_| None).collect();
     for i in order {
         let p = crate::rules::compile_rule(&rules, i).map_err(|e| error(&rules[i], &located[i], e))?;
-        check_constants(&rules[i], &located[i], &p, pools, persistence)?;
+        check_constants(&rules[i], &located[i], &p, names)?;
         programs[i] = Some(p);
     }
     let programs = programs.into_iter().map(|p| p.expect("every rule compiled")).collect();
@@ -393,14 +398,9 @@ fn action(f: &SourceFile, rname: &str, a: &Spanned<RawAction>, pools: &[Pool]) -
     })
 }
 
-/// Pool and persistence class names a rule gives as constants must exist.
-fn check_constants(
-    rule: &Rule,
-    at: &Located<'_>,
-    p: &Program,
-    pools: &[Pool],
-    persistence: &[Persistence],
-) -> Result<(), ConfigError> {
+/// Pool and class names a rule gives as constants must exist.
+fn check_constants(rule: &Rule, at: &Located<'_>, p: &Program, names: &Names<'_>) -> Result<(), ConfigError> {
+    let (pools, persistence) = (names.pools, names.persistence);
     let id = |n: &str| builtins::lookup(n).expect("a built-in");
     for name in ["pool.use", "pool.select"] {
         for (line, args) in p.constant_calls(id(name)) {
@@ -433,6 +433,30 @@ fn check_constants(
                     format!("{name}: no persistence class named \"{}\"", String::from_utf8_lossy(&class)),
                 );
                 return Err(error(rule, at, e));
+            }
+        }
+    }
+    let classes: [(&[&str], &str, Vec<&str>); 2] = [
+        (
+            &["rate.use", "rate.use.noqueue", "rate.getbacklog"],
+            "rate class",
+            names.rate_classes.iter().map(|c| c.name.as_str()).collect(),
+        ),
+        (
+            &["connection.setservicelevelclass", "slm.conforming", "slm.state"],
+            "service level class",
+            names.service_levels.iter().map(|c| c.name.as_str()).collect(),
+        ),
+    ];
+    for (functions, what, known) in classes {
+        for name in functions {
+            for (line, args) in p.constant_calls(id(name)) {
+                let class = args[0].to_bytes().map(|b| b.into_owned()).unwrap_or_default();
+                if !known.iter().any(|k| k.as_bytes() == class) {
+                    let class = String::from_utf8_lossy(&class);
+                    let e = RuleError::at(line, 1, format!("{name}: no {what} named \"{class}\""));
+                    return Err(error(rule, at, e));
+                }
             }
         }
     }

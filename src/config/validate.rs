@@ -101,7 +101,15 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         }
     }
 
-    let checked = super::rules::rules(files, &pools, &persistence)?;
+    let rate_classes = super::shaping::rate_classes(files)?;
+    let service_levels = super::shaping::service_levels(files)?;
+    let names = super::rules::Names {
+        pools: &pools,
+        persistence: &persistence,
+        rate_classes: &rate_classes,
+        service_levels: &service_levels,
+    };
+    let checked = super::rules::rules(files, &names)?;
 
     let mut virtual_servers = Vec::new();
     let mut seen_vs: HashMap<&str, (&SourceFile, &Spanned<String>)> = HashMap::new();
@@ -278,6 +286,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 Some(d) => Some(dsr(f, vname, v, d, &pool_index)?),
             };
             let cache = super::cache::vs_cache(f, vname, v)?;
+            let (rate_class, service_level) = super::shaping::vs_classes(f, vname, v, &rate_classes, &service_levels)?;
             if !v.enabled {
                 continue;
             }
@@ -304,6 +313,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 rules_every_read,
                 dsr,
                 cache,
+                rate_class,
+                service_level,
             });
         }
     }
@@ -347,6 +358,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         rules: checked.rules,
         api,
         cache: super::cache::settings(files)?,
+        rate_classes,
+        service_levels,
     })
 }
 
@@ -463,7 +476,7 @@ fn api_settings(f: &SourceFile, a: &Spanned<raw::RawApi>) -> Result<Api, ConfigE
 
 /// The index of `name` among `names`, or an error at its position listing
 /// the names defined (a pool naming a monitor or persistence class).
-fn find_named<'a>(
+pub(super) fn find_named<'a>(
     f: &SourceFile,
     name: &Spanned<String>,
     key: Option<String>,

@@ -57,6 +57,11 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
 
     /// The value for `k`, refreshed as most recently used.
     pub fn get(&mut self, k: &K) -> Option<&V> {
+        self.get_mut(k).map(|v| &*v)
+    }
+
+    /// The value for `k` to change, refreshed as most recently used.
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         if !self.map.contains_key(k) {
             return None;
         }
@@ -64,7 +69,7 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         let slot = self.map.get_mut(k)?;
         slot.stamp = stamp;
         slot.touched = Instant::now();
-        Some(&slot.value)
+        Some(&mut slot.value)
     }
 
     /// Set `k` to `v` (most recently used), dropping the least recently

@@ -99,6 +99,9 @@ pub struct Txn {
     /// `response` hook), so no module nearer the client may divert it
     /// ([`super::module::Verdict::Divert`]).
     pub response_body_wanted: bool,
+    /// The service level class timing this request (an index into
+    /// `config.service_levels`): the virtual server's, or a rule's choice.
+    pub service_level: Option<usize>,
     /// A request with no client, started by a module
     /// ([`super::pipeline::spawn_background`]): its head is a request
     /// that has been through the `request` phase already, which is not
@@ -153,6 +156,7 @@ impl Txn {
             node_head_len: 0,
             cache: CacheAsk::default(),
             response_body_wanted: false,
+            service_level: None,
             background: false,
             handoff: None,
         }
@@ -189,6 +193,7 @@ impl Txn {
         self.cache.disabled = false;
         self.cache.key = None;
         self.response_body_wanted = false;
+        self.service_level = view.config.virtual_servers[vs].service_level;
         self.background = false;
         self.handoff = None;
     }

@@ -135,6 +135,12 @@ pub fn run<'a, T: 'a>(
                 // runs meanwhile (a task that woke itself would keep it
                 // from running at all).
                 Progress::Yield => monoio::time::sleep(Duration::ZERO).await,
+                Progress::Wait(Pending::Rate(ticket)) => {
+                    monoio::time::sleep_until(ticket.until.into()).await;
+                    drop(ticket);
+                    let vm = runner.vm.as_mut().expect("a waiting rule has its machine");
+                    vm.resume(Value::empty());
+                }
                 Progress::Wait(Pending::Http(req)) => {
                     let vm = runner.vm.as_mut().expect("a waiting rule has its machine");
                     match super::subrequest::run(*req).await {

@@ -10,6 +10,8 @@
 //!   node address;
 //! - persistence classes' session tables, when the class's settings are
 //!   unchanged (sessions name nodes by identities that survive a reload);
+//! - rate classes' queues and service level classes' windows, by name,
+//!   when the class's settings are unchanged;
 //! - TLS termination and origination state (session caches, ticket keys),
 //!   by virtual server or pool name when the TLS settings are unchanged
 //!   (certificate files are re-read either way).
@@ -32,6 +34,10 @@ pub struct Generation {
     pub health: Vec<Vec<Arc<NodeHealth>>>,
     /// Session persistence classes, indexed like `config.persistence`.
     pub persist: crate::persist::Classes,
+    /// Rate classes, indexed like `config.rate_classes`.
+    pub rate: crate::shaping::rate::RateClasses,
+    /// Service level classes, indexed like `config.service_levels`.
+    pub slm: crate::slm::Classes,
     /// Per virtual server, its access log's number at the writer.
     pub vs_log: Vec<Option<usize>>,
     /// What changed from the previous generation, to log once applied.
@@ -134,6 +140,8 @@ impl Generation {
             })
             .collect();
         let persist = crate::persist::build(&config, None);
+        let rate = crate::shaping::rate::build(&config.rate_classes, None);
+        let slm = crate::slm::build(&config.service_levels, None);
         let vs_log = log_numbers(&config, log_paths);
         let rules_data = Arc::new(crate::rules::builtins::data::Store::new(
             config.global.rules.data_size,
@@ -144,6 +152,8 @@ impl Generation {
             config: Arc::new(config),
             health,
             persist,
+            rate,
+            slm,
             vs_log,
             notes: Vec::new(),
             modules,
@@ -205,6 +215,8 @@ impl Generation {
             }
         }
         let persist = crate::persist::build(&config, Some(&self.persist));
+        let rate = crate::shaping::rate::build(&config.rate_classes, Some(&self.rate));
+        let slm = crate::slm::build(&config.service_levels, Some(&self.slm));
         let vs_log = log_numbers(&config, log_paths);
         self.rules_data.set_limit(config.global.rules.data_size);
         Ok(Generation {
@@ -212,6 +224,8 @@ impl Generation {
             config: Arc::new(config),
             health,
             persist,
+            rate,
+            slm,
             vs_log,
             notes,
             modules: self.modules.clone(),

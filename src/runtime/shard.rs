@@ -171,6 +171,9 @@ pub struct ShardView {
     pub pools: Vec<Rc<ShardPool>>,
     /// Session persistence stores (process-wide), by class index.
     pub persist: crate::persist::Classes,
+    /// Rate classes and service level classes (process-wide), by index.
+    pub rate: crate::shaping::rate::RateClasses,
+    pub slm: crate::slm::Classes,
     /// The shard this is a view of (outlives every view).
     pub shard: Rc<Shard>,
     vs: Vec<Rc<VsRt>>,
@@ -273,6 +276,7 @@ impl ShardView {
                     access_lines[vs].clone(),
                     &rules,
                     &generation.modules,
+                    &generation.rate,
                 ))
             })
             .collect();
@@ -287,6 +291,8 @@ impl ShardView {
             config: config.clone(),
             pools,
             persist: generation.persist.clone(),
+            rate: generation.rate.clone(),
+            slm: generation.slm.clone(),
             shard: shard.clone(),
             vs,
             vs_limit: config.virtual_servers.iter().map(|v| share(v, v.max_connections)).collect(),

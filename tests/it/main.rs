@@ -22,4 +22,5 @@ mod monitor;
 mod persist;
 mod reload;
 mod rules;
+mod shaping;
 mod tls;

@@ -725,8 +725,12 @@ fn configuration_errors_point_into_rules() {
     dir.write("r.ts", "# a rule\nif( http.getPath() == \"/\" {\n}\n");
     let e = check(&format!("{base}[rules.r]\nfile = \"r.ts\"\n"));
     assert!(e.starts_with(&format!("{}:2:", dir.0.join("r.ts").display())), "{e}");
-    let e = check(&format!("{base}[rules.r]\nsource = 'rate.use( \"x\" );'\n"));
-    assert!(e.contains("rate.use is not available yet: it comes with rate classes (issue 17)"), "{e}");
+    let e = check(&format!("{base}[rules.r]\nsource = 'connection.setBandwidthClass( \"x\" );'\n"));
+    assert!(
+        e.to_lowercase()
+            .contains("connection.setbandwidthclass is not available yet: it comes with bandwidth classes (issue 17)"),
+        "{e}"
+    );
     let e = check(&format!("{base}[rules.r]\nsource = 'string.len( 1, 2 );'\n"));
     assert!(e.contains("string.len takes 1 argument(s), given 2"), "{e}");
     let e = check(&format!("{base}[rules.r]\nsource = '''\nhttp.setResponseHeader( \"a\", \"b\" );'''\n"));

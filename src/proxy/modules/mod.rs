@@ -7,23 +7,28 @@
 //!    access log;
 //! 2. [`error_page::ErrorPage`] (`error`): with `error_file` or
 //!    `error_action = "close"`;
-//! 3. [`persistence::Persistence`] (`route`, `response`): when the
+//! 3. [`crate::shaping::module::RateModule`] (`request`): with a
+//!    `rate_class`, every request waits its turn first;
+//! 4. [`persistence::Persistence`] (`route`, `response`): when the
 //!    configuration has a session persistence class for HTTP;
-//! 4. [`forwarding::Forwarding`] (`node_request`, `response`): the
+//! 5. [`forwarding::Forwarding`] (`node_request`, `response`): the
 //!    client-address, `Via`, `X-Forwarded-Proto` and SSL headers, with any
 //!    of them on;
-//! 5. [`crate::cache::module::CacheModule`] (`route`, `response`, `log`):
+//! 6. [`crate::cache::module::CacheModule`] (`route`, `response`, `log`):
 //!    with `cache = true`;
-//! 6. [`crate::rules::module::RulesModule`] (`request`, `response` and
+//! 7. [`crate::rules::module::RulesModule`] (`request`, `response` and
 //!    the body phases): when the virtual server lists request or
 //!    response rules;
-//! 7. [`dsr::Dsr`] (`request`, `response`): with `dsr`;
-//! 8. the modules a program embedding shoal adds ([`Modules`]), in the
+//! 8. [`dsr::Dsr`] (`request`, `response`): with `dsr`;
+//! 9. the modules a program embedding shoal adds ([`Modules`]), in the
 //!    order added;
-//! 9. [`proxy_protocol::ProxyProtocol`] (`node_request`): when a pool
-//!    sends the PROXY protocol.
+//! 10. [`proxy_protocol::ProxyProtocol`] (`node_request`): when a pool
+//!     sends the PROXY protocol;
+//! 11. [`crate::slm::module::SlmModule`] (`response`, `log`): when the
+//!     configuration has service level classes; last, so its timer stops
+//!     when the node's response head arrives, before any other module runs.
 //!
-//! So a response reaches the rules first, then the cache (which stores it
+//! So a response reaches the service level timer, then the rules, then the cache (which stores it
 //! as the rules left it), and only then gets the per-client fields of
 //! forwarding and persistence, which are never stored; on the request
 //! side, the rules have rewritten the request and set its cache key
@@ -46,12 +51,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 /// Build virtual server `site.vs`'s stack. `access_line`: its access log's
-/// line buffer on this shard, when it has one.
+/// line buffer on this shard, when it has one; `rate`: the generation's
+/// rate classes.
 pub fn build_stack(
     site: &ModuleSite<'_>,
     access_line: Option<Rc<RefCell<LineBuffer>>>,
     rules: &crate::rules::ShardRules,
     extra: &Modules,
+    rate: &crate::shaping::rate::RateClasses,
 ) -> Stack {
     let vs = site.vs_config();
     let config = site.config;
@@ -67,6 +74,9 @@ pub fn build_stack(
     }
     // Any class for HTTP, not only the pools': a rule may choose one
     // (`connection.setPersistenceClass`) for a pool that has none.
+    if let Some(class) = vs.rate_class.and_then(|i| rate.get(i)) {
+        modules.push(Box::new(crate::shaping::module::RateModule { class: class.clone() }));
+    }
     let persistent = config.persistence.iter().any(|c| c.kind != PersistenceType::SslSessionId);
     if persistent {
         modules.push(Box::new(persistence::Persistence));
@@ -86,6 +96,9 @@ pub fn build_stack(
     extra.build(site, &mut modules);
     if config.pools.iter().any(|p| p.proxy_protocol.is_some()) {
         modules.push(Box::new(proxy_protocol::ProxyProtocol));
+    }
+    if !config.service_levels.is_empty() {
+        modules.push(Box::new(crate::slm::module::SlmModule));
     }
     Stack { modules }
 }

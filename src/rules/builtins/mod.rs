@@ -11,6 +11,7 @@ pub mod data;
 pub mod general;
 pub mod http;
 pub mod route;
+pub mod shaping;
 pub mod text;
 
 use super::value::Value;
@@ -95,6 +96,18 @@ impl Call<'_, '_> {
         match self.args.get(i) {
             None => Ok(0),
             Some(v) => v.to_int().map_err(|e| Fault::Error(format!("argument {}: {}", i + 1, e.0))),
+        }
+    }
+
+    /// The shard's view of the configuration generation the connection
+    /// runs on.
+    pub fn view(&self) -> Result<&std::rc::Rc<crate::runtime::shard::ShardView>, Fault> {
+        if let Some(tx) = self.env.tx.as_deref() {
+            return Ok(&tx.view);
+        }
+        match self.env.stream.as_deref() {
+            Some(s) => Ok(&s.view),
+            None => Err(Fault::Error("there is no connection here".into())),
         }
     }
 
@@ -206,6 +219,9 @@ pub enum Pending {
     /// The whole body of the phase's message: the call is made again once
     /// it is in ([`Env::body`]).
     Body,
+    /// A place in a rate class's queue (`rate.use`): the rule resumes when
+    /// its time comes.
+    Rate(crate::shaping::rate::Ticket),
 }
 
 /// The phase a rule runs in.
@@ -299,12 +315,8 @@ pub enum Missing {
 /// rule naming one is refused by `shoal check` with what it waits for,
 /// never silently ignored.
 const LATER: &[(&str, &str)] = &[
-    ("rate.", "rate classes (issue 17)"),
     ("response.setbandwidthclass", "bandwidth classes (issue 17)"),
     ("connection.setbandwidthclass", "bandwidth classes (issue 17)"),
-    ("connection.setservicelevelclass", "service level classes (issue 17)"),
-    ("connection.getservicelevel", "service level classes (issue 17)"),
-    ("slm.", "service level classes (issue 17)"),
     ("http.compress.", "compression (issue 17)"),
     ("rtsp.", "RTSP virtual servers (issue 23)"),
 ];
@@ -384,6 +396,13 @@ pub static TABLE: &[Builtin] = &[
     f("connection.setpersistence", 1, 1, REQUEST, route::set_persistence),
     f("connection.setpersistenceclass", 1, 1, REQUEST, route::set_persistence),
     f("connection.setpersistencekey", 1, 1, REQUEST, route::set_persistence_key),
+    f("connection.setservicelevelclass", 1, 1, REQUEST, shaping::set_service_level),
+    f("connection.getservicelevelclass", 0, 0, ANY, shaping::get_service_level),
+    f("rate.use", 1, 2, REQUEST, shaping::rate_use),
+    f("rate.use.noqueue", 1, 2, REQUEST, shaping::rate_use_no_queue),
+    f("rate.getbacklog", 1, 2, ANY, shaping::rate_backlog),
+    f("slm.conforming", 1, 1, ANY, shaping::conforming),
+    f("slm.state", 1, 1, ANY, shaping::state),
     f("connection.setidempotent", 1, 1, REQUEST, route::set_idempotent),
     f("connection.close", 0, 0, ANY, route::close),
     f("connection.discard", 0, 0, ANY, route::close),

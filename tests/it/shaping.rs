@@ -1,0 +1,256 @@
+//! Rate classes (H2) and service level classes (H3) against real nodes:
+//! the rate a class lets through each second across shards, its queue,
+//! refusals and contexts; a service level class's transitions and a rule
+//! that routes on them.
+
+use crate::support::*;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// One `GET path` from source address `src` on a new connection; the
+/// status.
+fn get_from(src: IpAddr, addr: SocketAddr, path: &str) -> u16 {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Arrivals at the node of requests whose target starts with `prefix`, per
+/// whole second of the origin's clock (`at=` in milliseconds).
+fn per_second(origin: &Origin, prefix: &str) -> BTreeMap<u64, u32> {
+    let want = format!("request a GET {prefix}");
+    let mut counts = BTreeMap::new();
+    for l in origin.proc.lines().iter().filter(|l| l.starts_with(&want)) {
+        let at: u64 = l.split_whitespace().find_map(|w| w.strip_prefix("at=")).and_then(|v| v.parse().ok()).unwrap();
+        *counts.entry(at / 1000).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// H2 proof: 100 per second configured, four times that offered from 400
+/// connections on 2 shards for 10 s: every full second 100 ± 5 reach the
+/// node, every request is answered 200 (they wait, none fails), and a rule
+/// sees the backlog meanwhile.
+#[test]
+fn rate_class_holds_its_rate_across_shards() {
+    let _heavy = heavy();
+    // Built before the clock starts (the first call may build it).
+    bench_bin();
+    let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
+    let rule = r#"if( http.getPath() == "/backlog" ) {
+   http.sendResponse( "200", "text/plain", rate.getBacklog( "api" ), "" );
+}
+rate.use( "api" );
+"#;
+    let dir = TempDir::new();
+    dir.write("limit.ts", rule);
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\
+         request_rules = [\"limit\"]\n\n[pools.p]\nnodes = [\"{}\"]\n\n[rules.limit]\nfile = \"{}\"\n\n\
+         [rate_classes.api]\nmax_per_second = 100\n\n{}",
+        origin.addr("a"),
+        dir.0.join("limit.ts").display(),
+        api_section()
+    ));
+    let url = format!("http://{}/x", shoal.addr("web"));
+    let load = std::thread::spawn(move || {
+        bench_json(&["-c", "400", "-r", "400", "-t", "10", "--timeout", "60", "--max-errors", "100", &url])
+    });
+    // The queue is visible to a rule while it is long.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let backlog = loop {
+        let r = send(shoal.addr("web"), "/backlog");
+        let n: u64 = String::from_utf8_lossy(&r.body).trim().parse().unwrap_or(0);
+        if n > 100 {
+            break n;
+        }
+        seen.push((r.status, String::from_utf8_lossy(&r.body).into_owned()));
+        assert!(Instant::now() < deadline, "no backlog over 100 seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (report, ok) = load.join().unwrap();
+    assert!(ok, "{report}");
+    assert_eq!(report["errors"]["total"], 0, "{report}");
+    let statuses = report["statuses"].as_object().unwrap();
+    assert_eq!(statuses.keys().collect::<Vec<_>>(), ["200"], "every request answered 200: {report}");
+    let counts = per_second(&origin, "/x");
+    let seconds: Vec<u64> = counts.keys().copied().collect();
+    // Whole seconds only: not the first or the last, which are partial.
+    let full: Vec<(u64, u32)> =
+        counts.iter().map(|(s, n)| (*s, *n)).filter(|(s, _)| s > &seconds[0] && s < seconds.last().unwrap()).collect();
+    assert!(full.len() >= 8, "{counts:?}");
+    for (s, n) in &full {
+        assert!((95..=105).contains(n), "second {s}: {n} requests reached the node: {counts:?}");
+    }
+    let st = shoal.status();
+    let c = &st["rate_classes"]["api"];
+    assert!(c["queued"].as_u64().unwrap() > 500 && c["refused"] == 0, "{c} (backlog seen {backlog})");
+}
+
+/// H2 contexts: two clients, each with a context of its own (its address),
+/// each get the class's whole rate: 300 requests apiece at 100 per second
+/// take about 3 s each side by side, where one shared queue would take 6.
+#[test]
+fn rate_contexts_give_each_client_its_own_rate() {
+    let _heavy = heavy();
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\
+         request_rules = [\"perip\"]\n\n[pools.p]\nnodes = [\"{}\"]\n\n\
+         [rules.perip]\nsource = 'rate.use( \"search\", request.getRemoteIP() );'\n\n\
+         [rate_classes.search]\nmax_per_second = 100\n",
+        origin.addr("a")
+    ));
+    let addr = shoal.addr("web");
+    let clients: Vec<_> = ["127.0.0.1", "127.0.0.2"]
+        .into_iter()
+        .map(|src| {
+            let src: IpAddr = src.parse().unwrap();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let workers: Vec<_> = (0..20)
+                    .map(|_| {
+                        std::thread::spawn(move || (0..15).map(|_| get_from(src, addr, "/search")).collect::<Vec<_>>())
+                    })
+                    .collect();
+                let statuses: Vec<u16> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+                (started.elapsed(), statuses)
+            })
+        })
+        .collect();
+    for c in clients {
+        let (took, statuses) = c.join().unwrap();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+        assert_eq!(statuses.len(), 300);
+        assert!(
+            took >= Duration::from_millis(2500) && took < Duration::from_millis(4800),
+            "300 requests at 100/s in {took:?}"
+        );
+    }
+}
+
+/// A virtual server's `rate_class`: past `max_queue` requests are refused
+/// with the class's status (counted); `rate.use.noQueue` answers without
+/// waiting.
+#[test]
+fn rate_class_refusals_and_no_queue() {
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&format!(
+        "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\nrate_class = \"slow\"\n\n\
+         [virtual_servers.nq]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\nrequest_rules = [\"nq\"]\n\n\
+         [pools.p]\nnodes = [\"{}\"]\n\n\
+         [rules.nq]\nsource = 'if( !rate.use.noQueue( \"once\" ) ) http.sendResponse( \"429\", \"text/plain\", \"busy\", \"\" );'\n\n\
+         [rate_classes.slow]\nmax_per_second = 2\nmax_queue = 2\nstatus = 429\n\n\
+         [rate_classes.once]\nmax_per_minute = 1\n\n{}",
+        origin.addr("a"),
+        api_section()
+    ));
+    let addr = shoal.addr("web");
+    let all: Vec<_> = (0..8).map(|_| std::thread::spawn(move || send(addr, "/").status)).collect();
+    let mut statuses: Vec<u16> = all.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort();
+    // One at once, two in the queue, the other five refused.
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429, 429, 429]);
+    let st = shoal.status();
+    let c = &st["rate_classes"]["slow"];
+    assert_eq!((c["passed"].as_u64(), c["queued"].as_u64(), c["refused"].as_u64()), (Some(1), Some(2), Some(5)), "{c}");
+    assert!(shoal.log().contains("refused by its virtual server's rate class slow"));
+    let nq = shoal.addr("nq");
+    assert_eq!(send(nq, "/").status, 200);
+    let started = Instant::now();
+    let r = send(nq, "/");
+    assert_eq!((r.status, r.body.as_slice()), (429, &b"busy"[..]));
+    assert!(started.elapsed() < Duration::from_secs(2), "noQueue does not wait");
+    let metrics = shoal.api("GET", "/metrics", "").text();
+    assert!(metrics.contains("shoal_rate_class_requests_total{class=\"slow\",outcome=\"refused\"} 5"), "{metrics}");
+}
+
+/// H3 proof: a node that slows from 10 ms to 300 ms against a 100 ms target
+/// takes the class through warning to serious within its window, each
+/// transition logged, and a rule that reads the class sends traffic to
+/// another pool.
+#[test]
+fn service_level_goes_serious_and_a_rule_routes_away() {
+    let origin = Origin::start("http", &["a", "b"]);
+    let shoal = Shoal::start(&format!(
+        "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"main\"\n\
+         service_level = \"web\"\nrequest_rules = [\"away\"]\n\n\
+         [pools.main]\nnodes = [\"{}\"]\n\n[pools.spare]\nnodes = [\"{}\"]\n\n\
+         [rules.away]\nsource = '''\nif( slm.conforming( \"web\" ) < 50 ) pool.use( \"spare\" );\n'''\n\n\
+         [service_levels.web]\nresponse_time = \"100ms\"\nwarning = 90\nserious = 50\n\n{}",
+        origin.addr("a"),
+        origin.addr("b"),
+        api_section()
+    ));
+    let addr = shoal.addr("web");
+    for _ in 0..10 {
+        let r = send(addr, "/?delay=10");
+        assert_eq!((r.status, r.header("x-node")), (200, Some("a")));
+    }
+    assert_eq!(shoal.status()["service_levels"]["web"]["state"], "ok");
+    // The node slows down: 10 fast and then slow ones in the window.
+    let mut moved = None;
+    for i in 0..30 {
+        let r = send(addr, "/?delay=300");
+        if r.header("x-node") == Some("b") {
+            moved = Some(i);
+            break;
+        }
+    }
+    let moved = moved.expect("traffic moved to the spare pool");
+    assert!((10..=12).contains(&moved), "moved after {moved} slow requests (10 fast, 11 slow is under 50%)");
+    let st = shoal.status();
+    let c = &st["service_levels"]["web"];
+    assert_eq!(c["state"], "serious", "{c}");
+    assert!(c["window"]["max_us"].as_u64().unwrap() >= 300_000, "{c}");
+    let log = shoal.log();
+    assert!(log.contains("service level web: ok -> warning"), "{log}");
+    assert!(log.contains("service level web: warning -> serious"), "{log}");
+}
+
+/// Configuration errors name the file, line and key.
+#[test]
+fn class_configuration_errors() {
+    let base = "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n";
+    let pools = "\n[pools.p]\nnodes = [\"127.0.0.1:9\"]\n";
+    for (extra, top, want) in [
+        ("rate_class = \"nope\"\n", "", "no rate class named \"nope\" (defined: none)"),
+        ("service_level = \"x\"\n", "[service_levels.y]\n", "no service level class named \"x\" (defined: y)"),
+        ("", "[rate_classes.r]\nstatus = 200\n", "rate_classes.r.status"),
+        ("", "[service_levels.s]\nwarning = 40\nserious = 60\n", "must not be above warning"),
+        ("", "[service_levels.s]\nresponse_time = \"0ms\"\n", "service_levels.s.response_time"),
+        (
+            "request_rules = [\"r\"]\n",
+            "[rules.r]\nsource = 'rate.use( \"missing\" );'\n",
+            "rate.use: no rate class named \"missing\"",
+        ),
+        (
+            "request_rules = [\"r\"]\n",
+            "[rules.r]\nsource = 'if( slm.state( \"q\" ) == \"ok\" ) {}'\n",
+            "slm.state: no service level class named \"q\"",
+        ),
+    ] {
+        let dir = TempDir::new();
+        let path = dir.write("c.toml", &format!("{base}{extra}{pools}\n{top}"));
+        let out = std::process::Command::new(shoal_bin()).args(["check", "-c"]).arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want) && err.contains("c.toml:"), "{want}: {err}");
+    }
+}
+
+/// `GET path` on a new connection.
+fn send(addr: SocketAddr, path: &str) -> Resp {
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    read_response(&mut s, false)
+}
