@@ -23,6 +23,7 @@ USAGE:
               [--tls-cert FILE --tls-key FILE]
               [--request-rule FILE]... [--response-rule FILE]...
               [--cache SIZE [--cache-dir DIR --cache-disk SIZE]]
+              [--bandwidth RATE]
       Run one virtual server with no configuration file.
       Protocols: http, server_first, client_first, server_first_banner
       (needs --banner TEXT), generic_streaming [default], ssl_passthrough.
@@ -34,6 +35,8 @@ USAGE:
       only; docs/cache.md), with the [cache] defaults otherwise;
       --cache-dir/--cache-disk add the disk tier: files in DIR, up to
       SIZE, kept across restarts.
+      --bandwidth RATE: send each response at most at RATE (50Mbit,
+      1Gbit; http only; docs/shaping.md).
       Algorithms: round_robin [default], weighted_round_robin, random,
       least_connections, weighted_least_connections.
   shoal rules show NAME -c FILE
@@ -73,7 +76,7 @@ enum Cmd {
     Run { file: Option<PathBuf> },
     Check { file: PathBuf },
     RulesShow { file: PathBuf, name: String },
-    Proxy(Quick),
+    Proxy(Box<Quick>),
     PrintDefault,
     Passwd,
     Node { action: String, node: String, pools: Vec<String>, api: String, user: Option<String> },
@@ -96,6 +99,7 @@ struct Quick {
     cache: Option<String>,
     cache_dir: Option<String>,
     cache_disk: Option<String>,
+    bandwidth: Option<String>,
 }
 
 fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
@@ -135,6 +139,7 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("cache") => q.cache = Some(val(&mut p)?),
             Long("cache-dir") => q.cache_dir = Some(val(&mut p)?),
             Long("cache-disk") => q.cache_disk = Some(val(&mut p)?),
+            Long("bandwidth") => q.bandwidth = Some(val(&mut p)?),
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
             Long("pool") => pools.push(val(&mut p)?),
             Long("api") => api = Some(val(&mut p)?),
@@ -147,7 +152,7 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
     let cmd = match sub.as_str() {
         "run" => Cmd::Run { file },
         "check" => Cmd::Check { file: file.ok_or("check needs -c FILE")? },
-        "proxy" => Cmd::Proxy(q),
+        "proxy" => Cmd::Proxy(Box::new(q)),
         "rules" => match positional.as_slice() {
             [show, name] if show == "show" => {
                 Cmd::RulesShow { file: file.ok_or("rules show needs -c FILE")?, name: name.clone() }
@@ -227,7 +232,7 @@ fn real_main(modules: Modules) -> Result<ExitCode, String> {
         }
         Cmd::Run { file: Some(f) } => config::load_file(&f).map_err(|e| e.to_string())?,
         Cmd::Run { file: None } => config::embedded_default(),
-        Cmd::Proxy(q) => quick_config(q)?,
+        Cmd::Proxy(q) => quick_config(*q)?,
     };
     crate::logging::init(level.unwrap_or(cfg.global.log_level));
     for line in cfg.summary().lines() {
@@ -309,6 +314,9 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
     if q.cache.is_some() {
         t += "cache = true\n";
     }
+    if q.bandwidth.is_some() {
+        t += "bandwidth_class = \"proxy\"\n";
+    }
     match (&q.tls_cert, &q.tls_key) {
         (Some(c), Some(k)) => {
             t += &format!("\n[virtual_servers.proxy.tls]\ncertificates = [{{ cert = {}, key = {} }}]\n", s(c), s(k))
@@ -335,6 +343,10 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
         }
     } else if q.cache_dir.is_some() || q.cache_disk.is_some() {
         return Err("--cache-dir and --cache-disk need --cache SIZE".into());
+    }
+    if let Some(rate) = &q.bandwidth {
+        crate::shaping::bandwidth::parse_rate(rate).map_err(|e| format!("--bandwidth: {e}"))?;
+        t += &format!("\n[bandwidth_classes.proxy]\nmax_rate = {}\nper_connection = true\n", s(rate));
     }
     const NAME: &str = "<command line>";
     config::load_str(&t, NAME).map_err(|e| {

@@ -132,6 +132,7 @@ pub fn status(g: &Generation, t: &Totals) -> Value {
         "persistence": persistence,
         "cache": cache_tiers(g, t),
         "rate_classes": rate_classes(g),
+        "bandwidth_classes": bandwidth_classes(g),
         "service_levels": service_levels(g),
     })
 }
@@ -155,6 +156,25 @@ fn rate_classes(g: &Generation) -> Map<String, Value> {
                     "waiting": get(&n.waiting),
                     "contexts": contexts,
                     "context_evictions": context_evictions,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Each bandwidth class: its rate and what went through it.
+fn bandwidth_classes(g: &Generation) -> Map<String, Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    g.bandwidth
+        .iter()
+        .map(|b| {
+            (
+                b.cfg.name.clone(),
+                json!({
+                    "max_rate_bits": b.cfg.bits_per_second,
+                    "per_connection": b.cfg.per_connection,
+                    "bytes": b.bytes.load(Relaxed),
+                    "waits": b.waits.load(Relaxed),
                 }),
             )
         })
@@ -409,6 +429,14 @@ fn shaping_metrics(g: &Generation, m: &mut Metrics) {
                 v.load(Relaxed) as f64,
             );
         }
+    }
+    m.family("shoal_bandwidth_class_bytes_total", "counter", "Bytes sent at a bandwidth class's pace.");
+    for b in g.bandwidth.iter() {
+        m.sample("shoal_bandwidth_class_bytes_total", &[("class", &b.cfg.name)], b.bytes.load(Relaxed) as f64);
+    }
+    m.family("shoal_bandwidth_class_waits_total", "counter", "Pieces that waited for their turn in a bandwidth class.");
+    for b in g.bandwidth.iter() {
+        m.sample("shoal_bandwidth_class_waits_total", &[("class", &b.cfg.name)], b.waits.load(Relaxed) as f64);
     }
     m.family("shoal_rate_class_waiting", "gauge", "Requests waiting in a rate class's queues now.");
     for r in g.rate.iter() {

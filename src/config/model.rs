@@ -30,8 +30,19 @@ pub struct Config {
     pub cache: CacheSettings,
     /// `[rate_classes.NAME]`, in name order.
     pub rate_classes: Vec<RateClass>,
+    /// `[bandwidth_classes.NAME]`, in name order.
+    pub bandwidth_classes: Vec<BandwidthClass>,
     /// `[service_levels.NAME]`, in name order.
     pub service_levels: Vec<ServiceLevel>,
+}
+
+/// `[bandwidth_classes.NAME]` (docs/shaping.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandwidthClass {
+    pub name: String,
+    pub bits_per_second: u64,
+    /// Each connection gets the rate (else the class's connections share it).
+    pub per_connection: bool,
 }
 
 /// `[rate_classes.NAME]` (docs/shaping.md).
@@ -219,6 +230,8 @@ pub struct VirtualServer {
     pub cache: bool,
     /// Index into `Config::rate_classes`: every request waits its turn.
     pub rate_class: Option<usize>,
+    /// Index into `Config::bandwidth_classes`: every response is paced.
+    pub bandwidth_class: Option<usize>,
     /// Index into `Config::service_levels`: every request is timed.
     pub service_level: Option<usize>,
 }

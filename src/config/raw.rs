@@ -44,10 +44,25 @@ pub struct RawConfig {
     /// Rate classes (H2), named by virtual servers and rules.
     #[serde(default)]
     pub rate_classes: BTreeMap<Spanned<String>, RawRateClass>,
+    /// Bandwidth classes (H1), named by virtual servers and rules.
+    #[serde(default)]
+    pub bandwidth_classes: BTreeMap<Spanned<String>, RawBandwidthClass>,
     /// Service level monitoring classes (H3), named by virtual servers and
     /// rules.
     #[serde(default)]
     pub service_levels: BTreeMap<Spanned<String>, RawServiceLevel>,
+}
+
+/// `[bandwidth_classes.NAME]` (docs/shaping.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBandwidthClass {
+    /// Bits per second: `"50Mbit"`, `"2Gbit"`.
+    pub max_rate: Spanned<String>,
+    /// Each connection gets `max_rate` (true), or all of the class's
+    /// connections share it (false).
+    #[serde(default)]
+    pub per_connection: bool,
 }
 
 /// `[rate_classes.NAME]` (docs/shaping.md). 0 for a limit: none.
@@ -474,6 +489,8 @@ pub struct RawVirtualServer {
     pub cache: Option<Spanned<bool>>,
     /// Every request waits its turn in this rate class (`[rate_classes]`).
     pub rate_class: Option<Spanned<String>>,
+    /// Every response is sent at this bandwidth class's pace.
+    pub bandwidth_class: Option<Spanned<String>>,
     /// Every request is timed by this service level class.
     pub service_level: Option<Spanned<String>>,
 }

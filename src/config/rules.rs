@@ -19,6 +19,7 @@ pub(super) struct Names<'a> {
     pub pools: &'a [Pool],
     pub persistence: &'a [Persistence],
     pub rate_classes: &'a [RateClass],
+    pub bandwidth_classes: &'a [BandwidthClass],
     pub service_levels: &'a [ServiceLevel],
 }
 
@@ -436,7 +437,12 @@ fn check_constants(rule: &Rule, at: &Located<'_>, p: &Program, names: &Names<'_>
             }
         }
     }
-    let classes: [(&[&str], &str, Vec<&str>); 2] = [
+    let classes: [(&[&str], &str, Vec<&str>); 3] = [
+        (
+            &["response.setbandwidthclass", "connection.setbandwidthclass"],
+            "bandwidth class",
+            names.bandwidth_classes.iter().map(|c| c.name.as_str()).collect(),
+        ),
         (
             &["rate.use", "rate.use.noqueue", "rate.getbacklog"],
             "rate class",
@@ -452,7 +458,9 @@ fn check_constants(rule: &Rule, at: &Located<'_>, p: &Program, names: &Names<'_>
         for name in functions {
             for (line, args) in p.constant_calls(id(name)) {
                 let class = args[0].to_bytes().map(|b| b.into_owned()).unwrap_or_default();
-                if !known.iter().any(|k| k.as_bytes() == class) {
+                // "" clears a connection's class (and names none elsewhere,
+                // which the function reports when it runs).
+                if !class.is_empty() && !known.iter().any(|k| k.as_bytes() == class) {
                     let class = String::from_utf8_lossy(&class);
                     let e = RuleError::at(line, 1, format!("{name}: no {what} named \"{class}\""));
                     return Err(error(rule, at, e));

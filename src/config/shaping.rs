@@ -1,9 +1,10 @@
-//! `[rate_classes.NAME]` and `[service_levels.NAME]` checked into their
-//! runtime settings, and a virtual server's `rate_class` and
-//! `service_level` resolved to them. Every limit is checked here, with the
+//! `[rate_classes.NAME]`, `[bandwidth_classes.NAME]` and
+//! `[service_levels.NAME]` checked into their runtime settings, and a
+//! virtual server's `rate_class`, `bandwidth_class` and `service_level`
+//! resolved to them. Every limit is checked here, with the
 //! position of the value at fault.
 
-use super::model::{RateClass, ServiceLevel};
+use super::model::{BandwidthClass, RateClass, ServiceLevel};
 use super::raw::{self, RawVirtualServer};
 use super::{ConfigError, SourceFile};
 use toml::Spanned;
@@ -49,6 +50,25 @@ pub(crate) fn rate_classes(files: &[SourceFile]) -> Result<Vec<RateClass>, Confi
     Ok(out)
 }
 
+/// The bandwidth classes of every file.
+pub(crate) fn bandwidth_classes(files: &[SourceFile]) -> Result<Vec<BandwidthClass>, ConfigError> {
+    let mut out: Vec<BandwidthClass> = Vec::new();
+    for f in files {
+        for (name, b) in &f.raw.bandwidth_classes {
+            defined_once(f, name, "bandwidth class", out.iter().map(|c| &c.name))?;
+            let bits = crate::shaping::bandwidth::parse_rate(b.max_rate.get_ref()).map_err(|e| {
+                f.error_at(b.max_rate.span(), Some(format!("bandwidth_classes.{}.max_rate", name.get_ref())), e)
+            })?;
+            out.push(BandwidthClass {
+                name: name.get_ref().clone(),
+                bits_per_second: bits,
+                per_connection: b.per_connection,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The service level classes of every file.
 pub(crate) fn service_levels(files: &[SourceFile]) -> Result<Vec<ServiceLevel>, ConfigError> {
     let mut out: Vec<ServiceLevel> = Vec::new();
@@ -86,14 +106,22 @@ pub(crate) fn service_levels(files: &[SourceFile]) -> Result<Vec<ServiceLevel>, 
     Ok(out)
 }
 
-/// A virtual server's `rate_class` and `service_level`, as indices.
+/// A virtual server's classes, as indices.
+pub(crate) struct VsClasses {
+    pub rate: Option<usize>,
+    pub bandwidth: Option<usize>,
+    pub service_level: Option<usize>,
+}
+
+/// A virtual server's `rate_class`, `bandwidth_class` and `service_level`.
 pub(crate) fn vs_classes(
     f: &SourceFile,
     vname: &str,
     v: &RawVirtualServer,
     rate: &[RateClass],
+    bandwidth: &[BandwidthClass],
     slm: &[ServiceLevel],
-) -> Result<(Option<usize>, Option<usize>), ConfigError> {
+) -> Result<VsClasses, ConfigError> {
     let key = |k: &str| Some(format!("virtual_servers.{vname}.{k}"));
     let http_only = |s: &Spanned<String>, k: &str| {
         if v.protocol == raw::Protocol::Http {
@@ -122,7 +150,20 @@ pub(crate) fn vs_classes(
             )?)
         }
     };
-    Ok((rate_class, service_level))
+    let bandwidth = match &v.bandwidth_class {
+        None => None,
+        Some(n) => {
+            http_only(n, "bandwidth_class")?;
+            Some(super::validate::find_named(
+                f,
+                n,
+                key("bandwidth_class"),
+                "bandwidth class",
+                bandwidth.iter().map(|c| &c.name),
+            )?)
+        }
+    };
+    Ok(VsClasses { rate: rate_class, bandwidth, service_level })
 }
 
 fn defined_once<'a>(

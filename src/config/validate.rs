@@ -102,11 +102,13 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
     }
 
     let rate_classes = super::shaping::rate_classes(files)?;
+    let bandwidth_classes = super::shaping::bandwidth_classes(files)?;
     let service_levels = super::shaping::service_levels(files)?;
     let names = super::rules::Names {
         pools: &pools,
         persistence: &persistence,
         rate_classes: &rate_classes,
+        bandwidth_classes: &bandwidth_classes,
         service_levels: &service_levels,
     };
     let checked = super::rules::rules(files, &names)?;
@@ -286,7 +288,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 Some(d) => Some(dsr(f, vname, v, d, &pool_index)?),
             };
             let cache = super::cache::vs_cache(f, vname, v)?;
-            let (rate_class, service_level) = super::shaping::vs_classes(f, vname, v, &rate_classes, &service_levels)?;
+            let classes = super::shaping::vs_classes(f, vname, v, &rate_classes, &bandwidth_classes, &service_levels)?;
             if !v.enabled {
                 continue;
             }
@@ -313,8 +315,9 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 rules_every_read,
                 dsr,
                 cache,
-                rate_class,
-                service_level,
+                rate_class: classes.rate,
+                bandwidth_class: classes.bandwidth,
+                service_level: classes.service_level,
             });
         }
     }
@@ -359,6 +362,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         api,
         cache: super::cache::settings(files)?,
         rate_classes,
+        bandwidth_classes,
         service_levels,
     })
 }

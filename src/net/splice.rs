@@ -16,10 +16,14 @@
 //! caller holds the streams that own the socket descriptors for the whole
 //! transfer, and the pipe descriptors are owned by [`Pipe`] (`OwnedFd`).
 //!
+//! A response with a bandwidth class moves at most one of its pieces per
+//! pipe-full, and waits for the piece's turn before draining it.
+//!
 //! Pipes are kept per shard (a thread-local free list, bounded) and reused;
 //! a pipe is returned only when it is known to be empty.
 #![allow(unsafe_code)]
 
+use crate::shaping::bandwidth::Shaper;
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -159,6 +163,7 @@ pub async fn file_to_socket(
     len: u64,
     dst: RawFd,
     lease: &mut PipeLease,
+    shape: Option<&Shaper>,
 ) -> Result<(), SpliceError> {
     set_nonblocking(dst).map_err(SpliceError::Sink)?;
     lease.empty = false;
@@ -167,7 +172,8 @@ pub async fn file_to_socket(
     let mut off = i64::try_from(offset).map_err(|_| SpliceError::Source(io::ErrorKind::InvalidInput.into()))?;
     let mut left = len;
     while left > 0 {
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(pipe.cap);
+        let want =
+            usize::try_from(left).unwrap_or(usize::MAX).min(pipe.cap).min(shape.map_or(usize::MAX, Shaper::chunk));
         let queued = match splice_at(file, &mut off, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
             Step::Moved(n) => n,
             Step::End => return Err(SpliceError::Truncated),
@@ -175,6 +181,9 @@ pub async fn file_to_socket(
             Step::WouldBlock => return Err(SpliceError::Source(io::ErrorKind::WouldBlock.into())),
         };
         left -= queued as u64;
+        if let Some(s) = shape {
+            s.take(queued).await;
+        }
         drain_pipe(pipe, queued, dst, &mut dst_poll).await?;
     }
     lease.empty = true;
@@ -233,21 +242,36 @@ fn poller(fd: RawFd) -> io::Result<monoio::net::TcpStream> {
 
 /// Move exactly `len` bytes from socket `src` to socket `dst` through
 /// `lease`'s pipe. Waits for the source at most `idle` at a time.
-pub async fn relay(src: RawFd, dst: RawFd, len: u64, lease: &mut PipeLease, idle: Duration) -> Result<(), SpliceError> {
+pub async fn relay(
+    src: RawFd,
+    dst: RawFd,
+    len: u64,
+    lease: &mut PipeLease,
+    idle: Duration,
+    shape: Option<&Shaper>,
+) -> Result<(), SpliceError> {
     lease.empty = false;
     let pipe = lease.pipe.as_ref().expect("a lease holds its pipe until dropped");
-    relay_with(src, dst, len, pipe, idle).await?;
+    relay_with(src, dst, len, pipe, idle, shape).await?;
     lease.empty = true;
     Ok(())
 }
 
-async fn relay_with(src: RawFd, dst: RawFd, mut len: u64, pipe: &Pipe, idle: Duration) -> Result<(), SpliceError> {
+async fn relay_with(
+    src: RawFd,
+    dst: RawFd,
+    mut len: u64,
+    pipe: &Pipe,
+    idle: Duration,
+    shape: Option<&Shaper>,
+) -> Result<(), SpliceError> {
     set_nonblocking(src).map_err(SpliceError::Source)?;
     set_nonblocking(dst).map_err(SpliceError::Sink)?;
     let mut src_poll: Option<monoio::net::TcpStream> = None;
     let mut dst_poll: Option<monoio::net::TcpStream> = None;
     while len > 0 {
-        let want = usize::try_from(len).unwrap_or(usize::MAX).min(pipe.cap);
+        let want =
+            usize::try_from(len).unwrap_or(usize::MAX).min(pipe.cap).min(shape.map_or(usize::MAX, Shaper::chunk));
         let queued = match splice(src, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
             Step::Moved(n) => n,
             Step::End => return Err(SpliceError::Truncated),
@@ -264,6 +288,9 @@ async fn relay_with(src: RawFd, dst: RawFd, mut len: u64, pipe: &Pipe, idle: Dur
             }
         };
         len -= queued as u64;
+        if let Some(s) = shape {
+            s.take(queued).await;
+        }
         drain_pipe(pipe, queued, dst, &mut dst_poll).await?;
     }
     Ok(())

@@ -41,7 +41,7 @@ pub enum BodyError {
 pub type Observer<'a> = &'a mut dyn FnMut(&[u8]) -> BodyFlow;
 
 #[derive(Clone, Copy)]
-pub struct BodyOpts {
+pub struct BodyOpts<'s> {
     pub idle: Duration,
     /// Forward only chunk payloads (for an HTTP/1.0 recipient).
     pub dechunk: bool,
@@ -54,6 +54,9 @@ pub struct BodyOpts {
     /// rest of a large Content-Length body is then spliced between them
     /// (zero-copy) instead of read and written.
     pub splice: Option<(RawFd, RawFd)>,
+    /// The response's bandwidth class, which a spliced body honours piece
+    /// by piece (a copied one through the writer, `Shaped`).
+    pub shape: Option<&'s crate::shaping::bandwidth::Shaper>,
 }
 
 /// Bodies with at least this much left after the bytes already buffered
@@ -87,7 +90,7 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut Reader<R>,
     dst: &mut W,
     framing: Framing,
-    opts: &BodyOpts,
+    opts: &BodyOpts<'_>,
     mut see: Option<Observer<'_>>,
 ) -> Result<u64, BodyError> {
     match framing {
@@ -103,7 +106,7 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
             while left > 0 {
                 if src.data().is_empty() && left >= SPLICE_MIN {
                     if let Some(((from, to), mut pipe)) = splice.take().and_then(|fds| Some((fds, Pipe::take()?))) {
-                        splice::relay(from, to, left, &mut pipe, opts.idle).await?;
+                        splice::relay(from, to, left, &mut pipe, opts.idle, opts.shape).await?;
                         return Ok(n);
                     }
                 }
@@ -179,7 +182,7 @@ pub async fn forward<R: AsyncReadRent, W: AsyncWriteRent>(
 /// stream is an error. The source's buffer grows to the streaming size
 /// only here, when a body needs more than arrived with its head, so small
 /// messages never touch the allocator.
-async fn fill<R: AsyncReadRent>(src: &mut Reader<R>, opts: &BodyOpts, need: bool) -> Result<usize, BodyError> {
+async fn fill<R: AsyncReadRent>(src: &mut Reader<R>, opts: &BodyOpts<'_>, need: bool) -> Result<usize, BodyError> {
     src.reserve_total(opts.buffer);
     match monoio::time::timeout(opts.idle, src.fill()).await {
         Err(_) => Err(BodyError::SourceIdle),
@@ -209,7 +212,7 @@ impl Payload {
     async fn read<R: AsyncReadRent>(
         &mut self,
         src: &mut Reader<R>,
-        opts: &BodyOpts,
+        opts: &BodyOpts<'_>,
         out: &mut Vec<u8>,
     ) -> Result<bool, BodyError> {
         match self.framing {
@@ -262,7 +265,7 @@ impl Payload {
 pub async fn read_whole<R: AsyncReadRent>(
     src: &mut Reader<R>,
     framing: Framing,
-    opts: &BodyOpts,
+    opts: &BodyOpts<'_>,
     limit: usize,
     out: &mut Vec<u8>,
 ) -> Result<u64, BodyError> {
@@ -293,7 +296,7 @@ pub async fn forward_transformed<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut Reader<R>,
     dst: &mut W,
     framing: Framing,
-    opts: &BodyOpts,
+    opts: &BodyOpts<'_>,
     out_framing: BodyFraming,
     buf: &mut Vec<u8>,
     filter: &mut dyn FnMut(&mut Vec<u8>, bool) -> BodyFlow,

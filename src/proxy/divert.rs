@@ -18,7 +18,7 @@ pub(super) struct Drain {
     pub pool: Rc<ShardPool>,
     pub node: usize,
     pub framing: Framing,
-    pub opts: BodyOpts,
+    pub opts: BodyOpts<'static>,
     /// The connection may serve another request after this body.
     pub reusable: bool,
     /// The read buffer an idle connection keeps.

@@ -120,6 +120,15 @@ impl OwnResponse {
     }
 }
 
+/// Where [`send`] may splice a file body: the client's socket (plain TCP,
+/// splicing allowed), and the response's bandwidth class, which a spliced
+/// body honours piece by piece (the writer paces everything else).
+#[derive(Clone, Copy, Default)]
+pub struct FileOut<'a> {
+    pub socket: Option<std::os::fd::RawFd>,
+    pub shape: Option<&'a crate::shaping::bandwidth::Shaper>,
+}
+
 /// How [`send`] went.
 pub struct Sent {
     /// Bytes of the head written.
@@ -142,8 +151,7 @@ pub enum SendError {
 /// Write `resp` to the client. `head_request`: the request was HEAD;
 /// `version`: the client's; `keep_alive`: the client connection may stay
 /// open after this response (shoal's and the client's wishes together);
-/// `splice_to`: the client's socket when a file body may be spliced to it
-/// (plain TCP, splicing allowed).
+/// `file_out`: where a file body may be spliced, and its pacing.
 pub async fn send<W: AsyncWriteRent>(
     w: &mut W,
     resp: &mut OwnResponse,
@@ -151,8 +159,9 @@ pub async fn send<W: AsyncWriteRent>(
     version: Version,
     keep_alive: bool,
     out: &mut Vec<u8>,
-    splice_to: Option<std::os::fd::RawFd>,
+    file_out: FileOut<'_>,
 ) -> Result<Sent, SendError> {
+    let FileOut { socket: splice_to, shape } = file_out;
     let status = resp.head.status;
     let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
     let length = match &resp.body {
@@ -199,7 +208,7 @@ pub async fn send<W: AsyncWriteRent>(
                             return Err(SendError::Source(io::Error::other("body source shorter than its length")));
                         }
                         let n = have.min(end) - at;
-                        crate::net::splice::file_to_socket(file.fd(), file.base() + at, n, fd, &mut lease)
+                        crate::net::splice::file_to_socket(file.fd(), file.base() + at, n, fd, &mut lease, shape)
                             .await
                             .map_err(|e| match e {
                                 crate::net::splice::SpliceError::Sink(e) => SendError::Client(e),

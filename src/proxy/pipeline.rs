@@ -30,6 +30,7 @@ use crate::pool::connect::connect_node;
 use crate::pool::keepalive::NodeConn;
 use crate::pool::{NodeLease, Pick, ShardPool};
 use crate::runtime::shard::ShardView;
+use crate::shaping::bandwidth::{Shaped, Shaper};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Canceller};
 use monoio::net::TcpStream;
 use std::cell::OnceCell;
@@ -460,6 +461,7 @@ impl Conn {
             limit: http.max_body_size,
             buffer: vs.buffer_size,
             splice: None,
+            shape: None,
         };
         // Request body filters: a `Whole` one gets the body now, before the
         // route is settled (so what it decides still counts).
@@ -665,6 +667,7 @@ impl Conn {
                             limit: None,
                             buffer: vs.buffer_size,
                             splice: None,
+                            shape: None,
                         };
                         let drain = super::divert::Drain {
                             nc,
@@ -745,7 +748,7 @@ impl Conn {
         addr: SocketAddr,
         xch: Exchange,
         req_body: ReqBody,
-        body_opts: &BodyOpts,
+        body_opts: &BodyOpts<'_>,
         client_keep_alive: bool,
         upgrade: bool,
     ) -> After {
@@ -787,7 +790,11 @@ impl Conn {
     /// Continue` first when the client waits for it) and run the body
     /// filters on it; the result is in `s.body`, or a filter's answer is
     /// returned.
-    async fn read_request_whole(&mut self, limit: usize, opts: &BodyOpts) -> Result<Option<Box<OwnResponse>>, Error> {
+    async fn read_request_whole(
+        &mut self,
+        limit: usize,
+        opts: &BodyOpts<'_>,
+    ) -> Result<Option<Box<OwnResponse>>, Error> {
         let req = &self.tx.request;
         if req.expect_continue && req.version != Version::Http10 {
             self.s.out.clear();
@@ -847,6 +854,10 @@ impl Conn {
         let view = tx.view.clone();
         let vs = &view.config.virtual_servers[tx.vs];
         tx.status = tx.response.status;
+        let shaper = shaper_of(tx);
+        let client_fd = client.fd;
+        let client_plain = client.r.inner.is_plain();
+        let mut client_w = Shaped { inner: &mut client.w, shape: shaper.as_ref() };
         let http10 = tx.request.version == Version::Http10;
         // A virtual server that a reconfiguration removed or changed closes
         // its connections after their current response, and says so.
@@ -865,6 +876,7 @@ impl Conn {
             limit: None,
             buffer: vs.buffer_size,
             splice: None,
+            shape: shaper.as_ref(),
         };
         s.filters.clear();
         if framing != Framing::None {
@@ -903,13 +915,13 @@ impl Conn {
             tx.head_out = s.out.len() as u64;
             tx.bytes_out = s.body.len() as u64;
             s.out.extend_from_slice(&s.body);
-            own::write_vec(&mut client.w, &mut s.out).await.map(|_| 0).map_err(BodyError::Sink)
+            own::write_vec(&mut client_w, &mut s.out).await.map(|_| 0).map_err(BodyError::Sink)
         } else if streamed {
             let out_framing = if http10 { BodyFraming::UntilClose } else { BodyFraming::Chunked };
             let changes = ResponseChanges { close, reframed: Some(out_framing) };
             rewrite::write_response(&tx.response, &changes, &mut s.out);
             tx.head_out = s.out.len() as u64;
-            if own::write_vec(&mut client.w, &mut s.out).await.is_err() {
+            if own::write_vec(&mut client_w, &mut s.out).await.is_err() {
                 tx.error = Some(Error::Client(ClientError::GoneDuringResponse));
                 return Ok((After::Close, false));
             }
@@ -917,7 +929,7 @@ impl Conn {
             let mut filter = |d: &mut Vec<u8>, end: bool| mods.filter_body(filters, true, tx, d, end);
             let r = body::forward_transformed(
                 &mut nc.r,
-                &mut client.w,
+                &mut client_w,
                 framing,
                 &opts,
                 out_framing,
@@ -943,17 +955,18 @@ impl Conn {
                     framing = Framing::None;
                 }
             }
-            if own::write_vec(&mut client.w, &mut s.out).await.is_err() {
+            if own::write_vec(&mut client_w, &mut s.out).await.is_err() {
                 tx.error = Some(Error::Client(ClientError::GoneDuringResponse));
                 return Ok((After::Close, false));
             }
             if s.filters.is_empty() {
-                opts.splice = splice_both(vs.splice, client, nc).then_some((nc.fd, client.fd));
-                body::forward(&mut nc.r, &mut client.w, framing, &opts, None).await
+                let both_plain = vs.splice && client_plain && nc.r.inner.is_plain();
+                opts.splice = both_plain.then_some((nc.fd, client_fd));
+                body::forward(&mut nc.r, &mut client_w, framing, &opts, None).await
             } else {
                 let filters = &s.filters;
                 let mut see = |d: &[u8]| mods.observe_body(filters, true, tx, d, false);
-                match body::forward(&mut nc.r, &mut client.w, framing, &opts, Some(&mut see)).await {
+                match body::forward(&mut nc.r, &mut client_w, framing, &opts, Some(&mut see)).await {
                     Ok(n) => match mods.observe_body(filters, true, tx, &[], true) {
                         BodyFlow::Continue => Ok(n),
                         BodyFlow::Abort(why) => Err(BodyError::Filter(why)),
@@ -995,8 +1008,10 @@ impl Conn {
         let keep_alive = tx.request.keep_alive() && !body_unread;
         let (is_head, version) = (tx.request.client_sent_head(), tx.request.version);
         let splice_to = (tx.vs_config().splice && self.client.r.inner.is_plain()).then_some(self.client.fd);
-        let sent =
-            own::send(&mut self.client.w, &mut own, is_head, version, keep_alive, &mut self.s.out, splice_to).await;
+        let shaper = shaper_of(tx);
+        let mut w = Shaped { inner: &mut self.client.w, shape: shaper.as_ref() };
+        let file_out = own::FileOut { socket: splice_to, shape: shaper.as_ref() };
+        let sent = own::send(&mut w, &mut own, is_head, version, keep_alive, &mut self.s.out, file_out).await;
         // The head as sent, for the log phase (`%{Name}o`).
         std::mem::swap(&mut tx.response, &mut own.head);
         match sent {
@@ -1060,7 +1075,7 @@ async fn exchange(
     mods: &mut Contexts,
     x: Exchange,
     req_body: &ReqBody,
-    opts: &BodyOpts,
+    opts: &BodyOpts<'_>,
 ) -> Result<(bool, Instant), Failure> {
     if own::write_vec(&mut nc.w, &mut s.node_head).await.is_err() {
         return Err(if nc.reused { Failure::Stale { written: false } } else { Failure::Node(NodeError::WriteFailed) });
@@ -1144,7 +1159,7 @@ async fn send_body(
     src: &mut Reader<ConnRead>,
     dst: &mut ConnWrite,
     framing: Framing,
-    opts: &BodyOpts,
+    opts: &BodyOpts<'_>,
     req_body: &ReqBody,
     mods: &mut Contexts,
     filters: &[(usize, BodyMode)],
@@ -1186,6 +1201,11 @@ fn response_body_error(tx: &Txn, e: BodyError) -> Error {
         tx.view.pools[tx.pool].record_failure(ni, err.message());
     }
     err
+}
+
+/// The pacing of the response to `tx`, when it has a bandwidth class.
+fn shaper_of(tx: &Txn) -> Option<Shaper> {
+    tx.bandwidth_class.and_then(|i| tx.view.bandwidth.get(i)).map(|c| Shaper::new(c.clone()))
 }
 
 /// The smallest `Whole` limit among `filters`, if any is `Whole`.

@@ -102,6 +102,9 @@ pub struct Txn {
     /// The service level class timing this request (an index into
     /// `config.service_levels`): the virtual server's, or a rule's choice.
     pub service_level: Option<usize>,
+    /// The bandwidth class pacing the response (an index into
+    /// `config.bandwidth_classes`): the virtual server's, or a rule's.
+    pub bandwidth_class: Option<usize>,
     /// A request with no client, started by a module
     /// ([`super::pipeline::spawn_background`]): its head is a request
     /// that has been through the `request` phase already, which is not
@@ -157,6 +160,7 @@ impl Txn {
             cache: CacheAsk::default(),
             response_body_wanted: false,
             service_level: None,
+            bandwidth_class: None,
             background: false,
             handoff: None,
         }
@@ -194,6 +198,7 @@ impl Txn {
         self.cache.key = None;
         self.response_body_wanted = false;
         self.service_level = view.config.virtual_servers[vs].service_level;
+        self.bandwidth_class = view.config.virtual_servers[vs].bandwidth_class;
         self.background = false;
         self.handoff = None;
     }

@@ -316,8 +316,8 @@ fn compile_errors_name_line_and_column() {
     let e = compile("\nhttp.compress.enable();").unwrap_err();
     assert_eq!(e.line, 2);
     assert!(e.message.contains("issue 17"), "{}", e.message);
-    let e = compile("response.setBandwidthClass('x');").unwrap_err();
-    assert!(e.message.contains("issue 17"), "{}", e.message);
+    let e = compile("rtsp.getPath();").unwrap_err();
+    assert!(e.message.contains("issue 23"), "{}", e.message);
     let e = compile("sub f() { break; }").unwrap_err();
     assert!(e.message.contains("break"), "{}", e.message);
     let e = compile("import nope;").unwrap_err();

@@ -10,7 +10,8 @@
 //!   node address;
 //! - persistence classes' session tables, when the class's settings are
 //!   unchanged (sessions name nodes by identities that survive a reload);
-//! - rate classes' queues and service level classes' windows, by name,
+//! - rate and bandwidth classes' schedules and service level classes'
+//!   windows, by name,
 //!   when the class's settings are unchanged;
 //! - TLS termination and origination state (session caches, ticket keys),
 //!   by virtual server or pool name when the TLS settings are unchanged
@@ -36,6 +37,8 @@ pub struct Generation {
     pub persist: crate::persist::Classes,
     /// Rate classes, indexed like `config.rate_classes`.
     pub rate: crate::shaping::rate::RateClasses,
+    /// Bandwidth classes, indexed like `config.bandwidth_classes`.
+    pub bandwidth: crate::shaping::bandwidth::BandwidthClasses,
     /// Service level classes, indexed like `config.service_levels`.
     pub slm: crate::slm::Classes,
     /// Per virtual server, its access log's number at the writer.
@@ -141,6 +144,7 @@ impl Generation {
             .collect();
         let persist = crate::persist::build(&config, None);
         let rate = crate::shaping::rate::build(&config.rate_classes, None);
+        let bandwidth = crate::shaping::bandwidth::build(&config.bandwidth_classes, None);
         let slm = crate::slm::build(&config.service_levels, None);
         let vs_log = log_numbers(&config, log_paths);
         let rules_data = Arc::new(crate::rules::builtins::data::Store::new(
@@ -153,6 +157,7 @@ impl Generation {
             health,
             persist,
             rate,
+            bandwidth,
             slm,
             vs_log,
             notes: Vec::new(),
@@ -216,6 +221,7 @@ impl Generation {
         }
         let persist = crate::persist::build(&config, Some(&self.persist));
         let rate = crate::shaping::rate::build(&config.rate_classes, Some(&self.rate));
+        let bandwidth = crate::shaping::bandwidth::build(&config.bandwidth_classes, Some(&self.bandwidth));
         let slm = crate::slm::build(&config.service_levels, Some(&self.slm));
         let vs_log = log_numbers(&config, log_paths);
         self.rules_data.set_limit(config.global.rules.data_size);
@@ -225,6 +231,7 @@ impl Generation {
             health,
             persist,
             rate,
+            bandwidth,
             slm,
             vs_log,
             notes,

@@ -173,6 +173,7 @@ pub struct ShardView {
     pub persist: crate::persist::Classes,
     /// Rate classes and service level classes (process-wide), by index.
     pub rate: crate::shaping::rate::RateClasses,
+    pub bandwidth: crate::shaping::bandwidth::BandwidthClasses,
     pub slm: crate::slm::Classes,
     /// The shard this is a view of (outlives every view).
     pub shard: Rc<Shard>,
@@ -292,6 +293,7 @@ impl ShardView {
             pools,
             persist: generation.persist.clone(),
             rate: generation.rate.clone(),
+            bandwidth: generation.bandwidth.clone(),
             slm: generation.slm.clone(),
             shard: shard.clone(),
             vs,

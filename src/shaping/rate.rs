@@ -13,17 +13,20 @@
 //! no burst allowance: a class at 100 per second lets one request through
 //! every 10 ms, never 100 at once.
 //!
-//! Process-wide by sharing: one small state per class behind a mutex taken
-//! once per request for a few dozen nanoseconds and never across a wait
-//! (the wait is a timer on the request's own shard). Contexts (`rate.use`
-//! with a key: a client address, a header) each get a queue of their own in
-//! a bounded least-recently-used table, keyed by a 128-bit keyed hash as
-//! the persistence stores are; the least recently used context is dropped
-//! to make room, and its requests in the queue still pass at their slots.
+//! Process-wide by sharing. The class's own queue is two atomics (`next`
+//! as nanoseconds since the class was made, and the count waiting),
+//! updated with one compare-and-swap per request, so shards never block
+//! each other on it; the wait itself is a timer on the request's own
+//! shard. Contexts (`rate.use` with a key: a client address, a header) each
+//! get a queue of their own in a bounded least-recently-used table behind a
+//! mutex taken once per request (never across a wait), keyed by a 128-bit
+//! keyed hash as the persistence stores are; the least recently used
+//! context is dropped to make room, and its requests in the queue still
+//! pass at their slots.
 
 use crate::config::model::RateClass as RateConfig;
 use crate::persist::lru::Lru;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,12 @@ pub struct RateClass {
     pub cfg: RateConfig,
     /// Between two requests' release times; `None`: no limit.
     interval: Option<Duration>,
+    /// The class's own queue: when its next request may pass, in
+    /// nanoseconds since `epoch` (0: at once), and how many wait.
+    epoch: Instant,
+    next_ns: AtomicU64,
+    waiting: AtomicU32,
+    /// The contexts' queues.
     state: Mutex<State>,
     hash: (ahash::RandomState, ahash::RandomState),
     pub counters: Counters,
@@ -51,7 +60,6 @@ pub struct Counters {
 }
 
 struct State {
-    main: Queue,
     contexts: Lru<u128, Queue>,
 }
 
@@ -89,11 +97,17 @@ impl std::fmt::Debug for Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut st = self.class.lock();
-        if let Some(q) = st.queue(self.key, false) {
-            q.waiting = q.waiting.saturating_sub(1);
+        match self.key {
+            None => {
+                self.class.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(k) => {
+                let mut st = self.class.lock();
+                if let Some(q) = st.contexts.get_mut(&k) {
+                    q.waiting = q.waiting.saturating_sub(1);
+                }
+            }
         }
-        drop(st);
         self.class.counters.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -107,7 +121,10 @@ impl RateClass {
         RateClass {
             cfg,
             interval,
-            state: Mutex::new(State { main: Queue::default(), contexts }),
+            epoch: Instant::now(),
+            next_ns: AtomicU64::new(0),
+            waiting: AtomicU32::new(0),
+            state: Mutex::new(State { contexts }),
             hash: (ahash::RandomState::new(), ahash::RandomState::new()),
             counters: Counters::default(),
         }
@@ -131,27 +148,70 @@ impl RateClass {
             self.counters.passed.fetch_add(1, Ordering::Relaxed);
             return Admit::Now;
         };
-        let key = context.map(|c| self.key(c));
-        let mut st = self.lock();
-        let q = st.queue(key, true).expect("created on demand");
-        let slot = q.next.map_or(now, |n| n.max(now));
-        if slot <= now {
-            q.next = Some(now + interval);
-            drop(st);
-            self.counters.passed.fetch_add(1, Ordering::Relaxed);
-            return Admit::Now;
+        let decided = match context {
+            None => self.admit_main(interval, now),
+            Some(c) => {
+                let key = self.key(c);
+                let mut st = self.lock();
+                let q = st.context(key);
+                let slot = q.next.map_or(now, |n| n.max(now));
+                if slot <= now {
+                    q.next = Some(now + interval);
+                    Decided::Now
+                } else if q.waiting >= self.cfg.max_queue || slot - now > self.cfg.max_wait {
+                    Decided::Refused
+                } else {
+                    q.next = Some(slot + interval);
+                    q.waiting += 1;
+                    Decided::Wait(Some(key), slot)
+                }
+            }
+        };
+        match decided {
+            Decided::Now => {
+                self.counters.passed.fetch_add(1, Ordering::Relaxed);
+                Admit::Now
+            }
+            Decided::Refused => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Admit::Refused
+            }
+            Decided::Wait(key, until) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+                Admit::Wait(Ticket { class: self.clone(), key, until })
+            }
         }
-        if q.waiting >= self.cfg.max_queue || slot - now > self.cfg.max_wait {
-            drop(st);
-            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return Admit::Refused;
+    }
+
+    /// The class's own queue: one compare-and-swap on `next_ns` (the count
+    /// waiting is checked before it, so a queue may exceed `max_queue` by
+    /// the requests of other shards deciding at the same instant).
+    fn admit_main(&self, interval: Duration, now: Instant) -> Decided {
+        let iv = interval.as_nanos() as u64;
+        let now_ns = self.ns(now);
+        let max_wait = u64::try_from(self.cfg.max_wait.as_nanos()).unwrap_or(u64::MAX);
+        let mut cur = self.next_ns.load(Ordering::Acquire);
+        loop {
+            let slot = cur.max(now_ns);
+            let wait = slot > now_ns;
+            if wait && (self.waiting.load(Ordering::Relaxed) >= self.cfg.max_queue || slot - now_ns > max_wait) {
+                return Decided::Refused;
+            }
+            let new = if wait { slot + iv } else { now_ns + iv };
+            match self.next_ns.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) if wait => {
+                    self.waiting.fetch_add(1, Ordering::Relaxed);
+                    return Decided::Wait(None, self.epoch + Duration::from_nanos(slot));
+                }
+                Ok(_) => return Decided::Now,
+                Err(seen) => cur = seen,
+            }
         }
-        q.next = Some(slot + interval);
-        q.waiting += 1;
-        drop(st);
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
-        Admit::Wait(Ticket { class: self.clone(), key, until: slot })
+    }
+
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// `rate.use.noQueue`: pass now if no wait is needed (counted as a
@@ -161,24 +221,49 @@ impl RateClass {
             self.counters.passed.fetch_add(1, Ordering::Relaxed);
             return true;
         };
-        let key = context.map(|c| self.key(c));
-        let mut st = self.lock();
-        let q = st.queue(key, true).expect("created on demand");
-        if q.next.is_some_and(|n| n > now) {
-            return false;
+        let passed = match context {
+            None => {
+                let now_ns = self.ns(now);
+                let mut cur = self.next_ns.load(Ordering::Acquire);
+                loop {
+                    if cur > now_ns {
+                        break false;
+                    }
+                    let new = now_ns + interval.as_nanos() as u64;
+                    match self.next_ns.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => break true,
+                        Err(seen) => cur = seen,
+                    }
+                }
+            }
+            Some(c) => {
+                let key = self.key(c);
+                let mut st = self.lock();
+                let q = st.context(key);
+                if q.next.is_some_and(|n| n > now) {
+                    false
+                } else {
+                    q.next = Some(now + interval);
+                    true
+                }
+            }
+        };
+        if passed {
+            self.counters.passed.fetch_add(1, Ordering::Relaxed);
         }
-        q.next = Some(now + interval);
-        drop(st);
-        self.counters.passed.fetch_add(1, Ordering::Relaxed);
-        true
+        passed
     }
 
     /// `rate.getBacklog`: requests waiting in the queue of `context` (the
     /// class's own when `None`).
     pub fn backlog(&self, context: Option<&[u8]>) -> u32 {
-        let key = context.map(|c| self.key(c));
-        let mut st = self.lock();
-        st.queue(key, false).map_or(0, |q| q.waiting)
+        match context {
+            None => self.waiting.load(Ordering::Relaxed),
+            Some(c) => {
+                let key = self.key(c);
+                self.lock().contexts.get(&key).map_or(0, |q| q.waiting)
+            }
+        }
     }
 
     /// Contexts in the table now, and contexts dropped to make room.
@@ -188,16 +273,20 @@ impl RateClass {
     }
 }
 
+/// What `admit` decided, before the counters.
+enum Decided {
+    Now,
+    Refused,
+    Wait(Option<u128>, Instant),
+}
+
 impl State {
-    fn queue(&mut self, key: Option<u128>, create: bool) -> Option<&mut Queue> {
-        let Some(k) = key else { return Some(&mut self.main) };
+    /// The queue of context `k`, made on first use.
+    fn context(&mut self, k: u128) -> &mut Queue {
         if self.contexts.get_mut(&k).is_none() {
-            if !create {
-                return None;
-            }
             self.contexts.insert(k, Queue::default());
         }
-        self.contexts.get_mut(&k)
+        self.contexts.get_mut(&k).expect("just inserted")
     }
 }
 

@@ -227,6 +227,13 @@ fn class_configuration_errors() {
         ("rate_class = \"nope\"\n", "", "no rate class named \"nope\" (defined: none)"),
         ("service_level = \"x\"\n", "[service_levels.y]\n", "no service level class named \"x\" (defined: y)"),
         ("", "[rate_classes.r]\nstatus = 200\n", "rate_classes.r.status"),
+        ("", "[bandwidth_classes.b]\nmax_rate = \"5 furlongs\"\n", "bandwidth_classes.b.max_rate"),
+        ("bandwidth_class = \"b\"\n", "", "no bandwidth class named \"b\" (defined: none)"),
+        (
+            "request_rules = [\"r\"]\n",
+            "[rules.r]\nsource = 'response.setBandwidthClass( \"nope\" );'\n",
+            "no bandwidth class named \"nope\"",
+        ),
         ("", "[service_levels.s]\nwarning = 40\nserious = 60\n", "must not be above warning"),
         ("", "[service_levels.s]\nresponse_time = \"0ms\"\n", "service_levels.s.response_time"),
         (
@@ -253,4 +260,233 @@ fn send(addr: SocketAddr, path: &str) -> Resp {
     let mut s = connect(addr);
     write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
     read_response(&mut s, false)
+}
+
+/// Read a response to `GET path` on a new connection for `secs` seconds
+/// (from `start`); the body bytes that came in that time.
+fn read_for(addr: SocketAddr, path: &str, start: Instant, secs: u64) -> u64 {
+    read_for_with(addr, path, "", start, secs)
+}
+
+/// As [`read_for`], with `extra` header lines (each ending in CRLF).
+fn read_for_with(addr: SocketAddr, path: &str, extra: &str, start: Instant, secs: u64) -> u64 {
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let end = start + Duration::from_secs(secs);
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut total, mut head) = (0u64, Vec::new());
+    let mut in_body = false;
+    while Instant::now() < end {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => continue,
+        };
+        // Body bytes that came after `start` only.
+        let counted = Instant::now() >= start;
+        if in_body {
+            total += if counted { n as u64 } else { 0 };
+            continue;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            in_body = true;
+            total += if counted { (head.len() - i - 4) as u64 } else { 0 };
+        }
+    }
+    total
+}
+
+/// Jain's fairness index of `xs`: 1 when all are equal.
+fn jain(xs: &[u64]) -> f64 {
+    let sum: f64 = xs.iter().map(|&x| x as f64).sum();
+    let sq: f64 = xs.iter().map(|&x| (x as f64) * (x as f64)).sum();
+    sum * sum / (xs.len() as f64 * sq)
+}
+
+/// H1 proof: a class of 50 Mbit/s shared by 1, 10 and 100 connections over
+/// 2 shards (spliced plain HTTP bodies) holds 50 Mbit/s within 5% over
+/// 10 s, and the connections' shares have a Jain index of at least 0.95.
+#[test]
+fn shared_bandwidth_class_is_held_and_fair_across_shards() {
+    let _heavy = heavy();
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\
+         bandwidth_class = \"shared\"\n\n[pools.p]\nnodes = [\"{}\"]\n\n\
+         [bandwidth_classes.shared]\nmax_rate = \"50Mbit\"\n\n{}",
+        origin.addr("a"),
+        api_section()
+    ));
+    let addr = shoal.addr("web");
+    let want = 50_000_000.0 / 8.0 * 10.0;
+    for n in [1usize, 10, 100] {
+        let start = Instant::now() + Duration::from_millis(200);
+        let readers: Vec<_> =
+            (0..n).map(|_| std::thread::spawn(move || read_for(addr, "/big?size=500000000", start, 10))).collect();
+        let got: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        let total: u64 = got.iter().sum();
+        let ratio = total as f64 / want;
+        assert!(
+            (0.95..=1.05).contains(&ratio),
+            "{n} connections: {total} bytes in 10 s is {ratio:.3} of the class's rate"
+        );
+        let j = jain(&got);
+        eprintln!("{n} connections: {ratio:.4} of the rate, Jain {j:.4}");
+        assert!(j >= 0.95, "{n} connections: Jain index {j:.3}: {got:?}");
+    }
+    let st = shoal.status();
+    let c = &st["bandwidth_classes"]["shared"];
+    assert!(c["bytes"].as_u64().unwrap() > 3 * 60_000_000 && c["waits"].as_u64().unwrap() > 0, "{c}");
+}
+
+/// H1 proof: a per-connection limit holds within 5% for a spliced plain
+/// HTTP body, a TLS body (copied through user space to be encrypted) and a
+/// body from the content cache, each with other connections of the class
+/// running alongside; a rule picks the class for one path.
+#[test]
+fn per_connection_bandwidth_on_spliced_tls_and_cached_bodies() {
+    let _heavy = heavy();
+    let certs = TempDir::new();
+    let pki = crate::pki::Pki::new(&certs.0, "shoal");
+    let leaf = pki.server("www", &["www.test"]);
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&format!(
+        "[global]\nshards = 2\n\n\
+         [virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\nrequest_rules = [\"videos\"]\ncache = true\n\n\
+         [virtual_servers.secure]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\nbandwidth_class = \"each\"\n\n\
+         [virtual_servers.secure.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\n\
+         [pools.p]\nnodes = [\"{}\"]\n\n\
+         [rules.videos]\nsource = '''\nif( string.startsWith( http.getPath(), \"/videos/\" ) || http.getHeader( \"X-Shaped\" ) == \"yes\" ) {{\n   response.setBandwidthClass( \"each\" );\n}}\n'''\n\n\
+         [bandwidth_classes.each]\nmax_rate = \"20Mbit\"\nper_connection = true\n\n\
+         [cache]\nmemory = \"256MiB\"\nmax_object = \"128MiB\"\n",
+        leaf.cert.display(),
+        leaf.key.display(),
+        origin.addr("a")
+    ));
+    let per_conn = 20_000_000.0 / 8.0;
+    let web = shoal.addr("web");
+    // Unshaped paths are not limited by the class.
+    let t = Instant::now();
+    let fast = read_for(web, "/other?size=50000000", t, 3);
+    assert!(fast as f64 > per_conn * 3.0 * 2.0, "an unshaped path runs free: {fast}");
+    // Three at once on the plain path (spliced): each holds its own rate.
+    let start = Instant::now() + Duration::from_millis(100);
+    let got: Vec<u64> = (0..3)
+        .map(|i| std::thread::spawn(move || read_for(web, &format!("/videos/{i}?size=200000000"), start, 5)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    eprintln!("spliced, per connection: {got:?} bytes in 5 s");
+    for g in &got {
+        let ratio = *g as f64 / (per_conn * 5.0);
+        assert!((0.95..=1.05).contains(&ratio), "spliced: {g} bytes in 5 s is {ratio:.3} of the rate ({got:?})");
+    }
+    // TLS: curl for 5 s.
+    let url = format!("https://www.test:{}/videos/t?size=200000000", shoal.addr("secure").port());
+    let resolve = format!("www.test:{}:127.0.0.1", shoal.addr("secure").port());
+    let (_, out, err) = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "--cacert",
+        &pki.ca.display().to_string(),
+        "--resolve",
+        &resolve,
+        "--max-time",
+        "5",
+        "-w",
+        "%{size_download} %{time_total}",
+        &url,
+    ]);
+    let text = String::from_utf8_lossy(&out);
+    let mut w = text.split_whitespace();
+    let (size, secs): (f64, f64) = (w.next().unwrap().parse().unwrap(), w.next().unwrap().parse().unwrap());
+    let ratio = size / secs / per_conn;
+    eprintln!("TLS: {ratio:.4} of the rate");
+    assert!((0.95..=1.05).contains(&ratio), "TLS: {size} bytes in {secs} s is {ratio:.3} of the rate: {err}");
+    // From the cache: a 100 MB object stored by a first request, then a
+    // hit (spliced from memory) at the class's pace.
+    let cached = format!("/media/c?hdr={}&size=100000000", enc("Cache-Control: max-age=3600"));
+    assert_eq!(read_for(web, &cached, Instant::now(), 60), 100_000_000);
+    let hit = read_for_with(web, &cached, "X-Shaped: yes\r\n", Instant::now(), 5);
+    let ratio = hit as f64 / (per_conn * 5.0);
+    eprintln!("cache hit: {ratio:.4} of the rate");
+    assert!((0.95..=1.05).contains(&ratio), "cache hit: {hit} bytes in 5 s is {ratio:.3} of the rate");
+}
+
+/// Quick mode: `--bandwidth RATE` paces each response; a bad rate is
+/// refused with the flag's name.
+#[test]
+fn quick_mode_bandwidth() {
+    let origin = Origin::start("http", &["a"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let to = origin.addr("a").to_string();
+    let mut cmd = std::process::Command::new(shoal_bin());
+    cmd.args(["proxy", "--listen", &listen, "--to", &to, "--protocol", "http", "--bandwidth", "8Mbit"]);
+    let _proc = Proc::spawn(cmd, false);
+    let addr: SocketAddr = listen.parse().unwrap();
+    poll(Duration::from_secs(10), "shoal proxy to listen", || std::net::TcpStream::connect(addr).ok());
+    // 1.5 MB at 1 MB/s.
+    let started = Instant::now();
+    let r = send(addr, "/q?size=1500000");
+    let took = started.elapsed();
+    assert_eq!(r.body.len(), 1_500_000);
+    assert!(took >= Duration::from_millis(1400) && took < Duration::from_millis(2500), "{took:?}");
+    let bad = std::process::Command::new(shoal_bin())
+        .args(["proxy", "--listen", "127.0.0.1:0", "--to", &to, "--protocol", "http", "--bandwidth", "fast"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--bandwidth"), "{err}");
+}
+
+/// F4: the seeds' Example 1 runs whole, as written: the video rewrite,
+/// `response.setBandwidthClass( "Videos 2Mbits" )` and
+/// `http.cache.disable()`.
+#[test]
+fn seeds_example_1_with_its_bandwidth_class() {
+    let example1 = r#"# Is this request a video download?
+$url = http.getPath();
+if( string.wildmatch( $url, "/videos/*.flv" ) ) {
+   # Rewrite the request to target an f4v container, not flv
+   $url = string.replace( $url, ".flv", ".f4v" );
+   http.setPath( $url );
+   # We encode flash videos at 1088 Kbits max. Apply a limit to 2 Gbit
+   # to control download tools and other greedy clients
+   response.setBandwidthClass( "Videos 2Mbits" );
+   # We don't want to cache the response in the Stingray cache, even if
+   # the HTTP headers state that it is cacheable
+   http.cache.disable();
+}
+"#;
+    let dir = TempDir::new();
+    dir.write("ex1.ts", example1);
+    let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
+    let config = dir.write(
+        "shoal.toml",
+        &format!(
+            "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\ncache = true\n\
+             request_rules = [\"ex1\"]\n\n[pools.p]\nnodes = [\"{}\"]\n\n[rules.ex1]\nfile = \"ex1.ts\"\n\n\
+             [bandwidth_classes.\"Videos 2Mbits\"]\nmax_rate = \"2Mbit\"\nper_connection = true\n",
+            origin.addr("a")
+        ),
+    );
+    let mut cmd = std::process::Command::new(shoal_bin());
+    cmd.arg("run").arg("-c").arg(&config);
+    let shoal = Shoal::from_command(cmd, dir, config);
+    // 500 kB at 2 Mbit/s (250 kB/s): 2 s.
+    let started = Instant::now();
+    let r = send(shoal.addr("web"), "/videos/clip.flv?size=500000");
+    let took = started.elapsed();
+    assert_eq!((r.status, r.body.len()), (200, 500_000));
+    assert!(took >= Duration::from_millis(1850) && took < Duration::from_millis(2800), "{took:?}");
+    origin.proc.wait_line(Duration::from_secs(5), |l| l.starts_with("request a GET /videos/clip.f4v?size=500000 "));
+    // Other paths are not paced.
+    let started = Instant::now();
+    assert_eq!(send(shoal.addr("web"), "/other?size=500000").body.len(), 500_000);
+    assert!(started.elapsed() < Duration::from_millis(1000));
 }

@@ -314,12 +314,8 @@ pub enum Missing {
 /// Functions of the source language that come with later features: a
 /// rule naming one is refused by `shoal check` with what it waits for,
 /// never silently ignored.
-const LATER: &[(&str, &str)] = &[
-    ("response.setbandwidthclass", "bandwidth classes (issue 17)"),
-    ("connection.setbandwidthclass", "bandwidth classes (issue 17)"),
-    ("http.compress.", "compression (issue 17)"),
-    ("rtsp.", "RTSP virtual servers (issue 23)"),
-];
+const LATER: &[(&str, &str)] =
+    &[("http.compress.", "compression (issue 17)"), ("rtsp.", "RTSP virtual servers (issue 23)")];
 
 /// The built-in named `lower` (lower case).
 pub fn lookup(lower: &str) -> Result<u16, Missing> {
@@ -398,6 +394,9 @@ pub static TABLE: &[Builtin] = &[
     f("connection.setpersistencekey", 1, 1, REQUEST, route::set_persistence_key),
     f("connection.setservicelevelclass", 1, 1, REQUEST, shaping::set_service_level),
     f("connection.getservicelevelclass", 0, 0, ANY, shaping::get_service_level),
+    f("response.setbandwidthclass", 1, 1, ANY, shaping::set_bandwidth),
+    f("connection.setbandwidthclass", 1, 1, ANY, shaping::set_bandwidth),
+    f("connection.getbandwidthclass", 0, 0, ANY, shaping::get_bandwidth),
     f("rate.use", 1, 2, REQUEST, shaping::rate_use),
     f("rate.use.noqueue", 1, 2, REQUEST, shaping::rate_use_no_queue),
     f("rate.getbacklog", 1, 2, ANY, shaping::rate_backlog),

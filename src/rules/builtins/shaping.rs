@@ -1,6 +1,7 @@
-//! `rate.*`, `slm.*` and `connection.setServiceLevelClass`: rules take
-//! requests through rate classes (waiting their turn) and read and choose
-//! service level classes (docs/rules.md, docs/shaping.md).
+//! `rate.*`, `slm.*`, `connection.setServiceLevelClass` and the bandwidth
+//! class functions: rules take requests through rate classes (waiting
+//! their turn), pace responses, and read and choose service level classes
+//! (docs/rules.md, docs/shaping.md).
 
 use super::{Call, Fault, Pending, Stop};
 use crate::proxy::own::OwnResponse;
@@ -98,4 +99,28 @@ pub fn state(c: &mut Call<'_, '_>) -> R {
     let i = slm_index(c)?;
     let (_, state) = c.view()?.slm[i].read(Instant::now());
     Ok(Value::from(state.name()))
+}
+
+/// `response.setBandwidthClass(class)` / `connection.setBandwidthClass`:
+/// send this response at `class`'s pace instead of the virtual server's
+/// (`""`: none). In a request or a response rule, before the body goes.
+pub fn set_bandwidth(c: &mut Call<'_, '_>) -> R {
+    let name = c.bytes(0)?;
+    let class = if name.is_empty() {
+        None
+    } else {
+        let i = c.view()?.bandwidth.iter().position(|b| b.cfg.name.as_bytes() == name.as_slice());
+        Some(i.ok_or_else(|| {
+            Fault::Error(format!("there is no bandwidth class named {:?}", String::from_utf8_lossy(&name)))
+        })?)
+    };
+    c.tx()?.bandwidth_class = class;
+    Ok(Value::empty())
+}
+
+/// `connection.getBandwidthClass()`: the class pacing this response, or "".
+pub fn get_bandwidth(c: &mut Call<'_, '_>) -> R {
+    let tx = c.tx()?;
+    let name = tx.bandwidth_class.and_then(|i| tx.view.bandwidth.get(i)).map(|b| b.cfg.name.clone());
+    Ok(Value::from(name.unwrap_or_default()))
 }
