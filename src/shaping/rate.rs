@@ -387,6 +387,17 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_keeps_an_unchanged_class() {
+        let a = class(5, 0, 10, 1000);
+        let mut changed = a.cfg.clone();
+        changed.max_per_second = 6;
+        let prev: RateClasses = Arc::new(vec![a.clone()]);
+        let next = build(&[a.cfg.clone(), changed], Some(&prev));
+        assert!(Arc::ptr_eq(&next[0], &a), "unchanged: the same queue");
+        assert!(!Arc::ptr_eq(&next[1], &a));
+    }
+
+    #[test]
     fn no_limit_passes_everything() {
         let c = class(0, 0, 1, 1);
         let t0 = Instant::now();
