@@ -26,7 +26,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 /// The object types, as they are named in TOML and in the API's URLs.
-pub const TYPES: &[&str] = &["virtual_servers", "pools", "persistence", "monitors", "responders", "rules"];
+pub const TYPES: &[&str] = &[
+    "virtual_servers",
+    "pools",
+    "persistence",
+    "monitors",
+    "responders",
+    "rules",
+    "rate_classes",
+    "bandwidth_classes",
+    "service_levels",
+];
 
 /// The node states `set_node_state` accepts.
 const NODE_STATES: &[&str] = &["active", "draining", "disabled"];
@@ -379,6 +389,9 @@ fn referrers_in(docs: &[DocumentMut], kind: &str, name: &str) -> Vec<String> {
         "monitors" => ("pools", &["monitors"]),
         "pools" => ("virtual_servers", &["pool"]),
         "rules" => ("virtual_servers", &["request_rules", "response_rules"]),
+        "rate_classes" => ("virtual_servers", &["rate_class"]),
+        "bandwidth_classes" => ("virtual_servers", &["bandwidth_class"]),
+        "service_levels" => ("virtual_servers", &["service_level"]),
         _ => return Vec::new(),
     };
     let mut found = BTreeSet::new();

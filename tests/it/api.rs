@@ -42,7 +42,21 @@ fn objects_crud_auth_and_integrity() {
     assert_eq!(r.status, 200);
     let types: Vec<String> =
         r.json()["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(types, ["virtual_servers", "pools", "persistence", "monitors", "responders", "rules", "files"]);
+    assert_eq!(
+        types,
+        [
+            "virtual_servers",
+            "pools",
+            "persistence",
+            "monitors",
+            "responders",
+            "rules",
+            "rate_classes",
+            "bandwidth_classes",
+            "service_levels",
+            "files"
+        ]
+    );
 
     // GET lists and objects.
     let r = shoal.api("GET", &format!("{BASE}/pools"), "");
@@ -118,6 +132,19 @@ fn objects_crud_auth_and_integrity() {
     let r = shoal.api("DELETE", &format!("{BASE}/monitors/ping"), "");
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("pools/q"), "{}", r.text());
+    // The shaping classes are objects too, with the same integrity.
+    let r = shoal.api("PUT", &format!("{BASE}/rate_classes/api"), r#"{"properties":{"basic":{"max_per_second":50}}}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r =
+        shoal.api("PUT", &format!("{BASE}/virtual_servers/web2"), r#"{"properties":{"basic":{"rate_class":"api"}}}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = shoal.api("DELETE", &format!("{BASE}/rate_classes/api"), "");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("virtual_servers/web2"), "{}", r.text());
+    let r =
+        shoal.api("PUT", &format!("{BASE}/virtual_servers/web2"), r#"{"properties":{"basic":{"rate_class":null}}}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(shoal.api("DELETE", &format!("{BASE}/rate_classes/api"), "").status, 204);
 
     // The file after the PUTs: comments and layout kept, new tables added.
     let text = std::fs::read_to_string(&shoal.config).unwrap();
