@@ -477,6 +477,9 @@ async fn serve(setup: ShardSetup) {
     if nshards > 1 {
         monoio::spawn(publish_loop(shard.clone(), mesh.clone()));
     }
+    if id == 0 {
+        monoio::spawn(service_level_ticks(shard.clone()));
+    }
     shard.start_mesh(mesh);
 
     shard.shutdown.wait().await;
@@ -570,6 +573,22 @@ fn hand_over_access_lines(shard: &Shard, writer: &crate::log::writer::LogSender)
         if let Err(back) = writer.try_send(log, bytes) {
             log::warn!("access log {log}: the writer is behind; dropped {} bytes of log lines", back.len());
             b.recycle(back);
+        }
+    }
+}
+
+/// Once a second, on shard 0: read every service level class, so that a
+/// class whose window empties or recovers with no request to time it
+/// still changes state (and logs it) on time.
+async fn service_level_ticks(shard: Rc<Shard>) {
+    loop {
+        monoio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if shard.shutdown.is_set() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        for class in shard.current().slm.iter() {
+            class.read(now);
         }
     }
 }

@@ -10,8 +10,9 @@
 //! memory across its processes: one window per class behind a mutex taken
 //! once per timed request for a few adds, never across I/O, so every
 //! shard's requests land in the same window and a reading (from a rule,
-//! the status API) is exact. The state is evaluated on each timed request
-//! and each reading; a class nobody times or reads keeps its last state.
+//! the status API) is exact. The state is evaluated on each timed request,
+//! each reading, and once a second by shard 0, so a class whose window
+//! empties goes back to ok (logged) within a second of it.
 
 pub mod module;
 

@@ -216,6 +216,10 @@ fn service_level_goes_serious_and_a_rule_routes_away() {
     let log = shoal.log();
     assert!(log.contains("service level web: ok -> warning"), "{log}");
     assert!(log.contains("service level web: warning -> serious"), "{log}");
+    // With no more traffic the window empties: back to ok within about
+    // ten seconds, logged with no request to trigger it.
+    shoal.proc.wait_line(Duration::from_secs(20), |l| l.contains("service level web: serious -> ok"));
+    assert_eq!(shoal.status()["service_levels"]["web"]["state"], "ok");
 }
 
 /// Configuration errors name the file, line and key.
