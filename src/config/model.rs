@@ -437,6 +437,28 @@ impl Config {
         for r in &self.responders {
             let _ = writeln!(s, "  responder {} on {}", r.name, r.listen);
         }
+        for r in &self.rate_classes {
+            let mut limits = Vec::new();
+            if r.max_per_second > 0 {
+                limits.push(format!("{}/s", r.max_per_second));
+            }
+            if r.max_per_minute > 0 {
+                limits.push(format!("{}/min", r.max_per_minute));
+            }
+            let limits = if limits.is_empty() { "no limit".to_string() } else { limits.join(", ") };
+            let _ = writeln!(s, "  rate class {}: {limits}, queue {} up to {:?}", r.name, r.max_queue, r.max_wait);
+        }
+        for b in &self.bandwidth_classes {
+            let shared = if b.per_connection { "per connection" } else { "shared" };
+            let _ = writeln!(s, "  bandwidth class {}: {} bit/s, {shared}", b.name, b.bits_per_second);
+        }
+        for l in &self.service_levels {
+            let _ = writeln!(
+                s,
+                "  service level {}: within {:?}, warning below {}%, serious below {}%",
+                l.name, l.response_time, l.warning, l.serious
+            );
+        }
         s
     }
 }
