@@ -222,6 +222,13 @@ impl Metrics {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
+    /// A family with one sample per class (label `class`): (name, value).
+    fn per_class<'a>(&mut self, name: &str, kind: &str, help: &str, classes: impl Iterator<Item = (&'a str, f64)>) {
+        self.family(name, kind, help);
+        for (class, v) in classes {
+            self.sample(name, &[("class", class)], v);
+        }
+    }
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
         self.0.push_str(name);
         if !labels.is_empty() {
@@ -430,32 +437,41 @@ fn shaping_metrics(g: &Generation, m: &mut Metrics) {
             );
         }
     }
-    m.family("shoal_bandwidth_class_bytes_total", "counter", "Bytes sent at a bandwidth class's pace.");
-    for b in g.bandwidth.iter() {
-        m.sample("shoal_bandwidth_class_bytes_total", &[("class", &b.cfg.name)], b.bytes.load(Relaxed) as f64);
-    }
-    m.family("shoal_bandwidth_class_waits_total", "counter", "Pieces that waited for their turn in a bandwidth class.");
-    for b in g.bandwidth.iter() {
-        m.sample("shoal_bandwidth_class_waits_total", &[("class", &b.cfg.name)], b.waits.load(Relaxed) as f64);
-    }
-    m.family("shoal_rate_class_waiting", "gauge", "Requests waiting in a rate class's queues now.");
-    for r in g.rate.iter() {
-        m.sample("shoal_rate_class_waiting", &[("class", &r.cfg.name)], r.counters.waiting.load(Relaxed) as f64);
-    }
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+    let bandwidth = || g.bandwidth.iter().map(|b| (b.cfg.name.as_str(), b));
+    m.per_class(
+        "shoal_bandwidth_class_bytes_total",
+        "counter",
+        "Bytes sent at a bandwidth class's pace.",
+        bandwidth().map(|(n, b)| (n, load(&b.bytes))),
+    );
+    m.per_class(
+        "shoal_bandwidth_class_waits_total",
+        "counter",
+        "Pieces that waited for their turn in a bandwidth class.",
+        bandwidth().map(|(n, b)| (n, load(&b.waits))),
+    );
+    m.per_class(
+        "shoal_rate_class_waiting",
+        "gauge",
+        "Requests waiting in a rate class's queues now.",
+        g.rate.iter().map(|r| (r.cfg.name.as_str(), load(&r.counters.waiting))),
+    );
     let now = std::time::Instant::now();
     let readings: Vec<_> = g.slm.iter().map(|s| (s, s.read(now))).collect();
-    m.family(
+    let slm = || readings.iter().map(|(s, reading)| (s.cfg.name.as_str(), s, reading));
+    m.per_class(
         "shoal_service_level_conforming_percent",
         "gauge",
         "Share of the last 10 s of requests within the class's response time.",
+        slm().map(|(n, _, (r, _))| (n, r.percent() as f64)),
     );
-    for (s, (r, _)) in &readings {
-        m.sample("shoal_service_level_conforming_percent", &[("class", &s.cfg.name)], r.percent() as f64);
-    }
-    m.family("shoal_service_level_state", "gauge", "A service level class's state: 0 ok, 1 warning, 2 serious.");
-    for (s, (_, state)) in &readings {
-        m.sample("shoal_service_level_state", &[("class", &s.cfg.name)], *state as u8 as f64);
-    }
+    m.per_class(
+        "shoal_service_level_state",
+        "gauge",
+        "A service level class's state: 0 ok, 1 warning, 2 serious.",
+        slm().map(|(n, _, (_, state))| (n, *state as u8 as f64)),
+    );
     m.family("shoal_service_level_response_seconds", "gauge", "Response times in the last 10 s, by statistic.");
     for (s, (r, _)) in &readings {
         for (stat, us) in [("min", r.min_us), ("avg", r.avg_us), ("max", r.max_us)] {
@@ -466,12 +482,16 @@ fn shaping_metrics(g: &Generation, m: &mut Metrics) {
             );
         }
     }
-    m.family("shoal_service_level_requests_total", "counter", "Requests timed by a service level class.");
-    for (s, _) in &readings {
-        m.sample("shoal_service_level_requests_total", &[("class", &s.cfg.name)], s.requests.load(Relaxed) as f64);
-    }
-    m.family("shoal_service_level_conforming_total", "counter", "Timed requests within the class's response time.");
-    for (s, _) in &readings {
-        m.sample("shoal_service_level_conforming_total", &[("class", &s.cfg.name)], s.conforming.load(Relaxed) as f64);
-    }
+    m.per_class(
+        "shoal_service_level_requests_total",
+        "counter",
+        "Requests timed by a service level class.",
+        slm().map(|(n, s, _)| (n, load(&s.requests))),
+    );
+    m.per_class(
+        "shoal_service_level_conforming_total",
+        "counter",
+        "Timed requests within the class's response time.",
+        slm().map(|(n, s, _)| (n, load(&s.conforming))),
+    );
 }

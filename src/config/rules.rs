@@ -401,7 +401,7 @@ fn action(f: &SourceFile, rname: &str, a: &Spanned<RawAction>, pools: &[Pool]) -
 
 /// Pool and class names a rule gives as constants must exist.
 fn check_constants(rule: &Rule, at: &Located<'_>, p: &Program, names: &Names<'_>) -> Result<(), ConfigError> {
-    let (pools, persistence) = (names.pools, names.persistence);
+    let pools = names.pools;
     let id = |n: &str| builtins::lookup(n).expect("a built-in");
     for name in ["pool.use", "pool.select"] {
         for (line, args) in p.constant_calls(id(name)) {
@@ -424,20 +424,12 @@ fn check_constants(rule: &Rule, at: &Located<'_>, p: &Program, names: &Names<'_>
             }
         }
     }
-    for name in ["connection.setpersistenceclass", "connection.setpersistence"] {
-        for (line, args) in p.constant_calls(id(name)) {
-            let class = args[0].to_bytes().map(|b| b.into_owned()).unwrap_or_default();
-            if !class.is_empty() && !persistence.iter().any(|c| c.name.as_bytes() == class) {
-                let e = RuleError::at(
-                    line,
-                    1,
-                    format!("{name}: no persistence class named \"{}\"", String::from_utf8_lossy(&class)),
-                );
-                return Err(error(rule, at, e));
-            }
-        }
-    }
-    let classes: [(&[&str], &str, Vec<&str>); 3] = [
+    let classes: [(&[&str], &str, Vec<&str>); 4] = [
+        (
+            &["connection.setpersistenceclass", "connection.setpersistence"],
+            "persistence class",
+            names.persistence.iter().map(|c| c.name.as_str()).collect(),
+        ),
         (
             &["response.setbandwidthclass", "connection.setbandwidthclass"],
             "bandwidth class",

@@ -123,47 +123,28 @@ pub(crate) fn vs_classes(
     slm: &[ServiceLevel],
 ) -> Result<VsClasses, ConfigError> {
     let key = |k: &str| Some(format!("virtual_servers.{vname}.{k}"));
-    let http_only = |s: &Spanned<String>, k: &str| {
-        if v.protocol == raw::Protocol::Http {
-            Ok(())
-        } else {
-            Err(f.error_at(s.span(), key(k), format!("{k} applies to http virtual servers")))
+    let class = |n: &Option<Spanned<String>>, k: &str, what: &str, names: Vec<&String>| -> Result<_, ConfigError> {
+        let Some(n) = n else { return Ok(None) };
+        if v.protocol != raw::Protocol::Http {
+            return Err(f.error_at(n.span(), key(k), format!("{k} applies to http virtual servers")));
         }
+        super::validate::find_named(f, n, key(k), what, names.into_iter()).map(Some)
     };
-    let rate_class = match &v.rate_class {
-        None => None,
-        Some(n) => {
-            http_only(n, "rate_class")?;
-            Some(super::validate::find_named(f, n, key("rate_class"), "rate class", rate.iter().map(|c| &c.name))?)
-        }
-    };
-    let service_level = match &v.service_level {
-        None => None,
-        Some(n) => {
-            http_only(n, "service_level")?;
-            Some(super::validate::find_named(
-                f,
-                n,
-                key("service_level"),
-                "service level class",
-                slm.iter().map(|c| &c.name),
-            )?)
-        }
-    };
-    let bandwidth = match &v.bandwidth_class {
-        None => None,
-        Some(n) => {
-            http_only(n, "bandwidth_class")?;
-            Some(super::validate::find_named(
-                f,
-                n,
-                key("bandwidth_class"),
-                "bandwidth class",
-                bandwidth.iter().map(|c| &c.name),
-            )?)
-        }
-    };
-    Ok(VsClasses { rate: rate_class, bandwidth, service_level })
+    Ok(VsClasses {
+        rate: class(&v.rate_class, "rate_class", "rate class", rate.iter().map(|c| &c.name).collect())?,
+        bandwidth: class(
+            &v.bandwidth_class,
+            "bandwidth_class",
+            "bandwidth class",
+            bandwidth.iter().map(|c| &c.name).collect(),
+        )?,
+        service_level: class(
+            &v.service_level,
+            "service_level",
+            "service level class",
+            slm.iter().map(|c| &c.name).collect(),
+        )?,
+    })
 }
 
 fn defined_once<'a>(

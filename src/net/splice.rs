@@ -172,32 +172,40 @@ pub async fn file_to_socket(
     let mut off = i64::try_from(offset).map_err(|_| SpliceError::Source(io::ErrorKind::InvalidInput.into()))?;
     let mut left = len;
     while left > 0 {
-        let want =
-            usize::try_from(left).unwrap_or(usize::MAX).min(pipe.cap).min(shape.map_or(usize::MAX, Shaper::chunk));
-        let queued = match splice_at(file, &mut off, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
+        let queued = match splice_at(file, &mut off, pipe.w.as_raw_fd(), piece(left, pipe, shape))
+            .map_err(SpliceError::Source)?
+        {
             Step::Moved(n) => n,
             Step::End => return Err(SpliceError::Truncated),
             // The pipe is emptied after every fill, so it has room.
             Step::WouldBlock => return Err(SpliceError::Source(io::ErrorKind::WouldBlock.into())),
         };
         left -= queued as u64;
-        if let Some(s) = shape {
-            s.take(queued).await;
-        }
-        drain_pipe(pipe, queued, dst, &mut dst_poll).await?;
+        drain_pipe(pipe, queued, dst, &mut dst_poll, shape).await?;
     }
     lease.empty = true;
     Ok(())
 }
 
-/// Move the `queued` bytes in `pipe` to socket `dst`, waiting for it to
-/// be writable through the ring (`dst_poll`, made on first need).
+/// How much to move into the pipe next, of `left`: a pipe-full, or one of
+/// the bandwidth class's pieces.
+fn piece(left: u64, pipe: &Pipe, shape: Option<&Shaper>) -> usize {
+    usize::try_from(left).unwrap_or(usize::MAX).min(pipe.cap).min(shape.map_or(usize::MAX, Shaper::chunk))
+}
+
+/// Move the `queued` bytes in `pipe` to socket `dst` (after their turn in
+/// `shape`'s class, if any), waiting for it to be writable through the
+/// ring (`dst_poll`, made on first need).
 async fn drain_pipe(
     pipe: &Pipe,
     mut queued: usize,
     dst: RawFd,
     dst_poll: &mut Option<monoio::net::TcpStream>,
+    shape: Option<&Shaper>,
 ) -> Result<(), SpliceError> {
+    if let Some(s) = shape {
+        s.take(queued).await;
+    }
     while queued > 0 {
         match splice(pipe.r.as_raw_fd(), dst, queued).map_err(SpliceError::Sink)? {
             Step::Moved(n) => queued -= n,
@@ -270,9 +278,7 @@ async fn relay_with(
     let mut src_poll: Option<monoio::net::TcpStream> = None;
     let mut dst_poll: Option<monoio::net::TcpStream> = None;
     while len > 0 {
-        let want =
-            usize::try_from(len).unwrap_or(usize::MAX).min(pipe.cap).min(shape.map_or(usize::MAX, Shaper::chunk));
-        let queued = match splice(src, pipe.w.as_raw_fd(), want).map_err(SpliceError::Source)? {
+        let queued = match splice(src, pipe.w.as_raw_fd(), piece(len, pipe, shape)).map_err(SpliceError::Source)? {
             Step::Moved(n) => n,
             Step::End => return Err(SpliceError::Truncated),
             Step::WouldBlock => {
@@ -288,10 +294,7 @@ async fn relay_with(
             }
         };
         len -= queued as u64;
-        if let Some(s) = shape {
-            s.take(queued).await;
-        }
-        drain_pipe(pipe, queued, dst, &mut dst_poll).await?;
+        drain_pipe(pipe, queued, dst, &mut dst_poll, shape).await?;
     }
     Ok(())
 }

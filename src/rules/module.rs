@@ -136,8 +136,7 @@ pub fn run<'a, T: 'a>(
                 // from running at all).
                 Progress::Yield => monoio::time::sleep(Duration::ZERO).await,
                 Progress::Wait(Pending::Rate(ticket)) => {
-                    monoio::time::sleep_until(ticket.until.into()).await;
-                    drop(ticket);
+                    ticket.wait().await;
                     let vm = runner.vm.as_mut().expect("a waiting rule has its machine");
                     vm.resume(Value::empty());
                 }

@@ -26,6 +26,7 @@
 //! `next` in the response's own [`Shaper`].
 
 use crate::config::model::BandwidthClass as BandwidthConfig;
+use crate::util::clock;
 use monoio::buf::{IoBuf, IoVecBuf};
 use monoio::io::AsyncWriteRent;
 use monoio::BufResult;
@@ -33,16 +34,18 @@ use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How far behind its schedule a class may have fallen and still catch up.
 const CATCH_UP: u64 = 20_000_000;
 
 pub struct BandwidthClass {
     pub cfg: BandwidthConfig,
-    epoch: Instant,
-    /// When a shared class's next piece may go, in nanoseconds since
-    /// `epoch` (0: at once).
+    /// When the class was made, in nanoseconds on the process clock
+    /// (`util::clock`): every schedule starts there.
+    made_ns: u64,
+    /// When a shared class's next piece may go, in nanoseconds on the
+    /// process clock.
     next_ns: AtomicU64,
     /// Bytes sent through the class, and pieces that had to wait.
     pub bytes: AtomicU64,
@@ -51,10 +54,11 @@ pub struct BandwidthClass {
 
 impl BandwidthClass {
     pub fn new(cfg: BandwidthConfig) -> BandwidthClass {
+        let made_ns = clock::nanos(Instant::now());
         BandwidthClass {
             cfg,
-            epoch: Instant::now(),
-            next_ns: AtomicU64::new(0),
+            made_ns,
+            next_ns: AtomicU64::new(made_ns),
             bytes: AtomicU64::new(0),
             waits: AtomicU64::new(0),
         }
@@ -71,23 +75,20 @@ impl BandwidthClass {
         let ns = (n as u128 * 8 * 1_000_000_000) / u128::from(self.cfg.bits_per_second.max(1));
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
-
-    fn ns(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
 }
 
 /// One response's use of a class.
 pub struct Shaper {
     class: Arc<BandwidthClass>,
-    /// A per-connection class's schedule (nanoseconds since the class's
-    /// epoch).
+    /// A per-connection class's schedule (nanoseconds on the process
+    /// clock).
     own_next: Cell<u64>,
 }
 
 impl Shaper {
     pub fn new(class: Arc<BandwidthClass>) -> Shaper {
-        Shaper { class, own_next: Cell::new(0) }
+        let start = class.made_ns;
+        Shaper { class, own_next: Cell::new(start) }
     }
 
     /// The largest piece to send at once.
@@ -99,7 +100,7 @@ impl Shaper {
     pub async fn take(&self, n: usize) {
         let c = &self.class;
         c.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let now_ns = c.ns(Instant::now());
+        let now_ns = clock::nanos(Instant::now());
         let earliest = now_ns.saturating_sub(CATCH_UP);
         let d = c.duration_ns(n);
         let slot = if c.cfg.per_connection {
@@ -118,7 +119,7 @@ impl Shaper {
         };
         if slot > now_ns {
             c.waits.fetch_add(1, Ordering::Relaxed);
-            monoio::time::sleep_until((c.epoch + Duration::from_nanos(slot)).into()).await;
+            monoio::time::sleep_until(clock::at_nanos(slot).into()).await;
         }
     }
 }
@@ -164,15 +165,7 @@ pub type BandwidthClasses = Arc<Vec<Arc<BandwidthClass>>>;
 /// The classes of `configs`; a class whose settings did not change keeps
 /// its schedule and counters from `prev`.
 pub fn build(configs: &[BandwidthConfig], prev: Option<&BandwidthClasses>) -> BandwidthClasses {
-    Arc::new(
-        configs
-            .iter()
-            .map(|c| {
-                prev.and_then(|p| p.iter().find(|o| o.cfg == *c).cloned())
-                    .unwrap_or_else(|| Arc::new(BandwidthClass::new(c.clone())))
-            })
-            .collect(),
-    )
+    crate::util::carry_over(configs, prev, |c| &c.cfg, BandwidthClass::new)
 }
 
 /// `"50Mbit"`, `"2Gbit"`, `"400kbit"`, `"1000000"` (bits per second; the
@@ -197,6 +190,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn class(bits: u64, per_connection: bool) -> Arc<BandwidthClass> {
         Arc::new(BandwidthClass::new(BandwidthConfig { name: "t".into(), bits_per_second: bits, per_connection }))

@@ -25,8 +25,7 @@ impl Module for RateModule {
         match self.class.admit(None, Instant::now()) {
             Admit::Now => Step::Ready(Flow::Continue),
             Admit::Wait(ticket) => Step::wait(async move {
-                monoio::time::sleep_until(ticket.until.into()).await;
-                drop(ticket);
+                ticket.wait().await;
                 Flow::Continue
             }),
             Admit::Refused => Step::Ready(refuse(&self.class, tx, "its virtual server's")),

@@ -26,6 +26,7 @@
 
 use crate::config::model::RateClass as RateConfig;
 use crate::persist::lru::Lru;
+use crate::util::clock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -36,8 +37,8 @@ pub struct RateClass {
     /// Between two requests' release times; `None`: no limit.
     interval: Option<Duration>,
     /// The class's own queue: when its next request may pass, in
-    /// nanoseconds since `epoch` (0: at once), and how many wait.
-    epoch: Instant,
+    /// nanoseconds on the process clock (`util::clock`; 0: at once), and
+    /// how many wait.
     next_ns: AtomicU64,
     waiting: AtomicU32,
     /// The contexts' queues.
@@ -89,6 +90,13 @@ pub struct Ticket {
     pub until: Instant,
 }
 
+impl Ticket {
+    /// Wait for the slot, then leave the queue.
+    pub async fn wait(self) {
+        monoio::time::sleep_until(self.until.into()).await;
+    }
+}
+
 impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Ticket({} until {:?})", self.class.cfg.name, self.until)
@@ -121,7 +129,6 @@ impl RateClass {
         RateClass {
             cfg,
             interval,
-            epoch: Instant::now(),
             next_ns: AtomicU64::new(0),
             waiting: AtomicU32::new(0),
             state: Mutex::new(State { contexts }),
@@ -189,7 +196,7 @@ impl RateClass {
     /// the requests of other shards deciding at the same instant).
     fn admit_main(&self, interval: Duration, now: Instant) -> Decided {
         let iv = interval.as_nanos() as u64;
-        let now_ns = self.ns(now);
+        let now_ns = clock::nanos(now);
         let max_wait = u64::try_from(self.cfg.max_wait.as_nanos()).unwrap_or(u64::MAX);
         let mut cur = self.next_ns.load(Ordering::Acquire);
         loop {
@@ -202,16 +209,12 @@ impl RateClass {
             match self.next_ns.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) if wait => {
                     self.waiting.fetch_add(1, Ordering::Relaxed);
-                    return Decided::Wait(None, self.epoch + Duration::from_nanos(slot));
+                    return Decided::Wait(None, clock::at_nanos(slot));
                 }
                 Ok(_) => return Decided::Now,
                 Err(seen) => cur = seen,
             }
         }
-    }
-
-    fn ns(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// `rate.use.noQueue`: pass now if no wait is needed (counted as a
@@ -223,7 +226,7 @@ impl RateClass {
         };
         let passed = match context {
             None => {
-                let now_ns = self.ns(now);
+                let now_ns = clock::nanos(now);
                 let mut cur = self.next_ns.load(Ordering::Acquire);
                 loop {
                     if cur > now_ns {
@@ -297,15 +300,7 @@ pub type RateClasses = Arc<Vec<Arc<RateClass>>>;
 /// The classes of `configs`; a class whose settings did not change keeps
 /// its queues and counters from `prev`.
 pub fn build(configs: &[RateConfig], prev: Option<&RateClasses>) -> RateClasses {
-    Arc::new(
-        configs
-            .iter()
-            .map(|c| {
-                prev.and_then(|p| p.iter().find(|o| o.cfg == *c).cloned())
-                    .unwrap_or_else(|| Arc::new(RateClass::new(c.clone())))
-            })
-            .collect(),
-    )
+    crate::util::carry_over(configs, prev, |c| &c.cfg, RateClass::new)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub mod module;
 
 use crate::config::model::ServiceLevel as SlmConfig;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Seconds in the window.
@@ -89,11 +89,10 @@ pub struct ServiceLevel {
     pub transitions: AtomicU64,
 }
 
-/// Seconds since the process's first reading of the clock (a monotonic
-/// second number, so buckets never go back on a clock change).
+/// The second `now` falls in on the process clock (`util::clock`:
+/// monotonic, so buckets never go back on a clock change).
 fn second(now: Instant) -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    now.saturating_duration_since(*EPOCH.get_or_init(Instant::now)).as_secs()
+    crate::util::clock::nanos(now) / 1_000_000_000
 }
 
 impl ServiceLevel {
@@ -198,15 +197,7 @@ pub type Classes = Arc<Vec<Arc<ServiceLevel>>>;
 /// The classes of `configs`; a class whose settings did not change keeps
 /// its window and state from `prev`.
 pub fn build(configs: &[SlmConfig], prev: Option<&Classes>) -> Classes {
-    Arc::new(
-        configs
-            .iter()
-            .map(|c| {
-                prev.and_then(|p| p.iter().find(|o| o.cfg == *c).cloned())
-                    .unwrap_or_else(|| Arc::new(ServiceLevel::new(c.clone())))
-            })
-            .collect(),
-    )
+    crate::util::carry_over(configs, prev, |c| &c.cfg, ServiceLevel::new)
 }
 
 #[cfg(test)]

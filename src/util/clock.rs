@@ -1,5 +1,6 @@
-//! A process-wide monotonic millisecond clock, so shared health state can
-//! store instants in plain atomics (an `Instant` is not atomic).
+//! A process-wide monotonic clock, so shared state (health, shaping
+//! schedules, service level windows) can store instants in plain atomics
+//! or integers (an `Instant` is not atomic).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -13,6 +14,16 @@ fn epoch() -> Instant {
 /// first millisecond, and callers treat 0 as "unset".
 pub fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64 + 1
+}
+
+/// Nanoseconds from the process's epoch to `t` (0 for an earlier `t`).
+pub fn nanos(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The instant `ns` nanoseconds after the process's epoch.
+pub fn at_nanos(ns: u64) -> Instant {
+    epoch() + Duration::from_nanos(ns)
 }
 
 /// Convert a duration to whole milliseconds, saturating.
