@@ -89,12 +89,6 @@ impl Rig {
 }
 
 /// One request on a new connection (`req` is the whole request).
-fn send(addr: SocketAddr, req: &str) -> Resp {
-    let mut s = connect(addr);
-    s.write_all(req.as_bytes()).unwrap();
-    read_response(&mut s, req.starts_with("HEAD "))
-}
-
 fn info(r: &Resp) -> &str {
     r.header("x-cache-info").unwrap_or("")
 }
@@ -445,24 +439,13 @@ http.removeResponseHeader( "Cache-Control" );
    http.removeResponseHeader( "Cache-Control" );
 }
 "#;
-    let example1 = r#"# Is this request a video download?
-$url = http.getPath();
-if( string.wildmatch( $url, "/videos/*.flv" ) ) {
-   # Rewrite the request to target an f4v container, not flv
-   $url = string.replace( $url, ".flv", ".f4v" );
-   http.setPath( $url );
-   # We don't want to cache the response in the Stingray cache, even if
-   # the HTTP headers state that it is cacheable
-   http.cache.disable();
-}
-"#;
     let dir = TempDir::new();
     for (name, text) in [
         ("off.ts", default_off),
         ("net.ts", by_network),
         ("net-response.ts", by_network_response),
         ("force.ts", force),
-        ("ex1.ts", example1),
+        ("ex1.ts", SEEDS_EXAMPLE_1),
     ] {
         dir.write(name, text);
     }
@@ -474,7 +457,8 @@ if( string.wildmatch( $url, "/videos/*.flv" ) ) {
     };
     let toml = format!(
         "[global]\nshards = 2\n\n{}{}{}{}[pools.p]\nnodes = [\"{}\"]\n\n[cache]\nverbose = true\n\n\
-         [rules.off]\nfile = \"off.ts\"\n[rules.net]\nfile = \"net.ts\"\n[rules.net-response]\nfile = \"net-response.ts\"\n[rules.force]\nfile = \"force.ts\"\n[rules.ex1]\nfile = \"ex1.ts\"\n",
+         [rules.off]\nfile = \"off.ts\"\n[rules.net]\nfile = \"net.ts\"\n[rules.net-response]\nfile = \"net-response.ts\"\n[rules.force]\nfile = \"force.ts\"\n[rules.ex1]\nfile = \"ex1.ts\"\n\n\
+         [bandwidth_classes.\"Videos 2Mbits\"]\nmax_rate = \"2Mbit\"\nper_connection = true\n",
         vs("off", "\"off\"", ""),
         vs("net", "\"net\"", "\"net-response\""),
         vs("force", "", "\"force\""),

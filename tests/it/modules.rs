@@ -43,13 +43,6 @@ fn lab_pattern_sha(len: u64) -> String {
     hex(h.finalize())
 }
 
-/// One request on a new connection; the response read whole.
-fn get(addr: SocketAddr, req: &str) -> Resp {
-    let mut s = connect(addr);
-    s.write_all(req.as_bytes()).unwrap();
-    read_response(&mut s, req.starts_with("HEAD "))
-}
-
 /// Proof 1: the example module of docs/phases.md, built as its own shoal
 /// (examples/node_header.rs), names the node that served each response.
 #[test]
@@ -114,7 +107,7 @@ fn own_response_streams_a_gibibyte() {
     assert!(rss < 64 * 1024, "shoal peak RSS {rss} KiB while streaming 1 GiB");
 
     // HEAD: the head alone, with the length the body would have.
-    let r = get(addr, "HEAD /lab/generate?size=1000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = send(addr, "HEAD /lab/generate?size=1000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!((r.status, r.header("content-length"), r.body.len()), (200, Some("1000"), 0));
     // Keepalive: two own responses and a proxied one on one connection.
     let mut s = connect(addr);
@@ -129,7 +122,7 @@ fn own_response_streams_a_gibibyte() {
         assert!(r.header("connection").is_none(), "{r:?}");
     }
     // HTTP/1.0 and a body of unknown length: it ends when the connection does.
-    let r = get(addr, "GET /lab/generate?size=5000&unknown=1 HTTP/1.0\r\n\r\n");
+    let r = send(addr, "GET /lab/generate?size=5000&unknown=1 HTTP/1.0\r\n\r\n");
     assert_eq!((r.status, r.header("transfer-encoding"), r.body.len()), (200, None, 5000));
     assert_eq!(r.header("connection"), Some("close"));
 }
@@ -168,10 +161,10 @@ fn body_filters_rewrite_with_corrected_framing() {
         }
     }
     // An HTTP/1.0 client of a Stream filter: the body ends at close.
-    let r = get(addr, "GET /lab/upper-stream?size=1000&chunked=1 HTTP/1.0\r\n\r\n");
+    let r = send(addr, "GET /lab/upper-stream?size=1000&chunked=1 HTTP/1.0\r\n\r\n");
     assert_eq!((r.header("transfer-encoding"), r.body.clone()), (None, lab_rewrite(origin_body(1000))));
     // Over a Whole filter's limit: shoal answers 502 (the lab's error page).
-    let r = get(addr, "GET /lab/upper-whole?size=5000&limit=4000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = send(addr, "GET /lab/upper-whole?size=5000&limit=4000 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.header("x-lab-error")), (502, Some("replaced")), "{r:?}");
     assert!(String::from_utf8_lossy(&r.body).contains("larger than a body filter"), "{r:?}");
 
@@ -221,7 +214,7 @@ fn module_replaces_error_pages() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let shoal = Shoal::start_bin(&example_bin("module_lab"), &config(&[dead]));
     let addr = shoal.addr("web");
-    let r = get(addr, "GET /lab/anything HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = send(addr, "GET /lab/anything HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(
         (r.status, r.header("x-lab-error"), r.header("content-type")),
         (502, Some("replaced"), Some("text/html"))
@@ -229,7 +222,7 @@ fn module_replaces_error_pages() {
     let body = String::from_utf8(r.body).unwrap();
     assert!(body.starts_with("<h1>lab error 502</h1>") && body.contains("could not connect"), "{body}");
     // Outside /lab/ the module leaves shoal's own page.
-    let r = get(addr, "GET /other HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = send(addr, "GET /other HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.header("x-lab-error"), r.body.as_slice()), (502, None, &b"502 Bad Gateway\n"[..]));
 }
 
@@ -244,7 +237,7 @@ fn stalled_tee_consumer_is_cut_off_not_the_client() {
     let origin = Origin::start("http", &["a"]);
     let shoal = Shoal::start_bin(&example_bin("module_lab"), &config(&[origin.addr("a")]));
     let addr = shoal.addr("web");
-    let status = || String::from_utf8(get(addr, "GET /lab/status HTTP/1.1\r\nHost: t\r\n\r\n").body).unwrap();
+    let status = || String::from_utf8(send(addr, "GET /lab/status HTTP/1.1\r\nHost: t\r\n\r\n").body).unwrap();
     let size = 64usize << 20;
 
     // A small receive buffer: the client's pace reaches shoal quickly.
@@ -284,7 +277,7 @@ fn stalled_tee_consumer_is_cut_off_not_the_client() {
     assert!(st.contains("tee_end=0"), "{st}");
 
     // A consumer that keeps up reads the whole body.
-    let r = get(addr, "GET /lab/tee?size=1048576&chunked=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = send(addr, "GET /lab/tee?size=1048576&chunked=1 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.body.len()), (200, 1 << 20));
     let st = poll(Duration::from_secs(30), "the consumer to finish", || {
         let st = status();

@@ -24,13 +24,6 @@ fn start_with(toml: &str, files: &[(&str, &str)]) -> Shoal {
     Shoal::from_command(cmd, dir, config)
 }
 
-/// One request on a new connection (`req` is the whole request).
-fn send(addr: SocketAddr, req: &str) -> Resp {
-    let mut s = connect(addr);
-    s.write_all(req.as_bytes()).unwrap();
-    read_response(&mut s, req.starts_with("HEAD "))
-}
-
 fn get(addr: SocketAddr, target: &str, headers: &str) -> Resp {
     send(addr, &format!("GET {target} HTTP/1.1\r\nHost: site.example\r\n{headers}Connection: close\r\n\r\n"))
 }

@@ -69,7 +69,7 @@ rate.use( "api" );
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let backlog = loop {
-        let r = send(shoal.addr("web"), "/backlog");
+        let r = get(shoal.addr("web"), "/backlog");
         let n: u64 = String::from_utf8_lossy(&r.body).trim().parse().unwrap_or(0);
         if n > 100 {
             break n;
@@ -156,7 +156,7 @@ fn rate_class_refusals_and_no_queue() {
         api_section()
     ));
     let addr = shoal.addr("web");
-    let all: Vec<_> = (0..8).map(|_| std::thread::spawn(move || send(addr, "/").status)).collect();
+    let all: Vec<_> = (0..8).map(|_| std::thread::spawn(move || get(addr, "/").status)).collect();
     let mut statuses: Vec<u16> = all.into_iter().map(|t| t.join().unwrap()).collect();
     statuses.sort();
     // One at once, two in the queue, the other five refused.
@@ -166,9 +166,9 @@ fn rate_class_refusals_and_no_queue() {
     assert_eq!((c["passed"].as_u64(), c["queued"].as_u64(), c["refused"].as_u64()), (Some(1), Some(2), Some(5)), "{c}");
     assert!(shoal.log().contains("refused by its virtual server's rate class slow"));
     let nq = shoal.addr("nq");
-    assert_eq!(send(nq, "/").status, 200);
+    assert_eq!(get(nq, "/").status, 200);
     let started = Instant::now();
-    let r = send(nq, "/");
+    let r = get(nq, "/");
     assert_eq!((r.status, r.body.as_slice()), (429, &b"busy"[..]));
     assert!(started.elapsed() < Duration::from_secs(2), "noQueue does not wait");
     let metrics = shoal.api("GET", "/metrics", "").text();
@@ -194,14 +194,14 @@ fn service_level_goes_serious_and_a_rule_routes_away() {
     ));
     let addr = shoal.addr("web");
     for _ in 0..10 {
-        let r = send(addr, "/?delay=10");
+        let r = get(addr, "/?delay=10");
         assert_eq!((r.status, r.header("x-node")), (200, Some("a")));
     }
     assert_eq!(shoal.status()["service_levels"]["web"]["state"], "ok");
     // The node slows down: 10 fast and then slow ones in the window.
     let mut moved = None;
     for i in 0..30 {
-        let r = send(addr, "/?delay=300");
+        let r = get(addr, "/?delay=300");
         if r.header("x-node") == Some("b") {
             moved = Some(i);
             break;
@@ -260,10 +260,8 @@ fn class_configuration_errors() {
 }
 
 /// `GET path` on a new connection.
-fn send(addr: SocketAddr, path: &str) -> Resp {
-    let mut s = connect(addr);
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
-    read_response(&mut s, false)
+fn get(addr: SocketAddr, path: &str) -> Resp {
+    send(addr, &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
 }
 
 /// Read a response to `GET path` on a new connection for `secs` seconds
@@ -436,7 +434,7 @@ fn quick_mode_bandwidth() {
     poll(Duration::from_secs(10), "shoal proxy to listen", || std::net::TcpStream::connect(addr).ok());
     // 1.5 MB at 1 MB/s.
     let started = Instant::now();
-    let r = send(addr, "/q?size=1500000");
+    let r = get(addr, "/q?size=1500000");
     let took = started.elapsed();
     assert_eq!(r.body.len(), 1_500_000);
     assert!(took >= Duration::from_millis(1400) && took < Duration::from_millis(2500), "{took:?}");
@@ -453,22 +451,8 @@ fn quick_mode_bandwidth() {
 /// `http.cache.disable()`.
 #[test]
 fn seeds_example_1_with_its_bandwidth_class() {
-    let example1 = r#"# Is this request a video download?
-$url = http.getPath();
-if( string.wildmatch( $url, "/videos/*.flv" ) ) {
-   # Rewrite the request to target an f4v container, not flv
-   $url = string.replace( $url, ".flv", ".f4v" );
-   http.setPath( $url );
-   # We encode flash videos at 1088 Kbits max. Apply a limit to 2 Gbit
-   # to control download tools and other greedy clients
-   response.setBandwidthClass( "Videos 2Mbits" );
-   # We don't want to cache the response in the Stingray cache, even if
-   # the HTTP headers state that it is cacheable
-   http.cache.disable();
-}
-"#;
     let dir = TempDir::new();
-    dir.write("ex1.ts", example1);
+    dir.write("ex1.ts", SEEDS_EXAMPLE_1);
     let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
     let config = dir.write(
         "shoal.toml",
@@ -484,13 +468,13 @@ if( string.wildmatch( $url, "/videos/*.flv" ) ) {
     let shoal = Shoal::from_command(cmd, dir, config);
     // 500 kB at 2 Mbit/s (250 kB/s): 2 s.
     let started = Instant::now();
-    let r = send(shoal.addr("web"), "/videos/clip.flv?size=500000");
+    let r = get(shoal.addr("web"), "/videos/clip.flv?size=500000");
     let took = started.elapsed();
     assert_eq!((r.status, r.body.len()), (200, 500_000));
     assert!(took >= Duration::from_millis(1850) && took < Duration::from_millis(2800), "{took:?}");
     origin.proc.wait_line(Duration::from_secs(5), |l| l.starts_with("request a GET /videos/clip.f4v?size=500000 "));
     // Other paths are not paced.
     let started = Instant::now();
-    assert_eq!(send(shoal.addr("web"), "/other?size=500000").body.len(), 500_000);
+    assert_eq!(get(shoal.addr("web"), "/other?size=500000").body.len(), 500_000);
     assert!(started.elapsed() < Duration::from_millis(1000));
 }

@@ -347,6 +347,31 @@ pub fn sha256_stream(r: &mut impl Read) -> (u64, String) {
 }
 
 /// Connect, read the whole reply of a one-shot node, return it as a string.
+/// The seeds' Example 1, as written: a video rewrite with its bandwidth
+/// class ("Videos 2Mbits") and the cache turned off for it.
+pub const SEEDS_EXAMPLE_1: &str = r#"# Is this request a video download?
+$url = http.getPath();
+if( string.wildmatch( $url, "/videos/*.flv" ) ) {
+   # Rewrite the request to target an f4v container, not flv
+   $url = string.replace( $url, ".flv", ".f4v" );
+   http.setPath( $url );
+   # We encode flash videos at 1088 Kbits max. Apply a limit to 2 Gbit
+   # to control download tools and other greedy clients
+   response.setBandwidthClass( "Videos 2Mbits" );
+   # We don't want to cache the response in the Stingray cache, even if
+   # the HTTP headers state that it is cacheable
+   http.cache.disable();
+}
+"#;
+
+/// One request on a new connection (`req` is the whole request); the
+/// response read whole.
+pub fn send(addr: SocketAddr, req: &str) -> Resp {
+    let mut s = connect(addr);
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut s, req.starts_with("HEAD "))
+}
+
 pub fn oneshot(addr: SocketAddr) -> String {
     let mut s = connect(addr);
     let v = read_all(&mut s);
