@@ -23,7 +23,7 @@ USAGE:
               [--tls-cert FILE --tls-key FILE]
               [--request-rule FILE]... [--response-rule FILE]...
               [--cache SIZE [--cache-dir DIR --cache-disk SIZE]]
-              [--bandwidth RATE]
+              [--bandwidth RATE] [--compress]
       Run one virtual server with no configuration file.
       Protocols: http, server_first, client_first, server_first_banner
       (needs --banner TEXT), generic_streaming [default], ssl_passthrough.
@@ -37,6 +37,9 @@ USAGE:
       SIZE, kept across restarts.
       --bandwidth RATE: send each response at most at RATE (50Mbit,
       1Gbit; http only; docs/shaping.md).
+      --compress: compress text responses with zstd, brotli or gzip for
+      clients that accept them, with the [compression] defaults (http
+      only; docs/shaping.md).
       Algorithms: round_robin [default], weighted_round_robin, random,
       least_connections, weighted_least_connections.
   shoal rules show NAME -c FILE
@@ -100,6 +103,7 @@ struct Quick {
     cache_dir: Option<String>,
     cache_disk: Option<String>,
     bandwidth: Option<String>,
+    compress: bool,
 }
 
 fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
@@ -140,6 +144,7 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("cache-dir") => q.cache_dir = Some(val(&mut p)?),
             Long("cache-disk") => q.cache_disk = Some(val(&mut p)?),
             Long("bandwidth") => q.bandwidth = Some(val(&mut p)?),
+            Long("compress") => q.compress = true,
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
             Long("pool") => pools.push(val(&mut p)?),
             Long("api") => api = Some(val(&mut p)?),
@@ -323,6 +328,9 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
         }
         (None, None) => {}
         _ => return Err("--tls-cert and --tls-key go together".into()),
+    }
+    if q.compress {
+        t += "\n[virtual_servers.proxy.compression]\n";
     }
     t += &format!("\n[pools.proxy]\nalgorithm = {}\nnodes = [{}]\n", s(&algorithm), nodes.join(", "));
     for (name, file) in req.iter().zip(&q.request_rules).chain(resp.iter().zip(&q.response_rules)) {

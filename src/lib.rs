@@ -18,6 +18,7 @@
 pub mod api;
 pub mod cache;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod error;
 pub mod fuzzing;

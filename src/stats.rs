@@ -77,6 +77,11 @@ pub struct VsCounters {
     pub cache: [Cell<u64>; CACHE_COUNTERS.len()],
     /// Body bytes sent to clients from the cache.
     pub cache_hit_bytes: Cell<u64>,
+    /// Responses compressed, by coding (`Coding::ALL` order).
+    pub compressed: [Cell<u64>; 3],
+    /// Body bytes that went into the compressors, and came out.
+    pub compress_bytes_in: Cell<u64>,
+    pub compress_bytes_out: Cell<u64>,
 }
 
 impl VsCounters {
@@ -86,6 +91,15 @@ impl VsCounters {
 
     pub fn cache_hit_bytes(&self, n: u64) {
         bump(&self.cache_hit_bytes, n);
+    }
+
+    pub fn compressed(&self, c: crate::http::coding::Coding) {
+        bump(&self.compressed[c.index()], 1);
+    }
+
+    pub fn compressed_bytes(&self, inbound: u64, outbound: u64) {
+        bump(&self.compress_bytes_in, inbound);
+        bump(&self.compress_bytes_out, outbound);
     }
 
     pub fn rule_error(&self) {
@@ -128,6 +142,9 @@ impl VsCounters {
             rule_errors: self.rule_errors.get(),
             cache: self.cache.each_ref().map(Cell::get),
             cache_hit_bytes: self.cache_hit_bytes.get(),
+            compressed: self.compressed.each_ref().map(Cell::get),
+            compress_bytes_in: self.compress_bytes_in.get(),
+            compress_bytes_out: self.compress_bytes_out.get(),
         }
     }
 }
@@ -181,6 +198,9 @@ pub struct VsSnapshot {
     pub rule_errors: u64,
     pub cache: [u64; CACHE_COUNTERS.len()],
     pub cache_hit_bytes: u64,
+    pub compressed: [u64; 3],
+    pub compress_bytes_in: u64,
+    pub compress_bytes_out: u64,
 }
 
 /// A node's figures in one pool, from one shard or summed.
@@ -241,6 +261,11 @@ impl Totals {
                         x.time_us += v.time_us;
                         x.rule_errors += v.rule_errors;
                         x.cache_hit_bytes += v.cache_hit_bytes;
+                        x.compress_bytes_in += v.compress_bytes_in;
+                        x.compress_bytes_out += v.compress_bytes_out;
+                        for (a, b) in x.compressed.iter_mut().zip(v.compressed) {
+                            *a += b;
+                        }
                         for (a, b) in x.cache.iter_mut().zip(v.cache) {
                             *a += b;
                         }

@@ -2,6 +2,7 @@
 //! the Prometheus text exposition of `/metrics`, both from one summed
 //! [`Totals`] and the running generation.
 
+use crate::http::coding::Coding;
 use crate::runtime::generation::Generation;
 use crate::stats::{NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, VS_ERRORS};
 use serde_json::{json, Map, Value};
@@ -30,7 +31,16 @@ pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
         "request_time_avg_seconds": if v.requests > 0 { v.time_us as f64 / v.requests as f64 / 1e6 } else { 0.0 },
         "rule_errors": v.rule_errors,
         "cache": cache_json(v),
+        "compression": compression_json(v),
     })
+}
+
+fn compression_json(v: &VsSnapshot) -> Value {
+    let mut m: Map<String, Value> =
+        Coding::ALL.iter().map(|c| (c.token().into(), v.compressed[c.index()].into())).collect();
+    m.insert("bytes_in".into(), v.compress_bytes_in.into());
+    m.insert("bytes_out".into(), v.compress_bytes_out.into());
+    Value::Object(m)
 }
 
 fn cache_json(v: &VsSnapshot) -> Value {
@@ -318,6 +328,34 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
             &[("virtual_server", &v.name)],
             v.cache_hit_bytes as f64,
         );
+    }
+    m.family(
+        "shoal_virtual_server_compressed_responses_total",
+        "counter",
+        "Responses compressed, by coding (docs/shaping.md).",
+    );
+    for v in &t.virtual_servers {
+        for c in Coding::ALL {
+            m.sample(
+                "shoal_virtual_server_compressed_responses_total",
+                &[("virtual_server", &v.name), ("coding", c.token())],
+                v.compressed[c.index()] as f64,
+            );
+        }
+    }
+    let bytes: [(&str, &str, VsField); 2] = [
+        ("shoal_virtual_server_compression_in_bytes_total", "Body bytes into the compressors.", |v| {
+            v.compress_bytes_in as f64
+        }),
+        ("shoal_virtual_server_compression_out_bytes_total", "Body bytes out of the compressors.", |v| {
+            v.compress_bytes_out as f64
+        }),
+    ];
+    for (name, help, get) in bytes {
+        m.family(name, "counter", help);
+        for v in &t.virtual_servers {
+            m.sample(name, &[("virtual_server", &v.name)], get(v));
+        }
     }
     let c = &t.cache;
     type CacheField = fn(&crate::cache::partition::PartitionStats) -> f64;

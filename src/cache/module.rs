@@ -493,6 +493,9 @@ impl CacheModule {
         };
         let Some(usage) = ctx.usage.clone() else { return self.pass(tx, ctx) };
         let expected = match tx.response.framing {
+            // A module nearer the node re-encodes the body (compression):
+            // its length is known only at its end.
+            _ if tx.response_transformed => None,
             Framing::None => Some(0),
             Framing::Length(n) => Some(n),
             Framing::Chunked | Framing::UntilClose => None,
@@ -739,7 +742,7 @@ fn vary_values(resp: &ResponseHead, req: &RequestHead, max: usize) -> Option<Vec
             if out.iter().any(|(n, _)| *n == name) {
                 continue;
             }
-            let value = req.fields.get(&name).map(|v| crate::http::trim_ows(v).to_vec());
+            let value = vary_value(req, &name).map(|v| v.into_owned());
             size += name.len() + value.as_ref().map_or(0, Vec::len);
             if size > max {
                 return None;
@@ -773,7 +776,23 @@ fn etag_list_matches(list: &[u8], etag: &[u8], strong: bool) -> bool {
 /// Whether `obj` is the variant for `tx`'s request: its rule key and the
 /// values of its `Vary` fields.
 fn selects(obj: &Object, tx: &Txn) -> bool {
-    obj.selected_by(tx.cache.key.as_deref(), |n| tx.request.fields.get(n))
+    obj.selected_by(tx.cache.key.as_deref(), |n| vary_value(&tx.request, n))
+}
+
+/// The request's value of a field a response varies on, as variants are
+/// matched: trimmed; `Accept-Encoding` in its canonical form (RFC 9111
+/// §4.1 lets a cache normalise by the field's semantics: `gzip, br` and
+/// `br,gzip` select the same variant) and as the client sent it when a
+/// rule removed it (what the compression module negotiates on).
+fn vary_value<'r>(req: &'r RequestHead, name: &str) -> Option<std::borrow::Cow<'r, [u8]>> {
+    if name.eq_ignore_ascii_case("accept-encoding") {
+        let mut values = crate::http::coding::client_values(req).peekable();
+        values.peek()?;
+        let mut out = Vec::new();
+        crate::http::coding::normalize(values, &mut out);
+        return Some(out.into());
+    }
+    req.fields.get(name).map(|v| crate::http::trim_ows(v).into())
 }
 
 /// The primary key: the host (lower case, from `Host`) and the target as

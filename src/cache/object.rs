@@ -63,10 +63,15 @@ impl Object {
 
     /// Whether this object was stored for a request like the one whose
     /// header values `get` gives and whose rule key is `rule_key`
-    /// (RFC 9111 §4.1, values compared after trimming, case-sensitively).
-    pub fn selected_by<'a>(&self, rule_key: Option<&[u8]>, get: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
+    /// (RFC 9111 §4.1: `get` gives each value as stored, trimmed and
+    /// normalised; they are compared case-sensitively).
+    pub fn selected_by<'a>(
+        &self,
+        rule_key: Option<&[u8]>,
+        get: impl Fn(&str) -> Option<std::borrow::Cow<'a, [u8]>>,
+    ) -> bool {
         self.rule_key.as_deref() == rule_key
-            && self.vary.iter().all(|(name, want)| get(name).map(crate::http::trim_ows) == want.as_deref())
+            && self.vary.iter().all(|(name, want)| get(name).as_deref() == want.as_deref())
     }
 
     /// The `ETag`, if stored.

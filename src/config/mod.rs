@@ -6,6 +6,7 @@
 //! `shoal run` with no file does something useful on a fresh machine.
 
 pub(crate) mod cache;
+mod compression;
 pub mod model;
 pub mod raw;
 mod rules;

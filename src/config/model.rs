@@ -234,7 +234,51 @@ pub struct VirtualServer {
     pub bandwidth_class: Option<usize>,
     /// Index into `Config::service_levels`: every request is timed.
     pub service_level: Option<usize>,
+    /// `[compression]`; `None`: compressed only when a rule asks.
+    pub compression: Option<Compression>,
 }
+
+/// `[virtual_servers.NAME.compression]` (docs/shaping.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compression {
+    pub enabled: bool,
+    /// Codings offered, in order of preference.
+    pub codings: Vec<crate::http::coding::Coding>,
+    /// Media types compressed, in lower case: `type/subtype`, or `type/*`.
+    pub types: Vec<String>,
+    /// Smallest `Content-Length` compressed (a body of unknown length is).
+    pub min_size: u64,
+    pub levels: crate::compress::encoder::Levels,
+}
+
+impl Default for Compression {
+    /// The settings of a virtual server with no `[compression]` whose
+    /// rule calls `http.compress.enable()`.
+    fn default() -> Self {
+        use crate::http::coding::Coding;
+        Compression {
+            enabled: true,
+            codings: vec![Coding::Zstd, Coding::Brotli, Coding::Gzip],
+            types: DEFAULT_COMPRESSED_TYPES.iter().map(|t| t.to_string()).collect(),
+            min_size: 1024,
+            levels: Default::default(),
+        }
+    }
+}
+
+/// Media types compressed by default: text and the structured text of
+/// the web; images, audio, video and archives are compressed already.
+pub const DEFAULT_COMPRESSED_TYPES: &[&str] = &[
+    "text/*",
+    "application/javascript",
+    "application/json",
+    "application/xml",
+    "application/xhtml+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/wasm",
+    "image/svg+xml",
+];
 
 /// `[virtual_servers.NAME.dsr]`.
 #[derive(Debug, Clone, PartialEq)]

@@ -493,6 +493,43 @@ pub struct RawVirtualServer {
     pub bandwidth_class: Option<Spanned<String>>,
     /// Every request is timed by this service level class.
     pub service_level: Option<Spanned<String>>,
+    /// Response compression (docs/shaping.md).
+    pub compression: Option<Spanned<RawCompression>>,
+}
+
+/// `[virtual_servers.NAME.compression]`: responses compressed for clients
+/// that accept it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompression {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Codings offered, in order of preference (`"zstd"`, `"br"`, `"gzip"`).
+    pub encodings: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Content types compressed (`"text/html"`, `"text/*"`).
+    pub types: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Bodies with a smaller `Content-Length` go as they are.
+    #[serde(default = "default_compress_min")]
+    pub min_size: Spanned<Size>,
+    #[serde(default = "default_gzip_level")]
+    pub gzip_level: Spanned<u32>,
+    #[serde(default = "default_brotli_level")]
+    pub brotli_level: Spanned<u32>,
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: Spanned<u32>,
+}
+
+fn default_compress_min() -> Spanned<Size> {
+    Spanned::new(0..0, Size(1024))
+}
+fn default_gzip_level() -> Spanned<u32> {
+    Spanned::new(0..0, 6)
+}
+fn default_brotli_level() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+fn default_zstd_level() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
 }
 
 /// `[virtual_servers.NAME.dsr]`: requests for these paths are probed

@@ -289,6 +289,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
             };
             let cache = super::cache::vs_cache(f, vname, v)?;
             let classes = super::shaping::vs_classes(f, vname, v, &rate_classes, &bandwidth_classes, &service_levels)?;
+            let compression = super::compression::vs_compression(f, vname, v)?;
             if !v.enabled {
                 continue;
             }
@@ -318,6 +319,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 rate_class: classes.rate,
                 bandwidth_class: classes.bandwidth,
                 service_level: classes.service_level,
+                compression,
             });
         }
     }

@@ -5,6 +5,7 @@
 //! the proxy's decision (`src/proxy/`).
 
 pub mod chunked;
+pub mod coding;
 pub mod cookie;
 pub mod fields;
 pub mod head;

@@ -124,6 +124,20 @@ pub enum BodyMode {
     /// body is complete. A longer body fails the request (413 for a
     /// request body, 502 for a response body not yet begun).
     Whole { limit: usize },
+    /// As `Stream`, and the module's filtering is a [`BodyTransform`] it
+    /// can hand over ([`Module::take_transform`]): when a module nearer
+    /// the client diverts the response body ([`Verdict::Divert`]), the
+    /// driver runs the transform in the drain, before the sink, instead
+    /// of refusing the divert (compression before the cache stores).
+    Transform,
+}
+
+/// A filter's work on a body as an owned value, which can run apart from
+/// the request's modules (in a diverted body's drain).
+pub trait BodyTransform {
+    /// Change `data`, a piece of the payload, in place (`end`: the last,
+    /// possibly empty), as a `Stream` filter does.
+    fn transform(&mut self, data: &mut Vec<u8>, end: bool) -> BodyFlow;
 }
 
 /// A piece of a body as a body filter sees it.
@@ -277,6 +291,14 @@ pub trait Module: 'static {
         Step::Ready(BodyFlow::Continue)
     }
 
+    /// A module nearer the client diverts the response body while this
+    /// one's mode is [`BodyMode::Transform`]: hand the transform over (the
+    /// module's body hooks then see no body). Asked only when every
+    /// filter of the body can hand over; `None` refuses the divert.
+    fn take_transform(&self, _tx: &mut Txn, _ctx: &mut Self::Ctx) -> Option<Box<dyn BodyTransform>> {
+        None
+    }
+
     /// shoal is about to send its own error response `resp` (status in
     /// `resp.head`, reason in `tx.error`): replace or change it, or set
     /// `resp.close_instead`.
@@ -312,6 +334,7 @@ pub trait AnyModule {
         ctx: &'a mut dyn Any,
         chunk: &'a mut BodyChunk<'_>,
     ) -> Step<'a, BodyFlow>;
+    fn take_transform(&self, tx: &mut Txn, ctx: &mut dyn Any) -> Option<Box<dyn BodyTransform>>;
     fn error(&self, tx: &mut Txn, ctx: &mut dyn Any, resp: &mut OwnResponse);
     fn log(&self, tx: &Txn, ctx: &mut dyn Any);
 }
@@ -363,6 +386,9 @@ impl<M: Module> AnyModule for M {
         chunk: &'a mut BodyChunk<'_>,
     ) -> Step<'a, BodyFlow> {
         Module::response_body(self, tx, ctx_of::<M>(ctx), chunk)
+    }
+    fn take_transform(&self, tx: &mut Txn, ctx: &mut dyn Any) -> Option<Box<dyn BodyTransform>> {
+        Module::take_transform(self, tx, ctx_of::<M>(ctx))
     }
     fn error(&self, tx: &mut Txn, ctx: &mut dyn Any, resp: &mut OwnResponse) {
         Module::error(self, tx, ctx_of::<M>(ctx), resp)
@@ -558,6 +584,29 @@ impl Contexts {
         if response {
             out.reverse();
         }
+    }
+
+    /// The response body's filters as owned transforms, in the order they
+    /// see it, for a module that diverts the body: `None` (nothing taken)
+    /// unless every filter can hand its work over.
+    pub fn take_transforms(&mut self, tx: &mut Txn) -> Option<Vec<Box<dyn BodyTransform>>> {
+        let mut filters = Vec::new();
+        self.body_modes(tx, true, &mut filters);
+        if filters.iter().any(|(_, m)| *m != BodyMode::Transform) {
+            return None;
+        }
+        let (mods, ctxs) = self.parts();
+        let mut out = Vec::with_capacity(filters.len());
+        for (i, _) in filters {
+            // Asked only when all can: a module that still says no
+            // leaves its transform out (and its body hooks unused).
+            if let Some(t) = mods[i].take_transform(tx, ctxs[i].as_mut()) {
+                out.push(t);
+            } else {
+                log::warn!("module {} would not hand over its body transform", mods[i].name());
+            }
+        }
+        Some(out)
     }
 
     /// Run a body piece through the body filters in `filters` (from

@@ -206,7 +206,7 @@ pub async fn run(view: Rc<ShardView>, vs: usize, conn: Split, peer: SocketAddr, 
 pub fn spawn_background(tx: &Txn, handoff: Box<dyn std::any::Any>) {
     let (view, vs) = (tx.view.clone(), tx.vs);
     let request = tx.request.clone();
-    let (pool, cache) = (tx.pool, tx.cache.clone());
+    let (pool, cache, compress) = (tx.pool, tx.cache.clone(), tx.compress);
     let info = tx.conn.clone();
     monoio::spawn(async move {
         let client = Client {
@@ -221,6 +221,7 @@ pub fn spawn_background(tx: &Txn, handoff: Box<dyn std::any::Any>) {
         c.tx.begin(&view, vs, Instant::now());
         c.tx.pool = pool;
         c.tx.cache = cache;
+        c.tx.compress = compress;
         c.tx.background = true;
         c.tx.handoff = Some(handoff);
         c.mods.begin(&view.stacks[vs]);
@@ -479,7 +480,7 @@ impl Conn {
                 req_body = ReqBody::Whole;
                 let length = BodyFraming::Length(self.s.body.len() as u64);
                 req_framing = RequestFraming { reframed: Some(length), drop_expect: true };
-            } else if self.s.filters.iter().any(|(_, m)| *m == BodyMode::Stream) {
+            } else if self.s.filters.iter().any(|(_, m)| matches!(m, BodyMode::Stream | BodyMode::Transform)) {
                 req_body = ReqBody::Streamed;
                 req_framing.reframed = Some(BodyFraming::Chunked);
             } else if !self.s.filters.is_empty() {
@@ -635,15 +636,22 @@ impl Conn {
                     continue;
                 }
             }
+            let mut transforms = Vec::new();
             let verdict = match self.mods.response(&mut self.tx).await {
-                Verdict::Divert(..) if self.divert_refused() => {
-                    log::warn!(
-                        "virtual server {}: a module diverted a response body that another module filters; \
-                         it goes to the client as it is",
-                        self.tx.vs_config().name
-                    );
-                    Verdict::Accept
-                }
+                Verdict::Divert(sink, own) => match self.divert_transforms() {
+                    Some(t) => {
+                        transforms = t;
+                        Verdict::Divert(sink, own)
+                    }
+                    None => {
+                        log::warn!(
+                            "virtual server {}: a module diverted a response body that another module filters; \
+                             it goes to the client as it is",
+                            self.tx.vs_config().name
+                        );
+                        Verdict::Accept
+                    }
+                },
                 v => v,
             };
             match verdict {
@@ -654,7 +662,7 @@ impl Conn {
                     let r = &self.tx.response;
                     let reusable = r.node_keep_alive() && body_complete && !private;
                     if r.framing == Framing::None {
-                        sink.end();
+                        let _ = super::divert::finish(&mut transforms, sink.as_mut());
                         if reusable && nc.r.data().is_empty() && pool.nodes[ni].keeps_idle.get() {
                             nc.r.shrink_idle(IDLE_BUFFER);
                             pool.nodes[ni].idle.put(nc, pool.cfg.max_idle_per_node);
@@ -679,7 +687,7 @@ impl Conn {
                             reusable,
                             idle_buffer: IDLE_BUFFER,
                         };
-                        monoio::spawn(super::divert::drain(drain, sink));
+                        monoio::spawn(super::divert::drain(drain, transforms, sink));
                     }
                     return self.respond(*own, !body_complete).await;
                 }
@@ -729,14 +737,15 @@ impl Conn {
         self.fail(last, close).await
     }
 
-    /// Whether a module's divert must be refused: another module will
-    /// filter the response body.
-    fn divert_refused(&mut self) -> bool {
+    /// What a module's divert takes with the body: the transforms of the
+    /// modules that filter it (compression), which the drain runs before
+    /// the sink; `None` when the divert must be refused (a module reads
+    /// the body, or filters it in a way it cannot hand over).
+    fn divert_transforms(&mut self) -> Option<Vec<Box<dyn super::module::BodyTransform>>> {
         if self.tx.response_body_wanted {
-            return true;
+            return None;
         }
-        self.mods.body_modes(&self.tx, true, &mut self.s.filters);
-        !self.s.filters.is_empty()
+        self.mods.take_transforms(&mut self.tx)
     }
 
     /// C7 forward to an explicit address set by a module: one fresh
@@ -883,7 +892,7 @@ impl Conn {
             mods.body_modes(tx, true, &mut s.filters);
         }
         let whole = whole_limit(&s.filters);
-        let streamed = s.filters.iter().any(|(_, m)| *m == BodyMode::Stream);
+        let streamed = s.filters.iter().any(|(_, m)| matches!(m, BodyMode::Stream | BodyMode::Transform));
         let result = if let Some(limit) = whole {
             // Whole: the head waits for the filtered body and its length.
             match body::read_whole(&mut nc.r, framing, &opts, limit, &mut s.body).await {

@@ -105,6 +105,14 @@ pub struct Txn {
     /// The bandwidth class pacing the response (an index into
     /// `config.bandwidth_classes`): the virtual server's, or a rule's.
     pub bandwidth_class: Option<usize>,
+    /// The rules' say over compression (`http.compress.enable` and
+    /// `disable`); `None` leaves it to the virtual server's
+    /// `[compression]`.
+    pub compress: Option<bool>,
+    /// A module nearer the node changes the response body's bytes (a
+    /// content coding): its length is not the node's, which a module
+    /// storing it (the cache) must not expect.
+    pub response_transformed: bool,
     /// A request with no client, started by a module
     /// ([`super::pipeline::spawn_background`]): its head is a request
     /// that has been through the `request` phase already, which is not
@@ -161,6 +169,8 @@ impl Txn {
             response_body_wanted: false,
             service_level: None,
             bandwidth_class: None,
+            compress: None,
+            response_transformed: false,
             background: false,
             handoff: None,
         }
@@ -199,6 +209,8 @@ impl Txn {
         self.response_body_wanted = false;
         self.service_level = view.config.virtual_servers[vs].service_level;
         self.bandwidth_class = view.config.virtual_servers[vs].bandwidth_class;
+        self.compress = None;
+        self.response_transformed = false;
         self.background = false;
         self.handoff = None;
     }

@@ -10,6 +10,7 @@ mod balance;
 mod bench;
 mod bench_tls;
 mod cache;
+mod compression;
 mod config;
 mod generic;
 mod health;

@@ -718,9 +718,9 @@ fn configuration_errors_point_into_rules() {
     dir.write("r.ts", "# a rule\nif( http.getPath() == \"/\" {\n}\n");
     let e = check(&format!("{base}[rules.r]\nfile = \"r.ts\"\n"));
     assert!(e.starts_with(&format!("{}:2:", dir.0.join("r.ts").display())), "{e}");
-    let e = check(&format!("{base}[rules.r]\nsource = 'http.compress.enable();'\n"));
+    let e = check(&format!("{base}[rules.r]\nsource = 'rtsp.getPath();'\n"));
     assert!(
-        e.to_lowercase().contains("http.compress.enable is not available yet: it comes with compression (issue 17)"),
+        e.to_lowercase().contains("rtsp.getpath is not available yet: it comes with rtsp virtual servers (issue 23)"),
         "{e}"
     );
     let e = check(&format!("{base}[rules.r]\nsource = 'string.len( 1, 2 );'\n"));

@@ -87,6 +87,11 @@ pub fn build_stack(
     if vs.cache {
         modules.push(Box::new(crate::cache::module::CacheModule::new(config.cache.clone(), site.shards)));
     }
+    // After the cache, so before it on the response side: the cache
+    // stores the compressed variant.
+    if let Some(m) = crate::compress::module::CompressModule::for_vs(vs) {
+        modules.push(Box::new(m));
+    }
     if let Some(m) = rules.module(vs) {
         modules.push(Box::new(m));
     }

@@ -40,6 +40,20 @@ pub fn cache_setkey(c: &mut Call<'_, '_>) -> R {
     Ok(Value::empty())
 }
 
+/// `http.compress.enable()`: compress this response for a client that
+/// accepts it, with the virtual server's `[compression]` settings (or the
+/// defaults), even where `enabled = false`; the "never" cases still hold.
+pub fn compress_enable(c: &mut Call<'_, '_>) -> R {
+    c.tx()?.compress = Some(true);
+    Ok(Value::empty())
+}
+
+/// `http.compress.disable()`: send this response as the node sent it.
+pub fn compress_disable(c: &mut Call<'_, '_>) -> R {
+    c.tx()?.compress = Some(false);
+    Ok(Value::empty())
+}
+
 pub fn get_path(c: &mut Call<'_, '_>) -> R {
     Ok(Value::from(c.tx()?.request.path()))
 }

@@ -314,8 +314,7 @@ pub enum Missing {
 /// Functions of the source language that come with later features: a
 /// rule naming one is refused by `shoal check` with what it waits for,
 /// never silently ignored.
-const LATER: &[(&str, &str)] =
-    &[("http.compress.", "compression (issue 17)"), ("rtsp.", "RTSP virtual servers (issue 23)")];
+const LATER: &[(&str, &str)] = &[("rtsp.", "RTSP virtual servers (issue 23)")];
 
 /// The built-in named `lower` (lower case).
 pub fn lookup(lower: &str) -> Result<u16, Missing> {
@@ -343,6 +342,8 @@ pub static TABLE: &[Builtin] = &[
     f("http.cache.disable", 0, 0, ANY, http::cache_disable),
     f("http.cache.enable", 0, 0, ANY, http::cache_enable),
     f("http.cache.setkey", 1, 1, ANY, http::cache_setkey),
+    f("http.compress.enable", 0, 0, ANY, http::compress_enable),
+    f("http.compress.disable", 0, 0, ANY, http::compress_disable),
     f("http.setpath", 1, 1, REQUEST, http::set_path),
     f("http.getquerystring", 0, 0, ANY, http::get_query),
     f("http.setquerystring", 1, 1, REQUEST, http::set_query),

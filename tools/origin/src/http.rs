@@ -276,7 +276,11 @@ fn respond<W: Write>(
     let size = fixed.map_or_else(|| num("size").unwrap_or(0), |b| b.len() as u64);
     let close = flag("close");
     let chunked = flag("chunked");
-    let mix = query(&req.target, "pattern") == Some("mix");
+    let mix = match query(&req.target, "pattern") {
+        Some("mix") => Pattern::Mix,
+        Some("text") => Pattern::Text,
+        _ => Pattern::Alphabet,
+    };
     let no_body = req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
     let mut h = format!(
         "HTTP/1.1 {status} {}\r\nX-Node: {name}\r\nX-Conn: {conn}\r\nX-Seq: {seq}\r\nX-Body-Len: {}\r\nX-Body-Sha256: {}\r\n",
@@ -397,15 +401,136 @@ fn respond<W: Write>(
     Ok(close)
 }
 
-/// Byte `i` of a generated body: `b'a' + i % 26`, or with `pattern=mix`
-/// a mix of every byte of `i` (so a range read from the wrong offset shows).
-pub fn byte_at(i: u64, mix: bool) -> u8 {
-    if mix {
-        let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (x >> 56) as u8 ^ (i as u8)
-    } else {
-        b'a' + (i % 26) as u8
+/// What a generated body holds (`pattern=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    /// `b'a' + i % 26` (the default).
+    Alphabet,
+    /// A mix of every byte of `i` (`mix`: a range read from the wrong
+    /// offset shows; incompressible).
+    Mix,
+    /// Words in a random order (`text`): compresses as prose does, for
+    /// the compression tests and benchmarks.
+    Text,
+}
+
+/// Byte `i` of a generated body.
+pub fn byte_at(i: u64, p: Pattern) -> u8 {
+    match p {
+        Pattern::Alphabet => b'a' + (i % 26) as u8,
+        Pattern::Mix => {
+            let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (x >> 56) as u8 ^ (i as u8)
+        }
+        Pattern::Text => {
+            let t = text();
+            t[(i % t.len() as u64) as usize]
+        }
     }
+}
+
+/// 4 MiB of words chosen by a fixed generator: longer than the windows of
+/// gzip and the default brotli and zstd levels, so a body repeats it only
+/// past what a compressor can see.
+fn text() -> &'static [u8] {
+    static TEXT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        const WORDS: &[&str] = &[
+            "the",
+            "of",
+            "and",
+            "to",
+            "in",
+            "a",
+            "is",
+            "that",
+            "for",
+            "it",
+            "as",
+            "was",
+            "with",
+            "be",
+            "by",
+            "on",
+            "not",
+            "he",
+            "this",
+            "are",
+            "or",
+            "his",
+            "from",
+            "at",
+            "which",
+            "but",
+            "have",
+            "an",
+            "had",
+            "they",
+            "you",
+            "were",
+            "their",
+            "one",
+            "all",
+            "we",
+            "can",
+            "her",
+            "has",
+            "there",
+            "been",
+            "if",
+            "more",
+            "when",
+            "will",
+            "would",
+            "who",
+            "so",
+            "no",
+            "proxy",
+            "node",
+            "pool",
+            "request",
+            "response",
+            "cache",
+            "stream",
+            "shard",
+            "connection",
+            "traffic",
+            "balance",
+            "header",
+            "body",
+            "server",
+            "client",
+            "rule",
+            "class",
+            "bandwidth",
+            "service",
+            "level",
+            "monitor",
+            "session",
+            "persistence",
+            "virtual",
+            "network",
+            "media",
+        ];
+        let mut out = Vec::with_capacity(4 << 20);
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut words_in_line = 0;
+        while out.len() < 4 << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+            words_in_line += 1;
+            if words_in_line == 12 {
+                out.extend_from_slice(b".\n");
+                words_in_line = 0;
+            } else {
+                out.push(b' ');
+            }
+        }
+        out.truncate(4 << 20);
+        out
+    })
 }
 
 /// The value of request header `name` (case-insensitive), from the head.

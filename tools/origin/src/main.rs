@@ -20,6 +20,8 @@
 //!   `status=N`, `size=N` (body bytes), `chunked=1`, `close=1`, `delay=MS`
 //!   (before the response), `slow=MS` (between 1 KiB body pieces),
 //!   `cut=N` (close after N body bytes, short of the declared size),
+//!   `pattern=mix` (incompressible bytes) or `pattern=text` (words, which
+//!   compress as prose does) instead of the alphabet,
 //!   `echo=1` (body = request body), `head=1` (body = request head as
 //!   received). Every response carries `X-Node: NAME`, `X-Conn: N` (the
 //!   process's connection number), `X-Seq: N` (request number on that
