@@ -1,7 +1,8 @@
 //! Fuzzing entry points for the parsers of untrusted input: HTTP/1 request
 //! heads ([`request::parse`]), response heads ([`response::parse`]), the
 //! chunked framer ([`ChunkedFramer`]) and the TLS hello reader
-//! ([`hello::client_hello`], [`hello::server_hello`]), and the rule
+//! ([`hello::client_hello`], [`hello::server_hello`]), a client's
+//! `Accept-Encoding` ([`crate::http::coding`]), and the rule
 //! language ([`crate::rules`]: lexer, parser, compiler and the machine
 //! running what compiles, on a small budget). Each function takes
 //! arbitrary bytes, runs the parser the ways the proxy runs it (whole, on
@@ -500,4 +501,31 @@ pub fn rule(data: &[u8]) {
         Outcome::Wait(_) | Outcome::Done | Outcome::Stop(_) => {}
     }
     assert!(vm.steps() <= budget.instructions, "a run went past its instruction budget ({} steps)", vm.steps());
+}
+
+/// A client's `Accept-Encoding` (values split at NUL bytes, as a request
+/// with several such fields gives them): negotiation picks an offered
+/// coding or none, for every order of offers; the canonical form the
+/// cache varies on is no longer than the input, is its own canonical
+/// form, and negotiates as the input does.
+pub fn accept_encoding(data: &[u8]) {
+    use crate::http::coding::{self, Coding};
+    let values = || data.split(|&b| b == 0);
+    let offers: [&[Coding]; 4] =
+        [&[Coding::Zstd, Coding::Brotli, Coding::Gzip], &[Coding::Gzip, Coding::Brotli], &[Coding::Brotli], &[]];
+    let mut norm = Vec::new();
+    coding::normalize(values(), &mut norm);
+    assert!(norm.len() <= data.len(), "the canonical form grew: {:?} from {:?}", norm, data);
+    let mut again = Vec::new();
+    coding::normalize(std::iter::once(&norm[..]), &mut again);
+    assert_eq!(again, norm, "the canonical form is not canonical");
+    for offered in offers {
+        let chosen = coding::negotiate(values(), offered);
+        assert!(chosen.is_none_or(|c| offered.contains(&c)), "{chosen:?} was not offered");
+        assert_eq!(
+            coding::negotiate(std::iter::once(&norm[..]), offered),
+            chosen,
+            "the canonical form negotiates otherwise"
+        );
+    }
 }

@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 /// A target's name (its directory under fuzz/) and its checks.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 6] = [
     ("request_head", shoal::fuzzing::request_head),
     ("response_head", shoal::fuzzing::response_head),
     ("chunked", shoal::fuzzing::chunked),
     ("tls_hello", shoal::fuzzing::tls_hello),
     ("rule", shoal::fuzzing::rule),
+    ("accept_encoding", shoal::fuzzing::accept_encoding),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -76,6 +77,11 @@ fn chunked() {
 #[test]
 fn tls_hello() {
     run_target(TARGETS[3].0, TARGETS[3].1);
+}
+
+#[test]
+fn accept_encoding() {
+    run_target(TARGETS[5].0, TARGETS[5].1);
 }
 
 /// Every target directory under fuzz/ belongs to a target tested here (a

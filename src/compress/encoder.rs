@@ -71,12 +71,7 @@ impl Encoder {
         self.bytes_in += data.len() as u64;
         let out = match &mut self.kind {
             Kind::Gzip(e) => {
-                e.write_all(data)?;
-                if end {
-                    e.try_finish()?;
-                } else {
-                    e.flush()?;
-                }
+                feed(e, data, end, |e| e.try_finish())?;
                 e.get_mut()
             }
             Kind::Brotli(e) => {
@@ -94,12 +89,7 @@ impl Encoder {
                 e.get_mut()
             }
             Kind::Zstd(e) => {
-                e.write_all(data)?;
-                if end {
-                    e.do_finish()?;
-                } else {
-                    e.flush()?;
-                }
+                feed(e, data, end, |e| e.do_finish())?;
                 e.get_mut()
             }
             Kind::Done => return Err(std::io::Error::other("the encoder has finished")),
@@ -111,6 +101,22 @@ impl Encoder {
             self.kind = Kind::Done;
         }
         Ok(())
+    }
+}
+
+/// Write `data` into encoder `e`, then flush it, or `finish` it at the
+/// end.
+fn feed<W: Write>(
+    e: &mut W,
+    data: &[u8],
+    end: bool,
+    finish: impl FnOnce(&mut W) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    e.write_all(data)?;
+    if end {
+        finish(e)
+    } else {
+        e.flush()
     }
 }
 

@@ -75,7 +75,9 @@ impl Module for CompressModule {
     }
 
     fn response<'a>(&'a self, tx: &'a mut Txn, ctx: &'a mut Ctx) -> Step<'a, Verdict> {
+        // Again for the next node's response after a retry: start clean.
         ctx.encoder = None;
+        tx.response_transformed = false;
         if !tx.compress.unwrap_or(self.configured && self.settings.enabled) || !eligible(tx, &self.settings) {
             return Step::Ready(Verdict::Accept);
         }

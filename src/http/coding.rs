@@ -134,8 +134,10 @@ pub fn negotiate<'a>(values: impl Iterator<Item = &'a [u8]>, offered: &[Coding])
     best.map(|(c, _)| c)
 }
 
-/// Most elements [`normalize`] keeps: a longer list is cut (a client's
-/// list of codings is a handful; the bound keeps the work fixed).
+/// Most codings shoal does not produce that [`normalize`] keeps: a longer
+/// list loses the rest (a client's list is a handful; the bound keeps the
+/// work fixed). Those it produces, `*` and `identity` are always kept, so
+/// the form negotiates as the field does.
 const MAX_ELEMENTS: usize = 16;
 
 /// The canonical form of an `Accept-Encoding` field, into `out`
@@ -146,14 +148,17 @@ const MAX_ELEMENTS: usize = 16;
 pub fn normalize<'a>(values: impl Iterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
     out.clear();
     let mut seen: Vec<(Vec<u8>, Q)> = Vec::new();
+    let mut others = 0;
     for (t, q) in elements(values) {
         let name = match Coding::from_token(t) {
             Some(c) => c.token().as_bytes().to_vec(),
             None => t.to_ascii_lowercase(),
         };
+        let decisive = Coding::from_token(&name).is_some() || name == b"*" || name == b"identity";
         if let Some((_, old)) = seen.iter_mut().find(|(n, _)| *n == name) {
             *old = (*old).max(q);
-        } else if seen.len() < MAX_ELEMENTS {
+        } else if decisive || others < MAX_ELEMENTS {
+            others += usize::from(!decisive);
             seen.push((name, q));
         }
     }
@@ -238,5 +243,12 @@ mod tests {
     fn normalize_is_bounded() {
         let long: String = (0..1000).map(|i| format!("c{i},")).collect();
         assert_eq!(norm(&long).split(',').count(), MAX_ELEMENTS);
+        let form = norm(&format!("{long}gzip;q=0.5"));
+        assert_eq!(form.split(',').count(), MAX_ELEMENTS + 1);
+        assert!(form.contains("gzip;q=0.5"), "{form}");
+        // Decisive codings sort among the others; the form of the form
+        // keeps the same ones (found by the fuzzer).
+        let mixed = norm(&format!("{long}zstd, a, b"));
+        assert_eq!(norm(&mixed), mixed);
     }
 }

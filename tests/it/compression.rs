@@ -412,14 +412,11 @@ fn rules_turn_compression_on_and_off() {
 #[test]
 fn quick_mode_compress() {
     let origin = Origin::start("http", &["a"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
-    let to = origin.addr("a").to_string();
     let mut cmd = Command::new(shoal_bin());
-    cmd.args(["proxy", "--listen", &listen, "--to", &to, "--protocol", "http", "--compress"]);
-    let _proc = Proc::spawn(cmd, false);
-    let addr: SocketAddr = listen.parse().unwrap();
-    poll(Duration::from_secs(10), "shoal proxy to listen", || std::net::TcpStream::connect(addr).ok());
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--protocol", "http", "--compress", "--to"]);
+    cmd.arg(origin.addr("a").to_string());
+    let shoal = Shoal::from_command(cmd, TempDir::new(), std::path::PathBuf::new());
+    let addr = shoal.addr("proxy");
     let t = "/q?size=50000&pattern=text&type=text/html";
     let r = get(addr, t, "Accept-Encoding: gzip, br\r\n");
     assert_eq!(r.header("content-encoding"), Some("br"));

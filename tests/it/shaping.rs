@@ -424,14 +424,11 @@ fn per_connection_bandwidth_on_spliced_tls_and_cached_bodies() {
 #[test]
 fn quick_mode_bandwidth() {
     let origin = Origin::start("http", &["a"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
     let to = origin.addr("a").to_string();
     let mut cmd = std::process::Command::new(shoal_bin());
-    cmd.args(["proxy", "--listen", &listen, "--to", &to, "--protocol", "http", "--bandwidth", "8Mbit"]);
-    let _proc = Proc::spawn(cmd, false);
-    let addr: SocketAddr = listen.parse().unwrap();
-    poll(Duration::from_secs(10), "shoal proxy to listen", || std::net::TcpStream::connect(addr).ok());
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--to", &to, "--protocol", "http", "--bandwidth", "8Mbit"]);
+    let shoal = Shoal::from_command(cmd, TempDir::new(), std::path::PathBuf::new());
+    let addr = shoal.addr("proxy");
     // 1.5 MB at 1 MB/s.
     let started = Instant::now();
     let r = get(addr, "/q?size=1500000");
