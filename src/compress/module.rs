@@ -93,7 +93,11 @@ impl Module for CompressModule {
         let Some(coding) = coding::negotiate(coding::client_values(&tx.request), &self.settings.codings) else {
             return Step::Ready(Verdict::Accept);
         };
-        let encoder = match Encoder::new(coding, self.settings.levels) {
+        let size = match tx.response.framing {
+            crate::http::Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        let encoder = match Encoder::new(coding, self.settings.levels, size) {
             Ok(e) => e,
             Err(e) => {
                 log::warn!("compression ({}): the encoder could not start: {e}", coding.token());
