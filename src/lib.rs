@@ -21,6 +21,7 @@ pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod fuzzing;
 pub mod http;
 pub mod lb;

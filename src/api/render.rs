@@ -144,6 +144,32 @@ pub fn status(g: &Generation, t: &Totals) -> Value {
         "rate_classes": rate_classes(g),
         "bandwidth_classes": bandwidth_classes(g),
         "service_levels": service_levels(g),
+        "events": events_json(),
+    })
+}
+
+/// The events raised and dropped, and each handler's counts.
+fn events_json() -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let handlers: Map<String, Value> = crate::events::handlers::counters()
+        .into_iter()
+        .map(|(name, c, queued)| {
+            (
+                name,
+                json!({
+                    "delivered": c.delivered.load(Relaxed),
+                    "failed": c.failed.load(Relaxed),
+                    "retries": c.retries.load(Relaxed),
+                    "dropped": c.dropped.load(Relaxed),
+                    "queued": queued,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "emitted": crate::events::EMITTED.load(Relaxed),
+        "dropped": crate::events::DROPPED.load(Relaxed),
+        "handlers": handlers,
     })
 }
 
@@ -458,10 +484,40 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
         m.sample("shoal_persistence_evictions_total", &[("class", name)], n.evictions as f64);
     }
     shaping_metrics(g, &mut m);
+    event_metrics(&mut m);
     m.0
 }
 
 /// Rate classes' and service level classes' families.
+/// Events raised and dropped, and each handler's counts (docs/events.md).
+fn event_metrics(m: &mut Metrics) {
+    use std::sync::atomic::Ordering::Relaxed;
+    m.family("shoal_events_total", "counter", "Events raised.");
+    m.sample("shoal_events_total", &[], crate::events::EMITTED.load(Relaxed) as f64);
+    m.family(
+        "shoal_events_dropped_total",
+        "counter",
+        "Events dropped before any handler saw them (the dispatcher was behind).",
+    );
+    m.sample("shoal_events_dropped_total", &[], crate::events::DROPPED.load(Relaxed) as f64);
+    let handlers = crate::events::handlers::counters();
+    type Count = fn(&crate::events::handlers::Counters) -> u64;
+    let families: [(&str, &str, Count); 4] = [
+        ("shoal_event_handler_delivered_total", "Events a handler delivered.", |c| c.delivered.load(Relaxed)),
+        ("shoal_event_handler_failed_total", "Events a handler's action refused for good.", |c| c.failed.load(Relaxed)),
+        ("shoal_event_handler_retries_total", "Deliveries a handler will try again.", |c| c.retries.load(Relaxed)),
+        ("shoal_event_handler_dropped_total", "Events that did not fit in a handler's queue.", |c| {
+            c.dropped.load(Relaxed)
+        }),
+    ];
+    for (name, help, get) in families {
+        m.family(name, "counter", help);
+        for (h, c, _) in &handlers {
+            m.sample(name, &[("handler", h)], get(c) as f64);
+        }
+    }
+}
+
 fn shaping_metrics(g: &Generation, m: &mut Metrics) {
     use std::sync::atomic::Ordering::Relaxed;
     m.family("shoal_rate_class_requests_total", "counter", "Requests through a rate class, by outcome.");

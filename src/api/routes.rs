@@ -187,8 +187,10 @@ impl Api {
     fn commit(&self, sources: &[SourceText], changed: Vec<(PathBuf, String)>) -> Result<u64, Fail> {
         let main = sources.first().map(|s| s.path.clone()).ok_or_else(|| Fail::new(409, "no configuration file"))?;
         let overrides: crate::config::Overrides = changed.iter().cloned().collect();
-        let new = crate::config::load_file_with(&main, &overrides)
-            .map_err(|e| Fail::new(400, format!("the configuration would be invalid: {e}")))?;
+        let new = crate::config::load_file_with(&main, &overrides).map_err(|e| {
+            crate::runtime::control::refused("REST API", &e.to_string());
+            Fail::new(400, format!("the configuration would be invalid: {e}"))
+        })?;
         let mut written: Vec<&SourceText> = Vec::new();
         for (path, text) in &changed {
             if let Err(e) = objects::write_atomic(path, text.as_bytes()) {
@@ -250,7 +252,14 @@ impl Api {
         match rest {
             [] => {
                 only(req, &["GET"])?;
-                Ok(json_answer(200, &children(base, ["config", "status", "nodes", "cache"].map(String::from))))
+                Ok(json_answer(
+                    200,
+                    &children(base, ["config", "status", "nodes", "cache", "events"].map(String::from)),
+                ))
+            }
+            ["events"] => {
+                only(req, &["GET"])?;
+                Ok(json_answer(200, &events(&req.query)?))
             }
             ["openapi.json"] => {
                 only(req, &["GET"])?;
@@ -546,4 +555,30 @@ fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Stri
         .with_single_cert(certs, key)
         .map_err(|e| format!("api: {e}"))?;
     Ok(Arc::new(cfg))
+}
+
+/// `GET …/events?level=L&type=T&limit=N`: the events kept, oldest first:
+/// those at level L or above, of type (or pattern) T, the last N.
+fn events(query: &str) -> Result<serde_json::Value, Fail> {
+    let (mut level, mut kind, mut limit) = (crate::events::Level::Info, None::<String>, usize::MAX);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "level" => {
+                level = crate::events::Level::parse(v).ok_or_else(|| {
+                    Fail::new(400, format!("level: expected info, warning, serious or fatal, found {v:?}"))
+                })?
+            }
+            "type" => kind = Some(v.to_owned()),
+            "limit" => {
+                limit = v.parse().map_err(|_| Fail::new(400, format!("limit: expected a number, found {v:?}")))?
+            }
+            other => return Err(Fail::new(400, format!("unknown parameter {other:?} (level, type, limit)"))),
+        }
+    }
+    let list = crate::events::recent(|e| {
+        e.level >= level && kind.as_deref().is_none_or(|k| crate::events::type_matches(k, &e.kind))
+    });
+    let skip = list.len().saturating_sub(limit);
+    Ok(serde_json::json!({ "events": list[skip..].iter().map(|e| e.json()).collect::<Vec<_>>() }))
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod cache;
 mod compression;
+mod events;
 pub mod model;
 pub mod raw;
 mod rules;

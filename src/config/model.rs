@@ -34,6 +34,60 @@ pub struct Config {
     pub bandwidth_classes: Vec<BandwidthClass>,
     /// `[service_levels.NAME]`, in name order.
     pub service_levels: Vec<ServiceLevel>,
+    /// `[events]`, or its defaults.
+    pub events: EventSettings,
+    /// `[event_handlers.NAME]`, in name order, then the built-in "log all"
+    /// handler when `[events] log` names a file.
+    pub event_handlers: Vec<EventHandler>,
+}
+
+/// `[events]` (docs/events.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSettings {
+    /// Events kept for the API.
+    pub keep: usize,
+    pub cert_warning_days: u32,
+}
+
+/// `[event_handlers.NAME]` (docs/events.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventHandler {
+    pub name: String,
+    /// Type names or patterns.
+    pub events: Vec<String>,
+    /// The least level handled.
+    pub level: crate::events::Level,
+    pub queue: usize,
+    pub action: EventAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventAction {
+    Log {
+        path: PathBuf,
+    },
+    Syslog {
+        target: SyslogTarget,
+        facility: u8,
+    },
+    /// `http://host:port/path`.
+    Webhook {
+        host: String,
+        port: u16,
+        path: String,
+        timeout: std::time::Duration,
+    },
+    Program {
+        path: PathBuf,
+        args: Vec<String>,
+        timeout: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyslogTarget {
+    Udp(std::net::SocketAddr),
+    Unix(PathBuf),
 }
 
 /// `[bandwidth_classes.NAME]` (docs/shaping.md).

@@ -51,6 +51,64 @@ pub struct RawConfig {
     /// rules.
     #[serde(default)]
     pub service_levels: BTreeMap<Spanned<String>, RawServiceLevel>,
+    /// The event log and what the process keeps of events (I4).
+    pub events: Option<Spanned<RawEvents>>,
+    /// Event handlers (I4): which events go where.
+    #[serde(default)]
+    pub event_handlers: BTreeMap<Spanned<String>, Spanned<RawEventHandler>>,
+}
+
+/// `[events]` (docs/events.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// The built-in "log all" handler's file (JSON lines).
+    pub log: Option<Spanned<String>>,
+    /// Events kept for the API.
+    #[serde(default = "default_events_keep")]
+    pub keep: Spanned<u32>,
+    /// Certificates expiring within this many days raise an event.
+    #[serde(default = "default_cert_warning_days")]
+    pub cert_warning_days: Spanned<u32>,
+}
+
+fn default_events_keep() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
+}
+fn default_cert_warning_days() -> Spanned<u32> {
+    Spanned::new(0..0, 30)
+}
+
+/// `[event_handlers.NAME]` (docs/events.md): the keys after `action`
+/// belong to one action each.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventHandler {
+    /// Type names or patterns (`node.*`, `*`).
+    pub events: Spanned<Vec<Spanned<String>>>,
+    /// The least level handled.
+    pub level: Option<Spanned<String>>,
+    /// `log`, `syslog`, `webhook` or `program`.
+    pub action: Spanned<String>,
+    /// Events waiting for this handler; more are dropped (and counted).
+    #[serde(default = "default_handler_queue")]
+    pub queue: Spanned<u32>,
+    /// log: the file; program: the program.
+    pub path: Option<Spanned<String>>,
+    /// syslog: `udp:HOST:PORT` or `unix:/dev/log`.
+    pub address: Option<Spanned<String>>,
+    /// syslog: the facility's name.
+    pub facility: Option<Spanned<String>>,
+    /// webhook: `http://host:port/path`.
+    pub url: Option<Spanned<String>>,
+    /// program: its arguments.
+    pub args: Option<Spanned<Vec<String>>>,
+    /// webhook and program: how long one delivery may take.
+    pub timeout: Option<Spanned<Dur>>,
+}
+
+fn default_handler_queue() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
 }
 
 /// `[bandwidth_classes.NAME]` (docs/shaping.md).

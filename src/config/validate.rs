@@ -366,6 +366,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         rate_classes,
         bandwidth_classes,
         service_levels,
+        events: super::events::settings(files)?,
+        event_handlers: super::events::handlers(files)?,
     })
 }
 

@@ -325,6 +325,16 @@ pub fn format_clf_time(t: SystemTime, out: &mut Vec<u8>) {
     out.extend_from_slice(b" +0000");
 }
 
+/// `t` in RFC 3339 form, UTC, to the millisecond: `2026-11-30T23:10:05.123Z`
+/// (syslog's RFC 5424 timestamps and the event log's).
+pub fn format_rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let s = secs % 86_400;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", s / 3600, s / 60 % 60, s % 60, d.subsec_millis())
+}
+
 /// `(year, month 1..=12, day 1..=31)` for a count of days since 1970-01-01:
 /// Howard Hinnant's `civil_from_days`, specialised to non-negative days.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {

@@ -183,6 +183,14 @@ async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
                             h.record_success();
                         }
                         log::warn!("monitor {}: {places}: node up ({detail})", m.name);
+                        crate::events::emit(
+                            crate::events::Event::new(
+                                &crate::events::catalogue::NODE_UP,
+                                format!("monitors/{}", m.name),
+                                format!("{places}: node up ({detail})"),
+                            )
+                            .tag(w.target.addr.to_string()),
+                        );
                     }
                 }
                 Err(why) => {
@@ -196,6 +204,14 @@ async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
                             h.set_monitor_down(true);
                         }
                         log::warn!("monitor {}: {places}: node down after {failed} failed test(s): {why}", m.name);
+                        crate::events::emit(
+                            crate::events::Event::new(
+                                &crate::events::catalogue::NODE_DOWN,
+                                format!("monitors/{}", m.name),
+                                format!("{places}: node down after {failed} failed test(s): {why}"),
+                            )
+                            .tag(w.target.addr.to_string()),
+                        );
                     }
                 }
             }

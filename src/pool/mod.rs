@@ -481,6 +481,14 @@ impl ShardPool {
                 self.cfg.name,
                 self.nodes[i].name
             );
+            crate::events::emit(
+                crate::events::Event::new(
+                    &crate::events::catalogue::NODE_UP,
+                    format!("pools/{}", self.cfg.name),
+                    format!("node {}: back in service (probe connection succeeded)", self.nodes[i].name),
+                )
+                .tag(self.nodes[i].name.clone()),
+            );
             if self.cfg.algorithm == Algorithm::Perceptive {
                 self.nodes[i].health.ramp.start();
             }
@@ -494,13 +502,21 @@ impl ShardPool {
             Transition::Failed { n, attempts } => {
                 log::warn!("pool {} node {}: failure: {reason} ({n}/{attempts} consecutive)", self.cfg.name, node.name)
             }
-            Transition::MarkedDead => log::warn!(
-                "pool {} node {}: marked dead for {:?} after {} consecutive failures (last: {reason})",
-                self.cfg.name,
-                node.name,
-                self.cfg.node_fail_time,
-                self.cfg.node_connection_attempts
-            ),
+            Transition::MarkedDead => {
+                let text = format!(
+                    "node {}: marked dead for {:?} after {} consecutive failures (last: {reason})",
+                    node.name, self.cfg.node_fail_time, self.cfg.node_connection_attempts
+                );
+                log::warn!("pool {} {text}", self.cfg.name);
+                crate::events::emit(
+                    crate::events::Event::new(
+                        &crate::events::catalogue::NODE_DOWN,
+                        format!("pools/{}", self.cfg.name),
+                        text,
+                    )
+                    .tag(node.name.clone()),
+                );
+            }
             Transition::StillDead => {
                 log::warn!(
                     "pool {} node {}: probe failed: {reason}; dead for another {:?}",

@@ -223,6 +223,7 @@ impl Runner<'_> {
                                 tx.client()
                             );
                             tx.view.vs_stats(tx.vs).rule_error();
+                            rule_error_event(&env.rule, line, &message);
                         }
                         None => match env.stream.as_deref() {
                             Some(st) => {
@@ -234,6 +235,7 @@ impl Runner<'_> {
                                     st.client
                                 );
                                 st.view.vs_stats(st.vs).rule_error();
+                                rule_error_event(&env.rule, line, &message);
                             }
                             None => log::warn!("rule {} line {line}: {message}; the rule is abandoned", env.rule),
                         },
@@ -413,4 +415,15 @@ pub fn own_body_bytes(own: &OwnResponse) -> &[u8] {
         OwnBody::Bytes(b) => b,
         _ => &[],
     }
+}
+
+/// `rule.error`, at most once a second per rule on this shard.
+fn rule_error_event(rule: &str, line: impl std::fmt::Display, message: &impl std::fmt::Display) {
+    crate::events::emit_throttled(&format!("rule.error {rule}"), || {
+        crate::events::Event::new(
+            &crate::events::catalogue::RULE_ERROR,
+            format!("rules/{rule}"),
+            format!("rule {rule} line {line}: {message}; the rule was abandoned"),
+        )
+    });
 }

@@ -153,12 +153,40 @@ impl Control {
                 None => return Err(format!("running {} has no file to re-read", s.generation.config.source)),
             }
         };
-        let new = crate::config::load_file(&path).map_err(|e| e.to_string())?;
-        self.apply(new)
+        let new = crate::config::load_file(&path).map_err(|e| {
+            let e = e.to_string();
+            refused("SIGHUP", &e);
+            e
+        })?;
+        self.apply_as(new, "SIGHUP")
     }
 
-    /// Apply `new` live; returns the new generation's number.
+    /// Apply `new` live; returns the new generation's number. Raises
+    /// `config.applied` or `config.refused` (`by`: what asked for it).
+    pub fn apply_as(&self, new: Config, by: &str) -> Result<u64, String> {
+        match self.apply_inner(new) {
+            Ok((id, handlers)) => {
+                crate::events::handlers::configure(&handlers);
+                crate::events::emit(crate::events::Event::new(
+                    &crate::events::catalogue::CONFIG_APPLIED,
+                    "config",
+                    format!("configuration generation {id} applied ({by})"),
+                ));
+                Ok(id)
+            }
+            Err(e) => {
+                refused(by, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Control::apply_as`] for the REST API.
     pub fn apply(&self, new: Config) -> Result<u64, String> {
+        self.apply_as(new, "REST API")
+    }
+
+    fn apply_inner(&self, new: Config) -> Result<(u64, Vec<crate::config::model::EventHandler>), String> {
         let mut s = self.lock();
         let old = s.generation.config.clone();
         if new.global.shards != old.global.shards || new.global.ring_entries != old.global.ring_entries {
@@ -227,7 +255,7 @@ impl Control {
         }
         log::info!("configuration generation {} applied ({})", generation.id, generation.config.source);
         s.generation = generation.clone();
-        Ok(generation.id)
+        Ok((generation.id, generation.config.event_handlers.clone()))
     }
 
     /// Every shard's statistics, summed (I2).
@@ -281,6 +309,7 @@ impl Control {
 
     /// Reopen the access logs (SIGUSR1).
     pub fn reopen_logs(&self) {
+        crate::events::actions::log::REOPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let s = self.lock();
         if s.log_paths.is_empty() {
             log::info!("SIGUSR1: no access logs to reopen");
@@ -293,4 +322,13 @@ impl Control {
     pub fn sync_logs(&self) {
         self.lock().access.sync(Duration::from_secs(5));
     }
+}
+
+/// Raise `config.refused` with the loader's (or applier's) message.
+pub fn refused(by: &str, why: &str) {
+    crate::events::emit(crate::events::Event::new(
+        &crate::events::catalogue::CONFIG_REFUSED,
+        "config",
+        format!("configuration refused ({by}): {why}"),
+    ));
 }

@@ -36,6 +36,10 @@ pub fn run(
         responders.push((i, l));
     }
 
+    // Events: the dispatcher and the handlers first, so that everything
+    // after can raise them.
+    crate::events::start(config.events.keep)?;
+    crate::events::handlers::configure(&config.event_handlers);
     // Access logs: one writer thread for all of them, files opened now.
     let mut log_paths = Vec::new();
     let generation = Arc::new(generation::Generation::first_with(config, modules, &mut log_paths)?);

@@ -478,7 +478,7 @@ async fn serve(setup: ShardSetup) {
         monoio::spawn(publish_loop(shard.clone(), mesh.clone()));
     }
     if id == 0 {
-        monoio::spawn(service_level_ticks(shard.clone()));
+        monoio::spawn(ticks(shard.clone()));
     }
     shard.start_mesh(mesh);
 
@@ -579,16 +579,48 @@ fn hand_over_access_lines(shard: &Shard, writer: &crate::log::writer::LogSender)
 
 /// Once a second, on shard 0: read every service level class, so that a
 /// class whose window empties or recovers with no request to time it
-/// still changes state (and logs it) on time.
-async fn service_level_ticks(shard: Rc<Shard>) {
+/// still changes state (and logs it) on time; and raise `pool.down` when
+/// no node of a pool can take traffic (every one disabled, failed or
+/// down by its monitor), `pool.up` when one can again. Health is shared
+/// by the shards, so shard 0's view is the process's.
+async fn ticks(shard: Rc<Shard>) {
+    use crate::config::NodeState;
+    let mut down: std::collections::HashSet<String> = Default::default();
     loop {
         monoio::time::sleep(std::time::Duration::from_secs(1)).await;
         if shard.shutdown.is_set() {
             return;
         }
         let now = std::time::Instant::now();
-        for class in shard.current().slm.iter() {
+        let view = shard.current();
+        for class in view.slm.iter() {
             class.read(now);
+        }
+        for pool in &view.pools {
+            let working = pool
+                .nodes
+                .iter()
+                .any(|n| n.state.get() != NodeState::Disabled && !n.health.monitor_down() && !n.health.is_dead());
+            let name = &pool.cfg.name;
+            let was_down = down.contains(name);
+            if !working && !was_down && !pool.nodes.is_empty() {
+                down.insert(name.clone());
+                crate::events::emit(crate::events::Event::new(
+                    &crate::events::catalogue::POOL_DOWN,
+                    format!("pools/{name}"),
+                    format!(
+                        "pool {name} has no working node ({} node(s), all failed, down or disabled)",
+                        pool.nodes.len()
+                    ),
+                ));
+            } else if working && was_down {
+                down.remove(name);
+                crate::events::emit(crate::events::Event::new(
+                    &crate::events::catalogue::POOL_UP,
+                    format!("pools/{name}"),
+                    format!("pool {name} has a working node again"),
+                ));
+            }
         }
     }
 }

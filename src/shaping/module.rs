@@ -43,5 +43,16 @@ pub fn refuse(class: &RateClass, tx: &Txn, whose: &str) -> Flow {
         class.cfg.name,
         class.cfg.max_wait
     );
+    let name = &class.cfg.name;
+    crate::events::emit_throttled(&format!("rate.overflow {name}"), || {
+        crate::events::Event::new(
+            &crate::events::catalogue::RATE_OVERFLOW,
+            format!("rate_classes/{name}"),
+            format!(
+                "rate class {name} refused requests: its queue was full or their wait over {:?}",
+                class.cfg.max_wait
+            ),
+        )
+    });
     Flow::Respond(Box::new(OwnResponse::plain(class.cfg.status)))
 }

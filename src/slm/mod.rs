@@ -167,6 +167,12 @@ impl ServiceLevel {
             } else {
                 log::warn!("{line}");
             }
+            let kind = match new {
+                State::Ok => &crate::events::catalogue::SLM_OK,
+                State::Warning => &crate::events::catalogue::SLM_WARNING,
+                State::Serious => &crate::events::catalogue::SLM_SERIOUS,
+            };
+            crate::events::emit(crate::events::Event::new(kind, format!("service_levels/{}", self.cfg.name), line));
         }
         new
     }

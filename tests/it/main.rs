@@ -12,6 +12,7 @@ mod bench_tls;
 mod cache;
 mod compression;
 mod config;
+mod events;
 mod generic;
 mod health;
 mod http;

@@ -266,12 +266,15 @@ pub fn log_error(c: &mut Call<'_, '_>) -> R {
     log_at(c, log::Level::Error)
 }
 
-/// `event.emit(name[, message])`: logged as an event until the events
-/// system exists (issue 18).
+/// `event.emit(name[, message])`: raise a `rule.custom` event (I4)
+/// whose primary tag is `name`, from section `rules/RULE`.
 pub fn event_emit(c: &mut Call<'_, '_>) -> R {
     let name = c.text(0)?;
     let msg = c.text(1)?;
-    log::warn!("event {} from rule {}: {}", name.escape_debug(), c.env.rule, msg.escape_debug());
+    let mut ev =
+        crate::events::Event::new(&crate::events::catalogue::RULE_CUSTOM, format!("rules/{}", c.env.rule), msg);
+    ev.tag = name;
+    crate::events::emit(ev);
     Ok(Value::empty())
 }
 
