@@ -36,6 +36,7 @@ pub const TYPES: &[&str] = &[
     "rate_classes",
     "bandwidth_classes",
     "service_levels",
+    "event_handlers",
 ];
 
 /// The node states `set_node_state` accepts.

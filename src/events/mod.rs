@@ -131,7 +131,8 @@ pub static EMITTED: AtomicU64 = AtomicU64::new(0);
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Raise an event. Never waits; before [`start`] (a `shoal check`, a unit
-/// test) it is only logged.
+/// test) it is only logged. The caller logs its own line for the process
+/// log (the dispatcher logs only rules' events).
 pub fn emit(ev: Event) {
     EMITTED.fetch_add(1, Relaxed);
     match HUB.get() {
@@ -198,7 +199,11 @@ pub fn start(keep: usize) -> Result<(), String> {
         .spawn(move || {
             let hub = HUB.get().expect("set above");
             for ev in rx.iter() {
-                log_event(&ev);
+                // What raises an event logs its own line; a rule's event
+                // has no other trace in the process log.
+                if ev.kind == catalogue::RULE_CUSTOM.name {
+                    log_event(&ev);
+                }
                 handlers::offer(&ev);
                 let mut r = hub.recent.lock().unwrap_or_else(|e| e.into_inner());
                 if r.len() >= hub.keep {

@@ -54,6 +54,7 @@ fn objects_crud_auth_and_integrity() {
             "rate_classes",
             "bandwidth_classes",
             "service_levels",
+            "event_handlers",
             "files"
         ]
     );
