@@ -14,11 +14,13 @@
 //!   counters, and reconfiguration.
 //! - [`actions`]: what a handler does with an event: append it to a log
 //!   file, send it to syslog, POST it to a webhook, run a program.
+//! - [`certs`]: certificates about to expire.
 //!
 //! docs/events.md lists the types and the handlers' settings.
 
 pub mod actions;
 pub mod catalogue;
+pub mod certs;
 pub mod handlers;
 
 use std::collections::VecDeque;

@@ -167,6 +167,7 @@ impl Control {
         match self.apply_inner(new) {
             Ok((id, handlers)) => {
                 crate::events::handlers::configure(&handlers);
+                crate::events::certs::check(&self.config(), std::time::SystemTime::now());
                 crate::events::emit(crate::events::Event::new(
                     &crate::events::catalogue::CONFIG_APPLIED,
                     "config",

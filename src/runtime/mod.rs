@@ -59,6 +59,19 @@ pub fn run(
         },
     ));
     install_signals(control.clone())?;
+    // Certificates about to expire: now, at each applied configuration
+    // (Control::apply_as), and once a day.
+    crate::events::certs::check(&generation.config, std::time::SystemTime::now());
+    {
+        let control = control.clone();
+        std::thread::Builder::new()
+            .name("cert-check".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(86_400));
+                crate::events::certs::check(&control.config(), std::time::SystemTime::now());
+            })
+            .map_err(|e| format!("cannot start the certificate check: {e}"))?;
+    }
     let mut threads = Vec::new();
     for ((id, mesh), (cpu, listeners)) in ends.into_iter().enumerate().zip(cpus.into_iter().zip(sockets)) {
         let setup = shard::ShardSetup {

@@ -277,7 +277,7 @@ fn failure_behaviours_draining_and_disabled() {
     let class = "type = \"universal\"\nsource = \"header:X-Session\"\non_failure = \"redirect\"\nfailure_url = \"https://sorry.example/\"";
     let text = config(&nodes, class).replace("persistence = \"s\"\n", "persistence = \"s\"\nmonitors = [\"m\"]\n")
         + "\n[monitors.m]\ntype = \"tcp\"\ninterval = \"100ms\"\nfailures = 1\n";
-    let shoal = Shoal::start(&text);
+    let shoal = Shoal::start(&format!("{text}\n{}", api_section()));
     let pinned = node(&shoal, "s9");
     let idx = names.iter().position(|n| *n == pinned).unwrap();
     let addr = nodes.addr(idx);
@@ -287,6 +287,12 @@ fn failure_behaviours_draining_and_disabled() {
         let r = get(&shoal, "s9").expect("a redirect");
         assert_eq!((r.status, r.header("location")), (302, Some("https://sorry.example/")));
     }
+    // Each failure mode that answered raises persistence.failed (I4).
+    let ev = poll(Duration::from_secs(5), "persistence.failed", || {
+        let r = shoal.api("GET", "/api/tm/1.0/events?type=persistence.failed", "");
+        r.json()["events"].as_array().and_then(|a| a.first().cloned())
+    });
+    assert!(ev["text"].as_str().unwrap().contains("the request was redirected to https://sorry.example/"), "{ev}");
 
     // Draining keeps sessions, takes no new ones; disabled takes nothing.
     let nodes = Nodes::start();

@@ -54,6 +54,20 @@ impl Persistence {
             }
             Err(refuse) => {
                 tx.error = Some(Error::Shoal(ShoalError::PersistentNodeUnavailable));
+                let pool = &tx.view.pools[tx.pool].cfg.name;
+                let how = match &refuse {
+                    Refuse::Redirect(url) => format!("redirected to {url}"),
+                    Refuse::Close => "closed".to_owned(),
+                };
+                // At most one a second per pool and shard: a dead node's
+                // sessions fail on every request.
+                crate::events::emit_throttled(&format!("persistence.failed {pool}"), || {
+                    crate::events::Event::new(
+                        &crate::events::catalogue::PERSISTENCE_FAILED,
+                        format!("pools/{pool}"),
+                        format!("pool {pool}: a session's node is unavailable; the request was {how}"),
+                    )
+                });
                 match refuse {
                     Refuse::Redirect(url) => {
                         let body = format!("302 Found: {url}\n");
