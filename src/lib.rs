@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod autoscale;
 pub mod cache;
 pub mod cli;
 pub mod compress;

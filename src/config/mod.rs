@@ -5,6 +5,7 @@
 //! The embedded default configuration is `conf/default.toml`, compiled in so
 //! `shoal run` with no file does something useful on a fresh machine.
 
+mod autoscale;
 pub(crate) mod cache;
 mod compression;
 mod events;

@@ -422,6 +422,8 @@ pub struct AccessLog {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     pub name: String,
+    /// `[pools.NAME.autoscale]` (J1).
+    pub autoscale: Option<Autoscale>,
     pub algorithm: Algorithm,
     pub nodes: Vec<Node>,
     pub node_connection_attempts: u32,
@@ -559,4 +561,24 @@ impl Config {
         }
         s
     }
+}
+
+/// `[pools.NAME.autoscale]` (docs/autoscaling.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Autoscale {
+    pub enabled: bool,
+    pub driver: PathBuf,
+    pub credentials: String,
+    pub response_time: Duration,
+    pub scale_up_below: u8,
+    pub scale_down_above: u8,
+    pub hysteresis: Duration,
+    pub refractory: Duration,
+    pub min_nodes: u32,
+    pub max_nodes: u32,
+    pub imageid: String,
+    pub sizeid: String,
+    pub name_prefix: String,
+    pub port: u16,
+    pub drain_time: Duration,
 }

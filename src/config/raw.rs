@@ -842,6 +842,74 @@ pub struct RawPool {
     /// `[monitors.NAME]` monitors run against every node.
     #[serde(default)]
     pub monitors: Vec<Spanned<String>>,
+    /// Grow and shrink the pool through a driver program (J1).
+    pub autoscale: Option<Spanned<RawAutoscale>>,
+}
+
+/// `[pools.NAME.autoscale]` (docs/autoscaling.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoscale {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The driver program (relative to the file).
+    pub driver: Spanned<String>,
+    /// The cloud credentials' name, passed as `--cloudcreds`.
+    pub credentials: Spanned<String>,
+    /// The service level: a node response within this conforms.
+    #[serde(default = "default_as_response_time")]
+    pub response_time: Spanned<Dur>,
+    /// Scale up when fewer than this percentage conform.
+    #[serde(default = "default_as_up")]
+    pub scale_up_below: Spanned<u8>,
+    /// Scale down when more than this percentage conform.
+    #[serde(default = "default_as_down")]
+    pub scale_down_above: Spanned<u8>,
+    /// How long a condition must hold before acting.
+    #[serde(default = "default_as_hysteresis")]
+    pub hysteresis: Spanned<Dur>,
+    /// The least time between two actions.
+    #[serde(default = "default_as_refractory")]
+    pub refractory: Spanned<Dur>,
+    #[serde(default = "default_as_min")]
+    pub min_nodes: Spanned<u32>,
+    #[serde(default = "default_as_max")]
+    pub max_nodes: Spanned<u32>,
+    pub imageid: Spanned<String>,
+    #[serde(default)]
+    pub sizeid: String,
+    /// New nodes are named this, a number appended.
+    pub name_prefix: Spanned<String>,
+    /// The port the nodes serve on.
+    pub port: Spanned<u16>,
+    /// How long a node being removed may drain before it goes.
+    #[serde(default = "default_as_drain")]
+    pub drain_time: Spanned<Dur>,
+}
+
+fn default_as_response_time() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(1)))
+}
+fn default_as_up() -> Spanned<u8> {
+    Spanned::new(0..0, 40)
+}
+fn default_as_down() -> Spanned<u8> {
+    Spanned::new(0..0, 95)
+}
+fn default_as_hysteresis() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(20)))
+}
+fn default_as_refractory() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(180)))
+}
+fn default_as_min() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+fn default_as_max() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+fn default_as_drain() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(30)))
 }
 
 fn default_max_queue() -> u32 {

@@ -848,7 +848,9 @@ fn pool(
             monitors.push(i);
         }
     }
+    let autoscale = p.autoscale.as_ref().map(|a| super::autoscale::pool_autoscale(f, pname, a)).transpose()?;
     Ok(Pool {
+        autoscale,
         tls,
         persistence,
         monitors,

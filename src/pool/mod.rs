@@ -143,6 +143,9 @@ pub struct ShardPool {
     pub tls: Option<crate::tls::client::Connector>,
     /// Requests or connections of this shard waiting for a node slot.
     queued: Cell<usize>,
+    /// The pool's autoscaling service level (J1): every node response
+    /// time is recorded into it.
+    pub sla: Option<Arc<crate::slm::ServiceLevel>>,
     /// A slot was given back on this shard.
     slot_freed: Event,
     balancer: Box<dyn Balancer>,
@@ -198,6 +201,7 @@ impl ShardPool {
             cfg: cfg.clone(),
             tls: None,
             queued: Cell::new(0),
+            sla: None,
             slot_freed: Event::new(),
             balancer: lb::build(cfg.algorithm, cfg.nodes.len()),
             lard: RefCell::new(if cfg.algorithm.uses_lard() { vec![(0, 0); LARD_SLOTS] } else { Vec::new() }),
@@ -452,6 +456,9 @@ impl ShardPool {
 
     /// A node answered after `rt` (request written → response head).
     pub fn record_response_time(&self, i: usize, rt: Duration) {
+        if let Some(sla) = &self.sla {
+            sla.record(rt, std::time::Instant::now());
+        }
         let n = &self.nodes[i];
         let x = rt.as_secs_f64() * 1e6;
         n.stats.response_time(rt.as_micros() as u64);

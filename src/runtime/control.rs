@@ -35,11 +35,16 @@ struct State {
     log_paths: Vec<PathBuf>,
     access: crate::log::writer::LogSender,
     monitors: crate::monitor::schedule::Monitors,
+    /// Nodes the autoscaler added, per pool: merged into every
+    /// configuration applied (the files do not name them).
+    autoscaled: BTreeMap<String, Vec<crate::config::model::Node>>,
 }
 
 pub struct Control {
     shards: Vec<flume::Sender<ShardMsg>>,
     state: Mutex<State>,
+    /// A graceful stop began.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The listeners a configuration wants, and the sockets bound for them.
@@ -124,7 +129,9 @@ impl Control {
                 log_paths: s.log_paths,
                 access: s.access,
                 monitors: s.monitors,
+                autoscaled: BTreeMap::new(),
             }),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -187,8 +194,26 @@ impl Control {
         self.apply_as(new, "REST API")
     }
 
-    fn apply_inner(&self, new: Config) -> Result<(u64, Vec<crate::config::model::EventHandler>), String> {
+    /// Pool `pool`'s autoscaled nodes are now `nodes` (J1): apply the
+    /// running configuration with them.
+    pub fn set_autoscaled(&self, pool: &str, nodes: Vec<crate::config::model::Node>) -> Result<u64, String> {
+        let config = {
+            let mut s = self.lock();
+            let old = s.autoscaled.insert(pool.to_owned(), nodes).unwrap_or_default();
+            let mut c = (*s.generation.config).clone();
+            // The autoscaled nodes the running configuration has go; the
+            // merge in apply puts the current ones back.
+            for p in c.pools.iter_mut().filter(|p| p.name == pool) {
+                p.nodes.retain(|n| !old.iter().any(|o| o.addr == n.addr));
+            }
+            c
+        };
+        self.apply_as(config, "autoscaler")
+    }
+
+    fn apply_inner(&self, mut new: Config) -> Result<(u64, Vec<crate::config::model::EventHandler>), String> {
         let mut s = self.lock();
+        merge_autoscaled(&mut new, &s.autoscaled);
         let old = s.generation.config.clone();
         if new.global.shards != old.global.shards || new.global.ring_entries != old.global.ring_entries {
             return Err("global.shards and global.ring_entries cannot change while running (restart shoal)".into());
@@ -303,9 +328,15 @@ impl Control {
 
     /// Ask every shard to stop gracefully (SIGTERM/SIGINT).
     pub fn shutdown(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         for c in &self.shards {
             let _ = c.send(ShardMsg::Shutdown);
         }
+    }
+
+    /// Whether a graceful stop began.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reopen the access logs (SIGUSR1).
@@ -332,4 +363,17 @@ pub fn refused(by: &str, why: &str) {
         "config",
         format!("configuration refused ({by}): {why}"),
     ));
+}
+
+/// Add the autoscaled nodes to their pools in `config` (those it already
+/// names are left as they are; pools that no longer autoscale get none).
+fn merge_autoscaled(config: &mut Config, autoscaled: &BTreeMap<String, Vec<crate::config::model::Node>>) {
+    for p in config.pools.iter_mut().filter(|p| p.autoscale.is_some()) {
+        for n in autoscaled.get(&p.name).into_iter().flatten() {
+            match p.nodes.iter_mut().find(|o| o.addr == n.addr) {
+                Some(o) => o.state = n.state,
+                None => p.nodes.push(n.clone()),
+            }
+        }
+    }
 }

@@ -41,6 +41,10 @@ pub struct Generation {
     pub bandwidth: crate::shaping::bandwidth::BandwidthClasses,
     /// Service level classes, indexed like `config.service_levels`.
     pub slm: crate::slm::Classes,
+    /// The autoscaled pools' service levels (J1: their nodes' response
+    /// times against `autoscale.response_time`), named `autoscale:POOL`;
+    /// thresholds 0, so they never change state or raise events.
+    pub autoscale: crate::slm::Classes,
     /// Per virtual server, its access log's number at the writer.
     pub vs_log: Vec<Option<usize>>,
     /// What changed from the previous generation, to log once applied.
@@ -146,6 +150,7 @@ impl Generation {
         let rate = crate::shaping::rate::build(&config.rate_classes, None);
         let bandwidth = crate::shaping::bandwidth::build(&config.bandwidth_classes, None);
         let slm = crate::slm::build(&config.service_levels, None);
+        let autoscale = crate::slm::build(&autoscale_levels(&config), None);
         let vs_log = log_numbers(&config, log_paths);
         let rules_data = Arc::new(crate::rules::builtins::data::Store::new(
             config.global.rules.data_size,
@@ -159,6 +164,7 @@ impl Generation {
             rate,
             bandwidth,
             slm,
+            autoscale,
             vs_log,
             notes: Vec::new(),
             modules,
@@ -223,6 +229,7 @@ impl Generation {
         let rate = crate::shaping::rate::build(&config.rate_classes, Some(&self.rate));
         let bandwidth = crate::shaping::bandwidth::build(&config.bandwidth_classes, Some(&self.bandwidth));
         let slm = crate::slm::build(&config.service_levels, Some(&self.slm));
+        let autoscale = crate::slm::build(&autoscale_levels(&config), Some(&self.autoscale));
         let vs_log = log_numbers(&config, log_paths);
         self.rules_data.set_limit(config.global.rules.data_size);
         Ok(Generation {
@@ -233,6 +240,7 @@ impl Generation {
             rate,
             bandwidth,
             slm,
+            autoscale,
             vs_log,
             notes,
             modules: self.modules.clone(),
@@ -257,4 +265,29 @@ fn log_numbers(config: &Config, paths: &mut Vec<PathBuf>) -> Vec<Option<usize>> 
             })
         })
         .collect()
+}
+
+/// The service level each autoscaled pool is timed by.
+fn autoscale_levels(config: &Config) -> Vec<crate::config::model::ServiceLevel> {
+    config
+        .pools
+        .iter()
+        .filter_map(|p| {
+            let a = p.autoscale.as_ref()?;
+            Some(crate::config::model::ServiceLevel {
+                name: format!("autoscale:{}", p.name),
+                response_time: a.response_time,
+                warning: 0,
+                serious: 0,
+            })
+        })
+        .collect()
+}
+
+impl Generation {
+    /// The service level pool `pool` is timed by, if it autoscales.
+    pub fn pool_sla(&self, pool: &str) -> Option<Arc<crate::slm::ServiceLevel>> {
+        let name = format!("autoscale:{pool}");
+        self.autoscale.iter().find(|c| c.cfg.name == name).cloned()
+    }
 }

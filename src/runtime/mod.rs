@@ -59,6 +59,7 @@ pub fn run(
         },
     ));
     install_signals(control.clone())?;
+    crate::autoscale::start(control.clone())?;
     // Certificates about to expire: now, at each applied configuration
     // (Control::apply_as), and once a day.
     crate::events::certs::check(&generation.config, std::time::SystemTime::now());

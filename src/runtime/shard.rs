@@ -219,6 +219,7 @@ impl ShardView {
                 let mut pool =
                     ShardPool::new(i, p, &generation.health[i], shard.nshards, shard.changed.clone(), &carry, dirty);
                 pool.tls = generation.tls.connectors[i].clone();
+                pool.sla = generation.pool_sla(&p.name);
                 Rc::new(pool)
             })
             .collect();

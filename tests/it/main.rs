@@ -6,6 +6,7 @@ mod pki;
 mod support;
 
 mod api;
+mod autoscale;
 mod balance;
 mod bench;
 mod bench_tls;
