@@ -182,15 +182,7 @@ async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
                             h.set_monitor_down(false);
                             h.record_success();
                         }
-                        log::warn!("monitor {}: {places}: node up ({detail})", m.name);
-                        crate::events::emit(
-                            crate::events::Event::new(
-                                &crate::events::catalogue::NODE_UP,
-                                format!("monitors/{}", m.name),
-                                format!("{places}: node up ({detail})"),
-                            )
-                            .tag(w.target.addr.to_string()),
-                        );
+                        verdict(&crate::events::catalogue::NODE_UP, &m, &w, format!("{places}: node up ({detail})"));
                     }
                 }
                 Err(why) => {
@@ -203,15 +195,8 @@ async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
                         for h in &w.health {
                             h.set_monitor_down(true);
                         }
-                        log::warn!("monitor {}: {places}: node down after {failed} failed test(s): {why}", m.name);
-                        crate::events::emit(
-                            crate::events::Event::new(
-                                &crate::events::catalogue::NODE_DOWN,
-                                format!("monitors/{}", m.name),
-                                format!("{places}: node down after {failed} failed test(s): {why}"),
-                            )
-                            .tag(w.target.addr.to_string()),
-                        );
+                        let text = format!("{places}: node down after {failed} failed test(s): {why}");
+                        verdict(&crate::events::catalogue::NODE_DOWN, &m, &w, text);
                     }
                 }
             }
@@ -242,4 +227,14 @@ async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
             }
         }
     }
+}
+
+/// A monitor's verdict on a node changed: the log line and the event
+/// (`node.up` or `node.down`, section `monitors/NAME`, the node's address
+/// as a tag).
+fn verdict(kind: &'static crate::events::catalogue::Kind, m: &Monitor, w: &Watch, text: String) {
+    log::warn!("monitor {}: {text}", m.name);
+    crate::events::emit(
+        crate::events::Event::new(kind, format!("monitors/{}", m.name), text).tag(w.target.addr.to_string()),
+    );
 }
