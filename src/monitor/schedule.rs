@@ -182,7 +182,7 @@ async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
                             h.set_monitor_down(false);
                             h.record_success();
                         }
-                        verdict(&crate::events::catalogue::NODE_UP, &m, &w, format!("{places}: node up ({detail})"));
+                        verdict(&crate::events::catalogue::NODE_UP, m, &w, format!("{places}: node up ({detail})"));
                     }
                 }
                 Err(why) => {
@@ -196,7 +196,7 @@ async fn watch(w: Rc<Watch>, stop: Rc<Flag>) {
                             h.set_monitor_down(true);
                         }
                         let text = format!("{places}: node down after {failed} failed test(s): {why}");
-                        verdict(&crate::events::catalogue::NODE_DOWN, &m, &w, text);
+                        verdict(&crate::events::catalogue::NODE_DOWN, m, &w, text);
                     }
                 }
             }
