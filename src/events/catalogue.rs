@@ -40,7 +40,7 @@ kinds! {
     RATE_OVERFLOW = "rate.overflow", Warning, "ratequeuefull", "a rate class refused requests: its queue was full or their wait too long (at most one a second per class)";
     AUTOSCALE_ACTION = "autoscale.action", Info, "autoscale", "an autoscaled pool added or removed a node";
     AUTOSCALE_ERROR = "autoscale.error", Serious, "autoscalefail", "an autoscaling driver failed; autoscaling pauses for its credentials";
-    PROCESS_TROUBLE = "process.trouble", Fatal, "fatal", "a shard or the monitor thread could not start or stopped";
+    PROCESS_TROUBLE = "process.trouble", Fatal, "fatal", "the monitor thread could not start, or a shard panicked";
 }
 
 /// The catalogued type named `name`.

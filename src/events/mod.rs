@@ -218,6 +218,16 @@ pub fn start(keep: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Give the events thread up to `max` to take what is queued (before a
+/// fatal exit).
+pub fn flush(max: std::time::Duration) {
+    let Some(h) = HUB.get() else { return };
+    let end = std::time::Instant::now() + max;
+    while !h.tx.is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The events kept, oldest first, that pass `filter`.
 pub fn recent(filter: impl Fn(&Event) -> bool) -> Vec<Event> {
     let Some(h) = HUB.get() else { return Vec::new() };

@@ -106,7 +106,7 @@ impl Monitors {
             match start() {
                 Ok(tx) => self.tx = Some(tx),
                 Err(e) => {
-                    log::error!("{e}; nodes are not monitored");
+                    trouble(format!("{e}; nodes are not monitored"));
                     return;
                 }
             }
@@ -126,7 +126,7 @@ fn start() -> Result<flume::Sender<Vec<Watch>>, String> {
             let (mut rt, _) = match crate::runtime::ring::build(256) {
                 Ok(x) => x,
                 Err(e) => {
-                    log::error!("monitors cannot start: {e}; nodes are not monitored");
+                    trouble(format!("monitors cannot start: {e}; nodes are not monitored"));
                     return;
                 }
             };
@@ -237,4 +237,10 @@ fn verdict(kind: &'static crate::events::catalogue::Kind, m: &Monitor, w: &Watch
     crate::events::emit(
         crate::events::Event::new(kind, format!("monitors/{}", m.name), text).tag(w.target.addr.to_string()),
     );
+}
+
+/// The monitor thread cannot run: logged, and `process.trouble` raised.
+fn trouble(text: String) {
+    log::error!("{text}");
+    crate::events::emit(crate::events::Event::new(&crate::events::catalogue::PROCESS_TROUBLE, "monitors", text));
 }

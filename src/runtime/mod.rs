@@ -99,6 +99,13 @@ pub fn run(
     }
     for t in threads {
         if t.join().is_err() {
+            // Raised for the handlers that can still run before the exit.
+            crate::events::emit(crate::events::Event::new(
+                &crate::events::catalogue::PROCESS_TROUBLE,
+                "shards",
+                "a shard panicked; shoal stops",
+            ));
+            crate::events::flush(std::time::Duration::from_secs(2));
             return Err("a shard panicked".into());
         }
     }
