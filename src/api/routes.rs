@@ -238,6 +238,20 @@ impl Api {
         let v = VERSION;
         let base = format!("/api/tm/{v}");
         match segs.as_slice() {
+            // The dashboard (docs/dashboard.md): embedded, behind the
+            // same authentication, its data from the API below.
+            [] => {
+                only(req, &["GET"])?;
+                Ok(Response::new(200, "text/html; charset=utf-8", DASHBOARD_HTML.as_bytes().to_vec()))
+            }
+            ["dashboard.js"] => {
+                only(req, &["GET"])?;
+                Ok(Response::new(200, "text/javascript; charset=utf-8", DASHBOARD_JS.as_bytes().to_vec()))
+            }
+            ["dashboard.css"] => {
+                only(req, &["GET"])?;
+                Ok(Response::new(200, "text/css; charset=utf-8", DASHBOARD_CSS.as_bytes().to_vec()))
+            }
             ["api", "tm"] => {
                 only(req, &["GET"])?;
                 Ok(json_answer(200, &children("/api/tm", [v.to_string()])))
@@ -582,3 +596,9 @@ fn events(query: &str) -> Result<serde_json::Value, Fail> {
     let skip = list.len().saturating_sub(limit);
     Ok(serde_json::json!({ "events": list[skip..].iter().map(|e| e.json()).collect::<Vec<_>>() }))
 }
+
+/// The dashboard's page, script and style, embedded in the binary (no
+/// build step, no asset from anywhere else).
+const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");

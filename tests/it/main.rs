@@ -13,6 +13,7 @@ mod bench_tls;
 mod cache;
 mod compression;
 mod config;
+mod dashboard;
 mod events;
 mod generic;
 mod health;

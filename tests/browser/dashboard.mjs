@@ -1,0 +1,79 @@
+// Headless Chromium on shoal's dashboard: one step per run, its result as
+// one JSON line. tests/it/dashboard.rs drives it.
+//
+// usage: node dashboard.mjs URL USER PASSWORD STEP [ARGS…]
+//   auth              the page's status without credentials, and with them
+//   live              the request-rate figure and the chart, 3 s apart
+//   drain NODE POOL   press "drain" on NODE in POOL, confirm, wait for the page to say so
+//   down NODE         wait for NODE's row to turn red with a reason
+//   shots DIR         screenshots of the overview and of the pools, 1280x800, into DIR
+import { chromium } from "playwright-core";
+
+const [url, user, password, step, ...args] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const out = (o) => console.log(JSON.stringify(o));
+try {
+  const context = await browser.newContext({ httpCredentials: { username: user, password }, viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  if (step === "auth") {
+    // Without credentials: Chromium cannot load the page (it has none
+    // to answer the 401's challenge with), and the status is 401.
+    const anon = await browser.newContext();
+    let loaded = true;
+    try {
+      await (await anon.newPage()).goto(url);
+    } catch (e) {
+      loaded = !String(e).includes("ERR_INVALID_AUTH_CREDENTIALS");
+    }
+    const refused = await anon.request.get(url);
+    const ok = await page.goto(url);
+    await page.waitForFunction(() => document.getElementById("generation").textContent.includes("generation"));
+    out({ loaded_without: loaded, without: refused.status(), with: ok.status(), title: await page.title() });
+  } else if (step === "live") {
+    await page.goto(url);
+    const read = async () => page.evaluate(() => ({
+      rate: parseFloat(document.getElementById("rate").textContent.replace("k", "e3")) || 0,
+      points: Number(document.getElementById("chart").dataset.points || 0),
+      line: (document.querySelector("#chart polyline") || { getAttribute: () => "" }).getAttribute("points"),
+    }));
+    await page.waitForFunction(() => Number(document.getElementById("chart").dataset.points || 0) >= 2);
+    const a = await read();
+    await page.waitForTimeout(3000);
+    const b = await read();
+    out({ first: a, second: b });
+  } else if (step === "drain") {
+    const [node, pool] = args;
+    await page.goto(url);
+    const button = page.locator(`#pool-${pool} tr[data-node="${node}"] button[data-action="draining"]`);
+    await button.waitFor();
+    await button.focus();
+    await page.keyboard.press("Enter");
+    await page.locator("#confirm-ok").click();
+    await page.waitForFunction(([n, p]) => {
+      const cell = document.querySelector(`#pool-${p} tr[data-node="${n}"] td.state`);
+      return cell && cell.textContent === "draining";
+    }, [node, pool]);
+    out({ drained: node });
+  } else if (step === "down") {
+    const [node] = args;
+    await page.goto(url);
+    const row = await page.waitForFunction((n) => {
+      const r = document.querySelector(`tr[data-node="${n}"]`);
+      const reason = r && r.querySelector("td.reason").textContent;
+      return r && r.classList.contains("down") && reason ? { reason, color: getComputedStyle(r.querySelector("td")).backgroundColor } : null;
+    }, node, { timeout: 15000 });
+    out(await row.jsonValue());
+  } else if (step === "shots") {
+    const [dir] = args;
+    await page.goto(url);
+    await page.waitForFunction(() => Number(document.getElementById("chart").dataset.points || 0) >= 3);
+    await page.screenshot({ path: `${dir}/dashboard-overview.png` });
+    await page.locator("#pools").screenshot({ path: `${dir}/dashboard-pool.png` });
+    out({ shots: dir });
+  }
+} finally {
+  await browser.close();
+}
