@@ -6,6 +6,7 @@
 //   live              the request-rate figure and the chart, 3 s apart
 //   drain NODE POOL   press "drain" on NODE in POOL, confirm, wait for the page to say so
 //   down NODE         wait for NODE's row to turn red with a reason
+//   purge             the cache's objects on the page, then purge them from it
 //   shots DIR         screenshots of the overview and of the pools, 1280x800, into DIR
 import { chromium } from "playwright-core";
 
@@ -66,6 +67,17 @@ try {
       return r && r.classList.contains("down") && reason ? { reason, color: getComputedStyle(r.querySelector("td")).backgroundColor } : null;
     }, node, { timeout: 15000 });
     out(await row.jsonValue());
+  } else if (step === "purge") {
+    // The cache's objects as the page shows them, then purge from the page.
+    await page.goto(url);
+    await page.waitForFunction(() => Number((document.getElementById("cache-objects") || {}).textContent) > 0);
+    const before = Number(await page.locator("#cache-objects").textContent());
+    const slm = await page.locator('#classes tr[data-class] td.slm-ok, #classes tr[data-class] td.slm-warning, #classes tr[data-class] td.slm-serious').count();
+    await page.locator("#purge").click();
+    await page.locator("#confirm-ok").click();
+    await page.waitForFunction(() => document.getElementById("purged").textContent.startsWith("purged"));
+    await page.waitForFunction(() => Number(document.getElementById("cache-objects").textContent) === 0);
+    out({ before, said: await page.locator("#purged").textContent(), slm_rows: slm });
   } else if (step === "shots") {
     const [dir] = args;
     await page.goto(url);

@@ -1,8 +1,9 @@
 //! The dashboard (I5) in headless Chromium (tests/browser/dashboard.mjs):
 //! it refuses without credentials and loads with them; under load its
 //! request rate and chart move; draining a node from the page changes the
-//! node's state in the API; a killed node's row turns red with the
-//! monitor's reason; screenshots for docs/dashboard.md.
+//! node's state in the API; the cache is purged from it; a killed node's
+//! row turns red with the monitor's reason; screenshots for
+//! docs/dashboard.md.
 
 use crate::support::*;
 use std::process::Command;
@@ -38,7 +39,8 @@ fn the_dashboard_in_a_real_browser() {
     let mut b = Origin::start_with("http", &[("b", any)], &[]);
     let (na, nb) = (a.addr("a"), b.addr("b"));
     let shoal = Shoal::start(&format!(
-        "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n\
+        "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\ncache = true\nservice_level = \"web\"\n\n\
+         [service_levels.web]\nresponse_time = \"100ms\"\n\n\
          [pools.p]\nnodes = [\"{na}\", \"{nb}\"]\nmonitors = [\"m\"]\n\n\
          [monitors.m]\ntype = \"tcp\"\ninterval = \"200ms\"\nfailures = 2\n\n{}",
         api_section()
@@ -70,6 +72,21 @@ fn the_dashboard_in_a_real_browser() {
     step(&url, &["drain", &na.to_string(), "p"]).unwrap();
     let node = shoal.api("GET", &format!("/api/tm/1.0/nodes/{na}"), "").json();
     assert!(node.to_string().contains("\"state\":\"draining\""), "{node}");
+    // The cache and the classes are shown; the cache is purged from the page.
+    let r = send(
+        shoal.addr("web"),
+        &format!(
+            "GET /c?size=10&hdr={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            enc("Cache-Control: max-age=600")
+        ),
+    );
+    assert_eq!(r.status, 200);
+    let v = step(&url, &["purge"]).unwrap();
+    assert!(
+        v["before"].as_u64() >= Some(1) && v["said"].as_str().unwrap().starts_with("purged") && v["slm_rows"] == 1,
+        "{v}"
+    );
+    assert_eq!(shoal.status()["cache"]["memory"]["objects"], 0);
     // A killed node turns red, with the monitor's reason.
     b.kill();
     let v = step(&url, &["down", &nb.to_string()]).unwrap();

@@ -73,11 +73,7 @@ function virtualServers(st) {
 let reasons = new Map();
 
 async function act(node, pool, state) {
-  const d = $("confirm");
-  $("confirm-text").textContent = `Set node ${node} ${state} in pool ${pool}?`;
-  d.showModal();
-  const choice = await new Promise((ok) => d.addEventListener("close", () => ok(d.returnValue), { once: true }));
-  if (choice !== "ok") return;
+  if (!(await confirmed(`Set node ${node} ${state} in pool ${pool}?`))) return;
   const r = await fetch(`${API}/nodes/${encodeURIComponent(node)}`, {
     method: "PUT", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ state, pools: [pool] }),
@@ -118,6 +114,53 @@ function pools(st) {
   }
 }
 
+function classes(st) {
+  const rows = [];
+  for (const [n, c] of Object.entries(st.service_levels || {})) {
+    rows.push(el("tr", { "data-class": n }, el("td", {}, n), el("td", {}, "service level"),
+      el("td", { class: "slm-" + c.state }, c.state),
+      el("td", {}, `${c.window.percent_conforming}% of ${c.window.requests} within ${c.response_time_ms} ms (last 10 s)`)));
+  }
+  for (const [n, c] of Object.entries(st.rate_classes || {})) {
+    rows.push(el("tr", { "data-class": n }, el("td", {}, n), el("td", {}, "rate"), el("td", {}, ""),
+      el("td", {}, `${c.passed} passed, ${c.queued} queued, ${c.refused} refused`)));
+  }
+  for (const [n, c] of Object.entries(st.bandwidth_classes || {})) {
+    rows.push(el("tr", { "data-class": n }, el("td", {}, n), el("td", {}, "bandwidth"), el("td", {}, ""),
+      el("td", {}, `${fmt(c.max_rate_bits, "bit/s")}${c.per_connection ? " per connection" : ""}, ${fmt(c.bytes, "B")} sent`)));
+  }
+  $("classes").tBodies[0].replaceChildren(...rows);
+}
+
+function cache(st) {
+  const m = st.cache.memory, d = st.cache.disk;
+  const rows = [
+    el("tr", {}, el("td", {}, "cache (memory)"), el("td", { id: "cache-objects" }, m.objects), el("td", {}, fmt(m.bytes, "B")),
+      el("td", {}, `${m.stored} stored, ${m.evictions} evicted, ${m.purged} purged`)),
+    el("tr", {}, el("td", {}, "cache (disk)"), el("td", {}, d.objects), el("td", {}, fmt(d.bytes, "B")),
+      el("td", {}, `${d.writes} written, ${d.evictions} evicted`)),
+  ];
+  for (const [n, p] of Object.entries(st.persistence || {})) {
+    rows.push(el("tr", {}, el("td", {}, `persistence ${n} (${p.type})`), el("td", {}, p.entries), el("td", {}, ""),
+      el("td", {}, `max ${p.max_entries}, ${p.evictions} evicted`)));
+  }
+  $("cache").tBodies[0].replaceChildren(...rows);
+}
+
+async function confirmed(text) {
+  const d = $("confirm");
+  $("confirm-text").textContent = text;
+  d.showModal();
+  return (await new Promise((ok) => d.addEventListener("close", () => ok(d.returnValue), { once: true }))) === "ok";
+}
+
+$("purge").addEventListener("click", async () => {
+  if (!(await confirmed("Purge every object from the cache, on every shard?"))) return;
+  const r = await fetch(`${API}/cache/purge`, { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"all": true}' });
+  $("purged").textContent = r.ok ? `purged ${(await r.json()).purged} object(s)` : `purge failed: ${r.status}`;
+  refresh();
+});
+
 function events(list) {
   reasons = new Map();
   for (const e of list) {
@@ -138,6 +181,8 @@ async function refresh() {
     $("generation").textContent = `configuration generation ${st.generation}, ${st.shards} shard(s)`;
     overview(st);
     virtualServers(st);
+    classes(st);
+    cache(st);
     if (!$("confirm").open) pools(st);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
