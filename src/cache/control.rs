@@ -27,6 +27,9 @@ pub struct Directives {
     /// RFC 5861.
     pub stale_while_revalidate: Option<u64>,
     pub stale_if_error: Option<u64>,
+    /// No intermediary may change the content (§5.2.1.6, §5.2.2.6): the
+    /// compression module reads it.
+    pub no_transform: bool,
 }
 
 impl Directives {
@@ -75,6 +78,8 @@ impl Directives {
             self.stale_while_revalidate.get_or_insert(secs(value));
         } else if lower(name, "stale-if-error") {
             self.stale_if_error.get_or_insert(secs(value));
+        } else if lower(name, "no-transform") {
+            self.no_transform = true;
         }
     }
 }

@@ -18,6 +18,8 @@
 //! `disable()` (`tx.compress`) overrides `enabled`.
 
 use super::encoder::Encoder;
+use crate::cache::control::Directives;
+use crate::cache::policy::contains_token;
 use crate::config::model::Compression;
 use crate::http::coding;
 use crate::proxy::module::{BodyChunk, BodyFlow, BodyMode, BodyTransform, Module, Step, Verdict};
@@ -82,7 +84,8 @@ impl Module for CompressModule {
             return Step::Ready(Verdict::Accept);
         }
         let fields = &mut tx.response.fields;
-        if !fields.get_all("vary").any(|v| lists(v, b"accept-encoding") || lists(v, b"*")) {
+        let varies = |t: &[u8]| fields.get_all("vary").any(|v| contains_token(v, t));
+        if !varies(b"accept-encoding") && !varies(b"*") {
             // A failed edit (the head's edit budget spent) leaves the
             // response as it is: compressed without Vary would mislead
             // caches downstream.
@@ -166,7 +169,7 @@ fn eligible(tx: &Txn, s: &Compression) -> bool {
             return false;
         }
     }
-    let no_transform = |f: &crate::http::fields::Fields| f.get_all("cache-control").any(|v| lists(v, b"no-transform"));
+    let no_transform = |f: &crate::http::fields::Fields| Directives::parse(f.get_all("cache-control")).no_transform;
     if no_transform(&r.fields) || no_transform(&tx.request.fields) {
         return false;
     }
@@ -178,26 +181,14 @@ fn eligible(tx: &Txn, s: &Compression) -> bool {
     r.fields.get("content-type").is_some_and(|t| type_matches(t, &s.types))
 }
 
-/// Whether a comma-separated field value lists `token` (case-insensitive,
-/// directives' arguments ignored).
-fn lists(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| {
-        let t = crate::http::trim_ows(t);
-        let name = t.split(|&b| b == b'=').next().unwrap_or(t);
-        crate::http::trim_ows(name).eq_ignore_ascii_case(token)
-    })
-}
-
 /// Whether a `Content-Type` value's media type is one of `types`
 /// (`type/subtype` or `type/*`, lower case).
 fn type_matches(value: &[u8], types: &[String]) -> bool {
     let media = crate::http::trim_ows(value.split(|&b| b == b';').next().unwrap_or(value));
-    let Ok(media) = std::str::from_utf8(media) else { return false };
-    let media = media.to_ascii_lowercase();
-    let Some((top, _)) = media.split_once('/') else { return false };
+    let Some(slash) = media.iter().position(|&b| b == b'/') else { return false };
     types.iter().any(|t| match t.strip_suffix("/*") {
-        Some(prefix) => prefix == top,
-        None => *t == media,
+        Some(top) => media[..slash].eq_ignore_ascii_case(top.as_bytes()),
+        None => media.eq_ignore_ascii_case(t.as_bytes()),
     })
 }
 
@@ -219,9 +210,10 @@ mod tests {
 
     #[test]
     fn lists_finds_tokens_and_directives() {
-        assert!(lists(b"public, no-transform", b"no-transform"));
-        assert!(lists(b"max-age=60,No-Transform", b"no-transform"));
-        assert!(!lists(b"no-transformx", b"no-transform"));
-        assert!(lists(b"Accept-Encoding, Cookie", b"accept-encoding"));
+        let no_transform = |v: &[u8]| Directives::parse(std::iter::once(v)).no_transform;
+        assert!(no_transform(b"public, no-transform"));
+        assert!(no_transform(b"max-age=60,No-Transform"));
+        assert!(!no_transform(b"no-transformx"));
+        assert!(contains_token(b"Accept-Encoding, Cookie", b"accept-encoding"));
     }
 }
