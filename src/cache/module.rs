@@ -220,7 +220,10 @@ impl CacheModule {
         };
         ctx.usage = Some(found.usage);
         ctx.disk_dir = found.disk_dir;
-        let selected = found.variants.iter().find(|o| selects(o, tx)).cloned();
+        let selected = {
+            let selects = selector(tx);
+            found.variants.iter().find(|o| selects(o)).cloned()
+        };
         let fill = found.fill;
         if let Some(obj) = selected {
             match policy::usable(&obj.fresh, &policy, now) {
@@ -776,7 +779,23 @@ fn etag_list_matches(list: &[u8], etag: &[u8], strong: bool) -> bool {
 /// Whether `obj` is the variant for `tx`'s request: its rule key and the
 /// values of its `Vary` fields.
 fn selects(obj: &Object, tx: &Txn) -> bool {
-    obj.selected_by(tx.cache.key.as_deref(), |n| vary_value(&tx.request, n))
+    selector(tx)(obj)
+}
+
+/// [`selects`] for trying many stored variants: the canonical
+/// `Accept-Encoding` is made once, not once per variant.
+fn selector(tx: &Txn) -> impl Fn(&Object) -> bool + '_ {
+    let accept_encoding: std::cell::OnceCell<Option<Vec<u8>>> = std::cell::OnceCell::new();
+    move |obj| {
+        obj.selected_by(tx.cache.key.as_deref(), |n| {
+            if n.eq_ignore_ascii_case("accept-encoding") {
+                let v = accept_encoding.get_or_init(|| vary_value(&tx.request, n).map(std::borrow::Cow::into_owned));
+                v.as_deref().map(std::borrow::Cow::Borrowed)
+            } else {
+                vary_value(&tx.request, n)
+            }
+        })
+    }
 }
 
 /// The request's value of a field a response varies on, as variants are
