@@ -147,29 +147,32 @@ pub fn emit(ev: Event) {
     }
 }
 
-/// Raise the event `make` builds, at most once a second for `key` on
-/// this thread (a shard): for what can happen on every request (a rule
-/// failing, a rate class refusing), so that a flood of them is one event
-/// a second, not a flood of events. The table is per thread (no lock on
-/// the request path) and bounded.
-pub fn emit_throttled(key: &str, make: impl FnOnce() -> Event) {
+/// Raise the event `make` builds, at most once a second for (`kind`,
+/// `name`) on this thread (a shard): for what can happen on every request
+/// (a rule failing, a rate class refusing), so that a flood of them is one
+/// event a second, not a flood of events. The table is per thread (no
+/// lock on the request path), keyed by a hash (no allocation to look up)
+/// and bounded; nothing is formatted unless the event is due.
+pub fn emit_throttled(kind: &'static catalogue::Kind, name: &str, make: impl FnOnce() -> Event) {
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::time::{Duration, Instant};
     thread_local! {
-        static LAST: RefCell<HashMap<String, Instant>> = RefCell::new(HashMap::new());
+        static LAST: RefCell<HashMap<u64, Instant>> = RefCell::new(HashMap::new());
     }
+    static KEYS: OnceLock<ahash::RandomState> = OnceLock::new();
+    let key = KEYS.get_or_init(ahash::RandomState::new).hash_one((kind.name, name));
     let now = Instant::now();
     let due = LAST.with(|l| {
         let mut l = l.borrow_mut();
-        match l.get(key) {
+        match l.get(&key) {
             Some(t) if now.duration_since(*t) < Duration::from_secs(1) => false,
             _ => {
                 if l.len() >= 1024 {
                     l.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
                 }
                 if l.len() < 1024 {
-                    l.insert(key.to_owned(), now);
+                    l.insert(key, now);
                 }
                 true
             }

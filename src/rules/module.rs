@@ -419,7 +419,7 @@ pub fn own_body_bytes(own: &OwnResponse) -> &[u8] {
 
 /// `rule.error`, at most once a second per rule on this shard.
 fn rule_error_event(rule: &str, line: impl std::fmt::Display, message: &impl std::fmt::Display) {
-    crate::events::emit_throttled(&format!("rule.error {rule}"), || {
+    crate::events::emit_throttled(&crate::events::catalogue::RULE_ERROR, rule, || {
         crate::events::Event::new(
             &crate::events::catalogue::RULE_ERROR,
             format!("rules/{rule}"),

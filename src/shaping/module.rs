@@ -44,7 +44,7 @@ pub fn refuse(class: &RateClass, tx: &Txn, whose: &str) -> Flow {
         class.cfg.max_wait
     );
     let name = &class.cfg.name;
-    crate::events::emit_throttled(&format!("rate.overflow {name}"), || {
+    crate::events::emit_throttled(&crate::events::catalogue::RATE_OVERFLOW, name, || {
         crate::events::Event::new(
             &crate::events::catalogue::RATE_OVERFLOW,
             format!("rate_classes/{name}"),

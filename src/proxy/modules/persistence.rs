@@ -55,18 +55,16 @@ impl Persistence {
             Err(refuse) => {
                 tx.error = Some(Error::Shoal(ShoalError::PersistentNodeUnavailable));
                 let pool = &tx.view.pools[tx.pool].cfg.name;
-                let how = match &refuse {
-                    Refuse::Redirect(url) => format!("redirected to {url}"),
-                    Refuse::Close => "closed".to_owned(),
-                };
                 // At most one a second per pool and shard: a dead node's
                 // sessions fail on every request.
-                crate::events::emit_throttled(&format!("persistence.failed {pool}"), || {
-                    crate::events::Event::new(
-                        &crate::events::catalogue::PERSISTENCE_FAILED,
-                        format!("pools/{pool}"),
-                        format!("pool {pool}: a session's node is unavailable; the request was {how}"),
-                    )
+                let kind = &crate::events::catalogue::PERSISTENCE_FAILED;
+                crate::events::emit_throttled(kind, pool, || {
+                    let how = match &refuse {
+                        Refuse::Redirect(url) => format!("redirected to {url}"),
+                        Refuse::Close => "closed".to_owned(),
+                    };
+                    let text = format!("pool {pool}: a session's node is unavailable; the request was {how}");
+                    crate::events::Event::new(kind, format!("pools/{pool}"), text)
                 });
                 match refuse {
                     Refuse::Redirect(url) => {
