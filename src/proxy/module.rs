@@ -589,15 +589,19 @@ impl Contexts {
     /// The response body's filters as owned transforms, in the order they
     /// see it, for a module that diverts the body: `None` (nothing taken)
     /// unless every filter can hand its work over.
-    pub fn take_transforms(&mut self, tx: &mut Txn) -> Option<Vec<Box<dyn BodyTransform>>> {
-        let mut filters = Vec::new();
-        self.body_modes(tx, true, &mut filters);
+    /// `filters` is scratch for the body modes (the connection's).
+    pub fn take_transforms(
+        &mut self,
+        tx: &mut Txn,
+        filters: &mut Vec<(usize, BodyMode)>,
+    ) -> Option<Vec<Box<dyn BodyTransform>>> {
+        self.body_modes(tx, true, filters);
         if filters.iter().any(|(_, m)| *m != BodyMode::Transform) {
             return None;
         }
         let (mods, ctxs) = self.parts();
         let mut out = Vec::with_capacity(filters.len());
-        for (i, _) in filters {
+        for &(i, _) in filters.iter() {
             // Asked only when all can: a module that still says no
             // leaves its transform out (and its body hooks unused).
             if let Some(t) = mods[i].take_transform(tx, ctxs[i].as_mut()) {

@@ -745,7 +745,7 @@ impl Conn {
         if self.tx.response_body_wanted {
             return None;
         }
-        self.mods.take_transforms(&mut self.tx)
+        self.mods.take_transforms(&mut self.tx, &mut self.s.filters)
     }
 
     /// C7 forward to an explicit address set by a module: one fresh
