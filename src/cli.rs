@@ -23,12 +23,15 @@ USAGE:
               [--tls-cert FILE --tls-key FILE]
               [--request-rule FILE]... [--response-rule FILE]...
               [--cache SIZE [--cache-dir DIR --cache-disk SIZE]]
-              [--bandwidth RATE] [--compress]
+              [--bandwidth RATE] [--compress] [--h2c]
       Run one virtual server with no configuration file.
       Protocols: http, server_first, client_first, server_first_banner
       (needs --banner TEXT), generic_streaming [default], ssl_passthrough.
       --tls-cert/--tls-key: terminate TLS on the listener with this
-      certificate chain and key (PEM).
+      certificate chain and key (PEM); http offers h2 and http/1.1 by
+      ALPN (docs/http2.md).
+      --h2c: also accept cleartext HTTP/2 with prior knowledge (http
+      without TLS only).
       --request-rule/--response-rule: run the rule in FILE on each
       request (response), in the order given (http only; docs/rules.md).
       --cache SIZE: cache responses in SIZE of memory (512MiB, 2GiB; http
@@ -104,6 +107,7 @@ struct Quick {
     cache_disk: Option<String>,
     bandwidth: Option<String>,
     compress: bool,
+    h2c: bool,
 }
 
 fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
@@ -145,6 +149,7 @@ fn parse_args() -> Result<(Cmd, Option<log::LevelFilter>), String> {
             Long("cache-disk") => q.cache_disk = Some(val(&mut p)?),
             Long("bandwidth") => q.bandwidth = Some(val(&mut p)?),
             Long("compress") => q.compress = true,
+            Long("h2c") => q.h2c = true,
             Long("shards") => q.shards = Some(val(&mut p)?.parse().map_err(|_| "--shards takes a number".to_string())?),
             Long("pool") => pools.push(val(&mut p)?),
             Long("api") => api = Some(val(&mut p)?),
@@ -331,6 +336,13 @@ fn quick_config(q: Quick) -> Result<config::Config, String> {
     }
     if q.compress {
         t += "\n[virtual_servers.proxy.compression]\n";
+    }
+    let http = protocol == "http";
+    if q.h2c && (!http || q.tls_cert.is_some()) {
+        return Err("--h2c is cleartext HTTP/2: it needs --protocol http and no --tls-cert".into());
+    }
+    if http && (q.h2c || q.tls_cert.is_some()) {
+        t += &format!("\n[virtual_servers.proxy.http2]\nh2c = {}\n", q.h2c);
     }
     t += &format!("\n[pools.proxy]\nalgorithm = {}\nnodes = [{}]\n", s(&algorithm), nodes.join(", "));
     for (name, file) in req.iter().zip(&q.request_rules).chain(resp.iter().zip(&q.response_rules)) {

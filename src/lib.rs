@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod fuzzing;
+pub mod h2;
 pub mod http;
 pub mod lb;
 pub mod log;

@@ -52,6 +52,28 @@ pub const CACHE_COUNTERS: [(crate::cache::module::CacheEvent, &str); 7] = {
     ]
 };
 
+/// HTTP/2 events per virtual server, by name (docs/http2.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H2Event {
+    /// An HTTP/2 connection began (ALPN `h2` or an `h2c` preface).
+    Connection = 0,
+    /// A connection ended by the flood guard (GOAWAY ENHANCE_YOUR_CALM).
+    Flood,
+    /// A connection ended by the codec for a protocol error or a broken
+    /// limit (GOAWAY with its error code).
+    ProtocolError,
+}
+
+pub const H2_COUNTERS: [(H2Event, &str); 3] =
+    [(H2Event::Connection, "connections"), (H2Event::Flood, "floods"), (H2Event::ProtocolError, "protocol_errors")];
+
+/// Requests by the protocol version they came in, by name.
+pub const VERSIONS: [(crate::http::Version, &str); 3] = [
+    (crate::http::Version::Http10, "http/1.0"),
+    (crate::http::Version::Http11, "http/1.1"),
+    (crate::http::Version::Http2, "h2"),
+];
+
 fn bump(c: &Cell<u64>, n: u64) {
     c.set(c.get() + n);
 }
@@ -82,9 +104,21 @@ pub struct VsCounters {
     /// Body bytes that went into the compressors, and came out.
     pub compress_bytes_in: Cell<u64>,
     pub compress_bytes_out: Cell<u64>,
+    /// Requests by protocol version, in [`VERSIONS`] order.
+    pub versions: [Cell<u64>; VERSIONS.len()],
+    /// HTTP/2 events, in [`H2_COUNTERS`] order.
+    pub http2: [Cell<u64>; H2_COUNTERS.len()],
 }
 
 impl VsCounters {
+    pub fn h2(&self, e: H2Event) {
+        bump(&self.http2[e as usize], 1);
+    }
+
+    pub fn version(&self, v: crate::http::Version) {
+        bump(&self.versions[v as usize], 1);
+    }
+
     pub fn cache(&self, e: crate::cache::module::CacheEvent) {
         bump(&self.cache[e as usize], 1);
     }
@@ -145,6 +179,8 @@ impl VsCounters {
             compressed: self.compressed.each_ref().map(Cell::get),
             compress_bytes_in: self.compress_bytes_in.get(),
             compress_bytes_out: self.compress_bytes_out.get(),
+            versions: self.versions.each_ref().map(Cell::get),
+            http2: self.http2.each_ref().map(Cell::get),
         }
     }
 }
@@ -201,6 +237,8 @@ pub struct VsSnapshot {
     pub compressed: [u64; 3],
     pub compress_bytes_in: u64,
     pub compress_bytes_out: u64,
+    pub versions: [u64; VERSIONS.len()],
+    pub http2: [u64; H2_COUNTERS.len()],
 }
 
 /// A node's figures in one pool, from one shard or summed.
@@ -264,6 +302,12 @@ impl Totals {
                         x.compress_bytes_in += v.compress_bytes_in;
                         x.compress_bytes_out += v.compress_bytes_out;
                         for (a, b) in x.compressed.iter_mut().zip(v.compressed) {
+                            *a += b;
+                        }
+                        for (a, b) in x.versions.iter_mut().zip(v.versions) {
+                            *a += b;
+                        }
+                        for (a, b) in x.http2.iter_mut().zip(v.http2) {
                             *a += b;
                         }
                         for (a, b) in x.cache.iter_mut().zip(v.cache) {

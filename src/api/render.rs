@@ -4,7 +4,7 @@
 
 use crate::http::coding::Coding;
 use crate::runtime::generation::Generation;
-use crate::stats::{NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, VS_ERRORS};
+use crate::stats::{NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, H2_COUNTERS, VERSIONS, VS_ERRORS};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,6 +32,8 @@ pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
         "rule_errors": v.rule_errors,
         "cache": cache_json(v),
         "compression": compression_json(v),
+        "requests_by_version": VERSIONS.iter().zip(v.versions).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
+        "http2": H2_COUNTERS.iter().zip(v.http2).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
     })
 }
 
@@ -344,6 +346,26 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
                 "shoal_virtual_server_cache_events_total",
                 &[("virtual_server", &v.name), ("event", event)],
                 v.cache[i] as f64,
+            );
+        }
+    }
+    m.family("shoal_virtual_server_requests_by_version_total", "counter", "Requests by protocol version.");
+    for v in &t.virtual_servers {
+        for (i, (_, version)) in VERSIONS.iter().enumerate() {
+            m.sample(
+                "shoal_virtual_server_requests_by_version_total",
+                &[("virtual_server", &v.name), ("version", version)],
+                v.versions[i] as f64,
+            );
+        }
+    }
+    m.family("shoal_virtual_server_http2_events_total", "counter", "HTTP/2 connection events (docs/http2.md).");
+    for v in &t.virtual_servers {
+        for (i, (_, event)) in H2_COUNTERS.iter().enumerate() {
+            m.sample(
+                "shoal_virtual_server_http2_events_total",
+                &[("virtual_server", &v.name), ("event", event)],
+                v.http2[i] as f64,
             );
         }
     }

@@ -9,6 +9,7 @@ mod autoscale;
 pub(crate) mod cache;
 mod compression;
 mod events;
+mod http2;
 pub mod model;
 pub mod raw;
 mod rules;

@@ -290,6 +290,37 @@ pub struct VirtualServer {
     pub service_level: Option<usize>,
     /// `[compression]`; `None`: compressed only when a rule asks.
     pub compression: Option<Compression>,
+    /// `[http2]`; `None`: HTTP/1.1 only.
+    pub http2: Option<Http2>,
+}
+
+/// `[virtual_servers.NAME.http2]` (docs/http2.md): the HTTP/2 settings
+/// shoal advertises and the limits it enforces on a client connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Http2 {
+    /// Offered by ALPN on a TLS listener.
+    pub alpn: bool,
+    /// Prior knowledge accepted on a cleartext listener.
+    pub h2c: bool,
+    pub max_concurrent_streams: u32,
+    pub initial_window_size: u32,
+    pub connection_window_size: u32,
+    pub max_frame_size: u32,
+    pub max_header_list_size: u32,
+    pub header_table_size: u32,
+    /// Streams a client may reset before shoal accepts them (rapid reset).
+    pub max_pending_resets: usize,
+    /// Streams shoal may reset for the client's errors.
+    pub max_error_resets: usize,
+    /// Frames that carry no request progress (PING, SETTINGS, PRIORITY,
+    /// empty DATA, small WINDOW_UPDATE, RST_STREAM): a token bucket.
+    pub control_frames_per_second: u32,
+    pub control_frames_burst: u32,
+    pub max_send_buffer: usize,
+    /// A stream whose client gives it no window for this long is reset.
+    pub send_timeout: Duration,
+    /// A connection with no open stream for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// `[virtual_servers.NAME.compression]` (docs/shaping.md).

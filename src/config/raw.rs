@@ -553,6 +553,77 @@ pub struct RawVirtualServer {
     pub service_level: Option<Spanned<String>>,
     /// Response compression (docs/shaping.md).
     pub compression: Option<Spanned<RawCompression>>,
+    /// HTTP/2 to clients (docs/http2.md).
+    pub http2: Option<Spanned<RawHttp2>>,
+}
+
+/// `[virtual_servers.NAME.http2]`: HTTP/2 to clients, by ALPN on TLS and
+/// with prior knowledge on cleartext, and its limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Cleartext HTTP/2 with prior knowledge (`h2c`) on a plain listener.
+    #[serde(default)]
+    pub h2c: bool,
+    #[serde(default = "default_h2_streams")]
+    pub max_concurrent_streams: Spanned<u32>,
+    #[serde(default = "default_h2_window")]
+    pub initial_window_size: Spanned<Size>,
+    #[serde(default = "default_h2_conn_window")]
+    pub connection_window_size: Spanned<Size>,
+    #[serde(default = "default_h2_frame")]
+    pub max_frame_size: Spanned<Size>,
+    /// Default: the virtual server's `max_header_size`.
+    pub max_header_list_size: Option<Spanned<Size>>,
+    #[serde(default = "default_h2_table")]
+    pub header_table_size: Spanned<Size>,
+    #[serde(default = "default_h2_pending_resets")]
+    pub max_pending_resets: u32,
+    #[serde(default = "default_h2_error_resets")]
+    pub max_error_resets: u32,
+    #[serde(default = "default_h2_control_rate")]
+    pub control_frames_per_second: Spanned<u32>,
+    #[serde(default = "default_h2_control_burst")]
+    pub control_frames_burst: Spanned<u32>,
+    #[serde(default = "default_h2_send_buffer")]
+    pub max_send_buffer: Spanned<Size>,
+    /// Default: the virtual server's `client_idle_timeout`.
+    pub send_timeout: Option<Dur>,
+    /// Default: the virtual server's `client_keepalive_timeout`.
+    pub idle_timeout: Option<Dur>,
+}
+
+fn default_h2_streams() -> Spanned<u32> {
+    Spanned::new(0..0, 100)
+}
+fn default_h2_window() -> Spanned<Size> {
+    Spanned::new(0..0, Size(65_535))
+}
+fn default_h2_conn_window() -> Spanned<Size> {
+    Spanned::new(0..0, Size(1 << 20))
+}
+fn default_h2_frame() -> Spanned<Size> {
+    Spanned::new(0..0, Size(16_384))
+}
+fn default_h2_table() -> Spanned<Size> {
+    Spanned::new(0..0, Size(4096))
+}
+fn default_h2_pending_resets() -> u32 {
+    20
+}
+fn default_h2_error_resets() -> u32 {
+    1024
+}
+fn default_h2_control_rate() -> Spanned<u32> {
+    Spanned::new(0..0, 100)
+}
+fn default_h2_control_burst() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
+}
+fn default_h2_send_buffer() -> Spanned<Size> {
+    Spanned::new(0..0, Size(256 * 1024))
 }
 
 /// `[virtual_servers.NAME.compression]`: responses compressed for clients

@@ -220,6 +220,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 }
                 Some(t) => Some(vs_tls(f, vname, t, v.protocol)?),
             };
+            let mut tls = tls;
+            let http2 = super::http2::vs_http2(f, vname, v, &http, v.client_idle_timeout.0, tls.as_mut())?;
             let mut sni_pools = Vec::new();
             if let Some(map) = &v.sni_pools {
                 if v.protocol != raw::Protocol::SslPassthrough {
@@ -320,6 +322,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 bandwidth_class: classes.bandwidth,
                 service_level: classes.service_level,
                 compression,
+                http2,
             });
         }
     }

@@ -78,7 +78,19 @@ impl ChunkedFramer {
     /// Consume bytes of the body from the start of `buf`; returns how many
     /// belong to this body (all of `buf` unless the body ended inside it).
     /// `data` receives the ranges (within `buf`) that are chunk payload.
-    pub fn advance(&mut self, buf: &[u8], mut data: impl FnMut(Range<usize>)) -> Result<usize, ChunkError> {
+    pub fn advance(&mut self, buf: &[u8], data: impl FnMut(Range<usize>)) -> Result<usize, ChunkError> {
+        self.advance_parts(buf, data, |_| {})
+    }
+
+    /// As [`advance`](Self::advance), and `trailer` receives the bytes of
+    /// the trailer section (its lines and the final CRLF), for a recipient
+    /// that carries trailers in another form (an HTTP/2 HEADERS frame).
+    pub fn advance_parts(
+        &mut self,
+        buf: &[u8],
+        mut data: impl FnMut(Range<usize>),
+        mut trailer: impl FnMut(&[u8]),
+    ) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < buf.len() {
             let c = buf[i];
@@ -159,6 +171,7 @@ impl ChunkedFramer {
                     i += 1;
                 }
                 State::TrailerStart | State::TrailerLine => {
+                    trailer(&buf[i..=i]);
                     let start = self.state == State::TrailerStart;
                     if c == b'\r' {
                         self.state = State::TrailerLf { empty: start };
@@ -177,6 +190,7 @@ impl ChunkedFramer {
                     if c != b'\n' {
                         return Err(ChunkError::BadLineEnd);
                     }
+                    trailer(&buf[i..=i]);
                     i += 1;
                     if empty {
                         self.state = State::Done;

@@ -25,8 +25,11 @@ pub struct Record<'a> {
     /// When the request started.
     pub time: SystemTime,
     pub duration: Duration,
-    /// `METHOD SP target SP version` exactly as received.
+    /// `METHOD SP target SP version` exactly as received (an HTTP/2
+    /// stream's as written for the driver, `HTTP/1.1`: see `http2`).
     pub request_line: &'a [u8],
+    /// The request came as an HTTP/2 stream: `%r` and `%H` say `HTTP/2.0`.
+    pub http2: bool,
     pub method: &'a [u8],
     pub target: &'a [u8],
     /// 0 when no response was sent.
@@ -78,6 +81,7 @@ enum Item {
     ClientAddr,
     Time,
     RequestLine,
+    Protocol,
     Method,
     Path,
     Query,
@@ -165,6 +169,7 @@ impl Format {
                         b'a' => Item::ClientAddr,
                         b't' => Item::Time,
                         b'r' => Item::RequestLine,
+                        b'H' => Item::Protocol,
                         b'm' => Item::Method,
                         b'U' => Item::Path,
                         b'q' => Item::Query,
@@ -220,7 +225,17 @@ impl Format {
                     let _ = write!(out, "{}", r.client);
                 }
                 Item::Time => format_clf_time(r.time, out),
+                Item::RequestLine if r.http2 => {
+                    let line = r.request_line.strip_suffix(b" HTTP/1.1").unwrap_or(r.request_line);
+                    push_field(out, line);
+                    out.extend_from_slice(b" HTTP/2.0");
+                }
                 Item::RequestLine => push_field(out, r.request_line),
+                Item::Protocol if r.http2 => out.extend_from_slice(b"HTTP/2.0"),
+                Item::Protocol => {
+                    let v = r.request_line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+                    push_field(out, v);
+                }
                 Item::Method => push_field(out, r.method),
                 Item::Path => push_field(out, split_target(r.target).0),
                 Item::Query => push_escaped(out, split_target(r.target).1),
@@ -422,6 +437,7 @@ mod tests {
 
     fn record<'a>() -> Record<'a> {
         Record {
+            http2: false,
             client: "192.0.2.7:51234".parse().unwrap(),
             time: UNIX_EPOCH + Duration::from_secs(T0),
             duration: Duration::from_micros(2_345_678),

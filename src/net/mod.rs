@@ -5,5 +5,6 @@ pub mod listener;
 pub mod peek;
 pub mod proxy_protocol;
 pub mod reader;
+pub mod rentbuf;
 pub mod splice;
 pub mod stream;

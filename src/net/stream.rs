@@ -19,6 +19,8 @@ use std::os::fd::{AsRawFd, RawFd};
 pub enum ConnRead {
     Tcp(TcpOwnedReadHalf),
     Tls(TlsRead),
+    /// An HTTP/2 stream's request, as HTTP/1.1 bytes.
+    H2(Box<crate::h2::stream::StreamIn>),
     /// End of input at once.
     Null,
 }
@@ -26,6 +28,8 @@ pub enum ConnRead {
 pub enum ConnWrite {
     Tcp(TcpOwnedWriteHalf),
     Tls(TlsWrite),
+    /// An HTTP/2 stream's response, written as HTTP/1.1 bytes.
+    H2(Box<crate::h2::stream::StreamOut>),
     /// Takes every byte and keeps none.
     Null,
 }
@@ -68,6 +72,7 @@ impl AsyncReadRent for ConnRead {
         match self {
             ConnRead::Tcp(r) => r.read(buf).await,
             ConnRead::Tls(r) => r.read(buf).await,
+            ConnRead::H2(r) => r.read(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -76,6 +81,7 @@ impl AsyncReadRent for ConnRead {
         match self {
             ConnRead::Tcp(r) => r.readv(buf).await,
             ConnRead::Tls(r) => r.readv(buf).await,
+            ConnRead::H2(r) => r.readv(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -89,6 +95,7 @@ impl CancelableAsyncReadRent for ConnRead {
         match self {
             ConnRead::Tcp(r) => r.cancelable_read(buf, c).await,
             ConnRead::Tls(r) => r.read(buf).await,
+            ConnRead::H2(r) => r.read(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -97,6 +104,7 @@ impl CancelableAsyncReadRent for ConnRead {
         match self {
             ConnRead::Tcp(r) => r.cancelable_readv(buf, c).await,
             ConnRead::Tls(r) => r.readv(buf).await,
+            ConnRead::H2(r) => r.readv(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -107,6 +115,7 @@ impl AsyncWriteRent for ConnWrite {
         match self {
             ConnWrite::Tcp(w) => w.write(buf).await,
             ConnWrite::Tls(w) => w.write(buf).await,
+            ConnWrite::H2(w) => w.write(buf).await,
             ConnWrite::Null => {
                 let n = buf.bytes_init();
                 (Ok(n), buf)
@@ -118,6 +127,7 @@ impl AsyncWriteRent for ConnWrite {
         match self {
             ConnWrite::Tcp(w) => w.writev(buf).await,
             ConnWrite::Tls(w) => w.writev(buf).await,
+            ConnWrite::H2(w) => w.writev(buf).await,
             // Nothing writes vectored to a connection (reading the iovecs'
             // lengths would need `unsafe` here for no use).
             ConnWrite::Null => (Err(io::Error::other("vectored writes are not used")), buf),
@@ -128,6 +138,7 @@ impl AsyncWriteRent for ConnWrite {
         match self {
             ConnWrite::Tcp(w) => w.flush().await,
             ConnWrite::Tls(w) => w.flush().await,
+            ConnWrite::H2(w) => w.flush().await,
             ConnWrite::Null => Ok(()),
         }
     }
@@ -136,6 +147,7 @@ impl AsyncWriteRent for ConnWrite {
         match self {
             ConnWrite::Tcp(w) => w.shutdown().await,
             ConnWrite::Tls(w) => w.shutdown().await,
+            ConnWrite::H2(w) => w.shutdown().await,
             ConnWrite::Null => Ok(()),
         }
     }

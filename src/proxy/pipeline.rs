@@ -70,6 +70,8 @@ struct Client {
     fd: RawFd,
     /// Cancels the read that waits for the next request (see `PARK_AFTER`).
     canceller: Canceller,
+    /// An HTTP/2 stream (its request is marked HTTP/2 once parsed).
+    http2: bool,
 }
 
 /// Bodies between `client` and `nc` may be spliced: the virtual server
@@ -140,8 +142,29 @@ pub struct Parked {
 /// the caller runs it again when the next request arrives.
 pub async fn run(view: Rc<ShardView>, vs: usize, conn: Split, peer: SocketAddr, local: SocketAddr) -> Option<Parked> {
     let Split { r, w, fd, tls } = conn;
-    let info = Rc::new(ConnInfo { client: peer, local, tls, ssl_lines: OnceCell::new() });
-    let client = Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, canceller: Canceller::new() };
+    let http2 = tls.as_ref().is_some_and(|t| t.alpn.as_deref() == Some(b"h2"));
+    let info = Rc::new(ConnInfo { client: peer, local, tls, ssl_lines: OnceCell::new(), http2 });
+    if http2 {
+        // ALPN chose HTTP/2: the codec takes the connection (boxed: its
+        // state does not enlarge every HTTP/1 connection's task).
+        Box::pin(crate::h2::server::serve(view, vs, r, w, Vec::new(), info)).await;
+        return None;
+    }
+    let client =
+        Client { r: Reader::new(r, Vec::with_capacity(IDLE_BUFFER)), w, fd, canceller: Canceller::new(), http2: false };
+    drive(view, vs, client, info).await
+}
+
+/// Serve one HTTP/2 stream (`crate::h2::stream`) as a connection that
+/// carries one request, on the HTTP/2 connection's facts.
+pub async fn run_stream(view: Rc<ShardView>, vs: usize, r: ConnRead, w: ConnWrite, info: Rc<ConnInfo>) {
+    let client =
+        Client { r: Reader::new(r, Vec::with_capacity(1024)), w, fd: -1, canceller: Canceller::new(), http2: true };
+    drive(view, vs, client, info).await;
+}
+
+async fn drive(view: Rc<ShardView>, vs: usize, client: Client, info: Rc<ConnInfo>) -> Option<Parked> {
+    let peer = info.client;
     let s = Scratch { out: Vec::with_capacity(1024), node_head: Vec::with_capacity(1024), ..Default::default() };
     // The transaction owns the view, and is moved to the current
     // generation between requests, so a busy keepalive connection holds no
@@ -160,6 +183,13 @@ pub async fn run(view: Rc<ShardView>, vs: usize, conn: Split, peer: SocketAddr, 
                     }
                     _ => None,
                 };
+            }
+            Err(HeadEnd::Bad(_)) if first && c.h2c_preface() => {
+                let Conn { client, tx, .. } = c;
+                let (r, already) = client.r.into_parts();
+                let already = already.to_vec();
+                Box::pin(crate::h2::server::serve(tx.view.clone(), tx.vs, r, client.w, already, tx.conn.clone())).await;
+                return None;
             }
             Err(HeadEnd::Bad(e)) => {
                 // No request exists to run modules on: the driver answers.
@@ -214,6 +244,7 @@ pub fn spawn_background(tx: &Txn, handoff: Box<dyn std::any::Any>) {
             w: ConnWrite::Null,
             fd: -1,
             canceller: Canceller::new(),
+            http2: false,
         };
         let mut c =
             Conn { client, s: Scratch::default(), tx: Txn::new(view.clone(), vs, info), mods: Contexts::default() };
@@ -275,7 +306,12 @@ async fn read_head(
         if !data.is_empty() {
             started.get_or_insert_with(Instant::now);
             match request::parse(data, &limits, head) {
-                Ok(Some(())) => return Ok(started.unwrap_or_else(Instant::now)),
+                Ok(Some(())) => {
+                    if client.http2 {
+                        head.version = Version::Http2;
+                    }
+                    return Ok(started.unwrap_or_else(Instant::now));
+                }
                 Ok(None) if data.len() >= limits.max_head => return Err(HeadEnd::Bad(request::incomplete_error(data))),
                 Ok(None) => {}
                 Err(e) => return Err(HeadEnd::Bad(e)),
@@ -395,6 +431,16 @@ struct Exchange {
 }
 
 impl Conn {
+    /// The first bytes of a cleartext connection are HTTP/2's preface and
+    /// the virtual server takes `h2c` with prior knowledge.
+    fn h2c_preface(&self) -> bool {
+        const START: &[u8] = b"PRI * HTTP/2.0\r\n";
+        self.tx.conn.tls.is_none()
+            && !self.client.http2
+            && self.client.r.data().starts_with(START)
+            && self.tx.vs_config().http2.as_ref().is_some_and(|h| h.h2c)
+    }
+
     /// Handle one request whose head is parsed in `tx.request`.
     async fn request(&mut self, started: Instant) -> After {
         let view = self.tx.view.clone();
@@ -414,6 +460,7 @@ impl Conn {
         let tx = &self.tx;
         let st = tx.view.vs_stats(tx.vs);
         st.request(tx.status, tx.started.elapsed().as_micros() as u64);
+        st.version(tx.request.version);
         st.bytes(tx.head_in + tx.bytes_in, tx.head_out + tx.bytes_out);
         if let Some(e) = tx.error {
             st.error(e.stat());

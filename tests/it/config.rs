@@ -121,3 +121,35 @@ fn monitor_errors_name_position() {
     );
     refused(&with("[monitors.m]\ntype = \"send_expect\"\n"), "8:11", "needs `expect`");
 }
+
+/// `[http2]`: settings out of range, h2c on TLS, a cleartext listener
+/// without h2c, `h2` offered by ALPN without HTTP/2, a generic protocol.
+#[test]
+fn http2_errors_name_position() {
+    let http = GOOD.replace("\"client_first\"", "\"http\"");
+    let with = |extra: &str| http.replace("[pools.app]", &format!("{extra}\n[pools.app]"));
+    refused(&with("[virtual_servers.web.http2]\nh2c = true\nmax_frame_size = 1000\n"), "8:18", "between 16384");
+    refused(
+        &with("[virtual_servers.web.http2]\nh2c = true\ninitial_window_size = \"3GiB\"\n"),
+        "8:23",
+        "between 1 and 2147483647",
+    );
+    refused(&with("[virtual_servers.web.http2]\nh2c = true\nmax_concurrent_streams = 0\n"), "8:26", "at least 1");
+    refused(&with("[virtual_servers.web.http2]\n"), "6:1", "set h2c = true");
+    let certs = TempDir::new();
+    let leaf = crate::pki::Pki::new(&certs.0, "t").server("w", &["w.test"]);
+    refused(
+        &with(&format!(
+            "[virtual_servers.web.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\nalpn = [\"h2\"]\n",
+            leaf.cert.display(),
+            leaf.key.display()
+        )),
+        "6:1",
+        "offers \"h2\" but HTTP/2 is not enabled",
+    );
+    refused(
+        &GOOD.replace("[pools.app]", "[virtual_servers.web.http2]\nh2c = true\n[pools.app]"),
+        "6:1",
+        "HTTP/2 applies to http virtual servers",
+    );
+}

@@ -18,6 +18,7 @@ mod events;
 mod generic;
 mod health;
 mod http;
+mod http2;
 mod http_lb;
 mod http_load;
 mod lifecycle;

@@ -35,6 +35,7 @@ impl Module for AccessLog {
             time: SystemTime::now() - duration,
             duration,
             request_line: req.request_line(),
+            http2: req.version == crate::http::Version::Http2,
             method: req.method(),
             target: req.received_target(),
             status: tx.status,

@@ -1,0 +1,442 @@
+//! One HTTP/2 stream as the halves of a client connection, so the HTTP
+//! driver (`proxy::pipeline`) serves it like an HTTP/1.1 connection that
+//! carries one request: every module, the retries, the logs and the
+//! statistics run unchanged.
+//!
+//! - [`StreamIn`] reads as the request in HTTP/1.1 form: a head built from
+//!   the stream's HEADERS (`:authority` as `Host`, crumbled cookies joined,
+//!   RFC 9113 §8.2.3), then the DATA, as it is when the client gave a
+//!   `content-length` (the codec checks the sum) and chunked otherwise,
+//!   with any trailers as a chunked trailer section. Flow-control window
+//!   is given back only as the driver takes the bytes, so a slow node
+//!   slows that stream's client, not the connection.
+//! - [`StreamOut`] takes the response the driver writes in HTTP/1.1 form
+//!   and sends it as HEADERS and DATA: the head parsed by the same parser
+//!   as a node's, hop-by-hop fields dropped; the body by its framing
+//!   (length, chunked with trailers to a trailing HEADERS, or until the
+//!   end); each DATA frame waits for window, up to the stream's
+//!   `send_timeout`. A response left unfinished (a node that failed
+//!   mid-body) resets the stream, so the client never takes a truncated
+//!   body for a whole one.
+//!
+//! The cost is one head written and parsed again per request: kept, as
+//! it is what lets HTTP/2 share the whole HTTP/1.1 driver (docs/http2.md).
+
+use crate::http::chunked::ChunkedFramer;
+use crate::http::head::HOP_BY_HOP;
+use crate::http::response::{self, ResponseHead};
+use crate::http::Framing;
+use crate::net::rentbuf;
+use bytes::{Buf, Bytes};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use monoio::buf::{IoBuf, IoBufMut};
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+use std::time::Duration;
+
+/// The request side of a stream, read by the driver as HTTP/1.1 bytes.
+pub struct StreamIn {
+    /// Bytes ready for the driver (the head, then chunk framing).
+    staged: Vec<u8>,
+    pos: usize,
+    body: Option<RecvStream>,
+    /// The DATA frame in hand (length-framed bodies go as they are).
+    data: Bytes,
+    chunked: bool,
+    done: bool,
+}
+
+/// Why a stream's request cannot be written as HTTP/1.1.
+#[derive(Debug)]
+pub struct Unfit(pub &'static str);
+
+impl StreamIn {
+    /// The stream's request as HTTP/1.1. `max_head`: the virtual server's
+    /// head limit (the driver's parser enforces it; this only bounds the
+    /// copy).
+    pub fn new(req: http::Request<RecvStream>) -> Result<StreamIn, Unfit> {
+        let (parts, body) = req.into_parts();
+        let mut h = Vec::with_capacity(256);
+        h.extend_from_slice(parts.method.as_str().as_bytes());
+        h.push(b' ');
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        if parts.method == http::Method::CONNECT {
+            h.extend_from_slice(authority.ok_or(Unfit("CONNECT without :authority"))?.as_bytes());
+        } else {
+            match parts.uri.path_and_query().map(|p| p.as_str()) {
+                Some(p) if !p.is_empty() => h.extend_from_slice(p.as_bytes()),
+                _ => h.push(b'/'),
+            }
+        }
+        h.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(a) = authority {
+            h.extend_from_slice(b"host: ");
+            h.extend_from_slice(a.as_bytes());
+            h.extend_from_slice(b"\r\n");
+        }
+        let mut cookies = 0;
+        let mut length = false;
+        for (name, value) in &parts.headers {
+            if name == http::header::COOKIE {
+                cookies += 1;
+                continue;
+            }
+            if name == http::header::HOST && authority.is_some() {
+                continue;
+            }
+            length |= name == http::header::CONTENT_LENGTH;
+            h.extend_from_slice(name.as_str().as_bytes());
+            h.extend_from_slice(b": ");
+            h.extend_from_slice(value.as_bytes());
+            h.extend_from_slice(b"\r\n");
+        }
+        if cookies > 0 {
+            h.extend_from_slice(b"cookie: ");
+            for (i, c) in parts.headers.get_all(http::header::COOKIE).iter().enumerate() {
+                if i > 0 {
+                    h.extend_from_slice(b"; ");
+                }
+                h.extend_from_slice(c.as_bytes());
+            }
+            h.extend_from_slice(b"\r\n");
+        }
+        let has_body = !body.is_end_stream();
+        let chunked = has_body && !length;
+        if chunked {
+            h.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        h.extend_from_slice(b"\r\n");
+        Ok(StreamIn { staged: h, pos: 0, body: has_body.then_some(body), data: Bytes::new(), chunked, done: !has_body })
+    }
+
+    /// Copy what is ready into `dst`; waits for the client's next DATA.
+    async fn read_into<T: IoBufMut>(&mut self, dst: &mut T) -> io::Result<usize> {
+        loop {
+            if self.pos < self.staged.len() {
+                let n = rentbuf::fill(dst, &self.staged[self.pos..]);
+                self.pos += n;
+                if self.pos == self.staged.len() {
+                    self.staged.clear();
+                    self.pos = 0;
+                }
+                return Ok(n);
+            }
+            if !self.data.is_empty() {
+                let n = rentbuf::fill(dst, &self.data);
+                self.data.advance(n);
+                if let Some(b) = self.body.as_mut() {
+                    let _ = b.flow_control().release_capacity(n);
+                }
+                return Ok(n);
+            }
+            if self.done {
+                return Ok(0);
+            }
+            let Some(body) = self.body.as_mut() else { return Ok(0) };
+            match poll_fn(|cx| body.poll_data(cx)).await {
+                Some(Ok(d)) if d.is_empty() => {}
+                Some(Ok(d)) if self.chunked => {
+                    let n = d.len();
+                    let _ = body.flow_control().release_capacity(n);
+                    self.staged.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                    self.staged.extend_from_slice(&d);
+                    self.staged.extend_from_slice(b"\r\n");
+                }
+                Some(Ok(d)) => self.data = d,
+                Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::ConnectionReset, e)),
+                None => {
+                    self.done = true;
+                    if self.chunked {
+                        self.staged.extend_from_slice(b"0\r\n");
+                        let trailers = poll_fn(|cx| body.poll_trailers(cx)).await;
+                        if let Ok(Some(t)) = trailers {
+                            write_fields(&t, &mut self.staged);
+                        }
+                        self.staged.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_fields(map: &http::HeaderMap, out: &mut Vec<u8>) {
+    for (name, value) in map {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl monoio::io::AsyncReadRent for StreamIn {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> monoio::BufResult<usize, T> {
+        let r = self.read_into(&mut buf).await;
+        (r, buf)
+    }
+
+    async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        (Err(io::Error::other("vectored reads are not used")), buf)
+    }
+}
+
+enum OutBody {
+    /// The head is not complete yet.
+    Head,
+    Length(u64),
+    Chunked(Box<ChunkedFramer>),
+    UntilEnd,
+    Done,
+}
+
+/// The response side of a stream, written by the driver as HTTP/1.1 bytes.
+pub struct StreamOut {
+    respond: Option<SendResponse<Bytes>>,
+    send: Option<SendStream<Bytes>>,
+    head: Vec<u8>,
+    parsed: ResponseHead,
+    body: OutBody,
+    head_request: bool,
+    max_head: usize,
+    send_timeout: Duration,
+    /// The trailer section of a chunked body, as it arrives.
+    trailers: Vec<u8>,
+}
+
+impl StreamOut {
+    pub fn new(respond: SendResponse<Bytes>, head_request: bool, max_head: usize, send_timeout: Duration) -> StreamOut {
+        StreamOut {
+            respond: Some(respond),
+            send: None,
+            head: Vec::new(),
+            parsed: ResponseHead::default(),
+            body: OutBody::Head,
+            head_request,
+            max_head,
+            send_timeout,
+            trailers: Vec::new(),
+        }
+    }
+
+    async fn write_from(&mut self, src: &[u8]) -> io::Result<usize> {
+        if matches!(self.body, OutBody::Head) {
+            self.head.extend_from_slice(src);
+            loop {
+                match response::parse(&self.head, self.max_head, self.head_request, &mut self.parsed) {
+                    Ok(Some(())) => {}
+                    Ok(None) if self.head.len() <= self.max_head => return Ok(src.len()),
+                    Ok(None) | Err(_) => return Err(self.fail(Reason::INTERNAL_ERROR, "unparsable response head")),
+                }
+                let len = self.parsed.len;
+                if (100..200).contains(&self.parsed.status) {
+                    // Interim responses (100 Continue, 103 Early Hints) go
+                    // as informational HEADERS.
+                    let interim = self.h2_head(true);
+                    if let (Some(r), Ok(resp)) = (self.respond.as_mut(), interim) {
+                        let _ = r.send_informational(resp);
+                    }
+                    self.head.drain(..len);
+                    continue;
+                }
+                break;
+            }
+            let resp = self.h2_head(false).map_err(|_| self.fail(Reason::INTERNAL_ERROR, "response head"))?;
+            let framing = self.parsed.framing;
+            let Some(mut respond) = self.respond.take() else { return Err(io::ErrorKind::BrokenPipe.into()) };
+            let empty = framing == Framing::None || framing == Framing::Length(0);
+            let send = respond.send_response(resp, empty).map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
+            self.send = Some(send);
+            self.body = match framing {
+                _ if empty => OutBody::Done,
+                Framing::Length(n) => OutBody::Length(n),
+                Framing::Chunked => OutBody::Chunked(Box::default()),
+                _ => OutBody::UntilEnd,
+            };
+            let len = self.parsed.len;
+            let after = self.head.split_off(len);
+            self.head = Vec::new();
+            self.body_bytes(&after).await?;
+            return Ok(src.len());
+        }
+        self.body_bytes(src).await?;
+        Ok(src.len())
+    }
+
+    /// The parsed head as an HTTP/2 response head.
+    fn h2_head(&self, interim: bool) -> Result<http::Response<()>, http::Error> {
+        let p = &self.parsed;
+        let mut b = http::Response::builder().status(p.status);
+        for (name, value) in p.fields.iter() {
+            let hop = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+                || name.eq_ignore_ascii_case(b"transfer-encoding")
+                || p.connection.names(&p.fields, name)
+                || (interim && name.eq_ignore_ascii_case(b"content-length"));
+            if !hop {
+                b = b.header(name, value);
+            }
+        }
+        b.body(())
+    }
+
+    async fn body_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.body {
+            OutBody::Head => unreachable!("the head is sent before its body"),
+            OutBody::Done => Ok(()),
+            OutBody::UntilEnd => self.send_data(bytes, false).await,
+            OutBody::Length(left) => {
+                let take = (*left).min(bytes.len() as u64) as usize;
+                *left -= take as u64;
+                let end = *left == 0;
+                if end {
+                    self.body = OutBody::Done;
+                }
+                self.send_data(&bytes[..take], end).await
+            }
+            OutBody::Chunked(framer) => {
+                let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
+                let trailers = &mut self.trailers;
+                let used = framer.advance_parts(bytes, |r| pieces.push(r), |t| trailers.extend_from_slice(t));
+                let done = match used {
+                    Ok(_) => framer.is_done(),
+                    Err(_) => return Err(self.fail(Reason::INTERNAL_ERROR, "bad chunked response body")),
+                };
+                for r in pieces {
+                    self.send_data(&bytes[r], false).await?;
+                }
+                if done {
+                    self.body = OutBody::Done;
+                    self.finish_chunked()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The chunked body ended: its trailers (gRPC's status) as a trailing
+    /// HEADERS, or an empty DATA with END_STREAM.
+    fn finish_chunked(&mut self) -> io::Result<()> {
+        let Some(send) = self.send.as_mut() else { return Ok(()) };
+        let mut map = http::HeaderMap::new();
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        if let Ok(httparse::Status::Complete((_, list))) = httparse::parse_headers(&self.trailers, &mut fields) {
+            for f in list.iter() {
+                if let (Ok(n), Ok(v)) =
+                    (http::HeaderName::from_bytes(f.name.as_bytes()), http::HeaderValue::from_bytes(f.value))
+                {
+                    map.append(n, v);
+                }
+            }
+        }
+        let r = if map.is_empty() { send.send_data(Bytes::new(), true) } else { send.send_trailers(map) };
+        r.map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))
+    }
+
+    /// Send `data` as DATA frames as the client's window allows.
+    async fn send_data(&mut self, mut data: &[u8], end: bool) -> io::Result<()> {
+        let timeout = self.send_timeout;
+        let Some(send) = self.send.as_mut() else { return Err(io::ErrorKind::BrokenPipe.into()) };
+        if data.is_empty() {
+            if end {
+                send.send_data(Bytes::new(), true).map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
+            }
+            return Ok(());
+        }
+        while !data.is_empty() {
+            send.reserve_capacity(data.len());
+            let mut cap = send.capacity();
+            if cap == 0 {
+                // A report of no capacity is followed by a poll that
+                // registers for the next increase.
+                let wait = poll_fn(|cx| loop {
+                    match send.poll_capacity(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(Ok(0))) => continue,
+                        Poll::Ready(Some(Ok(n))) => return Poll::Ready(Ok(n)),
+                        Poll::Ready(Some(Err(e))) => {
+                            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e)))
+                        }
+                        Poll::Ready(None) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                    }
+                });
+                cap = match monoio::time::timeout(timeout, wait).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        send.send_reset(Reason::CANCEL);
+                        self.body = OutBody::Done;
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no flow-control window within send_timeout",
+                        ));
+                    }
+                };
+            }
+            let n = cap.min(data.len());
+            let last = end && n == data.len();
+            send.send_data(Bytes::copy_from_slice(&data[..n]), last)
+                .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Reset the stream and say why.
+    fn fail(&mut self, reason: Reason, why: &'static str) -> io::Error {
+        if let Some(s) = self.send.as_mut() {
+            s.send_reset(reason);
+        } else if let Some(r) = self.respond.as_mut() {
+            r.send_reset(reason);
+        }
+        self.body = OutBody::Done;
+        io::Error::other(why)
+    }
+
+    /// The driver is done with the stream: a body framed by its end ends
+    /// here; anything unfinished is reset.
+    fn close(&mut self) {
+        match self.body {
+            OutBody::Done => {}
+            OutBody::UntilEnd => {
+                if let Some(s) = self.send.as_mut() {
+                    let _ = s.send_data(Bytes::new(), true);
+                }
+                self.body = OutBody::Done;
+            }
+            // No response (a rule closed the connection, the client went
+            // away): CANCEL; a body cut short: INTERNAL_ERROR.
+            OutBody::Head => {
+                let _ = self.fail(Reason::CANCEL, "");
+            }
+            OutBody::Length(_) | OutBody::Chunked(_) => {
+                let _ = self.fail(Reason::INTERNAL_ERROR, "");
+            }
+        }
+    }
+}
+
+impl Drop for StreamOut {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl monoio::io::AsyncWriteRent for StreamOut {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        let r = self.write_from(rentbuf::bytes(&buf)).await;
+        (r, buf)
+    }
+
+    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        (Err(io::Error::other("vectored writes are not used")), buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.close();
+        Ok(())
+    }
+}
