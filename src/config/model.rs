@@ -476,6 +476,9 @@ pub struct Pool {
     pub queue_timeout: Duration,
     /// Encrypt to the nodes.
     pub tls: Option<PoolTls>,
+    /// Speak HTTP/2 to the nodes (by ALPN `h2` with TLS, else with prior
+    /// knowledge).
+    pub http2: bool,
     /// Index into [`Config::persistence`].
     pub persistence: Option<usize>,
     /// Indices into [`Config::monitors`].

@@ -884,6 +884,9 @@ fn default_backlog() -> u32 {
 pub struct RawPool {
     #[serde(default)]
     pub algorithm: Algorithm,
+    /// Speak HTTP/2 to the nodes (docs/http2.md).
+    #[serde(default)]
+    pub http2: Option<Spanned<bool>>,
     pub nodes: Spanned<Vec<RawNode>>,
     #[serde(default = "default_attempts")]
     pub node_connection_attempts: Spanned<u32>,

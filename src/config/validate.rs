@@ -852,8 +852,23 @@ fn pool(
         }
     }
     let autoscale = p.autoscale.as_ref().map(|a| super::autoscale::pool_autoscale(f, pname, a)).transpose()?;
+    let http2 = p.http2.as_ref().is_some_and(|h| *h.get_ref());
+    let mut tls = tls;
+    if let (true, Some(t), Some(h)) = (http2, tls.as_mut(), p.http2.as_ref()) {
+        // HTTP/2 over TLS is chosen by ALPN: h2 offered unless listed.
+        if t.alpn.is_empty() {
+            t.alpn.push(b"h2".to_vec());
+        } else if !t.alpn.iter().any(|a| a == b"h2") {
+            return Err(f.error_at(
+                h.span(),
+                key("http2"),
+                "HTTP/2 to TLS nodes is chosen by ALPN: add \"h2\" to tls.alpn (or leave it out)".into(),
+            ));
+        }
+    }
     Ok(Pool {
         autoscale,
+        http2,
         tls,
         persistence,
         monitors,

@@ -36,8 +36,12 @@ use std::io;
 use std::task::Poll;
 use std::time::Duration;
 
-/// The request side of a stream, read by the driver as HTTP/1.1 bytes.
-pub struct StreamIn {
+/// An HTTP/2 message as HTTP/1.1 bytes for the driver: a head written
+/// beforehand, then the DATA, as it is when the sender gave a
+/// `content-length` and chunked otherwise, with trailers as a chunked
+/// trailer section. Shared by the request of a client's stream and the
+/// response of a node's (`super::upstream`).
+pub(crate) struct BodyIn {
     /// Bytes ready for the driver (the head, then chunk framing).
     staged: Vec<u8>,
     pos: usize,
@@ -48,71 +52,21 @@ pub struct StreamIn {
     done: bool,
 }
 
-/// Why a stream's request cannot be written as HTTP/1.1.
-#[derive(Debug)]
-pub struct Unfit(pub &'static str);
-
-impl StreamIn {
-    /// The stream's request as HTTP/1.1. `max_head`: the virtual server's
-    /// head limit (the driver's parser enforces it; this only bounds the
-    /// copy).
-    pub fn new(req: http::Request<RecvStream>) -> Result<StreamIn, Unfit> {
-        let (parts, body) = req.into_parts();
-        let mut h = Vec::with_capacity(256);
-        h.extend_from_slice(parts.method.as_str().as_bytes());
-        h.push(b' ');
-        let authority = parts.uri.authority().map(|a| a.as_str());
-        if parts.method == http::Method::CONNECT {
-            h.extend_from_slice(authority.ok_or(Unfit("CONNECT without :authority"))?.as_bytes());
-        } else {
-            match parts.uri.path_and_query().map(|p| p.as_str()) {
-                Some(p) if !p.is_empty() => h.extend_from_slice(p.as_bytes()),
-                _ => h.push(b'/'),
-            }
-        }
-        h.extend_from_slice(b" HTTP/1.1\r\n");
-        if let Some(a) = authority {
-            h.extend_from_slice(b"host: ");
-            h.extend_from_slice(a.as_bytes());
-            h.extend_from_slice(b"\r\n");
-        }
-        let mut cookies = 0;
-        let mut length = false;
-        for (name, value) in &parts.headers {
-            if name == http::header::COOKIE {
-                cookies += 1;
-                continue;
-            }
-            if name == http::header::HOST && authority.is_some() {
-                continue;
-            }
-            length |= name == http::header::CONTENT_LENGTH;
-            h.extend_from_slice(name.as_str().as_bytes());
-            h.extend_from_slice(b": ");
-            h.extend_from_slice(value.as_bytes());
-            h.extend_from_slice(b"\r\n");
-        }
-        if cookies > 0 {
-            h.extend_from_slice(b"cookie: ");
-            for (i, c) in parts.headers.get_all(http::header::COOKIE).iter().enumerate() {
-                if i > 0 {
-                    h.extend_from_slice(b"; ");
-                }
-                h.extend_from_slice(c.as_bytes());
-            }
-            h.extend_from_slice(b"\r\n");
-        }
+impl BodyIn {
+    /// `head`: the HTTP/1.1 head, without its final CRLF; the framing
+    /// field is added here (`chunked` when the body has no length).
+    pub(crate) fn new(mut head: Vec<u8>, body: RecvStream, has_length: bool) -> BodyIn {
         let has_body = !body.is_end_stream();
-        let chunked = has_body && !length;
+        let chunked = has_body && !has_length;
         if chunked {
-            h.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            head.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
-        h.extend_from_slice(b"\r\n");
-        Ok(StreamIn { staged: h, pos: 0, body: has_body.then_some(body), data: Bytes::new(), chunked, done: !has_body })
+        head.extend_from_slice(b"\r\n");
+        BodyIn { staged: head, pos: 0, body: has_body.then_some(body), data: Bytes::new(), chunked, done: !has_body }
     }
 
-    /// Copy what is ready into `dst`; waits for the client's next DATA.
-    async fn read_into<T: IoBufMut>(&mut self, dst: &mut T) -> io::Result<usize> {
+    /// Copy what is ready into `dst`; waits for the sender's next DATA.
+    pub(crate) async fn read_into<T: IoBufMut>(&mut self, dst: &mut T) -> io::Result<usize> {
         loop {
             if self.pos < self.staged.len() {
                 let n = rentbuf::fill(dst, &self.staged[self.pos..]);
@@ -162,18 +116,80 @@ impl StreamIn {
     }
 }
 
+/// The request side of a client's stream, read by the driver as HTTP/1.1
+/// bytes.
+pub struct StreamIn(BodyIn);
+
+/// Why a stream's request cannot be written as HTTP/1.1.
+#[derive(Debug)]
+pub struct Unfit(pub &'static str);
+
+impl StreamIn {
+    /// The stream's request as HTTP/1.1 (the driver's parser enforces the
+    /// virtual server's head limits on it).
+    pub fn new(req: http::Request<RecvStream>) -> Result<StreamIn, Unfit> {
+        let (parts, body) = req.into_parts();
+        let mut h = Vec::with_capacity(256);
+        h.extend_from_slice(parts.method.as_str().as_bytes());
+        h.push(b' ');
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        if parts.method == http::Method::CONNECT {
+            h.extend_from_slice(authority.ok_or(Unfit("CONNECT without :authority"))?.as_bytes());
+        } else {
+            match parts.uri.path_and_query().map(|p| p.as_str()) {
+                Some(p) if !p.is_empty() => h.extend_from_slice(p.as_bytes()),
+                _ => h.push(b'/'),
+            }
+        }
+        h.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(a) = authority {
+            h.extend_from_slice(b"host: ");
+            h.extend_from_slice(a.as_bytes());
+            h.extend_from_slice(b"\r\n");
+        }
+        let mut cookies = 0;
+        let mut length = false;
+        for (name, value) in &parts.headers {
+            if name == http::header::COOKIE {
+                cookies += 1;
+                continue;
+            }
+            if name == http::header::HOST && authority.is_some() {
+                continue;
+            }
+            length |= name == http::header::CONTENT_LENGTH;
+            push_field(&mut h, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if cookies > 0 {
+            h.extend_from_slice(b"cookie: ");
+            for (i, c) in parts.headers.get_all(http::header::COOKIE).iter().enumerate() {
+                if i > 0 {
+                    h.extend_from_slice(b"; ");
+                }
+                h.extend_from_slice(c.as_bytes());
+            }
+            h.extend_from_slice(b"\r\n");
+        }
+        Ok(StreamIn(BodyIn::new(h, body, length)))
+    }
+}
+
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn write_fields(map: &http::HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in map {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
 }
 
 impl monoio::io::AsyncReadRent for StreamIn {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> monoio::BufResult<usize, T> {
-        let r = self.read_into(&mut buf).await;
+        let r = self.0.read_into(&mut buf).await;
         (r, buf)
     }
 
@@ -183,7 +199,7 @@ impl monoio::io::AsyncReadRent for StreamIn {
 }
 
 enum OutBody {
-    /// The head is not complete yet.
+    /// Not started (the head is not complete yet).
     Head,
     Length(u64),
     Chunked(Box<ChunkedFramer>),
@@ -191,99 +207,43 @@ enum OutBody {
     Done,
 }
 
-/// The response side of a stream, written by the driver as HTTP/1.1 bytes.
-pub struct StreamOut {
-    respond: Option<SendResponse<Bytes>>,
+/// An HTTP/1.1 body the driver writes, sent as DATA frames on an HTTP/2
+/// stream: by its framing (length, chunked with trailers to a trailing
+/// HEADERS, or until the end), each frame waiting for the peer's window
+/// up to `send_timeout`. Shared by the response to a client's stream and
+/// the request on a node's (`super::upstream`).
+pub(crate) struct BodyOut {
     send: Option<SendStream<Bytes>>,
-    head: Vec<u8>,
-    parsed: ResponseHead,
     body: OutBody,
-    head_request: bool,
-    max_head: usize,
     send_timeout: Duration,
     /// The trailer section of a chunked body, as it arrives.
     trailers: Vec<u8>,
 }
 
-impl StreamOut {
-    pub fn new(respond: SendResponse<Bytes>, head_request: bool, max_head: usize, send_timeout: Duration) -> StreamOut {
-        StreamOut {
-            respond: Some(respond),
-            send: None,
-            head: Vec::new(),
-            parsed: ResponseHead::default(),
-            body: OutBody::Head,
-            head_request,
-            max_head,
-            send_timeout,
-            trailers: Vec::new(),
-        }
+impl BodyOut {
+    pub(crate) fn new(send_timeout: Duration) -> BodyOut {
+        BodyOut { send: None, body: OutBody::Head, send_timeout, trailers: Vec::new() }
     }
 
-    async fn write_from(&mut self, src: &[u8]) -> io::Result<usize> {
-        if matches!(self.body, OutBody::Head) {
-            self.head.extend_from_slice(src);
-            loop {
-                match response::parse(&self.head, self.max_head, self.head_request, &mut self.parsed) {
-                    Ok(Some(())) => {}
-                    Ok(None) if self.head.len() <= self.max_head => return Ok(src.len()),
-                    Ok(None) | Err(_) => return Err(self.fail(Reason::INTERNAL_ERROR, "unparsable response head")),
-                }
-                let len = self.parsed.len;
-                if (100..200).contains(&self.parsed.status) {
-                    // Interim responses (100 Continue, 103 Early Hints) go
-                    // as informational HEADERS.
-                    let interim = self.h2_head(true);
-                    if let (Some(r), Ok(resp)) = (self.respond.as_mut(), interim) {
-                        let _ = r.send_informational(resp);
-                    }
-                    self.head.drain(..len);
-                    continue;
-                }
-                break;
-            }
-            let resp = self.h2_head(false).map_err(|_| self.fail(Reason::INTERNAL_ERROR, "response head"))?;
-            let framing = self.parsed.framing;
-            let Some(mut respond) = self.respond.take() else { return Err(io::ErrorKind::BrokenPipe.into()) };
-            let empty = framing == Framing::None || framing == Framing::Length(0);
-            let send = respond.send_response(resp, empty).map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
-            self.send = Some(send);
-            self.body = match framing {
-                _ if empty => OutBody::Done,
-                Framing::Length(n) => OutBody::Length(n),
-                Framing::Chunked => OutBody::Chunked(Box::default()),
-                _ => OutBody::UntilEnd,
-            };
-            let len = self.parsed.len;
-            let after = self.head.split_off(len);
-            self.head = Vec::new();
-            self.body_bytes(&after).await?;
-            return Ok(src.len());
-        }
-        self.body_bytes(src).await?;
-        Ok(src.len())
+    pub(crate) fn started(&self) -> bool {
+        !matches!(self.body, OutBody::Head)
     }
 
-    /// The parsed head as an HTTP/2 response head.
-    fn h2_head(&self, interim: bool) -> Result<http::Response<()>, http::Error> {
-        let p = &self.parsed;
-        let mut b = http::Response::builder().status(p.status);
-        for (name, value) in p.fields.iter() {
-            let hop = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-                || name.eq_ignore_ascii_case(b"transfer-encoding")
-                || p.connection.names(&p.fields, name)
-                || (interim && name.eq_ignore_ascii_case(b"content-length"));
-            if !hop {
-                b = b.header(name, value);
-            }
-        }
-        b.body(())
+    /// The head went out on `send`; `framing` is the body's (`None`: the
+    /// head carried END_STREAM).
+    pub(crate) fn start(&mut self, send: SendStream<Bytes>, framing: Framing) {
+        self.send = Some(send);
+        self.body = match framing {
+            Framing::None | Framing::Length(0) => OutBody::Done,
+            Framing::Length(n) => OutBody::Length(n),
+            Framing::Chunked => OutBody::Chunked(Box::default()),
+            Framing::UntilClose => OutBody::UntilEnd,
+        };
     }
 
-    async fn body_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.body {
-            OutBody::Head => unreachable!("the head is sent before its body"),
-            OutBody::Done => Ok(()),
+            OutBody::Head | OutBody::Done => Ok(()),
             OutBody::UntilEnd => self.send_data(bytes, false).await,
             OutBody::Length(left) => {
                 let take = (*left).min(bytes.len() as u64) as usize;
@@ -300,7 +260,7 @@ impl StreamOut {
                 let used = framer.advance_parts(bytes, |r| pieces.push(r), |t| trailers.extend_from_slice(t));
                 let done = match used {
                     Ok(_) => framer.is_done(),
-                    Err(_) => return Err(self.fail(Reason::INTERNAL_ERROR, "bad chunked response body")),
+                    Err(_) => return Err(self.fail(Reason::INTERNAL_ERROR, "bad chunked body")),
                 };
                 for r in pieces {
                     self.send_data(&bytes[r], false).await?;
@@ -333,7 +293,7 @@ impl StreamOut {
         r.map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))
     }
 
-    /// Send `data` as DATA frames as the client's window allows.
+    /// Send `data` as DATA frames as the peer's window allows.
     async fn send_data(&mut self, mut data: &[u8], end: bool) -> io::Result<()> {
         let timeout = self.send_timeout;
         let Some(send) = self.send.as_mut() else { return Err(io::ErrorKind::BrokenPipe.into()) };
@@ -381,21 +341,21 @@ impl StreamOut {
         Ok(())
     }
 
-    /// Reset the stream and say why.
-    fn fail(&mut self, reason: Reason, why: &'static str) -> io::Error {
+    /// Reset the stream (once its head went out) and say why.
+    pub(crate) fn fail(&mut self, reason: Reason, why: &'static str) -> io::Error {
         if let Some(s) = self.send.as_mut() {
             s.send_reset(reason);
-        } else if let Some(r) = self.respond.as_mut() {
-            r.send_reset(reason);
         }
         self.body = OutBody::Done;
         io::Error::other(why)
     }
 
-    /// The driver is done with the stream: a body framed by its end ends
-    /// here; anything unfinished is reset.
-    fn close(&mut self) {
+    /// The writer is done: a body framed by its end ends here; one cut
+    /// short resets the stream with `INTERNAL_ERROR`. Returns false when
+    /// no head was ever sent.
+    pub(crate) fn close(&mut self) -> bool {
         match self.body {
+            OutBody::Head => return false,
             OutBody::Done => {}
             OutBody::UntilEnd => {
                 if let Some(s) = self.send.as_mut() {
@@ -403,21 +363,104 @@ impl StreamOut {
                 }
                 self.body = OutBody::Done;
             }
-            // No response (a rule closed the connection, the client went
-            // away): CANCEL; a body cut short: INTERNAL_ERROR.
-            OutBody::Head => {
-                let _ = self.fail(Reason::CANCEL, "");
-            }
             OutBody::Length(_) | OutBody::Chunked(_) => {
                 let _ = self.fail(Reason::INTERNAL_ERROR, "");
             }
         }
+        true
     }
 }
 
+/// The response side of a client's stream, written by the driver as
+/// HTTP/1.1 bytes.
+pub struct StreamOut {
+    respond: Option<SendResponse<Bytes>>,
+    head: Vec<u8>,
+    parsed: ResponseHead,
+    out: BodyOut,
+    head_request: bool,
+    max_head: usize,
+}
+
+impl StreamOut {
+    pub fn new(respond: SendResponse<Bytes>, head_request: bool, max_head: usize, send_timeout: Duration) -> StreamOut {
+        StreamOut {
+            respond: Some(respond),
+            head: Vec::new(),
+            parsed: ResponseHead::default(),
+            out: BodyOut::new(send_timeout),
+            head_request,
+            max_head,
+        }
+    }
+
+    async fn write_from(&mut self, src: &[u8]) -> io::Result<usize> {
+        if self.out.started() {
+            self.out.bytes(src).await?;
+            return Ok(src.len());
+        }
+        self.head.extend_from_slice(src);
+        loop {
+            match response::parse(&self.head, self.max_head, self.head_request, &mut self.parsed) {
+                Ok(Some(())) => {}
+                Ok(None) if self.head.len() <= self.max_head => return Ok(src.len()),
+                Ok(None) | Err(_) => return Err(self.reset(Reason::INTERNAL_ERROR, "unparsable response head")),
+            }
+            let len = self.parsed.len;
+            if !(100..200).contains(&self.parsed.status) {
+                break;
+            }
+            // Interim responses (100 Continue, 103 Early Hints) go as
+            // informational HEADERS.
+            if let (Some(r), Ok(resp)) = (self.respond.as_mut(), h2_head(&self.parsed, true)) {
+                let _ = r.send_informational(resp);
+            }
+            self.head.drain(..len);
+        }
+        let resp = h2_head(&self.parsed, false).map_err(|_| self.reset(Reason::INTERNAL_ERROR, "response head"))?;
+        let framing = self.parsed.framing;
+        let Some(mut respond) = self.respond.take() else { return Err(io::ErrorKind::BrokenPipe.into()) };
+        let empty = framing == Framing::None || framing == Framing::Length(0);
+        let send = respond.send_response(resp, empty).map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
+        self.out.start(send, framing);
+        let after = self.head.split_off(self.parsed.len);
+        self.head = Vec::new();
+        self.out.bytes(&after).await?;
+        Ok(src.len())
+    }
+
+    /// Reset the stream, whether or not its head went out.
+    fn reset(&mut self, reason: Reason, why: &'static str) -> io::Error {
+        if let Some(r) = self.respond.as_mut() {
+            r.send_reset(reason);
+        }
+        self.out.fail(reason, why)
+    }
+}
+
+/// A parsed HTTP/1.1 response head as an HTTP/2 one: hop-by-hop fields
+/// and the framing dropped (an interim response's `content-length` too).
+pub(crate) fn h2_head(p: &ResponseHead, interim: bool) -> Result<http::Response<()>, http::Error> {
+    let mut b = http::Response::builder().status(p.status);
+    for (name, value) in p.fields.iter() {
+        let hop = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || p.connection.names(&p.fields, name)
+            || (interim && name.eq_ignore_ascii_case(b"content-length"));
+        if !hop {
+            b = b.header(name, value);
+        }
+    }
+    b.body(())
+}
+
 impl Drop for StreamOut {
+    /// No response (a rule closed the connection, the client went away):
+    /// the stream is cancelled; a body cut short: INTERNAL_ERROR.
     fn drop(&mut self) {
-        self.close();
+        if !self.out.close() {
+            let _ = self.reset(Reason::CANCEL, "");
+        }
     }
 }
 
@@ -436,7 +479,9 @@ impl monoio::io::AsyncWriteRent for StreamOut {
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
-        self.close();
+        if !self.out.close() {
+            let _ = self.reset(Reason::CANCEL, "");
+        }
         Ok(())
     }
 }

@@ -21,6 +21,8 @@ pub enum ConnRead {
     Tls(TlsRead),
     /// An HTTP/2 stream's request, as HTTP/1.1 bytes.
     H2(Box<crate::h2::stream::StreamIn>),
+    /// A node's HTTP/2 response, as HTTP/1.1 bytes.
+    H2Node(Box<crate::h2::upstream::NodeIn>),
     /// End of input at once.
     Null,
 }
@@ -30,6 +32,8 @@ pub enum ConnWrite {
     Tls(TlsWrite),
     /// An HTTP/2 stream's response, written as HTTP/1.1 bytes.
     H2(Box<crate::h2::stream::StreamOut>),
+    /// A request to a node over HTTP/2, written as HTTP/1.1 bytes.
+    H2Node(Box<crate::h2::upstream::NodeOut>),
     /// Takes every byte and keeps none.
     Null,
 }
@@ -73,6 +77,7 @@ impl AsyncReadRent for ConnRead {
             ConnRead::Tcp(r) => r.read(buf).await,
             ConnRead::Tls(r) => r.read(buf).await,
             ConnRead::H2(r) => r.read(buf).await,
+            ConnRead::H2Node(r) => r.read(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -82,6 +87,7 @@ impl AsyncReadRent for ConnRead {
             ConnRead::Tcp(r) => r.readv(buf).await,
             ConnRead::Tls(r) => r.readv(buf).await,
             ConnRead::H2(r) => r.readv(buf).await,
+            ConnRead::H2Node(r) => r.readv(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -96,6 +102,7 @@ impl CancelableAsyncReadRent for ConnRead {
             ConnRead::Tcp(r) => r.cancelable_read(buf, c).await,
             ConnRead::Tls(r) => r.read(buf).await,
             ConnRead::H2(r) => r.read(buf).await,
+            ConnRead::H2Node(r) => r.read(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -105,6 +112,7 @@ impl CancelableAsyncReadRent for ConnRead {
             ConnRead::Tcp(r) => r.cancelable_readv(buf, c).await,
             ConnRead::Tls(r) => r.readv(buf).await,
             ConnRead::H2(r) => r.readv(buf).await,
+            ConnRead::H2Node(r) => r.readv(buf).await,
             ConnRead::Null => (Ok(0), buf),
         }
     }
@@ -116,6 +124,7 @@ impl AsyncWriteRent for ConnWrite {
             ConnWrite::Tcp(w) => w.write(buf).await,
             ConnWrite::Tls(w) => w.write(buf).await,
             ConnWrite::H2(w) => w.write(buf).await,
+            ConnWrite::H2Node(w) => w.write(buf).await,
             ConnWrite::Null => {
                 let n = buf.bytes_init();
                 (Ok(n), buf)
@@ -128,6 +137,7 @@ impl AsyncWriteRent for ConnWrite {
             ConnWrite::Tcp(w) => w.writev(buf).await,
             ConnWrite::Tls(w) => w.writev(buf).await,
             ConnWrite::H2(w) => w.writev(buf).await,
+            ConnWrite::H2Node(w) => w.writev(buf).await,
             // Nothing writes vectored to a connection (reading the iovecs'
             // lengths would need `unsafe` here for no use).
             ConnWrite::Null => (Err(io::Error::other("vectored writes are not used")), buf),
@@ -139,6 +149,7 @@ impl AsyncWriteRent for ConnWrite {
             ConnWrite::Tcp(w) => w.flush().await,
             ConnWrite::Tls(w) => w.flush().await,
             ConnWrite::H2(w) => w.flush().await,
+            ConnWrite::H2Node(w) => w.flush().await,
             ConnWrite::Null => Ok(()),
         }
     }
@@ -148,6 +159,7 @@ impl AsyncWriteRent for ConnWrite {
             ConnWrite::Tcp(w) => w.shutdown().await,
             ConnWrite::Tls(w) => w.shutdown().await,
             ConnWrite::H2(w) => w.shutdown().await,
+            ConnWrite::H2Node(w) => w.shutdown().await,
             ConnWrite::Null => Ok(()),
         }
     }

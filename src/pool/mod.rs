@@ -62,6 +62,8 @@ pub struct NodeRt {
     remote_conns: Cell<u32>,
     /// Idle HTTP keepalive connections to this node (this shard's).
     pub idle: keepalive::IdleConns,
+    /// This shard's HTTP/2 connection to the node (pools with `http2`).
+    pub h2: RefCell<Option<h2::client::SendRequest<bytes::Bytes>>>,
     /// Turns skipped for connection reuse, to be given back.
     owed: Cell<u32>,
     pub stats: crate::stats::NodeCounters,
@@ -79,6 +81,7 @@ impl NodeRt {
             remote: RefCell::new(vec![NodeStat::default(); nshards]),
             remote_conns: Cell::new(0),
             idle: keepalive::IdleConns::default(),
+            h2: RefCell::new(None),
             owed: Cell::new(0),
             stats: crate::stats::NodeCounters::default(),
             keeps_idle: Cell::new(true),

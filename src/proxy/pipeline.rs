@@ -428,6 +428,9 @@ struct Exchange {
     forward_continue: bool,
     reply: Duration,
     max_head: usize,
+    /// The request body goes to the node in a task of its own, so the
+    /// response may be forwarded while it still flows.
+    duplex: bool,
 }
 
 impl Conn {
@@ -553,6 +556,9 @@ impl Conn {
             forward_continue,
             reply: view.pools[self.tx.pool].cfg.max_reply_time,
             max_head: http.max_header_size.max(8192),
+            // HTTP/2 both ways with an unfiltered body: full duplex (a gRPC
+            // stream answers while its request still flows).
+            duplex: self.client.http2 && view.pools[self.tx.pool].cfg.http2 && matches!(req_body, ReqBody::Plain),
         };
         if matches!(req_body, ReqBody::Whole) {
             // The filtered body goes out with the head, in one write.
@@ -599,7 +605,7 @@ impl Conn {
             self.tx.favoured_node.get_or_insert(ni);
             self.s.tried[ni] = true;
             self.tx.attempts += 1;
-            let idle = if pick.single || force_fresh || private {
+            let idle = if pick.single || force_fresh || private || pool.cfg.http2 {
                 None
             } else {
                 // A retryable request survives a stale connection (it is
@@ -608,18 +614,30 @@ impl Conn {
                 let check_after = if self.tx.retryable { UNCHECKED_REUSE } else { Duration::ZERO };
                 pool.nodes[ni].idle.take(pool.cfg.node_keepalive_timeout, check_after)
             };
+            let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
             let (lease, mut nc) = match idle {
                 Some(c) => (pool.lease(pick), c),
-                None => {
-                    let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
-                    match connect_node(&pool, pick, timeout, &self.tx.preamble).await {
-                        Ok((lease, conn)) => (lease, NodeConn::new(conn, IDLE_BUFFER)),
+                // A stream on the node's HTTP/2 connection (a fresh
+                // connection after a stale one).
+                None if pool.cfg.http2 => {
+                    let max_head = http.max_header_size.max(8192);
+                    let opened =
+                        crate::h2::client::open(&pool, pick, timeout, max_head, vs.server_idle_timeout, force_fresh);
+                    match Box::pin(opened).await {
+                        Ok(x) => x,
                         Err(_) => {
                             last = Error::Node(NodeError::ConnectFailed);
                             continue;
                         }
                     }
                 }
+                None => match connect_node(&pool, pick, timeout, &self.tx.preamble).await {
+                    Ok((lease, conn)) => (lease, NodeConn::new(conn, IDLE_BUFFER)),
+                    Err(_) => {
+                        last = Error::Node(NodeError::ConnectFailed);
+                        continue;
+                    }
+                },
             };
             self.tx.reused_connection = nc.reused;
             self.tx.node = Some(ni);
@@ -811,6 +829,7 @@ impl Conn {
         let view = self.tx.view.clone();
         let vs = &view.config.virtual_servers[self.tx.vs];
         let pool = &view.pools[self.tx.pool];
+        let xch = Exchange { duplex: false, ..xch };
         let close_on_error = !client_keep_alive || xch.framing != Framing::None;
         self.tx.attempts = 1;
         let timeout = vs.connect_timeout.unwrap_or(pool.cfg.max_connect_time);
@@ -1141,6 +1160,9 @@ async fn exchange(
     // a body and then died may have acted on it.
     let reused = nc.reused && x.framing == Framing::None;
     let Scratch { filters, body: buf, resp, .. } = s;
+    if x.duplex && x.framing != Framing::None {
+        return duplex(client, nc, resp, tx, x, opts, reused).await;
+    }
     if x.framing == Framing::None {
         let start = Instant::now();
         read_response_head(&mut nc.r, &mut client.w, resp, x, Some(start + x.reply), reused).await?;
@@ -1202,6 +1224,58 @@ async fn exchange(
         }
     };
     tx.bytes_in = bytes_in;
+    if out.is_ok() {
+        std::mem::swap(&mut tx.response, resp);
+    }
+    out
+}
+
+/// A full-duplex exchange (HTTP/2 client and node, unfiltered body): the
+/// body goes to the node in a task of its own, which owns both streams'
+/// body halves from here, while the response head is awaited here and
+/// the response then forwarded as usual; `max_reply_time` runs from the
+/// body's end if it ends first. A body that fails after the head came
+/// resets the node's stream (dropping its half) and ends the client's.
+async fn duplex(
+    client: &mut Client,
+    nc: &mut NodeConn,
+    resp: &mut response::ResponseHead,
+    tx: &mut Txn,
+    x: Exchange,
+    opts: &BodyOpts<'_>,
+    reused: bool,
+) -> Result<(bool, Instant), Failure> {
+    let mut src = std::mem::replace(&mut client.r, Reader::new(ConnRead::Null, Vec::new()));
+    let mut dst = std::mem::replace(&mut nc.w, ConnWrite::Null);
+    let (idle, limit, buffer, framing) = (opts.idle, opts.limit, opts.buffer, x.framing);
+    let mut body = monoio::spawn(async move {
+        let opts = BodyOpts { idle, dechunk: false, limit, buffer, splice: None, shape: None };
+        body::forward(&mut src, &mut dst, framing, &opts, None).await
+    });
+    let out = {
+        let mut head = pin!(read_response_head(&mut nc.r, &mut client.w, resp, x, None, reused));
+        let first = monoio::select! {
+            b = &mut body => Ok(b),
+            h = &mut head => Err(h),
+        };
+        match first {
+            // The head first: the body task goes on by itself.
+            Err(h) => h.map(|_| (true, Instant::now())),
+            Ok(Ok(n)) => {
+                tx.bytes_in = n;
+                let start = Instant::now();
+                match monoio::time::timeout_at((start + x.reply).into(), &mut head).await {
+                    Ok(r) => r.map(|_| (true, start)),
+                    Err(_) => Err(Failure::Node(NodeError::ReplyTimeout)),
+                }
+            }
+            Ok(Err(e)) => Err(match request_body_error(e) {
+                Error::Client(c) => Failure::Client(c),
+                Error::Node(n) => Failure::Node(n),
+                e @ Error::Shoal(_) => Failure::Filter(e),
+            }),
+        }
+    };
     if out.is_ok() {
         std::mem::swap(&mut tx.response, resp);
     }

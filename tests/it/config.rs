@@ -153,3 +153,17 @@ fn http2_errors_name_position() {
         "HTTP/2 applies to http virtual servers",
     );
 }
+
+/// `[pools.NAME] http2` over TLS needs `h2` among the ALPN protocols.
+#[test]
+fn pool_http2_needs_h2_in_alpn() {
+    let http = GOOD.replace("\"client_first\"", "\"http\"");
+    refused(
+        &http.replace(
+            "nodes = [\"127.0.0.1:9001\"]\n",
+            "http2 = true\nnodes = [\"127.0.0.1:9001\"]\n[pools.app.tls]\nalpn = [\"http/1.1\"]\n",
+        ),
+        "7:9",
+        "add \"h2\" to tls.alpn",
+    );
+}

@@ -272,3 +272,178 @@ fn idle_connections_and_stops_get_a_graceful_goaway() {
     assert_eq!(r["data"]["1"], 5, "{r}");
     shoal.proc.wait_exit(Duration::from_secs(20));
 }
+
+/// Whether grpcio is here (CI sets SHOAL_REQUIRE_H2).
+fn have_grpc() -> bool {
+    let ok = Command::new("python3").args(["-c", "import grpc"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var_os("SHOAL_REQUIRE_H2").is_none(), "grpcio is required (pip install grpcio)");
+        eprintln!("grpcio missing: the gRPC checks are skipped");
+    }
+    ok
+}
+
+fn grpc_script() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/echo.py").to_string_lossy().into_owned()
+}
+
+#[test]
+fn grpc_unary_and_streaming_calls_pass_byte_exact() {
+    if !have_grpc() {
+        return;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args([&grpc_script(), "server", "0"]);
+    let node = Proc::spawn(cmd, true);
+    let line = node.wait_line(Duration::from_secs(30), |l| l.starts_with("listening "));
+    let port: u16 = line.split(' ').nth(1).unwrap().trim().parse().unwrap();
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let leaf = pki.server("a", &["a.test"]);
+    let toml = format!(
+        "[virtual_servers.clear]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"grpc\"\n\
+         [virtual_servers.clear.http2]\nh2c = true\n\n\
+         [virtual_servers.secure]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"grpc\"\n\
+         [virtual_servers.secure.tls]\ncertificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\
+         [virtual_servers.secure.http2]\n\n\
+         [pools.grpc]\nhttp2 = true\nnodes = [\"127.0.0.1:{port}\"]\n\n{}",
+        leaf.cert.display(),
+        leaf.key.display(),
+        api_section()
+    );
+    let shoal = Shoal::start(&toml);
+    let ca = pki.ca.to_string_lossy().into_owned();
+    for (vs, extra) in [("clear", vec![]), ("secure", vec![ca.as_str(), "a.test"])] {
+        let out = Command::new("python3")
+            .args([&grpc_script(), "client", &shoal.addr(vs).to_string()])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let r: serde_json::Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("{vs}: {e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+        for u in r["unary"].as_array().unwrap() {
+            assert_eq!(u["exact"], true, "{vs}: unary {u}");
+        }
+        assert_eq!(r["unary"].as_array().unwrap().len(), 5, "{vs}: {r}");
+        assert_eq!(r["fail"]["code"], "INVALID_ARGUMENT", "{vs}: {r}");
+        assert_eq!(r["fail"]["details"], "nope", "{vs}: {r}");
+        assert_eq!((r["chat"]["received"].as_u64(), r["chat"]["exact"].as_bool()), (Some(30), Some(true)), "{vs}: {r}");
+        assert_eq!(
+            (r["count"]["messages"].as_u64(), r["count"]["exact"].as_bool()),
+            (Some(200), Some(true)),
+            "{vs}: {r}"
+        );
+    }
+    let st = shoal.status();
+    let h2 = st["virtual_servers"]["clear"]["requests_by_version"]["h2"].as_u64().unwrap();
+    assert_eq!(h2, 8, "{st}");
+}
+
+/// A second shoal as the HTTP/2 node (h2c, and TLS with ALPN) in front
+/// of an HTTP/1.1 origin: HTTP/1.1 clients of the first reach it, bodies
+/// byte-exact both ways, over few node connections.
+#[test]
+fn http1_clients_reach_http2_nodes_by_alpn_and_prior_knowledge() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let leaf = pki.server("n", &["node.test"]);
+    let origin = Origin::start("http", &["a"]);
+    let node = Shoal::start(&config(&origin, Some(&leaf), "", ""));
+    let toml = format!(
+        "[virtual_servers.to_clear]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"h2c\"\n\n\
+         [virtual_servers.to_tls]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"h2tls\"\n\n\
+         [pools.h2c]\nhttp2 = true\nnodes = [\"{}\"]\n\n\
+         [pools.h2tls]\nhttp2 = true\nnodes = [\"{}\"]\n[pools.h2tls.tls]\nca = \"{}\"\nserver_name = \"node.test\"\n\n{}",
+        node.addr("clear"),
+        node.addr("secure"),
+        pki.ca.display(),
+        api_section()
+    );
+    let shoal = Shoal::start(&toml);
+    let upload = certs.write("up.bin", "");
+    let body = pattern(200_000, 3);
+    std::fs::write(&upload, &body).unwrap();
+    let up = format!("@{}", upload.display());
+    for vs in ["to_clear", "to_tls"] {
+        let base = format!("http://{}", shoal.addr(vs));
+        for target in ["/l?size=900000&pattern=mix", "/c?size=300000&chunked=1&pattern=mix", "/z?size=0"] {
+            let (version, code, got) = curl_h2(&["--http1.1"], &format!("{base}{target}"));
+            assert_eq!((version.as_str(), code), ("1.1", 200), "{vs}{target}");
+            let (_, _, want) = curl_h2(&[], &format!("http://{}{target}", origin.addr("a")));
+            assert_eq!(sha256(&got), sha256(&want), "{vs}{target}");
+        }
+        let (_, code, head) = curl_h2(&["--http1.1", "-i", "--data-binary", &up], &format!("{base}/up"));
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        assert_eq!(code, 200);
+        assert!(head.contains(&format!("x-body-sha256: {}", sha256(&body))), "{vs}: {head}");
+        let (_, code, got) = curl_h2(&["--http1.1"], &format!("{base}/n?status=204"));
+        assert_eq!((code, got.len()), (204, 0));
+        // A node that is HTTP/2 and a client that is too.
+        let (_, code, _) = curl_h2(&["--http1.1", "-o", "/dev/null"], &format!("{base}/s?size=10"));
+        assert_eq!(code, 200);
+    }
+    // The node saw HTTP/2 requests, on one connection per shard and pool.
+    let st = node.status();
+    for vs in ["clear", "secure"] {
+        let v = &st["virtual_servers"][vs];
+        assert_eq!(v["requests_by_version"]["h2"], 6, "{vs}: {v}");
+        assert!(v["http2"]["connections"].as_u64().unwrap() <= 2, "{vs}: {v}");
+    }
+}
+
+/// Whether headless Chromium can run the browser scripts here (CI sets
+/// SHOAL_REQUIRE_H2, and installs them).
+fn have_browser() -> bool {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
+    let ok = dir.exists() && Path::new("/usr/bin/chromium").exists();
+    if !ok {
+        assert!(std::env::var_os("SHOAL_REQUIRE_H2").is_none(), "chromium and tests/browser (npm ci) are required");
+        eprintln!("chromium missing: the browser check is skipped");
+    }
+    ok
+}
+
+#[test]
+fn chromium_loads_a_page_of_100_subresources_over_one_connection() {
+    if !have_browser() {
+        return;
+    }
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let leaf = pki.server("a", &["a.test"]);
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&config(&origin, Some(&leaf), "", ""));
+    let port = shoal.addr("secure").port();
+    let imgs: String = (0..100).map(|i| format!("<img src=\"/img{i}?size={}&pattern=mix\">", 100 + i * 37)).collect();
+    let page = format!(
+        "https://127.0.0.1:{port}/page?type=text/html&text={}",
+        enc(&format!("<html><body>{imgs}</body></html>"))
+    );
+    let checks: Vec<String> =
+        [5, 50, 99].iter().map(|i| format!("/img{i}?size={}&pattern=mix", 100 + i * 37)).collect();
+    let out = Command::new("node")
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser"))
+        .arg("subresources.mjs")
+        .arg(&page)
+        .args(&checks)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(r["page"], "h2", "{r}");
+    // The 100 images (and a favicon, if the browser asks), all over h2.
+    let n = r["resources"].as_u64().unwrap();
+    assert!((100..=101).contains(&n), "{r}");
+    assert_eq!(r["protocols"]["h2"].as_u64(), Some(n), "{r}");
+    for (sha, target) in r["sha256"].as_array().unwrap().iter().zip(&checks) {
+        let want = send(origin.addr("a"), &format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+        assert_eq!(sha.as_str(), Some(sha256(&want.body).as_str()), "{target}");
+    }
+    let st = shoal.status();
+    let v = &st["virtual_servers"]["secure"];
+    assert_eq!(v["http2"]["connections"], 1, "{v}");
+    // The page, its 100 images, the 3 fetches (and maybe a favicon).
+    let h2 = v["requests_by_version"]["h2"].as_u64().unwrap();
+    assert!((104..=105).contains(&h2), "{v}");
+}
