@@ -529,3 +529,23 @@ pub fn accept_encoding(data: &[u8]) {
         );
     }
 }
+
+/// The HTTP/2 flood guard (`h2::flood`) over arbitrary bytes after the
+/// connection preface: it never panics, and its verdict (whether it
+/// trips, and on which frame type) does not depend on how the bytes
+/// arrive: whole, in two reads split where the first byte says, or one
+/// byte at a time. With no refill (0 per second) the verdict is a pure
+/// function of the bytes.
+pub fn h2_guard(data: &[u8]) {
+    use crate::h2::flood::{Guard, PREFACE};
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend_from_slice(data);
+    let whole = Guard::new(0, 50).scan(&bytes);
+    let at = PREFACE.len() + data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let mut two = Guard::new(0, 50);
+    let split = two.scan(&bytes[..at]).and_then(|()| two.scan(&bytes[at..]));
+    assert_eq!(whole, split, "split at {at}");
+    let mut one = Guard::new(0, 50);
+    let bytewise = bytes.iter().try_for_each(|b| one.scan(std::slice::from_ref(b)));
+    assert_eq!(whole, bytewise, "byte by byte");
+}

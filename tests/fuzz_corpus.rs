@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 /// A target's name (its directory under fuzz/) and its checks.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 6] = [
+const TARGETS: [Target; 7] = [
     ("request_head", shoal::fuzzing::request_head),
     ("response_head", shoal::fuzzing::response_head),
     ("chunked", shoal::fuzzing::chunked),
     ("tls_hello", shoal::fuzzing::tls_hello),
     ("rule", shoal::fuzzing::rule),
     ("accept_encoding", shoal::fuzzing::accept_encoding),
+    ("h2_guard", shoal::fuzzing::h2_guard),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -116,6 +116,22 @@ impl BodyIn {
     }
 }
 
+impl Drop for BodyIn {
+    /// DATA already received but not read (a request answered before its
+    /// body was read: a 413, a rule's answer) is taken now, so a stream the
+    /// client finished sending ends cleanly; one still being sent gets the
+    /// codec's `RST_STREAM NO_ERROR` once the response is complete (RFC
+    /// 9113 §8.1), never a `CANCEL` that would make the client drop the
+    /// answer.
+    fn drop(&mut self) {
+        let Some(b) = self.body.as_mut() else { return };
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while let Poll::Ready(Some(Ok(d))) = b.poll_data(&mut cx) {
+            let _ = b.flow_control().release_capacity(d.len());
+        }
+    }
+}
+
 /// The request side of a client's stream, read by the driver as HTTP/1.1
 /// bytes.
 pub struct StreamIn(BodyIn);
@@ -429,6 +445,16 @@ impl StreamOut {
         Ok(src.len())
     }
 
+    /// The driver is done with the stream. No response (a rule closed the
+    /// connection, the client went away): the stream is cancelled; a body
+    /// cut short: `INTERNAL_ERROR` (see `BodyIn`'s drop for a request
+    /// answered before its body was read).
+    fn finish(&mut self) {
+        if !self.out.close() {
+            let _ = self.reset(Reason::CANCEL, "");
+        }
+    }
+
     /// Reset the stream, whether or not its head went out.
     fn reset(&mut self, reason: Reason, why: &'static str) -> io::Error {
         if let Some(r) = self.respond.as_mut() {
@@ -455,12 +481,8 @@ pub(crate) fn h2_head(p: &ResponseHead, interim: bool) -> Result<http::Response<
 }
 
 impl Drop for StreamOut {
-    /// No response (a rule closed the connection, the client went away):
-    /// the stream is cancelled; a body cut short: INTERNAL_ERROR.
     fn drop(&mut self) {
-        if !self.out.close() {
-            let _ = self.reset(Reason::CANCEL, "");
-        }
+        self.finish();
     }
 }
 
@@ -479,9 +501,7 @@ impl monoio::io::AsyncWriteRent for StreamOut {
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
-        if !self.out.close() {
-            let _ = self.reset(Reason::CANCEL, "");
-        }
+        self.finish();
         Ok(())
     }
 }

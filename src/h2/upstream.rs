@@ -80,15 +80,10 @@ impl NodeOut {
             return Ok(src.len());
         }
         self.head.extend_from_slice(src);
-        let mut fields = [httparse::EMPTY_HEADER; 256];
-        let mut req = httparse::Request::new(&mut fields);
-        let len = match req.parse(&self.head) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if self.head.len() <= self.max_head => return Ok(src.len()),
-            _ => return Err(self.failed("request head not writable as HTTP/2")),
-        };
-        let (request, framing) = match h2_request(&req, self.scheme) {
-            Ok(x) => x,
+        let (request, framing, len) = match parse_head(&self.head, self.scheme) {
+            Ok(Some(x)) => x,
+            Ok(None) if self.head.len() <= self.max_head => return Ok(src.len()),
+            Ok(None) => return Err(self.failed("request head over the limit")),
             Err(why) => return Err(self.failed(why)),
         };
         let Some(mut send) = self.send.take() else { return Err(io::ErrorKind::BrokenPipe.into()) };
@@ -118,6 +113,24 @@ impl NodeOut {
         x.failed = true;
         x.wake();
         io::Error::other(why)
+    }
+}
+
+/// A request head as HTTP/2, its body's framing, its length as HTTP/1.1.
+type ParsedHead = (http::Request<()>, Framing, usize);
+
+/// The HTTP/1.1 request head at the start of `head` as an HTTP/2 one, its
+/// body's framing and the head's length; `None` while incomplete. (A
+/// function of its own, not inlined in the writer: its field array would
+/// otherwise live in every node write's future.)
+#[inline(never)]
+fn parse_head(head: &[u8], scheme: &str) -> Result<Option<ParsedHead>, &'static str> {
+    let mut fields = [httparse::EMPTY_HEADER; 256];
+    let mut req = httparse::Request::new(&mut fields);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(n)) => h2_request(&req, scheme).map(|(r, f)| Some((r, f, n))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err("request head not writable as HTTP/2"),
     }
 }
 

@@ -334,10 +334,10 @@ fn decode_partial(coding: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
+both_protocols! {
 /// With the cache, each coding is stored as its own variant, selected by
 /// the canonical Accept-Encoding: equivalent fields hit, others miss and
 /// store their own, and every hit decodes to the node's bytes.
-#[test]
 fn the_cache_keeps_each_coding_as_a_variant() {
     let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
     let shoal = Shoal::start(&format!(
@@ -380,10 +380,11 @@ fn the_cache_keeps_each_coding_as_a_variant() {
     assert_eq!((v["compression"]["gzip"].as_u64(), v["compression"]["br"].as_u64()), (Some(1), Some(2)), "{v}");
     assert_eq!(v["cache"]["hits"].as_u64(), Some(5), "{v}");
 }
+}
 
+both_protocols! {
 /// `http.compress.enable()` on a virtual server without `[compression]`,
 /// `http.compress.disable()` on one with it.
-#[test]
 fn rules_turn_compression_on_and_off() {
     let origin = Origin::start("http", &["a"]);
     let dir = TempDir::new();
@@ -406,6 +407,7 @@ fn rules_turn_compression_on_and_off() {
     assert_eq!(enc_of("plain", "/other"), None);
     assert_eq!(enc_of("comp", "/raw/a"), None);
     assert_eq!(enc_of("comp", "/other"), Some("gzip".into()));
+}
 }
 
 /// Quick mode: `--compress`.

@@ -163,10 +163,10 @@ fn node_down_and_up_reach_every_handler() {
     assert_eq!(shoal.api("GET", "/api/tm/1.0/events?level=loud", "").status, 400);
 }
 
+both_protocols! {
 /// Proof 5: a configuration refused by SIGHUP and by the REST API raises
 /// config.refused with the loader's file:line message; one applied raises
 /// config.applied. A rule's event.emit raises its own.
-#[test]
 fn refused_configurations_and_rule_events() {
     let origin = Origin::start("http", &["a"]);
     let dir = TempDir::new();
@@ -238,6 +238,7 @@ fn refused_configurations_and_rule_events() {
         (v["tag"].as_str(), v["section"].as_str(), v["text"].as_str()),
         (Some("hello"), Some("rules/r"), Some("a rule says hello"))
     );
+}
 }
 
 /// Configuration errors name the file, line and key.

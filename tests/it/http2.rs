@@ -447,3 +447,27 @@ fn chromium_loads_a_page_of_100_subresources_over_one_connection() {
     let h2 = v["requests_by_version"]["h2"].as_u64().unwrap();
     assert!((104..=105).contains(&h2), "{v}");
 }
+
+/// A reload that removes the virtual server ends its HTTP/2 connections
+/// gracefully: the stream in flight finishes, then GOAWAY NO_ERROR (the
+/// idle timeout is five minutes here, so only the reload can send it).
+#[test]
+fn a_reload_that_removes_the_virtual_server_sends_goaway() {
+    if !have_python_h2() {
+        return;
+    }
+    let origin = Origin::start_with("http", &[("a", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
+    let shoal = Shoal::start(&config(&origin, None, "", ""));
+    let addr = shoal.addr("clear");
+    let slow = std::thread::spawn(move || probe("get-until-closed", addr, &["0", "/slow?size=5&delay=1500"]));
+    origin.proc.wait_line(Duration::from_secs(10), |l| l.contains("/slow?"));
+    let text = std::fs::read_to_string(&shoal.config).unwrap();
+    write_file(&shoal.config, &text.replace("[virtual_servers.clear", "[virtual_servers.moved"));
+    shoal.proc.signal("HUP");
+    shoal.proc.wait_line(Duration::from_secs(10), |l| l.contains("configuration reloaded (generation 2)"));
+    let r = slow.join().unwrap();
+    assert_eq!(r["status"]["1"], 200, "{r}");
+    assert_eq!(r["data"]["1"], 5, "{r}");
+    assert_eq!(r["goaway"].as_u64(), Some(NO_ERROR), "{r}");
+    assert!(r["closed"].as_bool().unwrap() && r["seconds"].as_f64().unwrap() < 10.0, "{r}");
+}

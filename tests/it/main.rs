@@ -3,6 +3,7 @@
 //! traffic and checks what arrived, byte for byte.
 
 mod pki;
+#[macro_use]
 mod support;
 
 mod api;

@@ -206,9 +206,9 @@ fn body_filters_rewrite_with_corrected_framing() {
     assert_eq!(r.header("x-body-sha256"), Some(hex(sha2::Sha256::digest(lab_rewrite(b"hello".to_vec()))).as_str()));
 }
 
+both_protocols! {
 /// Proof 4: a module replaces shoal's error page (and only where it
 /// chooses to).
-#[test]
 fn module_replaces_error_pages() {
     // A pool whose only node does not listen.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -224,6 +224,7 @@ fn module_replaces_error_pages() {
     // Outside /lab/ the module leaves shoal's own page.
     let r = send(addr, "GET /other HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.header("x-lab-error"), r.body.as_slice()), (502, None, &b"502 Bad Gateway\n"[..]));
+}
 }
 
 /// Proof 4: a 64 MiB response is teed to a consumer that stalls while the

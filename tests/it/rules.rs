@@ -48,11 +48,11 @@ const REWRITE: &str = r#"$url = http.getResponseHeader( "Content-Type" ); if( !s
 const ANNOTATE: &str = r#"if( http.getResponseHeader( "Content-Type" ) != "text/html" ) break; $body = http.getResponseBody(); $html = '<div style="position:absolute;top:0;left:0;border:1px solid black;background:white">'. 'Served by ' . connection.getNode() . '</div>'; $body = string.regexsub( $body, "(<body[^>]*>)", "$1\n".$html."\n", "i" ); http.setResponseBody( $body );
 "#;
 
+both_protocols! {
 /// Seeds, Example 2 and "annotate a page with the node" (F4: response
 /// body rewrite, annotate page with node), as written: HTML pages are
 /// rewritten whole (length and chunked framing), anything else streams
 /// through untouched, byte for byte.
-#[test]
 fn seeds_response_rewrite_and_annotation() {
     let origin = Origin::start("http", &["a"]);
     let a = origin.addr("a");
@@ -84,10 +84,11 @@ fn seeds_response_rewrite_and_annotation() {
     let r = get(shoal.addr("web"), &format!("/t?type=text/plain&text={}", enc("http://intranet.mycorp.com/")), "");
     assert_eq!(body_text(&r), "http://intranet.mycorp.com/");
 }
+}
 
+both_protocols! {
 /// Seeds, Example 3: a response rule asks another server (a subrequest)
 /// and puts what it says into the page.
-#[test]
 fn seeds_external_source() {
     let origin = Origin::start("http", &["a", "news"]);
     let news = origin.addr("news");
@@ -108,6 +109,7 @@ $res = http.request.get( "http://{news}/news?v=1.0&q=Riverbed&type=application/j
         body_text(&r),
         "<p>News</p><ul>\n<li><a href=\"http://a.example/1\">One</a></li><li><a href=\"http://b.example/2\">Two</a></li></ul>\n<p>end</p>"
     );
+}
 }
 
 /// Seeds, layer-7 DSR by redirect, as request and response rules (with
@@ -157,10 +159,10 @@ if( string.startsWith( $saved_path, "/media" ) ) {
     assert_eq!((r.status, r.header("x-node"), r.body.as_slice()), (200, Some("w"), &b"abcde"[..]));
 }
 
+both_protocols! {
 /// M1 built in: `[virtual_servers.NAME.dsr]` probes with a HEAD and
 /// redirects to the node's public name, with no rule; a probe answered
 /// 5xx moves on to another node; other paths are proxied.
-#[test]
 fn dsr_built_in() {
     let good = Origin::start_with("http", &[("good", "127.0.0.1:0".parse().unwrap())], &["--log-requests"]);
     let bad = Origin::start_with("http", &[("bad", "127.0.0.1:0".parse().unwrap())], &["--status", "500"]);
@@ -192,10 +194,11 @@ fn dsr_built_in() {
     );
     assert_eq!(r.header("x-node"), Some("w"));
 }
+}
 
+both_protocols! {
 /// F4: pool by User-Agent (the seeds' RTSP rule, in HTTP, with `pool.use`
 /// restored).
-#[test]
 fn seeds_pool_by_user_agent() {
     let origin = Origin::start("http", &["helix", "qt", "wm", "default"]);
     let rule = r#"$client = http.getHeader( "User-Agent" );
@@ -227,10 +230,11 @@ if( string.Contains( $client, "RealMedia" ) ) {
         assert_eq!(r.header("x-node"), Some(node), "{ua}");
     }
 }
+}
 
+both_protocols! {
 /// F4: pool by local address (the seeds' multi-site rule, with loopback
 /// addresses for the sites' traffic IPs).
-#[test]
 fn seeds_pool_by_local_address() {
     let origin = Origin::start("http", &["docklands", "nj", "default"]);
     let rule = r#"$ip = request.getLocalIP();
@@ -258,10 +262,11 @@ if( string.ipmaskMatch( $ip, "127.0.0.3/255.255.255.255" ) ) pool.select( "New J
         assert_eq!(get(addr, "/", "").header("x-node"), Some(node), "{ip}");
     }
 }
+}
 
+both_protocols! {
 /// F4: servlet persistence: `/servlet` requests use the "servlet
 /// persistence" class (JSESSIONID), others are balanced.
-#[test]
 fn seeds_servlet_persistence() {
     let origin = Origin::start("http", &["a", "b"]);
     let rule = r#"if( string.startswith( http.getPath(), "/servlet" ) ) { connection.setPersistenceClass( "servlet persistence" ); }"#;
@@ -291,10 +296,11 @@ fn seeds_servlet_persistence() {
         .collect();
     assert_eq!(nodes.len(), 2);
 }
+}
 
+both_protocols! {
 /// The seeds' page made cacheable: a response rule removes the node's
 /// `Cache-Control` for one page.
-#[test]
 fn seeds_cacheable_page() {
     let origin = Origin::start("http", &["a"]);
     let rule = "if( http.getpath() == \"/testpage.jsp\" ) {\n   # We know this request is cacheable; remove the 'Cache-Control: no-cache'\n   http.removeResponseHeader( \"Cache-Control\" );\n}\n";
@@ -306,11 +312,12 @@ fn seeds_cacheable_page() {
     assert_eq!(get(shoal.addr("web"), &format!("/testpage.jsp{q}"), "").header("cache-control"), None);
     assert_eq!(get(shoal.addr("web"), &format!("/other.jsp{q}"), "").header("cache-control"), Some("no-cache"));
 }
+}
 
+both_protocols! {
 /// F4: retry on a bad response: a node that answers 500 is passed over
 /// for the other by `request.retry()`; without the rule, clients see the
 /// 500s.
-#[test]
 fn retry_on_bad_response() {
     let bad = Origin::start_with("http", &[("bad", "127.0.0.1:0".parse().unwrap())], &["--status", "500"]);
     let good = Origin::start("http", &["good"]);
@@ -327,6 +334,7 @@ fn retry_on_bad_response() {
     }
     let statuses: Vec<u16> = (0..6).map(|i| get(shoal.addr("plain"), &format!("/r{i}"), "").status).collect();
     assert!(statuses.contains(&500), "without the rule the 500s reach the client: {statuses:?}");
+}
 }
 
 /// The request API on real requests: headers, path, query, method,
@@ -393,9 +401,9 @@ if( http.getMethod() == "DELETE" ) http.setMethod( "GET" );
     assert!(read_all(&mut s).is_empty());
 }
 
+both_protocols! {
 /// Request bodies: a rule reads a form body, replaces the body; the node
 /// gets the new one with its length.
-#[test]
 fn request_body_functions() {
     let origin = Origin::start("http", &["a"]);
     let rule = r#"if( http.getFormParam( "user" ) == "bob" ) http.setHeader( "X-User", "bob" );
@@ -429,9 +437,10 @@ http.setBody( string.uppercase( $b ) . "&checked=1" );
     );
     assert_eq!(r.status, 413);
 }
+}
 
+both_protocols! {
 /// E1 keyed by a rule: a `universal` class whose key a rule sets.
-#[test]
 fn persistence_key_from_a_rule() {
     let origin = Origin::start("http", &["a", "b", "c"]);
     let nodes = [origin.addr("a"), origin.addr("b"), origin.addr("c")];
@@ -449,6 +458,7 @@ fn persistence_key_from_a_rule() {
             );
         }
     }
+}
 }
 
 /// F3: a declarative rule runs as the script `shoal rules show` prints.
@@ -571,9 +581,9 @@ source = 'response.set( "[" . response.getLength() . ":" . response.get() . "]" 
     read_exact(&mut s, "second\n");
 }
 
+both_protocols! {
 /// A run-time error abandons the rule only: the request is served, the
 /// error is logged with the rule's name and line, and counted.
-#[test]
 fn runtime_errors_are_logged_and_counted() {
     let origin = Origin::start("http", &["a"]);
     let toml = format!(
@@ -593,6 +603,7 @@ fn runtime_errors_are_logged_and_counted() {
     assert_eq!(st["virtual_servers"]["web"]["rule_errors"], 3, "{st}");
     let m = shoal.api("GET", "/metrics", "").text();
     assert!(m.contains("shoal_virtual_server_rule_errors_total{virtual_server=\"web\"} 3"), "{m}");
+}
 }
 
 /// Proof 3: `while( 1 ) {}` is cut off by the budget and the request is

@@ -175,11 +175,11 @@ fn rate_class_refusals_and_no_queue() {
     assert!(metrics.contains("shoal_rate_class_requests_total{class=\"slow\",outcome=\"refused\"} 5"), "{metrics}");
 }
 
+both_protocols! {
 /// H3 proof: a node that slows from 10 ms to 300 ms against a 100 ms target
 /// takes the class through warning to serious within its window, each
 /// transition logged, and a rule that reads the class sends traffic to
 /// another pool.
-#[test]
 fn service_level_goes_serious_and_a_rule_routes_away() {
     let origin = Origin::start("http", &["a", "b"]);
     let shoal = Shoal::start(&format!(
@@ -220,6 +220,7 @@ fn service_level_goes_serious_and_a_rule_routes_away() {
     // ten seconds, logged with no request to trigger it.
     shoal.proc.wait_line(Duration::from_secs(20), |l| l.contains("service level web: serious -> ok"));
     assert_eq!(shoal.status()["service_levels"]["web"]["state"], "ok");
+}
 }
 
 /// Configuration errors name the file, line and key.

@@ -219,6 +219,15 @@ impl Shoal {
     }
 
     pub fn from_command(cmd: Command, dir: TempDir, config: PathBuf) -> Shoal {
+        let mut h2c = Vec::new();
+        if proto() == Proto::H2c {
+            // A test run over both protocols: its HTTP virtual servers also
+            // take cleartext HTTP/2 (HTTP/1.1 stays served beside it).
+            let text = std::fs::read_to_string(&config).unwrap();
+            let (text, names) = with_h2c(&text);
+            std::fs::write(&config, text).unwrap();
+            h2c = names;
+        }
         let proc = Proc::spawn(cmd, false);
         let running =
             proc.wait_line(STARTUP, |l| l.contains(" running ") && l.contains("shard(s)") || l.contains("ERROR"));
@@ -232,6 +241,11 @@ impl Shoal {
                     let addr: SocketAddr = tail.split(' ').next().unwrap().parse().unwrap();
                     listen.insert(name.to_string(), addr);
                 }
+            }
+        }
+        for name in &h2c {
+            if let Some(a) = listen.get(name) {
+                H2C_ADDRS.with(|s| s.borrow_mut().push(*a));
             }
         }
         Shoal { proc, dir, config, listen }
@@ -364,12 +378,178 @@ if( string.wildmatch( $url, "/videos/*.flv" ) ) {
 }
 "#;
 
+/// The client protocol a test runs over (see [`both_protocols!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge, through curl.
+    H2c,
+}
+
+thread_local! {
+    static PROTO: std::cell::Cell<Proto> = const { std::cell::Cell::new(Proto::Http1) };
+    static H2_SENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Listeners that take h2c (the others, nodes, are sent HTTP/1.1).
+    static H2C_ADDRS: std::cell::RefCell<Vec<SocketAddr>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The protocol of this test thread's [`send`]s and virtual servers.
+pub fn proto() -> Proto {
+    PROTO.with(|p| p.get())
+}
+
+/// Run `test` with [`send`] speaking `p` (on this thread) and every HTTP
+/// virtual server [`Shoal`] starts taking it. Over HTTP/2 the test must
+/// have made HTTP/2 requests, so a test that bypasses `send` cannot pass
+/// for one that ran over both.
+pub fn over(p: Proto, test: impl FnOnce()) {
+    PROTO.with(|c| c.set(p));
+    H2_SENT.with(|c| c.set(0));
+    H2C_ADDRS.with(|s| s.borrow_mut().clear());
+    test();
+    if p == Proto::H2c {
+        assert!(H2_SENT.with(|c| c.get()) > 0, "the test made no HTTP/2 request");
+    }
+}
+
+/// A test run twice, over HTTP/1.1 and over HTTP/2 (`NAME::http1`,
+/// `NAME::h2c`): its [`send`]s (and the helpers built on it) use the
+/// protocol, its configurations take `h2c`. Requests on raw sockets stay
+/// HTTP/1.1, so tests of HTTP/1.1 framing are not wrapped.
+macro_rules! both_protocols {
+    ($(#[$m:meta])* fn $name:ident() $body:block) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body() $body
+            #[test]
+            fn http1() {
+                crate::support::over(crate::support::Proto::Http1, body)
+            }
+            #[test]
+            fn h2c() {
+                crate::support::over(crate::support::Proto::H2c, body)
+            }
+        }
+    };
+}
+
+/// `toml` with `[virtual_servers.NAME.http2] h2c = true` for each
+/// cleartext HTTP virtual server that has no `[http2]` of its own, and
+/// their names.
+pub fn with_h2c(toml: &str) -> (String, Vec<String>) {
+    let mut names = Vec::new();
+    let mut extra = String::new();
+    let lines: Vec<&str> = toml.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(name) = l.trim().strip_prefix("[virtual_servers.").and_then(|r| r.strip_suffix(']')) else {
+            continue;
+        };
+        if name.contains('.') {
+            continue;
+        }
+        let table = lines[i + 1..].iter().take_while(|l| !l.trim_start().starts_with('['));
+        let http = table.into_iter().any(|l| l.replace(' ', "") == "protocol=\"http\"");
+        let own = |t: &str| toml.contains(&format!("[virtual_servers.{name}.{t}]"));
+        if http && !own("tls") && !own("http2") {
+            extra += &format!("\n[virtual_servers.{name}.http2]\nh2c = true\n");
+            names.push(name.to_string());
+        }
+    }
+    (format!("{toml}\n{extra}"), names)
+}
+
 /// One request on a new connection (`req` is the whole request); the
-/// response read whole.
+/// response read whole. Over HTTP/2 (see [`over`]) curl sends it with
+/// prior knowledge: the same method, target, fields and body (de-chunked),
+/// without the fields HTTP/2 forbids.
 pub fn send(addr: SocketAddr, req: &str) -> Resp {
+    if proto() == Proto::H2c && H2C_ADDRS.with(|s| s.borrow().contains(&addr)) {
+        return send_h2(addr, req);
+    }
     let mut s = connect(addr);
     s.write_all(req.as_bytes()).unwrap();
     read_response(&mut s, req.starts_with("HEAD "))
+}
+
+fn send_h2(addr: SocketAddr, req: &str) -> Resp {
+    H2_SENT.with(|c| c.set(c.get() + 1));
+    let (head, body) = req.split_once("\r\n\r\n").expect("a whole request head");
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap().split(' ');
+    let (method, target) = (first.next().unwrap(), first.next().unwrap());
+    let url = if target.starts_with('/') { format!("http://{addr}{target}") } else { target.to_string() };
+    let mut args: Vec<String> =
+        ["-sS", "-i", "--http2-prior-knowledge", "--path-as-is", "--max-time", "60"].map(String::from).to_vec();
+    if method == "HEAD" {
+        args.push("-I".into());
+    } else if method != "GET" || !body.is_empty() {
+        args.extend(["-X".into(), method.into()]);
+    }
+    let mut chunked = false;
+    let mut named = Vec::new();
+    for l in lines {
+        let (k, v) = l.split_once(':').unwrap();
+        let (k, v) = (k.trim(), v.trim());
+        let lower = k.to_ascii_lowercase();
+        chunked |= lower == "transfer-encoding" && v.contains("chunked");
+        if ["connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade", "content-length"]
+            .contains(&lower.as_str())
+        {
+            continue;
+        }
+        named.push(lower);
+        // curl's syntax for a field with an empty value is `Name;`.
+        args.extend(["-H".into(), if v.is_empty() { format!("{k};") } else { format!("{k}: {v}") }]);
+    }
+    // No fields of curl's own beyond what the request had.
+    for k in ["user-agent", "accept"] {
+        if !named.iter().any(|n| n == k) {
+            args.extend(["-H".into(), format!("{k}:")]);
+        }
+    }
+    let body = if chunked { dechunk(body.as_bytes()) } else { body.as_bytes().to_vec() };
+    if !body.is_empty() {
+        args.extend(["--data-binary".into(), "@-".into()]);
+    }
+    args.push(url);
+    let mut child = Command::new("curl")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl is installed");
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut rest: &[u8] = &out.stdout;
+    loop {
+        let mut r = read_response(&mut rest, true);
+        if (100..200).contains(&r.status) {
+            continue;
+        }
+        r.body = rest.to_vec();
+        return r;
+    }
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = b.iter().position(|&c| c == b'\n').unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line]).unwrap().trim().split(';').next().unwrap(), 16)
+                .unwrap();
+        b = &b[line + 1..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
 }
 
 pub fn oneshot(addr: SocketAddr) -> String {
