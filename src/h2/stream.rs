@@ -30,7 +30,7 @@ use crate::net::rentbuf;
 use bytes::{Buf, Bytes};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::IoBufMut;
 use std::future::poll_fn;
 use std::io;
 use std::task::Poll;
@@ -203,14 +203,9 @@ fn write_fields(map: &http::HeaderMap, out: &mut Vec<u8>) {
     }
 }
 
-impl monoio::io::AsyncReadRent for StreamIn {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> monoio::BufResult<usize, T> {
-        let r = self.0.read_into(&mut buf).await;
-        (r, buf)
-    }
-
-    async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        (Err(io::Error::other("vectored reads are not used")), buf)
+impl StreamIn {
+    async fn read_into<T: IoBufMut>(&mut self, dst: &mut T) -> io::Result<usize> {
+        self.0.read_into(dst).await
     }
 }
 
@@ -466,18 +461,28 @@ impl StreamOut {
 
 /// A parsed HTTP/1.1 response head as an HTTP/2 one: hop-by-hop fields
 /// and the framing dropped (an interim response's `content-length` too).
+/// The values share one copy of the head's bytes (one allocation, not one
+/// per field).
 pub(crate) fn h2_head(p: &ResponseHead, interim: bool) -> Result<http::Response<()>, http::Error> {
-    let mut b = http::Response::builder().status(p.status);
-    for (name, value) in p.fields.iter() {
-        let hop = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-            || p.connection.names(&p.fields, name)
-            || (interim && name.eq_ignore_ascii_case(b"content-length"));
+    let status = http::StatusCode::from_u16(p.status)?;
+    let shared = Bytes::copy_from_slice(p.fields.bytes());
+    let mut resp = http::Response::new(());
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.reserve(p.fields.len());
+    for (name, value) in p.fields.spans() {
+        let n = p.fields.slice(name);
+        let hop = HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h))
+            || n.eq_ignore_ascii_case(b"transfer-encoding")
+            || p.connection.names(&p.fields, n)
+            || (interim && n.eq_ignore_ascii_case(b"content-length"));
         if !hop {
-            b = b.header(name, value);
+            let name = http::HeaderName::from_bytes(n)?;
+            let value = http::HeaderValue::from_maybe_shared(Bytes::slice(&shared, value.range()))?;
+            headers.append(name, value);
         }
     }
-    b.body(())
+    Ok(resp)
 }
 
 impl Drop for StreamOut {
@@ -486,22 +491,50 @@ impl Drop for StreamOut {
     }
 }
 
-impl monoio::io::AsyncWriteRent for StreamOut {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        let r = self.write_from(rentbuf::bytes(&buf)).await;
-        (r, buf)
-    }
+/// monoio's owned-buffer writer for an HTTP/2 half that takes each write
+/// whole through its `write_from` and ends the stream with its `finish`.
+macro_rules! rent_writer {
+    ($t:ty) => {
+        impl monoio::io::AsyncWriteRent for $t {
+            async fn write<T: monoio::buf::IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+                let r = self.write_from($crate::net::rentbuf::bytes(&buf)).await;
+                (r, buf)
+            }
 
-    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        (Err(io::Error::other("vectored writes are not used")), buf)
-    }
+            async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+                (Err(std::io::Error::other("vectored writes are not used")), buf)
+            }
 
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+            async fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
 
-    async fn shutdown(&mut self) -> io::Result<()> {
-        self.finish();
-        Ok(())
-    }
+            async fn shutdown(&mut self) -> std::io::Result<()> {
+                self.finish();
+                Ok(())
+            }
+        }
+    };
 }
+
+/// monoio's owned-buffer reader for an HTTP/2 half that fills the buffer
+/// through its `read_into`.
+macro_rules! rent_reader {
+    ($t:ty) => {
+        impl monoio::io::AsyncReadRent for $t {
+            async fn read<T: monoio::buf::IoBufMut>(&mut self, mut buf: T) -> monoio::BufResult<usize, T> {
+                let r = self.read_into(&mut buf).await;
+                (r, buf)
+            }
+
+            async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+                (Err(std::io::Error::other("vectored reads are not used")), buf)
+            }
+        }
+    };
+}
+
+pub(crate) use {rent_reader, rent_writer};
+
+rent_writer!(StreamOut);
+rent_reader!(StreamIn);

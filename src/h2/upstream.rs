@@ -17,10 +17,9 @@
 use super::stream::{push_field, BodyIn, BodyOut};
 use crate::http::head::HOP_BY_HOP;
 use crate::http::Framing;
-use crate::net::rentbuf;
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::IoBufMut;
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -171,31 +170,19 @@ fn h2_request(req: &httparse::Request<'_, '_>, scheme: &str) -> Result<(http::Re
 }
 
 impl Drop for NodeOut {
-    /// A request body cut short resets the stream.
     fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl NodeOut {
+    /// The driver is done: a request body cut short resets the stream.
+    fn finish(&mut self) {
         self.out.close();
     }
 }
 
-impl monoio::io::AsyncWriteRent for NodeOut {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        let r = self.write_from(rentbuf::bytes(&buf)).await;
-        (r, buf)
-    }
-
-    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        (Err(io::Error::other("vectored writes are not used")), buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        self.out.close();
-        Ok(())
-    }
-}
+super::stream::rent_writer!(NodeOut);
 
 /// The response side: a stream in, HTTP/1.1 bytes out.
 pub struct NodeIn {
@@ -256,13 +243,4 @@ fn h1_response(resp: http::Response<h2::RecvStream>) -> BodyIn {
     BodyIn::new(h, body, length)
 }
 
-impl monoio::io::AsyncReadRent for NodeIn {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> monoio::BufResult<usize, T> {
-        let r = self.read_into(&mut buf).await;
-        (r, buf)
-    }
-
-    async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        (Err(io::Error::other("vectored reads are not used")), buf)
-    }
-}
+super::stream::rent_reader!(NodeIn);

@@ -161,6 +161,9 @@ fn curl_over_tls_and_prior_knowledge_byte_exact_both_ways() {
 
 #[test]
 fn h2load_runs_100_streams_on_one_connection() {
+    // A load of its own (a browser, floods, Python servers): not beside
+    // the tests that time latencies.
+    let _heavy = heavy();
     if !have_tool("h2load", "SHOAL_REQUIRE_H2", "nghttp2-client") {
         return;
     }
@@ -179,6 +182,9 @@ fn h2load_runs_100_streams_on_one_connection() {
 
 #[test]
 fn each_defence_ends_the_abuser_and_spares_the_neighbour() {
+    // A load of its own (a browser, floods, Python servers): not beside
+    // the tests that time latencies.
+    let _heavy = heavy();
     if !have_python_h2() {
         return;
     }
@@ -289,6 +295,9 @@ fn grpc_script() -> String {
 
 #[test]
 fn grpc_unary_and_streaming_calls_pass_byte_exact() {
+    // A load of its own (a browser, floods, Python servers): not beside
+    // the tests that time latencies.
+    let _heavy = heavy();
     if !have_grpc() {
         return;
     }
@@ -345,6 +354,9 @@ fn grpc_unary_and_streaming_calls_pass_byte_exact() {
 /// byte-exact both ways, over few node connections.
 #[test]
 fn http1_clients_reach_http2_nodes_by_alpn_and_prior_knowledge() {
+    // A load of its own (a browser, floods, Python servers): not beside
+    // the tests that time latencies.
+    let _heavy = heavy();
     let certs = TempDir::new();
     let pki = Pki::new(&certs.0, "shoal");
     let leaf = pki.server("n", &["node.test"]);
@@ -406,6 +418,9 @@ fn have_browser() -> bool {
 
 #[test]
 fn chromium_loads_a_page_of_100_subresources_over_one_connection() {
+    // A load of its own (a browser, floods, Python servers): not beside
+    // the tests that time latencies.
+    let _heavy = heavy();
     if !have_browser() {
         return;
     }
