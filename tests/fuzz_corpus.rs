@@ -85,6 +85,11 @@ fn accept_encoding() {
     run_target(TARGETS[5].0, TARGETS[5].1);
 }
 
+#[test]
+fn h2_guard() {
+    run_target(TARGETS[6].0, TARGETS[6].1);
+}
+
 /// Every target directory under fuzz/ belongs to a target tested here (a
 /// target added to fuzz/ without a test above fails this).
 #[test]
