@@ -222,9 +222,17 @@ async fn drive(view: Rc<ShardView>, vs: usize, client: Client, info: Rc<ConnInfo
             }
         }
     }
+    if c.client.http2 {
+        c.drain_stream().await;
+    }
     let _ = c.client.w.shutdown().await;
     None
 }
+
+/// What an HTTP/2 stream answered before its request body ended (a 413,
+/// a rule's answer) still takes of that body, and for how long.
+const STREAM_DRAIN_BYTES: usize = 256 * 1024;
+const STREAM_DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// Run a request with no client, started by a module from `tx` (the
 /// cache's background revalidation): a copy of `tx`'s request as it stands
@@ -434,6 +442,26 @@ struct Exchange {
 }
 
 impl Conn {
+    /// An HTTP/2 stream whose response is complete: read what remains of
+    /// its request body (a bounded amount, for a bounded time), so the
+    /// stream ends cleanly. Dropped unread, the codec resets it with
+    /// `NO_ERROR` (RFC 9113 §8.1), which some clients (curl before 8)
+    /// report as an error although the whole response arrived.
+    async fn drain_stream(&mut self) {
+        let deadline = Instant::now() + STREAM_DRAIN_TIME;
+        let mut taken = self.client.r.data().len();
+        self.client.r.consume(taken);
+        while taken <= STREAM_DRAIN_BYTES {
+            match monoio::time::timeout_at(deadline.into(), self.client.r.fill()).await {
+                Ok(Ok(n)) if n > 0 => {
+                    taken += n;
+                    self.client.r.consume(n);
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// The first bytes of a cleartext connection are HTTP/2's preface and
     /// the virtual server takes `h2c` with prior knowledge.
     fn h2c_preface(&self) -> bool {
