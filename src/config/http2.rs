@@ -23,10 +23,10 @@ pub(crate) fn vs_http2(
     tls: Option<&mut TlsServer>,
 ) -> Result<Option<Http2>, ConfigError> {
     let key = |k: &str| Some(format!("virtual_servers.{vname}.http2{}{k}", if k.is_empty() { "" } else { "." }));
-    let explicit_h2 =
-        v.tls.as_ref().and_then(|t| t.get_ref().alpn.as_ref()).is_some_and(|l| l.iter().any(|p| p == "h2"));
+    // The operator's own ALPN list, if any: used as written.
+    let listed = v.tls.as_ref().and_then(|t| t.get_ref().alpn.as_ref());
     let Some(h) = v.http2.as_ref().filter(|h| h.get_ref().enabled) else {
-        if explicit_h2 {
+        if listed.is_some_and(|l| l.iter().any(|p| p == "h2")) {
             let span = v.tls.as_ref().map(|t| t.span()).unwrap_or_default();
             return Err(f.error_at(
                 span,
@@ -91,11 +91,8 @@ pub(crate) fn vs_http2(
         send_timeout: r.send_timeout.map_or(client_idle, |d| d.0),
         idle_timeout: r.idle_timeout.map_or(http.client_keepalive_timeout, |d| d.0),
     };
-    if let Some(tls) = tls {
-        let listed = v.tls.as_ref().and_then(|t| t.get_ref().alpn.as_ref()).is_some();
-        if !listed && !tls.alpn.iter().any(|p| p == b"h2") {
-            tls.alpn.insert(0, b"h2".to_vec());
-        }
+    if let (Some(tls), None) = (tls, listed) {
+        tls.alpn.insert(0, b"h2".to_vec());
     }
     Ok(Some(out))
 }

@@ -31,7 +31,6 @@ const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
-const KNOWN_MAX: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 
@@ -126,8 +125,8 @@ impl Guard {
                 }
                 false
             }
-            k if k > KNOWN_MAX => true,
-            // PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY.
+            // PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY,
+            // and types shoal does not know.
             _ => true,
         };
         if idle {

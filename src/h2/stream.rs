@@ -33,6 +33,7 @@ use h2::{Reason, RecvStream, SendStream};
 use monoio::buf::IoBufMut;
 use std::future::poll_fn;
 use std::io;
+use std::io::Write;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ impl BodyIn {
                 Some(Ok(d)) if self.chunked => {
                     let n = d.len();
                     let _ = body.flow_control().release_capacity(n);
-                    self.staged.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                    let _ = write!(self.staged, "{n:x}\r\n");
                     self.staged.extend_from_slice(&d);
                     self.staged.extend_from_slice(b"\r\n");
                 }

@@ -143,7 +143,7 @@ pub struct Parked {
 pub async fn run(view: Rc<ShardView>, vs: usize, conn: Split, peer: SocketAddr, local: SocketAddr) -> Option<Parked> {
     let Split { r, w, fd, tls } = conn;
     let http2 = tls.as_ref().is_some_and(|t| t.alpn.as_deref() == Some(b"h2"));
-    let info = Rc::new(ConnInfo { client: peer, local, tls, ssl_lines: OnceCell::new(), http2 });
+    let info = Rc::new(ConnInfo { client: peer, local, tls, ssl_lines: OnceCell::new() });
     if http2 {
         // ALPN chose HTTP/2: the codec takes the connection (boxed: its
         // state does not enlarge every HTTP/1 connection's task).
@@ -1227,11 +1227,7 @@ async fn exchange(
                     Err(_) => Err(reply_timeout()),
                 }
             }
-            Ok(Err(e)) => Err(match request_body_error(e) {
-                Error::Client(c) => Failure::Client(c),
-                Error::Node(n) => Failure::Node(n),
-                e @ Error::Shoal(_) => Failure::Filter(e),
-            }),
+            Ok(Err(e)) => Err(body_failure(e)),
             // The head won the race. Both may have completed in the same
             // round (select! picks among ready branches at random), and a
             // node cannot answer a request before it has read it all, so
@@ -1297,17 +1293,22 @@ async fn duplex(
                     Err(_) => Err(Failure::Node(NodeError::ReplyTimeout)),
                 }
             }
-            Ok(Err(e)) => Err(match request_body_error(e) {
-                Error::Client(c) => Failure::Client(c),
-                Error::Node(n) => Failure::Node(n),
-                e @ Error::Shoal(_) => Failure::Filter(e),
-            }),
+            Ok(Err(e)) => Err(body_failure(e)),
         }
     };
     if out.is_ok() {
         std::mem::swap(&mut tx.response, resp);
     }
     out
+}
+
+/// Why a request body did not reach the node, as an exchange's failure.
+fn body_failure(e: BodyError) -> Failure {
+    match request_body_error(e) {
+        Error::Client(c) => Failure::Client(c),
+        Error::Node(n) => Failure::Node(n),
+        e @ Error::Shoal(_) => Failure::Filter(e),
+    }
 }
 
 /// The request body to the node as `req_body` says, through the request

@@ -28,8 +28,6 @@ pub struct ConnInfo {
     /// Header lines describing the TLS session, rendered once per
     /// connection by the first request that needs them (the SSL headers).
     pub ssl_lines: OnceCell<Vec<u8>>,
-    /// The connection speaks HTTP/2 (each request is one of its streams).
-    pub http2: bool,
 }
 
 /// One request on its way through the phases. See the module docs.

