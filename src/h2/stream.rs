@@ -435,9 +435,9 @@ impl StreamOut {
         let empty = framing == Framing::None || framing == Framing::Length(0);
         let send = respond.send_response(resp, empty).map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
         self.out.start(send, framing);
-        let after = self.head.split_off(self.parsed.len);
-        self.head = Vec::new();
-        self.out.bytes(&after).await?;
+        // The body bytes that came with the head, sent from where they are.
+        let head = std::mem::take(&mut self.head);
+        self.out.bytes(&head[self.parsed.len..]).await?;
         Ok(src.len())
     }
 

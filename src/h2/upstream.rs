@@ -101,9 +101,8 @@ impl NodeOut {
             x.wake();
         }
         self.out.start(stream, framing);
-        let rest = self.head.split_off(len);
-        self.head = Vec::new();
-        self.out.bytes(&rest).await?;
+        let head = std::mem::take(&mut self.head);
+        self.out.bytes(&head[len..]).await?;
         Ok(src.len())
     }
 
