@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod history;
 pub mod objects;
 pub mod render;
 pub mod routes;

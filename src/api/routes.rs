@@ -29,6 +29,8 @@ pub struct Api {
     writes: Mutex<()>,
     /// The verifier of the users it was built for.
     auth: Mutex<Option<CachedUsers>>,
+    /// The overview's last minutes (`status/history`).
+    history: Arc<super::history::History>,
 }
 
 type CachedUsers = (Vec<(String, String)>, Arc<super::auth::Verifier>);
@@ -146,8 +148,8 @@ fn file_name_ok(name: &str) -> bool {
 }
 
 impl Api {
-    pub fn new(control: Arc<Control>) -> Api {
-        Api { control, writes: Mutex::new(()), auth: Mutex::new(None) }
+    pub fn new(control: Arc<Control>, history: Arc<super::history::History>) -> Api {
+        Api { control, writes: Mutex::new(()), auth: Mutex::new(None), history }
     }
 
     /// The users of the running configuration's `[api]` (they may change
@@ -304,6 +306,10 @@ impl Api {
                 only(req, &["GET"])?;
                 let (g, t) = (self.control.current(), self.control.stats());
                 Ok(json_answer(200, &super::render::status(&g, &t)))
+            }
+            ["status", "history"] => {
+                only(req, &["GET"])?;
+                Ok(json_answer(200, &self.history(&req.query)?))
             }
             ["status", "virtual_servers", name] => {
                 only(req, &["GET"])?;
@@ -484,6 +490,33 @@ impl Api {
 }
 
 impl Api {
+    /// `GET …/status/history?since=MS`: the samples taken after Unix
+    /// millisecond MS (every sample kept without it), oldest first.
+    fn history(&self, query: &str) -> Result<Value, Fail> {
+        let mut since = 0;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=').unwrap_or((pair, "")) {
+                // A number past u64 is later than every sample.
+                ("since", v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    since = v.parse().unwrap_or(u64::MAX)
+                }
+                ("since", v) => {
+                    return Err(Fail::new(
+                        400,
+                        format!("since: expected Unix milliseconds (the time_ms of a sample), found {v:?}"),
+                    ))
+                }
+                (other, _) => return Err(Fail::new(400, format!("unknown parameter {other:?} (since)"))),
+            }
+        }
+        let samples: Vec<Value> = self.history.since(since).iter().map(|s| s.json()).collect();
+        Ok(json!({
+            "interval_seconds": super::history::INTERVAL.as_secs(),
+            "capacity": super::history::CAPACITY,
+            "samples": samples,
+        }))
+    }
+
     /// Remove cached objects: `{"url": U}`, `{"prefix": U}` (U a URL or a
     /// path, for every host) or `{"all": true}`, on every shard.
     fn purge(&self, req: &Request) -> Answer {
@@ -554,7 +587,8 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
         None => None,
         Some((cert, key)) => Some(server_tls(cert, key)?),
     };
-    super::server::start(listener, tls, Arc::new(Api::new(control.clone())))?;
+    let history = super::history::start(control.clone())?;
+    super::server::start(listener, tls, Arc::new(Api::new(control.clone(), history)))?;
     log::info!("REST API listening on {addr} ({})", if api.tls.is_some() { "https" } else { "http" });
     Ok(())
 }

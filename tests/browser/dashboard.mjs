@@ -6,8 +6,12 @@
 //   live              the request-rate figure and the chart, 3 s apart
 //   drain NODE POOL   press "drain" on NODE in POOL, confirm, wait for the page to say so
 //   down NODE         wait for NODE's row to turn red with a reason
+//   history           the charts at the page's first drawing (from shoal's history)
+//   purge-one KIND T  purge the URL (KIND url) or prefix (KIND prefix) T from the form
 //   purge             the cache's objects on the page, then purge them from it
-//   shots DIR         screenshots of the overview and of the pools, 1280x800, into DIR
+//   config VS         open the configuration view and follow VS → its pool → its monitor
+//   watch SECONDS     keep the page open and refreshing (perf/compare --dashboard)
+//   shots DIR         screenshots of the overview, the pools and the configuration, 1280x800, into DIR
 import { chromium } from "playwright-core";
 
 const [url, user, password, step, ...args] = process.argv.slice(2);
@@ -67,6 +71,53 @@ try {
       return r && r.classList.contains("down") && reason ? { reason, color: getComputedStyle(r.querySelector("td")).backgroundColor } : null;
     }, node, { timeout: 15000 });
     out(await row.jsonValue());
+  } else if (step === "history") {
+    // A page opened now: how many samples its first drawing has, and
+    // how long after loading it drew them (too soon to have polled them).
+    const t0 = Date.now();
+    await page.goto(url);
+    await page.waitForFunction(() => Number(document.getElementById("chart").dataset.points || 0) > 0);
+    const first = await page.evaluate(() => ({
+      points: Number(document.getElementById("chart").dataset.points),
+      charts: [...document.querySelectorAll("svg[id^=chart]")].filter((s) => s.querySelector("polyline")).length,
+      rate: document.getElementById("rate").textContent,
+    }));
+    out({ ...first, ms: Date.now() - t0 });
+  } else if (step === "purge-one") {
+    const [kind, target] = args;
+    await page.goto(url);
+    await page.locator("#purge-kind").selectOption(kind);
+    await page.locator("#purge-target").fill(target);
+    await page.locator("#purge-target").press("Enter");
+    await page.locator("#confirm-ok").click();
+    await page.waitForFunction(() => /^purge/.test(document.getElementById("purged").textContent));
+    out({ said: await page.locator("#purged").textContent() });
+  } else if (step === "config") {
+    const [vs] = args;
+    await page.goto(url);
+    await page.locator("#config-view > summary").click();
+    const vsBox = page.locator(`#cfg-virtual_servers-${vs}`);
+    await vsBox.waitFor();
+    // virtual server → pool (the link in its "pool" row) → monitor.
+    const poolLink = vsBox.locator("tr", { hasText: "pool" }).locator("a").first();
+    const pool = await poolLink.textContent();
+    await poolLink.click();
+    const poolBox = page.locator(`#cfg-pools-${pool}`);
+    const usedBy = await poolBox.locator("h4").textContent();
+    const monLink = poolBox.locator("tr", { hasText: "monitors" }).locator("a").first();
+    const monitor = await monLink.textContent();
+    await monLink.click();
+    const hash = await page.evaluate(() => location.hash);
+    const monBox = await page.locator(`#cfg-monitors-${monitor}`).textContent();
+    const hidden = await page.locator(".object td", { hasText: "••••" }).count();
+    out({ pool, pool_heading: usedBy, monitor, hash, monitor_text: monBox, hidden });
+  } else if (step === "watch") {
+    const [seconds] = args;
+    await page.goto(url);
+    let polls = 0;
+    page.on("response", (r) => { if (r.url().includes("/status/history")) polls++; });
+    await page.waitForTimeout(Number(seconds) * 1000);
+    out({ polls });
   } else if (step === "purge") {
     // The cache's objects as the page shows them, then purge from the page.
     await page.goto(url);
@@ -84,6 +135,9 @@ try {
     await page.waitForFunction(() => Number(document.getElementById("chart").dataset.points || 0) >= 3);
     await page.screenshot({ path: `${dir}/dashboard-overview.png` });
     await page.locator("#pools").screenshot({ path: `${dir}/dashboard-pool.png` });
+    await page.locator("#config-view > summary").click();
+    await page.locator("#config .object").first().waitFor();
+    await page.locator("#config-view").screenshot({ path: `${dir}/dashboard-config.png` });
     out({ shots: dir });
   }
 } finally {

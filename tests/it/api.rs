@@ -416,3 +416,66 @@ fn api_over_tls() {
     let (ok, _, _) = curl(&[&format!("http://127.0.0.1:{}/api/tm/1.0/status", api.port()), "-u", "admin:secret"]);
     assert!(!ok, "plain HTTP answered on the TLS port");
 }
+
+/// `status/history` (the dashboard's charts): a sample a second whose
+/// rates times their measured seconds add up to the requests, bytes and
+/// errors that happened; `since` returns only newer samples; a bad
+/// parameter is a 400.
+#[test]
+fn history_samples_every_second() {
+    let origin = Origin::start("http", &["a"]);
+    let shoal = Shoal::start(&format!("{}\n{}", api_section(), crate::http::http_config(&[origin.addr("a")], "", "")));
+    let history = |q: &str| {
+        let r = shoal.api("GET", &format!("/api/tm/1.0/status/history{q}"), "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let first = history("");
+    assert_eq!((first["interval_seconds"].as_u64(), first["capacity"].as_u64()), (Some(1), Some(600)), "{first}");
+    let start_ms = first["samples"].as_array().unwrap().last().map_or(0, |s| s["time_ms"].as_u64().unwrap());
+    // 100 requests with 1000-byte answers, and 3 bad ones.
+    let mut s = connect(shoal.addr("web"));
+    for i in 0..100 {
+        s.write_all(format!("GET /h{i}?size=1000 HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!((r.status, r.body.len()), (200, 1000));
+    }
+    for _ in 0..3 {
+        let r = send(shoal.addr("web"), "GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n");
+        assert_eq!(r.status, 400);
+    }
+    drop(s);
+    // Every sample taken since: they add up once the last request is in one.
+    let sum = |samples: &[serde_json::Value], key: &str| -> f64 {
+        samples.iter().map(|s| s[key].as_f64().unwrap() * s["seconds"].as_f64().unwrap()).sum()
+    };
+    // (A request refused as malformed is an error, not a request.)
+    let samples = poll(STARTUP, "the 100 requests and 3 errors in the history", || {
+        let v = history(&format!("?since={start_ms}"));
+        let samples = v["samples"].as_array().unwrap().clone();
+        (sum(&samples, "requests_per_second").round() >= 100.0
+            && sum(&samples, "errors_per_second").round() >= 3.0
+            && samples.last()?["connections"] == 0)
+            .then_some(samples)
+    });
+    assert_eq!(sum(&samples, "requests_per_second").round(), 100.0, "{samples:?}");
+    assert_eq!(sum(&samples, "errors_per_second").round(), 3.0, "{samples:?}");
+    assert!(sum(&samples, "bytes_out_per_second") > 100_000.0, "{samples:?}");
+    assert!(samples.iter().any(|s| s["response_time_avg_ms"].as_f64().unwrap() > 0.0), "{samples:?}");
+    for w in samples.windows(2) {
+        let (a, b) = (w[0]["time_ms"].as_u64().unwrap(), w[1]["time_ms"].as_u64().unwrap());
+        assert!(b > a && w[1]["seconds"].as_f64().unwrap() > 0.5, "{samples:?}");
+    }
+    // `since` the newest: nothing, until the next second's sample.
+    let newest = samples.last().unwrap()["time_ms"].as_u64().unwrap();
+    let next = poll(STARTUP, "the next sample", || {
+        let v = history(&format!("?since={newest}"));
+        v["samples"].as_array().unwrap().first().cloned()
+    });
+    assert!(next["time_ms"].as_u64().unwrap() > newest, "{next}");
+    assert_eq!(history("?since=99999999999999999999999")["samples"].as_array().unwrap().len(), 0);
+    for bad in ["?since=-1", "?since=x", "?limit=3"] {
+        let r = shoal.api("GET", &format!("/api/tm/1.0/status/history{bad}"), "");
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+}

@@ -1,9 +1,11 @@
 //! The dashboard (I5) in headless Chromium (tests/browser/dashboard.mjs):
 //! it refuses without credentials and loads with them; under load its
 //! request rate and chart move; draining a node from the page changes the
-//! node's state in the API; the cache is purged from it; a killed node's
-//! row turns red with the monitor's reason; screenshots for
-//! docs/dashboard.md.
+//! node's state in the API; a page opened later draws the last seconds
+//! from shoal's history; one URL, a prefix and the whole cache are purged
+//! from it; the configuration view links virtual server → pool → monitor;
+//! a killed node's row turns red with the monitor's reason; screenshots
+//! for docs/dashboard.md.
 
 use crate::support::*;
 use std::process::Command;
@@ -41,7 +43,8 @@ fn the_dashboard_in_a_real_browser() {
     let shoal = Shoal::start(&format!(
         "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\ncache = true\nservice_level = \"web\"\n\n\
          [service_levels.web]\nresponse_time = \"100ms\"\n\n\
-         [pools.p]\nnodes = [\"{na}\", \"{nb}\"]\nmonitors = [\"m\"]\n\n\
+         [pools.p]\nnodes = [\"{na}\", \"{nb}\"]\nmonitors = [\"m\"]\npersistence = \"s\"\n\n\
+         [persistence.s]\ntype = \"transparent\"\nsecret = \"do-not-show\"\n\n\
          [monitors.m]\ntype = \"tcp\"\ninterval = \"200ms\"\nfailures = 2\n\n{}",
         api_section()
     ));
@@ -63,6 +66,10 @@ fn the_dashboard_in_a_real_browser() {
         v["second"]["points"].as_u64() > v["first"]["points"].as_u64() && v["second"]["line"] != v["first"]["line"],
         "{v}"
     );
+    // A page opened now draws the last seconds at once, from shoal's
+    // history (it has not polled long enough to have them itself).
+    let v = step(&url, &["history"]).unwrap();
+    assert!(v["points"].as_u64() >= Some(5) && v["charts"] == 5 && v["ms"].as_u64() < Some(5_000), "{v}");
     // Screenshots under load (docs/dashboard.md shows them).
     let shots = TempDir::new();
     step(&url, &["shots", shots.0.to_str().unwrap()]).unwrap();
@@ -81,18 +88,49 @@ fn the_dashboard_in_a_real_browser() {
         ),
     );
     assert_eq!(r.status, 200);
+    // One URL from the form, then a prefix, then the whole cache.
+    for path in ["/c?size=11", "/d/1?size=12", "/d/2?size=13"] {
+        let r = send(
+            shoal.addr("web"),
+            &format!(
+                "GET {path}&hdr={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                enc("Cache-Control: max-age=600")
+            ),
+        );
+        assert_eq!(r.status, 200);
+    }
+    // (The load's own URL may be cached too.)
+    let objects = || shoal.status()["cache"]["memory"]["objects"].as_u64().unwrap();
+    let before = objects();
+    assert!(before >= 4, "{before}");
+    let v = step(&url, &["purge-one", "url", &format!("http://t/c?size=11&hdr={}", enc("Cache-Control: max-age=600"))])
+        .unwrap();
+    assert_eq!(v["said"], "purged 1 object(s)", "{v}");
+    let v = step(&url, &["purge-one", "prefix", "/d/"]).unwrap();
+    assert_eq!(v["said"], "purged 2 object(s)", "{v}");
+    assert_eq!(objects(), before - 3);
     let v = step(&url, &["purge"]).unwrap();
     assert!(
         v["before"].as_u64() >= Some(1) && v["said"].as_str().unwrap().starts_with("purged") && v["slm_rows"] == 1,
         "{v}"
     );
     assert_eq!(shoal.status()["cache"]["memory"]["objects"], 0);
+    // The configuration, read-only: virtual server → pool → monitor, the
+    // pool used by the virtual server, the persistence secret hidden.
+    let v = step(&url, &["config", "web"]).unwrap();
+    assert_eq!(
+        (v["pool"].as_str(), v["monitor"].as_str(), v["hash"].as_str()),
+        (Some("p"), Some("m"), Some("#cfg-monitors-m")),
+        "{v}"
+    );
+    assert!(v["pool_heading"].as_str().unwrap().contains("used by web"), "{v}");
+    assert!(v["monitor_text"].as_str().unwrap().contains("200ms") && v["hidden"] == 1, "{v}");
     // A killed node turns red, with the monitor's reason.
     b.kill();
     let v = step(&url, &["down", &nb.to_string()]).unwrap();
     assert!(v["reason"].as_str().unwrap().contains("node down after 2 failed test(s)"), "{v}");
     assert_eq!(v["color"], "rgb(255, 235, 233)", "{v}");
-    for f in ["dashboard-overview.png", "dashboard-pool.png"] {
+    for f in ["dashboard-overview.png", "dashboard-pool.png", "dashboard-config.png"] {
         let png = std::fs::read(shots.0.join(f)).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{f}");
         if let Some(to) = std::env::var_os("SHOAL_DASHBOARD_SHOTS") {

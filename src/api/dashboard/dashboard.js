@@ -1,12 +1,12 @@
 // shoal's dashboard: polls the same API any client uses
-// (GET /api/tm/1.0/status and /api/tm/1.0/events) once a second, and
-// acts through it (PUT /api/tm/1.0/nodes/NODE). No library, no build
+// (GET /api/tm/1.0/status, /status/history and /events) once a second,
+// and acts through it (PUT /api/tm/1.0/nodes/NODE, POST /cache/purge). No library, no build
 // step: the browser already holds the credentials it was asked for.
 "use strict";
 const API = "/api/tm/1.0";
-const HISTORY = 300; // seconds of chart
-const history = [];
-let last = null;
+const WINDOW = 600; // seconds the charts span (the API keeps as many samples)
+let samples = []; // GET /status/history, oldest first
+let lastMs = null; // time_ms of the newest sample held
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, attrs = {}, ...kids) => {
@@ -24,41 +24,41 @@ const fmt = (n, unit = "") => {
   return s + unit;
 };
 
-function totals(st) {
-  let requests = 0, bytes = 0, conns = 0, errors = 0, time = 0;
-  for (const v of Object.values(st.virtual_servers)) {
-    requests += v.requests; bytes += v.bytes_out; conns += v.current_connections;
-    errors += Object.values(v.errors).reduce((a, b) => a + b, 0);
-    time += v.request_time_avg_seconds * v.requests;
-  }
-  return { requests, bytes, conns, errors, time, at: performance.now() };
+// The overview's figures are the newest sample; its charts, the samples
+// of the last WINDOW seconds, kept by shoal (so a new page starts full).
+const CHARTS = [
+  ["chart", "requests_per_second", "/s"],
+  ["chart-bandwidth", "bytes_out_per_second", "B/s"],
+  ["chart-connections", "connections", ""],
+  ["chart-errors", "errors_per_second", "/s"],
+  ["chart-rt", "response_time_avg_ms", " ms"],
+];
+
+function overview(history) {
+  samples = samples.concat(history.samples);
+  if (!samples.length) return;
+  lastMs = samples[samples.length - 1].time_ms;
+  samples = samples.filter((s) => s.time_ms > lastMs - WINDOW * 1000);
+  const s = samples[samples.length - 1];
+  $("rate").textContent = fmt(s.requests_per_second);
+  $("bandwidth").textContent = fmt(s.bytes_out_per_second, "B");
+  $("connections").textContent = fmt(s.connections);
+  $("errors").textContent = fmt(s.errors_per_second);
+  $("rt").textContent = s.requests_per_second > 0 ? fmt(s.response_time_avg_ms, " ms") : "–";
+  // The time axis spans what shoal has kept: a minute at least, WINDOW at most.
+  const span = Math.min(WINDOW, Math.max(60, Math.ceil((lastMs - samples[0].time_ms) / 1000) + 1));
+  for (const [id, key, unit] of CHARTS) chart($(id), key, unit, lastMs - span * 1000, span);
 }
 
-function overview(st) {
-  const t = totals(st);
-  if (last) {
-    const dt = (t.at - last.at) / 1000;
-    const rate = (t.requests - last.requests) / dt;
-    $("rate").textContent = fmt(rate);
-    $("bandwidth").textContent = fmt((t.bytes - last.bytes) / dt, "B");
-    $("errors").textContent = fmt((t.errors - last.errors) / dt);
-    const dr = t.requests - last.requests;
-    $("rt").textContent = dr > 0 ? fmt(((t.time - last.time) / dr) * 1000, " ms") : "–";
-    history.push(rate);
-    if (history.length > HISTORY) history.shift();
-    chart();
-  }
-  $("connections").textContent = fmt(t.conns);
-  last = t;
-}
-
-function chart() {
-  const svg = $("chart");
-  const max = Math.max(1, ...history);
-  const pts = history.map((v, i) => `${(600 * (i + HISTORY - history.length)) / (HISTORY - 1)},${118 - (v / max) * 110}`).join(" ");
-  svg.innerHTML = `<polyline fill="none" stroke="#0969da" stroke-width="2" points="${pts}"/>` +
-    `<text x="4" y="12" font-size="10" fill="#656d76">${fmt(max)}/s</text>`;
-  svg.dataset.points = history.length;
+function chart(svg, key, unit, from, span) {
+  const w = 600, h = Number(svg.viewBox.baseVal.height) || 120;
+  const max = Math.max(1e-9, ...samples.map((s) => s[key]));
+  const pts = samples.map((s) => `${(((s.time_ms - from) / (span * 1000)) * w).toFixed(1)},${(h - 2 - (s[key] / max) * (h - 14)).toFixed(1)}`).join(" ");
+  svg.innerHTML = `<polyline fill="none" stroke="#0969da" stroke-width="2" vector-effect="non-scaling-stroke" points="${pts}"/>`;
+  svg.dataset.points = samples.length;
+  // The scale is HTML beside the drawing: text in a stretched SVG would be stretched too.
+  const ago = span >= 120 ? `${Math.round(span / 60)} min` : `${span} s`;
+  $(svg.id + "-max").textContent = `(top: ${fmt(max, unit)}, last ${ago})`;
 }
 
 function virtualServers(st) {
@@ -161,6 +161,16 @@ $("purge").addEventListener("click", async () => {
   refresh();
 });
 
+$("purge-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const kind = $("purge-kind").value, target = $("purge-target").value.trim();
+  if (!target) return;
+  if (!(await confirmed(`Purge ${kind === "prefix" ? "every object under" : "the object at"} ${target}, on every shard?`))) return;
+  const r = await fetch(`${API}/cache/purge`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ [kind]: target }) });
+  $("purged").textContent = r.ok ? `purged ${(await r.json()).purged} object(s)` : `purge failed: ${r.status} ${(await r.json().catch(() => ({}))).error_text || ""}`;
+  refresh();
+});
+
 function events(list) {
   reasons = new Map();
   for (const e of list) {
@@ -174,21 +184,106 @@ function events(list) {
 
 async function refresh() {
   try {
-    const [s, e] = await Promise.all([fetch(`${API}/status`), fetch(`${API}/events?limit=200`)]);
+    const since = lastMs === null ? "" : `?since=${lastMs}`;
+    const [s, e, h] = await Promise.all([fetch(`${API}/status`), fetch(`${API}/events?limit=200`), fetch(`${API}/status/history${since}`)]);
     if (!s.ok) throw new Error(`status: ${s.status}`);
     const st = await s.json();
     if (e.ok) events((await e.json()).events);
+    if (h.ok) overview(await h.json());
     $("generation").textContent = `configuration generation ${st.generation}, ${st.shards} shard(s)`;
-    overview(st);
     virtualServers(st);
     classes(st);
     cache(st);
     if (!$("confirm").open) pools(st);
+    if (configShown !== null && configShown !== st.generation && $("config-view").open) loadConfig(st.generation);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
     $("updated").textContent = "not updated: " + err.message;
   }
 }
+
+// The configuration objects, read-only, through the same API an editor
+// uses (GET /config/active/TYPE/NAME): loaded when the view is opened and
+// again when the configuration's generation changes. A value that names
+// another object links to it; each object lists what refers to it.
+const REFS = {
+  virtual_servers: { pool: "pools", request_rules: "rules", response_rules: "rules", rate_class: "rate_classes",
+    bandwidth_class: "bandwidth_classes", service_level: "service_levels", sni_pools: "pools" },
+  pools: { monitors: "monitors", persistence: "persistence" },
+};
+const HIDDEN = /secret|password|token/i; // shown as •••• (the API still has them)
+let configShown = null;
+const cfgId = (kind, name) => `cfg-${kind}-${name}`;
+
+async function getJson(path) {
+  const r = await fetch(API + path);
+  if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.json().catch(() => ({}))).error_text || ""}`);
+  return r.json();
+}
+
+async function loadConfig(generation) {
+  configShown = generation;
+  const box = $("config");
+  try {
+    const kinds = (await getJson("/config/active")).children.map((c) => c.name).filter((k) => k !== "files");
+    const objects = {};
+    await Promise.all(kinds.map(async (k) => {
+      const names = (await getJson(`/config/active/${k}`)).children.map((c) => c.name);
+      objects[k] = await Promise.all(names.map(async (n) => [n, (await getJson(`/config/active/${k}/${encodeURIComponent(n)}`)).properties]));
+    }));
+    // Who refers to whom, from the same keys.
+    const usedBy = new Map();
+    const targets = (kind, key, value) => {
+      const to = (REFS[kind] || {})[key];
+      if (!to) return [];
+      const names = typeof value === "string" ? [value] : Array.isArray(value) ? value : value && typeof value === "object" ? Object.values(value) : [];
+      return names.filter((n) => typeof n === "string").map((n) => [to, n]);
+    };
+    const referable = new Set(Object.values(REFS).flatMap((r) => Object.values(r)));
+    for (const k of kinds) for (const [n, props] of objects[k]) for (const [key, v] of Object.entries(props.basic))
+      for (const [to, t] of targets(k, key, v)) {
+        const id = cfgId(to, t);
+        if (!usedBy.has(id)) usedBy.set(id, []);
+        usedBy.get(id).push([k, n]);
+      }
+    const link = (kind, name) => el("a", { href: "#" + cfgId(kind, name) }, name);
+    const value = (kind, key, v) => {
+      if (HIDDEN.test(key) && typeof v === "string") return "••••";
+      const refs = targets(kind, key, v);
+      if (!refs.length) return typeof v === "string" ? v : JSON.stringify(v);
+      const span = el("span", {});
+      refs.forEach(([to, t], i) => { if (i) span.append(", "); span.append(link(to, t)); });
+      return span;
+    };
+    const out = [];
+    for (const k of kinds) {
+      if (!objects[k].length) continue;
+      out.push(el("h3", {}, k.replace(/_/g, " ")));
+      for (const [n, props] of objects[k]) {
+        const rows = [];
+        for (const [key, v] of Object.entries(props.basic)) rows.push(el("tr", {}, el("th", {}, key), el("td", { class: "text" }, value(k, key, v))));
+        for (const [section, v] of Object.entries(props)) if (section !== "basic") {
+          const shown = JSON.stringify(v, (key, x) => (HIDDEN.test(key) && typeof x === "string" ? "••••" : x));
+          rows.push(el("tr", {}, el("th", {}, `[${section}]`), el("td", { class: "text code" }, shown)));
+        }
+        const users = usedBy.get(cfgId(k, n)) || [];
+        const extra = k === "pools" ? [" · ", el("a", { href: "#pool-" + n }, "live figures")] : [];
+        out.push(el("div", { class: "object", id: cfgId(k, n) },
+          el("h4", {}, n, " ", el("span", { class: "muted" }, users.length ? "used by " : referable.has(k) ? "unused" : ""),
+            ...users.flatMap(([uk, un], i) => [i ? ", " : "", link(uk, un)]), ...extra),
+          el("table", {}, el("tbody", {}, ...rows))));
+      }
+    }
+    box.replaceChildren(...out);
+    $("config-note").textContent = `generation ${generation}, as the API reads it`;
+  } catch (err) {
+    box.replaceChildren(el("p", { class: "muted" }, "cannot read the configuration: " + err.message));
+  }
+}
+
+$("config-view").addEventListener("toggle", () => {
+  if ($("config-view").open) getJson("/status").then((st) => loadConfig(st.generation)).catch((err) => $("config").replaceChildren(String(err)));
+});
 
 refresh();
 setInterval(refresh, 1000);
