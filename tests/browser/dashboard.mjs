@@ -4,7 +4,8 @@
 // usage: node dashboard.mjs URL USER PASSWORD STEP [ARGS…]
 //   auth              the page's status without credentials, and with them
 //   live              the request-rate figure and the chart, 3 s apart
-//   drain NODE POOL   press "drain" on NODE in POOL, confirm, wait for the page to say so
+//   drain NODE POOL [ACTION [all]]  press ACTION's button (draining) on NODE in POOL, confirm
+//                     (in every pool with "all"), wait for the page to say so
 //   down NODE         wait for NODE's row to turn red with a reason
 //   history           the charts at the page's first drawing (from shoal's history)
 //   purge-one KIND T  purge the URL (KIND url) or prefix (KIND prefix) T from the form
@@ -50,18 +51,22 @@ try {
     const b = await read();
     out({ first: a, second: b });
   } else if (step === "drain") {
-    const [node, pool] = args;
+    // ACTION (draining, disabled, active) NODE in POOL, or with "all" in
+    // every pool that has it: from the keyboard, then the confirmation.
+    const [node, pool, action = "draining", where = "one"] = args;
     await page.goto(url);
-    const button = page.locator(`#pool-${pool} tr[data-node="${node}"] button[data-action="draining"]`);
+    const button = page.locator(`#pool-${pool} tr[data-node="${node}"] button[data-action="${action}"]`);
     await button.waitFor();
     await button.focus();
     await page.keyboard.press("Enter");
+    const offered = await page.locator("#confirm-choice").isVisible();
+    if (where === "all") await page.locator("#confirm-all").check();
     await page.locator("#confirm-ok").click();
-    await page.waitForFunction(([n, p]) => {
-      const cell = document.querySelector(`#pool-${p} tr[data-node="${n}"] td.state`);
-      return cell && cell.textContent === "draining";
-    }, [node, pool]);
-    out({ drained: node });
+    await page.waitForFunction(([n, a, w, p]) => {
+      const cells = [...document.querySelectorAll(`${w === "all" ? "" : `#pool-${p} `}tr[data-node="${n}"] td.state`)];
+      return cells.length && cells.every((c) => c.textContent === a);
+    }, [node, action, where, pool]);
+    out({ node, action, offered_all: offered, rows: await page.locator(`tr[data-node="${node}"] td.state`).allTextContents() });
   } else if (step === "down") {
     const [node] = args;
     await page.goto(url);

@@ -44,6 +44,7 @@ fn the_dashboard_in_a_real_browser() {
         "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\ncache = true\nservice_level = \"web\"\n\n\
          [service_levels.web]\nresponse_time = \"100ms\"\n\n\
          [pools.p]\nnodes = [\"{na}\", \"{nb}\"]\nmonitors = [\"m\"]\npersistence = \"s\"\n\n\
+         [pools.q]\nnodes = [\"{na}\"]\n\n\
          [persistence.s]\ntype = \"transparent\"\nsecret = \"do-not-show\"\n\n\
          [monitors.m]\ntype = \"tcp\"\ninterval = \"200ms\"\nfailures = 2\n\n{}",
         api_section()
@@ -76,9 +77,29 @@ fn the_dashboard_in_a_real_browser() {
     let (report, ok) = load.join().unwrap();
     assert!(ok && report["errors"]["total"] == 0, "{report}");
     // Drain from the page (keyboard, then the confirmation).
+    // Drain in one pool (the other pool that has the node keeps it active),
+    // then disable in every pool, then enable in every pool again.
+    let node_states = || {
+        let v = shoal.api("GET", &format!("/api/tm/1.0/nodes/{na}"), "").json();
+        let mut s: Vec<(String, String)> = v["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["pool"].as_str().unwrap().to_owned(), p["state"].as_str().unwrap().to_owned()))
+            .collect();
+        s.sort();
+        s
+    };
+    let pair = |p: &str, s: &str| (p.to_owned(), s.to_owned());
+    let v = step(&url, &["drain", &na.to_string(), "p"]).unwrap();
+    assert_eq!(v["offered_all"], true, "{v}");
+    assert_eq!(node_states(), [pair("p", "draining"), pair("q", "active")]);
+    let v = step(&url, &["drain", &na.to_string(), "p", "disabled", "all"]).unwrap();
+    assert_eq!(v["rows"], serde_json::json!(["disabled", "disabled"]), "{v}");
+    assert_eq!(node_states(), [pair("p", "disabled"), pair("q", "disabled")]);
+    step(&url, &["drain", &na.to_string(), "q", "active", "all"]).unwrap();
+    assert_eq!(node_states(), [pair("p", "active"), pair("q", "active")]);
     step(&url, &["drain", &na.to_string(), "p"]).unwrap();
-    let node = shoal.api("GET", &format!("/api/tm/1.0/nodes/{na}"), "").json();
-    assert!(node.to_string().contains("\"state\":\"draining\""), "{node}");
     // The cache and the classes are shown; the cache is purged from the page.
     let r = send(
         shoal.addr("web"),

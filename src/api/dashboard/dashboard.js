@@ -72,17 +72,26 @@ function virtualServers(st) {
 // The reason a node is down: the last node.down event that names it.
 let reasons = new Map();
 
+// The pools of each node, from the last status (for "in every pool").
+let nodePools = new Map();
+
 async function act(node, pool, state) {
-  if (!(await confirmed(`Set node ${node} ${state} in pool ${pool}?`))) return;
+  const others = (nodePools.get(node) || []).filter((p) => p !== pool);
+  const choice = others.length ? `also in ${others.join(", ")} (every pool that has it)` : null;
+  if (!(await confirmed(`Set node ${node} ${state} in pool ${pool}?`, choice))) return;
+  const everywhere = choice && $("confirm-all").checked;
   const r = await fetch(`${API}/nodes/${encodeURIComponent(node)}`, {
     method: "PUT", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ state, pools: [pool] }),
+    // Without "pools" the API sets the node's state in every pool that has it.
+    body: JSON.stringify(everywhere ? { state } : { state, pools: [pool] }),
   });
   if (!r.ok) alert(`${node}: ${r.status} ${await r.text()}`);
   refresh();
 }
 
 function pools(st) {
+  nodePools = new Map();
+  for (const [name, p] of Object.entries(st.pools)) for (const n of p.nodes) nodePools.set(n.node, [...(nodePools.get(n.node) || []), name]);
   const out = Object.entries(st.pools).map(([name, p]) => {
     const rows = p.nodes.map((n) => {
       const down = n.health !== "alive" || n.state === "disabled";
@@ -147,9 +156,14 @@ function cache(st) {
   $("cache").tBodies[0].replaceChildren(...rows);
 }
 
-async function confirmed(text) {
+// A modal confirmation; `choice`, when given, is the label of a checkbox
+// (#confirm-all) the caller reads after it.
+async function confirmed(text, choice = null) {
   const d = $("confirm");
   $("confirm-text").textContent = text;
+  $("confirm-choice").hidden = !choice;
+  $("confirm-all").checked = false;
+  $("confirm-all-label").textContent = choice || "";
   d.showModal();
   return (await new Promise((ok) => d.addEventListener("close", () => ok(d.returnValue), { once: true }))) === "ok";
 }
