@@ -41,4 +41,5 @@ pub mod shaping;
 pub mod slm;
 pub mod stats;
 pub mod tls;
+pub mod udp;
 pub mod util;

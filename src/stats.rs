@@ -67,6 +67,36 @@ pub enum H2Event {
 pub const H2_COUNTERS: [(H2Event, &str); 3] =
     [(H2Event::Connection, "connections"), (H2Event::Flood, "floods"), (H2Event::ProtocolError, "protocol_errors")];
 
+/// UDP events per virtual server, by name (docs/udp.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpEvent {
+    /// A client's datagram sent on to its node.
+    DatagramIn = 0,
+    /// A node's datagram sent back to its client.
+    DatagramOut,
+    /// A datagram over `udp_max_datagram`, dropped.
+    Oversize,
+    /// A new flow refused by `max_connections` or
+    /// `max_connections_per_client`; its datagram dropped.
+    FlowRefused,
+    /// A new flow found no node; its datagram dropped.
+    NoNode,
+    /// A datagram that met a full socket buffer (or an error), dropped.
+    SendDropped,
+    /// A `one_response` flow whose node did not answer in `udp_timeout`.
+    NoReply,
+}
+
+pub const UDP_COUNTERS: [(UdpEvent, &str); 7] = [
+    (UdpEvent::DatagramIn, "datagrams_in"),
+    (UdpEvent::DatagramOut, "datagrams_out"),
+    (UdpEvent::Oversize, "oversize_dropped"),
+    (UdpEvent::FlowRefused, "flows_refused"),
+    (UdpEvent::NoNode, "no_node_dropped"),
+    (UdpEvent::SendDropped, "send_dropped"),
+    (UdpEvent::NoReply, "no_reply"),
+];
+
 /// Requests by the protocol version they came in, by name.
 pub const VERSIONS: [(crate::http::Version, &str); 3] = [
     (crate::http::Version::Http10, "http/1.0"),
@@ -108,9 +138,15 @@ pub struct VsCounters {
     pub versions: [Cell<u64>; VERSIONS.len()],
     /// HTTP/2 events, in [`H2_COUNTERS`] order.
     pub http2: [Cell<u64>; H2_COUNTERS.len()],
+    /// UDP events, in [`UDP_COUNTERS`] order.
+    pub udp: [Cell<u64>; UDP_COUNTERS.len()],
 }
 
 impl VsCounters {
+    pub fn udp(&self, e: UdpEvent) {
+        bump(&self.udp[e as usize], 1);
+    }
+
     pub fn h2(&self, e: H2Event) {
         bump(&self.http2[e as usize], 1);
     }
@@ -181,6 +217,7 @@ impl VsCounters {
             compress_bytes_out: self.compress_bytes_out.get(),
             versions: self.versions.each_ref().map(Cell::get),
             http2: self.http2.each_ref().map(Cell::get),
+            udp: self.udp.each_ref().map(Cell::get),
         }
     }
 }
@@ -239,6 +276,7 @@ pub struct VsSnapshot {
     pub compress_bytes_out: u64,
     pub versions: [u64; VERSIONS.len()],
     pub http2: [u64; H2_COUNTERS.len()],
+    pub udp: [u64; UDP_COUNTERS.len()],
 }
 
 /// A node's figures in one pool, from one shard or summed.
@@ -308,6 +346,9 @@ impl Totals {
                             *a += b;
                         }
                         for (a, b) in x.http2.iter_mut().zip(v.http2) {
+                            *a += b;
+                        }
+                        for (a, b) in x.udp.iter_mut().zip(v.udp) {
                             *a += b;
                         }
                         for (a, b) in x.cache.iter_mut().zip(v.cache) {

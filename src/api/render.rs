@@ -4,7 +4,7 @@
 
 use crate::http::coding::Coding;
 use crate::runtime::generation::Generation;
-use crate::stats::{NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, H2_COUNTERS, VERSIONS, VS_ERRORS};
+use crate::stats::{NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, H2_COUNTERS, UDP_COUNTERS, VERSIONS, VS_ERRORS};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,6 +34,7 @@ pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
         "compression": compression_json(v),
         "requests_by_version": VERSIONS.iter().zip(v.versions).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
         "http2": H2_COUNTERS.iter().zip(v.http2).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
+        "udp": UDP_COUNTERS.iter().zip(v.udp).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
     })
 }
 
@@ -366,6 +367,16 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
                 "shoal_virtual_server_http2_events_total",
                 &[("virtual_server", &v.name), ("event", event)],
                 v.http2[i] as f64,
+            );
+        }
+    }
+    m.family("shoal_virtual_server_udp_events_total", "counter", "UDP datagrams relayed and dropped (docs/udp.md).");
+    for v in &t.virtual_servers {
+        for (i, (_, event)) in UDP_COUNTERS.iter().enumerate() {
+            m.sample(
+                "shoal_virtual_server_udp_events_total",
+                &[("virtual_server", &v.name), ("event", event)],
+                v.udp[i] as f64,
             );
         }
     }

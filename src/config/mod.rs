@@ -14,6 +14,7 @@ pub mod model;
 pub mod raw;
 mod rules;
 mod shaping;
+mod udp;
 mod validate;
 
 pub use model::*;

@@ -292,6 +292,27 @@ pub struct VirtualServer {
     pub compression: Option<Compression>,
     /// `[http2]`; `None`: HTTP/1.1 only.
     pub http2: Option<Http2>,
+    /// `protocol = "udp"`: its flow settings.
+    pub udp: Option<Udp>,
+}
+
+/// A UDP virtual server's flows (docs/udp.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Udp {
+    pub mode: UdpMode,
+    /// A flow with no datagram either way for this long ends; in
+    /// `one_response` mode, a node that has not answered by then failed.
+    pub timeout: Duration,
+    /// The largest datagram relayed; larger ones are dropped and counted.
+    pub max_datagram: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpMode {
+    /// The flow ends with the node's first answer (DNS and the like).
+    OneResponse,
+    /// The flow lasts until it idles past `timeout` (media, games).
+    Streaming,
 }
 
 /// `[virtual_servers.NAME.http2]` (docs/http2.md): the HTTP/2 settings

@@ -555,6 +555,12 @@ pub struct RawVirtualServer {
     pub compression: Option<Spanned<RawCompression>>,
     /// HTTP/2 to clients (docs/http2.md).
     pub http2: Option<Spanned<RawHttp2>>,
+    /// UDP (docs/udp.md): `one_response` or `streaming`.
+    pub udp_mode: Option<Spanned<String>>,
+    /// UDP: a flow with no datagram either way for this long ends.
+    pub udp_timeout: Option<Spanned<Dur>>,
+    /// UDP: the largest datagram relayed, bytes.
+    pub udp_max_datagram: Option<Spanned<u32>>,
 }
 
 /// `[virtual_servers.NAME.http2]`: HTTP/2 to clients, by ALPN on TLS and
@@ -1083,11 +1089,13 @@ pub enum Protocol {
     ServerFirstBanner,
     GenericStreaming,
     SslPassthrough,
+    /// Datagrams (docs/udp.md).
+    Udp,
 }
 
 impl Protocol {
     pub const NAMES: &'static [&'static str] =
-        &["http", "server_first", "client_first", "server_first_banner", "generic_streaming", "ssl_passthrough"];
+        &["http", "server_first", "client_first", "server_first_banner", "generic_streaming", "ssl_passthrough", "udp"];
 
     pub fn parse(s: &str) -> Option<Protocol> {
         Protocol::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok()
@@ -1101,6 +1109,7 @@ impl Protocol {
             Protocol::ServerFirstBanner => "server_first_banner",
             Protocol::GenericStreaming => "generic_streaming",
             Protocol::SslPassthrough => "ssl_passthrough",
+            Protocol::Udp => "udp",
         }
     }
 }

@@ -115,7 +115,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
 
     let mut virtual_servers = Vec::new();
     let mut seen_vs: HashMap<&str, (&SourceFile, &Spanned<String>)> = HashMap::new();
-    let mut seen_listen: HashMap<SocketAddr, String> = HashMap::new();
+    // (address, UDP): a UDP and a TCP virtual server may share a port.
+    let mut seen_listen: HashMap<(SocketAddr, bool), String> = HashMap::new();
     for f in files {
         for (name, v) in &f.raw.virtual_servers {
             let vname = name.get_ref();
@@ -151,7 +152,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                     f.error_at(v.listen.span(), key("listen"), format!("invalid listen address \"{l}\": expected IP:PORT such as \"127.0.0.1:8080\" or \"[::]:443\""))
                 })?;
                 if addr.port() != 0 {
-                    if let Some(other) = seen_listen.insert(addr, vname.clone()) {
+                    if let Some(other) = seen_listen.insert((addr, v.protocol == raw::Protocol::Udp), vname.clone()) {
                         return Err(f.error_at(
                             v.listen.span(),
                             key("listen"),
@@ -168,6 +169,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                     "a virtual server needs at least one listen address".into(),
                 ));
             }
+            // First: a UDP virtual server's keys, and the keys it cannot have.
+            let udp = super::udp::vs_udp(f, vname, v)?;
             let banner = match (&v.banner, v.protocol) {
                 (Some(b), raw::Protocol::ServerFirstBanner) => Some(b.get_ref().as_bytes().to_vec()),
                 (None, raw::Protocol::ServerFirstBanner) => {
@@ -323,6 +326,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 service_level: classes.service_level,
                 compression,
                 http2,
+                udp,
             });
         }
     }
@@ -337,7 +341,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                     format!("invalid listen address \"{}\"", r.listen.get_ref()),
                 )
             })?;
-            if let Some(other) = seen_listen.insert(listen, name.get_ref().clone()) {
+            if let Some(other) = seen_listen.insert((listen, false), name.get_ref().clone()) {
                 return Err(f.error_at(r.listen.span(), None, format!("{listen} is already used by \"{other}\"")));
             }
             responders.push(Responder { name: name.get_ref().clone(), listen, greeting: r.greeting.clone() });

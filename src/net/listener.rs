@@ -1,12 +1,29 @@
 //! Binding listeners. Every shard gets its own socket for every address,
-//! bound with SO_REUSEPORT so the kernel spreads new connections across
-//! shards. Sockets are created on the main thread before any shard starts,
+//! bound with SO_REUSEPORT so the kernel spreads new connections (and, for
+//! UDP, flows: it hashes the client's address and port, so one flow's
+//! datagrams always reach the same shard) across shards. Sockets are created on the main thread before any shard starts,
 //! so a bad address or a port in use is reported once, at startup, and a
 //! port 0 is resolved once and shared by all shards.
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+/// One shard's socket of a listener: TCP (every protocol but one) or UDP.
+#[derive(Debug)]
+pub enum ListenSocket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl ListenSocket {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            ListenSocket::Tcp(l) => l.local_addr(),
+            ListenSocket::Udp(u) => u.local_addr(),
+        }
+    }
+}
 
 /// Bind one SO_REUSEPORT listener.
 pub fn bind_reuseport(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
@@ -33,4 +50,53 @@ pub fn bind_group(addr: SocketAddr, backlog: u32, count: usize) -> io::Result<(S
         v.push(bind_reuseport(actual, backlog)?);
     }
     Ok((actual, v))
+}
+
+/// The receive and send buffers a UDP listener asks for: a burst of
+/// datagrams waits here while the shard is busy (the kernel caps it at
+/// net.core.rmem_max / wmem_max).
+const UDP_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Bind one SO_REUSEPORT UDP socket.
+pub fn bind_udp_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    let _ = s.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(UDP_SOCKET_BUFFER);
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// A listener's sockets, one per shard: TCP with `backlog`, or UDP.
+pub fn bind_any_group(
+    addr: SocketAddr,
+    udp: bool,
+    backlog: u32,
+    count: usize,
+) -> io::Result<(SocketAddr, Vec<ListenSocket>)> {
+    if !udp {
+        let (a, v) = bind_group(addr, backlog, count)?;
+        return Ok((a, v.into_iter().map(ListenSocket::Tcp).collect()));
+    }
+    let first = bind_udp_reuseport(addr)?;
+    let actual = first.local_addr()?;
+    let mut v = vec![ListenSocket::Udp(first)];
+    for _ in 1..count {
+        v.push(ListenSocket::Udp(bind_udp_reuseport(actual)?));
+    }
+    Ok((actual, v))
+}
+
+/// One more socket for a listener already bound at `actual`.
+pub fn bind_any(actual: SocketAddr, udp: bool, backlog: u32) -> io::Result<ListenSocket> {
+    Ok(if udp {
+        ListenSocket::Udp(bind_udp_reuseport(actual)?)
+    } else {
+        ListenSocket::Tcp(bind_reuseport(actual, backlog)?)
+    })
 }

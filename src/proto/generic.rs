@@ -31,7 +31,11 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: S
     let Split { r: mut cr, w: mut cw, .. } = client;
     let mut first: Option<Vec<u8>> = None;
     match vs.protocol {
-        Protocol::ServerFirst | Protocol::GenericStreaming | Protocol::Http | Protocol::SslPassthrough => {}
+        Protocol::ServerFirst
+        | Protocol::GenericStreaming
+        | Protocol::Http
+        | Protocol::SslPassthrough
+        | Protocol::Udp => {}
         Protocol::ClientFirst | Protocol::ServerFirstBanner => {
             if let Some(banner) = &vs.banner {
                 let (res, _) = cw.write_all(banner.clone()).await;

@@ -52,7 +52,7 @@ pub struct Listeners {
     /// Every listener and the shards that accept on it.
     pub wanted: BTreeMap<ListenKey, BTreeSet<usize>>,
     /// Per shard: the sockets it did not hold before.
-    pub sockets: Vec<Vec<(ListenKey, std::net::TcpListener)>>,
+    pub sockets: Vec<Vec<(ListenKey, listener::ListenSocket)>>,
     /// Every listener's actual address (port 0 resolved).
     pub actual: BTreeMap<ListenKey, SocketAddr>,
 }
@@ -72,21 +72,22 @@ pub fn bind(config: &Config, n: usize, bound: &BTreeMap<ListenKey, Bound>) -> Re
             ));
         }
         let shards: BTreeSet<usize> = vs.shards.clone().map_or_else(|| (0..n).collect(), |s| s.into_iter().collect());
+        let udp = vs.protocol == crate::config::Protocol::Udp;
         for addr in &vs.listen {
-            let key = (vs.name.clone(), *addr);
+            let key = super::shard::listen_key(vs, *addr);
             let err =
                 |a: SocketAddr, e: std::io::Error| format!("virtual server {}: cannot listen on {a}: {e}", vs.name);
             let actual = match bound.get(&key) {
                 Some(b) => {
                     for &sh in shards.difference(&b.shards) {
-                        let sock = listener::bind_reuseport(b.actual, vs.backlog).map_err(|e| err(b.actual, e))?;
+                        let sock = listener::bind_any(b.actual, udp, vs.backlog).map_err(|e| err(b.actual, e))?;
                         l.sockets[sh].push((key.clone(), sock));
                     }
                     b.actual
                 }
                 None => {
                     let (a, socks) =
-                        listener::bind_group(*addr, vs.backlog, shards.len()).map_err(|e| err(*addr, e))?;
+                        listener::bind_any_group(*addr, udp, vs.backlog, shards.len()).map_err(|e| err(*addr, e))?;
                     for (&sh, sock) in shards.iter().zip(socks) {
                         l.sockets[sh].push((key.clone(), sock));
                     }

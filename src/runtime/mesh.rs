@@ -40,7 +40,7 @@ pub enum ShardMsg {
 pub struct Reconfigure {
     pub generation: std::sync::Arc<super::generation::Generation>,
     /// Sockets this shard accepts on from now on that it did not before.
-    pub listeners: Vec<(super::shard::ListenKey, std::net::TcpListener)>,
+    pub listeners: Vec<(super::shard::ListenKey, crate::net::listener::ListenSocket)>,
     /// Told once the shard serves new connections and requests on it.
     pub done: Sender<()>,
 }

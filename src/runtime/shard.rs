@@ -30,7 +30,7 @@ pub struct ShardSetup {
     pub generation: Arc<Generation>,
     pub mesh: MeshEnd,
     /// The listeners this shard accepts on.
-    pub listeners: Vec<(ListenKey, std::net::TcpListener)>,
+    pub listeners: Vec<(ListenKey, crate::net::listener::ListenSocket)>,
     /// Built-in demo responders (on shard 0 only).
     pub responders: Vec<(usize, std::net::TcpListener)>,
     /// The access-log writer.
@@ -187,6 +187,9 @@ pub struct ShardView {
     /// Per virtual server: its HTTP module stack (empty for other
     /// protocols), built for this generation on this shard.
     pub stacks: Vec<Rc<crate::proxy::module::Stack>>,
+    /// Per virtual server: its access log's line buffer on this shard
+    /// (UDP flows write their own lines; HTTP's go through its stack).
+    pub access_lines: Vec<Option<Rc<RefCell<LineBuffer>>>>,
     /// Per virtual server of a generic protocol: its rules, when it has any.
     pub stream_rules: Vec<Option<Rc<crate::rules::stream::StreamRules>>>,
     /// The generation's TLS acceptors and connectors.
@@ -197,6 +200,16 @@ pub struct ShardView {
 /// its configured address. A virtual server keeps its sockets for as long
 /// as it keeps its name and address (with port 0, its actual port).
 pub type ListenKey = (String, SocketAddr);
+
+/// Listener `addr` of `vs`'s key. A UDP listener's name carries its
+/// transport, so that a reload turning a virtual server from a TCP
+/// protocol to UDP (or back) binds new sockets instead of keeping the old.
+pub fn listen_key(vs: &crate::config::model::VirtualServer, addr: SocketAddr) -> ListenKey {
+    match vs.protocol {
+        crate::config::Protocol::Udp => (format!("{} (udp)", vs.name), addr),
+        _ => (vs.name.clone(), addr),
+    }
+}
 
 impl ShardView {
     /// A shard of its own with `generation` current (tests and tools).
@@ -266,7 +279,7 @@ impl ShardView {
             .iter()
             .enumerate()
             .filter(|(_, v)| v.shards.as_ref().is_none_or(|s| s.contains(&shard.id)))
-            .flat_map(|(i, v)| v.listen.iter().map(move |a| ((v.name.clone(), *a), i)))
+            .flat_map(|(i, v)| v.listen.iter().map(move |a| (listen_key(v, *a), i)))
             .collect();
         let access_lines: Vec<_> = generation.vs_log.iter().map(|l| l.map(|l| shard.access_buffer(l))).collect();
         let rules = crate::rules::ShardRules::build(config, generation.rules_data.clone());
@@ -306,6 +319,7 @@ impl ShardView {
                 .collect(),
             listen,
             stacks,
+            access_lines,
             stream_rules,
             tls: generation.tls.clone(),
         })
@@ -521,8 +535,15 @@ async fn serve(setup: ShardSetup) {
 }
 
 /// Start an accept loop for each of `listeners`.
-fn start_listeners(shard: &Rc<Shard>, listeners: Vec<(ListenKey, std::net::TcpListener)>) {
+fn start_listeners(shard: &Rc<Shard>, listeners: Vec<(ListenKey, crate::net::listener::ListenSocket)>) {
     for (key, l) in listeners {
+        let l = match l {
+            crate::net::listener::ListenSocket::Tcp(l) => l,
+            crate::net::listener::ListenSocket::Udp(u) => {
+                monoio::spawn(crate::udp::serve_listener(shard.clone(), key, u));
+                continue;
+            }
+        };
         match monoio::net::TcpListener::from_std(l) {
             Ok(l) => {
                 monoio::spawn(crate::net::accept::accept_loop(shard.clone(), key, l));

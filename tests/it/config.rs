@@ -74,7 +74,7 @@ fn unknown_key_names_position() {
 
 #[test]
 fn bad_value_names_position() {
-    refused(&GOOD.replace("\"client_first\"", "\"udp\""), "3:12", "unknown variant `udp`");
+    refused(&GOOD.replace("\"client_first\"", "\"quic\""), "3:12", "unknown variant `quic`");
     refused(
         &GOOD.replace("[pools.app]", "[pools.app]\nnode_fail_time = \"10 fortnights\""),
         "7:18",
@@ -152,6 +152,26 @@ fn http2_errors_name_position() {
         "6:1",
         "HTTP/2 applies to http virtual servers",
     );
+}
+
+/// UDP keys: bad values, UDP keys on a TCP protocol, other protocols'
+/// keys on a UDP virtual server; a UDP and a TCP virtual server may share
+/// an address.
+#[test]
+fn udp_errors_name_position() {
+    let udp = GOOD.replace("\"client_first\"", "\"udp\"");
+    let with = |base: &str, extra: &str| base.replace("[pools.app]", &format!("{extra}\n[pools.app]"));
+    refused(&with(&udp, "udp_mode = \"bursty\""), "6:12", "expected \"one_response\" or \"streaming\"");
+    refused(&with(&udp, "udp_timeout = \"0s\""), "6:15", "longer than 0s");
+    refused(&with(&udp, "udp_max_datagram = 100"), "6:20", "between 512 and 65507");
+    refused(&with(GOOD, "udp_mode = \"streaming\""), "6:12", "applies to udp virtual servers only");
+    refused(&with(&udp, "cache = true"), "6:9", "does not apply to a udp virtual server");
+    let both = format!(
+        "{udp}\n[virtual_servers.tcp]\nlisten = \"127.0.0.1:8080\"\nprotocol = \"client_first\"\npool = \"app\"\n"
+    );
+    let dir = TempDir::new();
+    let (ok, out, err) = check(&dir.write("both.toml", &both));
+    assert!(ok && out.contains("configuration OK"), "{out}{err}");
 }
 
 /// `[pools.NAME] http2` over TLS needs `h2` among the ALPN protocols.

@@ -30,3 +30,4 @@ mod reload;
 mod rules;
 mod shaping;
 mod tls;
+mod udp;
