@@ -309,7 +309,8 @@ pub struct Udp {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UdpMode {
-    /// The flow ends with the node's first answer (DNS and the like).
+    /// One answer per client datagram; the flow ends when each has its
+    /// answer (DNS and the like).
     OneResponse,
     /// The flow lasts until it idles past `timeout` (media, games).
     Streaming,

@@ -60,7 +60,10 @@ const UDP_SOCKET_BUFFER: usize = 4 << 20;
 /// Bind one SO_REUSEPORT UDP socket.
 pub fn bind_udp_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
+    // SO_REUSEPORT only: the kernel shares it among sockets of the same
+    // user. SO_REUSEADDR on UDP would let any process that also sets it
+    // bind the same address and port and take some of its datagrams (the
+    // tests saw dig, binding its random source port, do exactly that).
     s.set_reuse_port(true)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;

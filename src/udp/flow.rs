@@ -40,6 +40,9 @@ struct Flow {
     last: Cell<Instant>,
     up: Cell<(u64, u64)>,
     down: Cell<(u64, u64)>,
+    /// Node datagrams taken as answers (sent to the client or dropped on
+    /// the way): `one_response` ends when every client datagram has one.
+    answered: Cell<u64>,
 }
 
 /// The flows of one listener on one shard.
@@ -218,6 +221,7 @@ fn open(
         last: Cell::new(now),
         up: Cell::new((0, 0)),
         down: Cell::new((0, 0)),
+        answered: Cell::new(0),
     });
     table.borrow_mut().insert(client, flow.clone());
     monoio::spawn(run(flow.clone(), table.clone(), listener.clone(), scratch.clone()));
@@ -338,12 +342,16 @@ fn relay_answers(
                 stats.udp(UdpEvent::Oversize);
                 continue;
             }
+            // one_response: one answer per client datagram (a resolver
+            // may have several queries out from one port); anything more
+            // is not the flow's, and is discarded.
+            if mode == UdpMode::OneResponse && flow.answered.get() >= flow.up.get().0 {
+                continue;
+            }
+            flow.answered.set(flow.answered.get() + 1);
             bytes += d.data.len() as u64;
             items[k] = i;
             k += 1;
-            if mode == UdpMode::OneResponse {
-                break; // one answer; the rest is not the flow's
-            }
         }
         let sent = mmsg::send_from(listener.as_raw_fd(), batch, &items[..k], Some(flow.client))?;
         for _ in sent..k {
@@ -360,7 +368,7 @@ fn relay_answers(
         if k > 0 {
             flow.lease.set_answered();
         }
-        if mode == UdpMode::OneResponse && k > 0 {
+        if mode == UdpMode::OneResponse && flow.answered.get() >= flow.up.get().0 {
             return Ok(true);
         }
         if n < batch.slots() {

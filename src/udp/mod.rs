@@ -6,9 +6,9 @@
 //! persistence, then its algorithm) and opens a socket connected to it;
 //! the node's answers come back from the virtual server's address.
 //!
-//! - `one_response` (DNS and the like): the flow ends with the node's first
-//!   answer; a node that does not answer within `udp_timeout` failed (the
-//!   pool's passive health counts it).
+//! - `one_response` (DNS and the like): one answer per client datagram;
+//!   the flow ends when each has its answer. A node that does not answer
+//!   within `udp_timeout` failed (the pool's passive health counts it).
 //! - `streaming`: the flow lasts until no datagram has crossed either way
 //!   for `udp_timeout`.
 //!
