@@ -16,6 +16,14 @@ pub const COMBINED: &str = "%h - - [%t] \"%r\" %s %b \"%{Referer}i\" \"%{User-Ag
 /// The NCSA common log format (Apache's `common`, without ident/user).
 pub const COMMON: &str = "%h - - [%t] \"%r\" %s %b";
 
+/// The `json` format: one JSON object per line, every value escaped for
+/// JSON (docs/access-log.md).
+pub const JSON: &str = concat!(
+    r#"{"time":"%t","client":"%a","virtual_server":"%v","request":"%r","method":"%m","path":"%U","#,
+    r#""query":"%q","protocol":"%H","status":%s,"bytes":%B,"duration_us":%D,"node":"%n","pool":"%p","#,
+    r#""error":"%e","referer":"%{Referer}i","user_agent":"%{User-Agent}i"}"#
+);
+
 /// Everything one access-log line may mention about one request, borrowed
 /// from the connection that served it so that building a record costs
 /// nothing when no access log is configured.
@@ -106,6 +114,9 @@ enum Item {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Format {
     items: Vec<Item>,
+    /// Values are escaped for a JSON string (and an absent one is empty,
+    /// a missing status or size 0), not for a quoted log field.
+    json: bool,
 }
 
 impl Format {
@@ -114,6 +125,7 @@ impl Format {
         match s {
             "combined" => Format::parse(COMBINED),
             "common" => Format::parse(COMMON),
+            "json" => Format::parse(JSON).map(|f| Format { json: true, ..f }),
             _ => Format::parse(s),
         }
     }
@@ -206,7 +218,7 @@ impl Format {
         if !literal.is_empty() {
             items.push(Item::Literal(literal.into()));
         }
-        Ok(Format { items })
+        Ok(Format { items, json: false })
     }
 
     /// Append one line for `r`, terminated by `\n`, to `out`.
@@ -214,6 +226,9 @@ impl Format {
     /// Textual fields that are empty or absent are written as `-`, except
     /// `%q`, which is empty when there is no query (as in Apache).
     pub fn write(&self, r: &Record<'_>, out: &mut Vec<u8>) {
+        let json = self.json;
+        let field = |out: &mut Vec<u8>, s: &[u8]| if json { push_json(out, s) } else { push_field(out, s) };
+        let opt = |out: &mut Vec<u8>, s: Option<&str>| field(out, s.unwrap_or_default().as_bytes());
         for item in &self.items {
             match item {
                 Item::Literal(l) => out.extend_from_slice(l),
@@ -227,36 +242,64 @@ impl Format {
                 Item::Time => format_clf_time(r.time, out),
                 Item::RequestLine if r.http2 => {
                     let line = r.request_line.strip_suffix(b" HTTP/1.1").unwrap_or(r.request_line);
-                    push_field(out, line);
+                    field(out, line);
                     out.extend_from_slice(b" HTTP/2.0");
                 }
-                Item::RequestLine => push_field(out, r.request_line),
+                Item::RequestLine => field(out, r.request_line),
                 Item::Protocol if r.http2 => out.extend_from_slice(b"HTTP/2.0"),
                 Item::Protocol => {
                     let v = r.request_line.rsplit(|&b| b == b' ').next().unwrap_or_default();
-                    push_field(out, v);
+                    field(out, v);
                 }
-                Item::Method => push_field(out, r.method),
-                Item::Path => push_field(out, split_target(r.target).0),
+                Item::Method => field(out, r.method),
+                Item::Path => field(out, split_target(r.target).0),
+                Item::Query if json => push_json(out, split_target(r.target).1),
                 Item::Query => push_escaped(out, split_target(r.target).1),
-                Item::Status if r.status == 0 => out.push(b'-'),
+                Item::Status if r.status == 0 => out.push(if json { b'0' } else { b'-' }),
                 Item::Status => push_u64(out, u64::from(r.status)),
-                Item::BytesClf if r.bytes == 0 => out.push(b'-'),
+                Item::BytesClf if r.bytes == 0 => out.push(if json { b'0' } else { b'-' }),
                 Item::BytesClf | Item::Bytes => push_u64(out, r.bytes),
                 Item::Seconds => push_u64(out, r.duration.as_secs()),
                 Item::Micros => push_u64(out, u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX)),
-                Item::Node => push_opt(out, r.node),
-                Item::RequiredNode => push_opt(out, r.required_node),
-                Item::FavouredNode => push_opt(out, r.favoured_node),
-                Item::VirtualServer => push_field(out, r.virtual_server.as_bytes()),
-                Item::Pool => push_field(out, r.pool.as_bytes()),
-                Item::Error => push_opt(out, r.error),
+                Item::Node => opt(out, r.node),
+                Item::RequiredNode => opt(out, r.required_node),
+                Item::FavouredNode => opt(out, r.favoured_node),
+                Item::VirtualServer => field(out, r.virtual_server.as_bytes()),
+                Item::Pool => field(out, r.pool.as_bytes()),
+                Item::Error => opt(out, r.error),
                 Item::Dash => out.push(b'-'),
-                Item::RequestHeader(name) => push_field(out, r.request_headers.get(name).unwrap_or_default()),
-                Item::ResponseHeader(name) => push_field(out, r.response_headers.get(name).unwrap_or_default()),
+                Item::RequestHeader(name) => field(out, r.request_headers.get(name).unwrap_or_default()),
+                Item::ResponseHeader(name) => field(out, r.response_headers.get(name).unwrap_or_default()),
             }
         }
         out.push(b'\n');
+    }
+}
+
+/// `s` as the inside of a JSON string: valid UTF-8 passes, except `"`, `\`
+/// and control characters, which are escaped; a byte that is not valid
+/// UTF-8 is written as the code point of the same number (`\u00ff`), so
+/// every line is valid JSON whatever a client sent.
+fn push_json(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let byte = |out: &mut Vec<u8>, b: u8| {
+        out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+    };
+    for chunk in s.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => byte(out, c as u8),
+                c => {
+                    let mut b = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                }
+            }
+        }
+        for &b in chunk.invalid() {
+            byte(out, b);
+        }
     }
 }
 
@@ -266,10 +309,6 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
         Some(q) => target.split_at(q),
         None => (target, &[]),
     }
-}
-
-fn push_opt(out: &mut Vec<u8>, s: Option<&str>) {
-    push_field(out, s.unwrap_or_default().as_bytes());
 }
 
 fn push_field(out: &mut Vec<u8>, s: &[u8]) {
@@ -702,5 +741,20 @@ mod tests {
         assert_eq!(data.iter().filter(|&&c| c == b'\n').count(), pushed);
         assert!(data.ends_with(b"\n"));
         assert_eq!(b.dropped(), 1);
+    }
+
+    #[test]
+    fn the_json_format_is_json_whatever_the_values() {
+        let f = Format::named_or_parse("json").unwrap();
+        let mut r = record();
+        r.status = 0;
+        r.node = None;
+        r.request_headers = Headers::List(&[(b"User-Agent", b"a\"b\\c\x01\xff\xc3\xa9")]);
+        let mut out = Vec::new();
+        f.write(&r, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with("}\n"), "{line}");
+        assert!(line.contains(r#""status":0,"#) && line.contains(r#""node":"","#), "{line}");
+        assert!(line.contains(r#""user_agent":"a\"b\\c\u0001\u00ffé""#), "{line}");
     }
 }

@@ -197,3 +197,69 @@ fn access_log_format_and_reopen() {
         std::fs::read_to_string(&log).ok().filter(|t| t.contains("/after")).map(|_| ())
     });
 }
+
+/// `access_log_format = "json"`: 10,000 requests whose headers carry
+/// quotes, backslashes, a tab, UTF-8 and bytes that are not UTF-8 give
+/// 10,000 lines that Python's `json` parses, with the values as sent (a
+/// byte that is not UTF-8 as the code point of its number).
+#[test]
+fn json_access_log_of_hostile_headers_parses() {
+    let _heavy = heavy();
+    let origin = Origin::start("http", &["a"]);
+    let dir = TempDir::new();
+    let log = dir.0.join("access.json");
+    let shoal = Shoal::start(&http_config(
+        &[origin.addr("a")],
+        &format!("access_log = \"{}\"\naccess_log_format = \"json\"", log.display()),
+        "",
+    ));
+    let agent: &[u8] = b"ev\"il\\agent \xff\xfe \xc3\xa9\t</script>";
+    let referer: &[u8] = b"\"},{\"injected\":1";
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = shoal.addr("web");
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                for chunk in 0..25 {
+                    let mut batch = Vec::new();
+                    for i in 0..100 {
+                        batch.extend_from_slice(
+                            format!("GET /j{t}-{chunk}-{i}?a=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: ").as_bytes(),
+                        );
+                        batch.extend_from_slice(agent);
+                        batch.extend_from_slice(b"\r\nReferer: ");
+                        batch.extend_from_slice(referer);
+                        batch.extend_from_slice(b"\r\n\r\n");
+                    }
+                    s.write_all(&batch).unwrap();
+                    for _ in 0..100 {
+                        assert_eq!(read_response(&mut s, false).status, 200);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    poll(STARTUP, "10,000 lines", || {
+        let n = std::fs::read(&log).unwrap_or_default().iter().filter(|&&b| b == b'\n').count();
+        (n >= 10_000).then_some(())
+    });
+    let script = r#"
+import json, sys
+n = 0
+for line in open(sys.argv[1], "rb"):
+    r = json.loads(line)
+    assert r["user_agent"] == 'ev"il\\agent \u00ff\u00fe \u00e9\t</script>', r
+    assert r["referer"] == '"},{"injected":1', r
+    assert r["status"] == 200 and r["method"] == "GET" and r["query"] == "?a=1" and r["error"] == "", r
+    assert r["path"].startswith("/j") and r["virtual_server"] == "web" and r["pool"] == "p", r
+    assert isinstance(r["duration_us"], int) and r["bytes"] >= 0, r
+    n += 1
+print(n)
+"#;
+    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(&log).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10000");
+}
