@@ -549,3 +549,45 @@ pub fn h2_guard(data: &[u8]) {
     let bytewise = bytes.iter().try_for_each(|b| one.scan(std::slice::from_ref(b)));
     assert_eq!(whole, bytewise, "byte by byte");
 }
+
+/// RTSP framing ([`crate::rtsp::message`]): the frames pipelined along the
+/// input (after the option byte, whose bits 0–1 pick the limits). For each
+/// it checks what the relay relies on: it never panics; every range lies
+/// inside the frame's head; a frame parses the same from the whole input
+/// and from exactly its own bytes; every shorter prefix of its head is
+/// incomplete (or the same error); and the next frame starts where its
+/// total length says.
+pub fn rtsp_message(data: &[u8]) {
+    use crate::rtsp::message::{parse, Frame, Limits};
+    let Some((&opt, mut buf)) = data.split_first() else { return };
+    let limits = [
+        Limits::default(),
+        Limits { max_head: 64, max_headers: 2, max_body: 16 },
+        Limits { max_head: 4096, max_headers: 300, max_body: 0 },
+        Limits { max_head: usize::MAX, max_headers: usize::MAX, max_body: usize::MAX },
+    ][usize::from(opt & 3)];
+    for _ in 0..MAX_PIPELINED {
+        let whole = parse(buf, &limits);
+        let Ok(Some(frame)) = whole.clone() else { return };
+        let head = match &frame {
+            Frame::Message(m) => {
+                assert!(m.head_len <= buf.len() && m.head_len <= limits.max_head && m.body_len <= limits.max_body);
+                for (n, v) in &m.headers {
+                    assert!(n.end <= m.head_len && v.end <= m.head_len && n.start < n.end);
+                }
+                m.head_len
+            }
+            Frame::Interleaved { .. } => 4,
+        };
+        assert_eq!(parse(&buf[..head], &limits), whole, "the frame's own head");
+        for n in 0..head {
+            let p = parse(&buf[..n], &limits);
+            assert!(matches!(p, Ok(None)) || p.is_err(), "prefix {n}: {p:?}");
+        }
+        let total = frame.total_len();
+        if total > buf.len() {
+            return;
+        }
+        buf = &buf[total..];
+    }
+}

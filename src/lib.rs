@@ -35,6 +35,7 @@ pub mod persist;
 pub mod pool;
 pub mod proto;
 pub mod proxy;
+pub mod rtsp;
 pub mod rules;
 pub mod runtime;
 pub mod shaping;

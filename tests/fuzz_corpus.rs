@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// A target's name (its directory under fuzz/) and its checks.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 8] = [
     ("request_head", shoal::fuzzing::request_head),
     ("response_head", shoal::fuzzing::response_head),
     ("chunked", shoal::fuzzing::chunked),
@@ -22,6 +22,7 @@ const TARGETS: [Target; 7] = [
     ("rule", shoal::fuzzing::rule),
     ("accept_encoding", shoal::fuzzing::accept_encoding),
     ("h2_guard", shoal::fuzzing::h2_guard),
+    ("rtsp_message", shoal::fuzzing::rtsp_message),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -88,6 +89,11 @@ fn accept_encoding() {
 #[test]
 fn h2_guard() {
     run_target(TARGETS[6].0, TARGETS[6].1);
+}
+
+#[test]
+fn rtsp_message() {
+    run_target(TARGETS[7].0, TARGETS[7].1);
 }
 
 /// Every target directory under fuzz/ belongs to a target tested here (a
