@@ -290,7 +290,24 @@ fn drops_are_counted_and_flows_are_logged() {
 /// ends when the last is answered.
 #[test]
 fn one_response_answers_every_datagram_of_a_flow() {
-    let (a, got) = echo_node(b'a');
+    // A node that answers only once it holds all five queries, so all five
+    // are out on the flow at once whatever the scheduling.
+    let node = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = node.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let mut buf = [0u8; 64];
+        while held.len() < 5 {
+            let Ok((n, from)) = node.recv_from(&mut buf) else { return };
+            held.push(([&[b'a'][..], &buf[..n]].concat(), from));
+        }
+        g.store(5, std::sync::atomic::Ordering::Relaxed);
+        for (d, to) in held {
+            let _ = node.send_to(&d, to);
+        }
+    });
     let shoal = Shoal::start(&format!(
         "[virtual_servers.u]\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\npool = \"p\"\n\n\
          [pools.p]\nnodes = [\"{a}\"]\n\n{}",
