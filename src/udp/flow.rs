@@ -20,6 +20,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Batches read per readiness before yielding to the shard's other tasks.
+const DRAIN_BATCHES: usize = 8;
+
 /// The receive buffer a flow's node socket asks for.
 const NODE_SOCKET_BUFFER: usize = 1 << 20;
 
@@ -102,8 +105,10 @@ pub async fn serve_listener(shard: Rc<Shard>, key: ListenKey, socket: std::net::
         // as truncated; the batch is remade when a reload changes it.
         let slot = udp.max_datagram + 1;
         let mut b = scratch.get(slot);
-        // Drain the socket: the readiness said there is at least one.
-        loop {
+        // Drain the socket (the readiness said there is at least one), up
+        // to a bound: under a flood the loop yields, so the flows' answers
+        // and the shard's other connections get their turn.
+        for _ in 0..DRAIN_BATCHES {
             let n = match b.recv(fd) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -329,7 +334,8 @@ fn relay_answers(
     let cfg = &flow.view.config.virtual_servers[flow.vs];
     let max = cfg.udp.as_ref().map_or(0, |u| u.max_datagram);
     let mut items = [0usize; BATCH];
-    loop {
+    // Bounded like the listener's drain; what is left wakes the flow again.
+    for _ in 0..DRAIN_BATCHES {
         let n = batch.recv(fd)?;
         if n == 0 {
             return Ok(false);
@@ -375,6 +381,7 @@ fn relay_answers(
             return Ok(false);
         }
     }
+    Ok(false)
 }
 
 /// A flow's end: out of the table, its figures into the statistics, the
