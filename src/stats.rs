@@ -144,7 +144,11 @@ pub struct VsCounters {
 
 impl VsCounters {
     pub fn udp(&self, e: UdpEvent) {
-        bump(&self.udp[e as usize], 1);
+        self.udp_n(e, 1);
+    }
+
+    pub fn udp_n(&self, e: UdpEvent, n: u64) {
+        bump(&self.udp[e as usize], n);
     }
 
     pub fn h2(&self, e: H2Event) {

@@ -297,7 +297,7 @@ pub struct VirtualServer {
 }
 
 /// A UDP virtual server's flows (docs/udp.md).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Udp {
     pub mode: UdpMode,
     /// A flow with no datagram either way for this long ends; in

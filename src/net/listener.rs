@@ -40,18 +40,6 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener>
     Ok(s.into())
 }
 
-/// Bind `count` sockets for `addr` (one per shard). When `addr` has port 0
-/// the first bind picks the port and the others reuse it.
-pub fn bind_group(addr: SocketAddr, backlog: u32, count: usize) -> io::Result<(SocketAddr, Vec<TcpListener>)> {
-    let first = bind_reuseport(addr, backlog)?;
-    let actual = first.local_addr()?;
-    let mut v = vec![first];
-    for _ in 1..count {
-        v.push(bind_reuseport(actual, backlog)?);
-    }
-    Ok((actual, v))
-}
-
 /// The receive and send buffers a UDP listener asks for: a burst of
 /// datagrams waits here while the shard is busy (the kernel caps it at
 /// net.core.rmem_max / wmem_max).
@@ -75,31 +63,28 @@ pub fn bind_udp_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// A listener's sockets, one per shard: TCP with `backlog`, or UDP.
+/// A listener's sockets, one per shard: TCP with `backlog`, or UDP. When
+/// `addr` has port 0 the first bind picks the port and the others reuse it.
 pub fn bind_any_group(
     addr: SocketAddr,
     udp: bool,
     backlog: u32,
     count: usize,
 ) -> io::Result<(SocketAddr, Vec<ListenSocket>)> {
-    if !udp {
-        let (a, v) = bind_group(addr, backlog, count)?;
-        return Ok((a, v.into_iter().map(ListenSocket::Tcp).collect()));
-    }
-    let first = bind_udp_reuseport(addr)?;
+    let first = bind_any(addr, udp, backlog)?;
     let actual = first.local_addr()?;
-    let mut v = vec![ListenSocket::Udp(first)];
+    let mut v = vec![first];
     for _ in 1..count {
-        v.push(ListenSocket::Udp(bind_udp_reuseport(actual)?));
+        v.push(bind_any(actual, udp, backlog)?);
     }
     Ok((actual, v))
 }
 
-/// One more socket for a listener already bound at `actual`.
-pub fn bind_any(actual: SocketAddr, udp: bool, backlog: u32) -> io::Result<ListenSocket> {
+/// One socket for a listener at `addr`.
+pub fn bind_any(addr: SocketAddr, udp: bool, backlog: u32) -> io::Result<ListenSocket> {
     Ok(if udp {
-        ListenSocket::Udp(bind_udp_reuseport(actual)?)
+        ListenSocket::Udp(bind_udp_reuseport(addr)?)
     } else {
-        ListenSocket::Tcp(bind_reuseport(actual, backlog)?)
+        ListenSocket::Tcp(bind_reuseport(addr, backlog)?)
     })
 }

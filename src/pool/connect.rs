@@ -10,7 +10,7 @@
 //! pools that encrypt to their nodes (B8). A failed handshake is a node
 //! failure like a failed connect.
 
-use super::{NodeLease, Pick, ShardPool};
+use super::{NodeLease, Pick, ProbeSlot, ShardPool};
 use crate::net::stream::Split;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
@@ -34,17 +34,6 @@ impl std::fmt::Display for NoNode {
     }
 }
 
-/// Releases a single-flight slot if the attempt is dropped mid-way.
-struct ProbeSlot<'a>(Option<&'a super::health::NodeHealth>);
-
-impl Drop for ProbeSlot<'_> {
-    fn drop(&mut self) {
-        if let Some(h) = self.0 {
-            h.end_probe();
-        }
-    }
-}
-
 /// Connect to the node `pick` chose, send `first` (a PROXY protocol
 /// header, or nothing), then do the pool's TLS handshake, within `timeout`
 /// in all. On failure the node's failure is recorded and the reason
@@ -57,7 +46,7 @@ pub async fn connect_node(
 ) -> Result<(NodeLease, Split), String> {
     let i = pick.node;
     let node = &pool.nodes[i];
-    let slot = ProbeSlot(pick.single.then_some(&*node.health));
+    let slot = ProbeSlot::of(pool, pick);
     // Count the connection while it is being made, so least-connections
     // sees in-flight connects too.
     let lease = pool.lease(pick);

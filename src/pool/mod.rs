@@ -133,6 +133,25 @@ pub struct Pick {
     pub slot: bool,
 }
 
+/// The single-flight slot a [`Pick`] may hold (a suspect node is tried by
+/// one connection or flow at a time), given back when this is dropped:
+/// after the attempt's outcome is recorded, or if it is abandoned.
+pub struct ProbeSlot(Option<Arc<NodeHealth>>);
+
+impl ProbeSlot {
+    pub fn of(pool: &ShardPool, pick: Pick) -> ProbeSlot {
+        ProbeSlot(pick.single.then(|| pool.nodes[pick.node].health.clone()))
+    }
+}
+
+impl Drop for ProbeSlot {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.end_probe();
+        }
+    }
+}
+
 pub struct ShardPool {
     pub index: usize,
     /// The pool's identity in persistence tables: a hash of its name, so

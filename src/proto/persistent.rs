@@ -24,14 +24,7 @@ pub async fn connect(
 ) -> Option<(NodeLease, Split)> {
     let cfg = &view.config.virtual_servers[vs];
     let p = &view.pools[pool];
-    let class = p.cfg.persistence.map(|c| &view.persist[c]);
-    let remembered = class.and_then(|c| c.store.lookup(p.uid, key)).and_then(|id| p.node_by_id(id));
-    // A node a rule asked for comes before the remembered one.
-    let preferred = wanted.or(remembered);
-    if preferred.is_some_and(|n| !p.can_persist(n)) && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close) {
-        log::info!("virtual server {}: client {peer}: persistent node unavailable; closing", cfg.name);
-        return None;
-    }
+    let preferred = preferred(view, vs, pool, key, peer, wanted)?;
     match connect::connect_preferring(p, preferred, cfg.connect_timeout, (peer, local)).await {
         Ok(c) => Some(c),
         Err(e) => {
@@ -39,4 +32,31 @@ pub async fn connect(
             None
         }
     }
+}
+
+/// The node to try first for `peer`'s session `key` on `pool`: the one a
+/// rule asked for (`wanted`), else the one the pool's persistence class
+/// remembers (`Some(None)`: neither); `None` (logged) when that node
+/// cannot take it and the class says `on_failure = "close"`. Shared with
+/// UDP flows.
+pub fn preferred(
+    view: &ShardView,
+    vs: usize,
+    pool: usize,
+    key: &[u8],
+    peer: SocketAddr,
+    wanted: Option<usize>,
+) -> Option<Option<usize>> {
+    let p = &view.pools[pool];
+    let class = p.cfg.persistence.map(|c| &view.persist[c]);
+    let remembered = class.and_then(|c| c.store.lookup(p.uid, key)).and_then(|id| p.node_by_id(id));
+    let preferred = wanted.or(remembered);
+    if preferred.is_some_and(|n| !p.can_persist(n)) && class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close) {
+        log::info!(
+            "virtual server {}: client {peer}: persistent node unavailable; closing",
+            view.config.virtual_servers[vs].name
+        );
+        return None;
+    }
+    Some(preferred)
 }

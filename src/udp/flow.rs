@@ -7,9 +7,8 @@
 
 use super::mmsg::{self, RecvBatch};
 use super::BATCH;
-use crate::config::model::UdpMode;
-use crate::config::FailureAction;
-use crate::pool::NodeLease;
+use crate::config::model::{Udp, UdpMode};
+use crate::pool::{NodeLease, ProbeSlot};
 use crate::runtime::shard::{ConnGuard, ListenKey, Shard, ShardView};
 use crate::stats::UdpEvent;
 use monoio::net::udp::UdpSocket;
@@ -32,12 +31,14 @@ struct Flow {
     client: SocketAddr,
     node: UdpSocket,
     lease: NodeLease,
-    /// The flow holds the node's single-flight slot (a suspect node is
-    /// tried by one flow at a time), given back once its outcome is known.
-    probe: bool,
+    /// The node's single-flight slot when it is suspect, given back when
+    /// the flow is dropped, after `finish` has recorded its outcome.
+    _probe: ProbeSlot,
     _guard: ConnGuard,
     view: Rc<ShardView>,
     vs: usize,
+    /// The virtual server's UDP settings when the flow began.
+    udp: Udp,
     started: Instant,
     /// The last datagram either way.
     last: Cell<Instant>,
@@ -95,7 +96,7 @@ pub async fn serve_listener(shard: Rc<Shard>, key: ListenKey, socket: std::net::
         };
         let view = shard.current();
         let Some(vs) = view.listener_vs(&key) else { break };
-        let Some(udp) = view.config.virtual_servers[vs].udp.clone() else { break };
+        let Some(udp) = view.config.virtual_servers[vs].udp else { break };
         if let Err(e) = ready {
             log::warn!("virtual server {}: UDP listener on shard {}: {e}", key.0, shard.id);
             monoio::time::sleep(Duration::from_millis(50)).await;
@@ -117,10 +118,10 @@ pub async fn serve_listener(shard: Rc<Shard>, key: ListenKey, socket: std::net::
                     break;
                 }
             };
+            let stats = view.vs_stats(vs);
             for i in 0..n {
                 let d = b.get(i);
                 let Some(client) = d.from else { continue };
-                let stats = view.vs_stats(vs);
                 if d.truncated || d.data.len() > udp.max_datagram {
                     stats.udp(UdpEvent::Oversize);
                     log::debug!(
@@ -133,7 +134,7 @@ pub async fn serve_listener(shard: Rc<Shard>, key: ListenKey, socket: std::net::
                 let flow = table.borrow().get(&client).cloned();
                 let flow = match flow {
                     Some(f) => f,
-                    None => match open(&view, vs, client, &table, &socket, &scratch) {
+                    None => match open(&view, vs, udp, client, &table, &socket, &scratch) {
                         Some(f) => f,
                         None => continue,
                     },
@@ -164,13 +165,10 @@ fn forward(flow: &Flow, data: &[u8]) {
         Err(e) => {
             // ECONNREFUSED: an ICMP port unreachable from an earlier datagram.
             stats.udp(UdpEvent::SendDropped);
-            log::debug!("virtual server {}: client {}: send to node failed: {e}", vs_name(flow), flow.client);
+            let name = &flow.view.config.virtual_servers[flow.vs].name;
+            log::debug!("virtual server {name}: client {}: send to node failed: {e}", flow.client);
         }
     }
-}
-
-fn vs_name(flow: &Flow) -> &str {
-    &flow.view.config.virtual_servers[flow.vs].name
 }
 
 /// A new flow for `client`: a connection slot, a node (persistence first),
@@ -179,6 +177,7 @@ fn vs_name(flow: &Flow) -> &str {
 fn open(
     view: &Rc<ShardView>,
     vs: usize,
+    udp: Udp,
     client: SocketAddr,
     table: &Rc<Table>,
     listener: &Rc<UdpSocket>,
@@ -204,9 +203,6 @@ fn open(
     let node = match connect(node_addr) {
         Ok(s) => s,
         Err(e) => {
-            if probe {
-                lease.node().health.end_probe();
-            }
             stats.udp(UdpEvent::NoNode);
             stats.error(crate::stats::VsError::NodeFailure);
             log::warn!("virtual server {}: client {client}: cannot open a socket to node {node_addr}: {e}", cfg.name);
@@ -218,10 +214,11 @@ fn open(
         client,
         node,
         lease,
-        probe,
+        _probe: probe,
         _guard: guard,
         view: view.clone(),
         vs,
+        udp,
         started: now,
         last: Cell::new(now),
         up: Cell::new((0, 0)),
@@ -235,31 +232,30 @@ fn open(
 
 /// The node for a new flow from `client`: the one its persistence class
 /// remembers when it can still take it, else the balancer's choice; and
-/// whether the flow holds the node's single-flight slot.
-fn choose(view: &Rc<ShardView>, vs: usize, client: SocketAddr) -> Option<(NodeLease, bool)> {
+/// the node's single-flight slot if the pick holds it.
+fn choose(view: &Rc<ShardView>, vs: usize, client: SocketAddr) -> Option<(NodeLease, ProbeSlot)> {
     let cfg = &view.config.virtual_servers[vs];
     let p = &view.pools[cfg.pool];
-    let class = p.cfg.persistence.map(|c| &view.persist[c]);
     let key = crate::persist::ip::key(client.ip());
-    let remembered = class.and_then(|c| c.store.lookup(p.uid, &key)).and_then(|id| p.node_by_id(id));
-    if let Some(i) = remembered {
-        if let Some(pick) = p.pick_required(i) {
-            return Some((p.lease(pick), pick.single));
+    let preferred = crate::proto::persistent::preferred(view, vs, cfg.pool, &key, client, None)?;
+    let pick = match preferred.and_then(|i| p.pick_required(i)) {
+        Some(pick) => pick,
+        None => {
+            let Some(pick) = p.pick(&vec![false; p.nodes.len()], None) else {
+                log::warn!(
+                    "virtual server {}: client {client}: pool {}: no node available; dropped",
+                    cfg.name,
+                    p.cfg.name
+                );
+                return None;
+            };
+            if let Some(c) = p.cfg.persistence.map(|c| &view.persist[c]) {
+                c.store.record(p.uid, &key, p.node_id(pick.node));
+            }
+            pick
         }
-        if class.is_some_and(|c| c.cfg.on_failure == FailureAction::Close) {
-            log::info!("virtual server {}: client {client}: persistent node unavailable; dropped", cfg.name);
-            return None;
-        }
-    }
-    let tried = vec![false; p.nodes.len()];
-    let Some(pick) = p.pick(&tried, None) else {
-        log::warn!("virtual server {}: client {client}: pool {}: no node available; dropped", cfg.name, p.cfg.name);
-        return None;
     };
-    if let Some(c) = class {
-        c.store.record(p.uid, &key, p.node_id(pick.node));
-    }
-    Some((p.lease(pick), pick.single))
+    Some((p.lease(pick), ProbeSlot::of(p, pick)))
 }
 
 /// A non-blocking UDP socket connected to `node` (the kernel picks the
@@ -295,8 +291,7 @@ enum End {
 /// ends, then account for it.
 async fn run(flow: Rc<Flow>, table: Rc<Table>, listener: Rc<UdpSocket>, scratch: Rc<Scratch>) {
     let shard = flow.view.shard.clone();
-    let cfg = &flow.view.config.virtual_servers[flow.vs];
-    let Some(udp) = cfg.udp.clone() else { return };
+    let udp = flow.udp;
     let fd = flow.node.as_raw_fd();
     let end = loop {
         let deadline = flow.last.get() + udp.timeout;
@@ -312,7 +307,7 @@ async fn run(flow: Rc<Flow>, table: Rc<Table>, listener: Rc<UdpSocket>, scratch:
             Some(Err(e)) => break End::NodeError(e),
             Some(Ok(())) => {}
         }
-        match relay_answers(&flow, fd, &mut scratch.get(udp.max_datagram + 1), &listener, udp.mode) {
+        match relay_answers(&flow, fd, &mut scratch.get(udp.max_datagram + 1), &listener) {
             Ok(true) => break End::Answered,
             Ok(false) => {}
             Err(e) => break End::NodeError(e),
@@ -323,16 +318,9 @@ async fn run(flow: Rc<Flow>, table: Rc<Table>, listener: Rc<UdpSocket>, scratch:
 
 /// Drain the node's answers and send them to the client; true when a
 /// `one_response` flow got its answer.
-fn relay_answers(
-    flow: &Flow,
-    fd: RawFd,
-    batch: &mut RecvBatch,
-    listener: &UdpSocket,
-    mode: UdpMode,
-) -> std::io::Result<bool> {
+fn relay_answers(flow: &Flow, fd: RawFd, batch: &mut RecvBatch, listener: &UdpSocket) -> std::io::Result<bool> {
     let stats = flow.view.vs_stats(flow.vs);
-    let cfg = &flow.view.config.virtual_servers[flow.vs];
-    let max = cfg.udp.as_ref().map_or(0, |u| u.max_datagram);
+    let Udp { mode, max_datagram: max, .. } = flow.udp;
     let mut items = [0usize; BATCH];
     // Bounded like the listener's drain; what is left wakes the flow again.
     for _ in 0..DRAIN_BATCHES {
@@ -341,7 +329,6 @@ fn relay_answers(
             return Ok(false);
         }
         let mut k = 0;
-        let mut bytes = 0u64;
         for i in 0..n {
             let d = batch.get(i);
             if d.truncated || d.data.len() > max {
@@ -355,19 +342,13 @@ fn relay_answers(
                 continue;
             }
             flow.answered.set(flow.answered.get() + 1);
-            bytes += d.data.len() as u64;
             items[k] = i;
             k += 1;
         }
         let sent = mmsg::send_from(listener.as_raw_fd(), batch, &items[..k], Some(flow.client))?;
-        for _ in sent..k {
-            stats.udp(UdpEvent::SendDropped);
-        }
-        let sent_bytes: u64 =
-            if sent == k { bytes } else { items[..sent].iter().map(|&i| batch.get(i).data.len() as u64).sum() };
-        for _ in 0..sent {
-            stats.udp(UdpEvent::DatagramOut);
-        }
+        stats.udp_n(UdpEvent::SendDropped, (k - sent) as u64);
+        stats.udp_n(UdpEvent::DatagramOut, sent as u64);
+        let sent_bytes: u64 = items[..sent].iter().map(|&i| batch.get(i).data.len() as u64).sum();
         let (c, b) = flow.down.get();
         flow.down.set((c + sent as u64, b + sent_bytes));
         flow.last.set(Instant::now());
@@ -399,7 +380,7 @@ fn finish(flow: &Rc<Flow>, table: &Table, end: End) {
     let node = flow.lease.index();
     let ((up_n, up_b), (down_n, down_b)) = (flow.up.get(), flow.down.get());
     let stats = view.vs_stats(flow.vs);
-    view.vs_stats(flow.vs).bytes(up_b, down_b);
+    stats.bytes(up_b, down_b);
     flow.lease.node().stats.request(up_b, down_b);
     match end {
         End::Answered => pool.record_success(node),
@@ -407,22 +388,13 @@ fn finish(flow: &Rc<Flow>, table: &Table, end: End) {
         End::NoReply => {
             stats.udp(UdpEvent::NoReply);
             stats.error(crate::stats::VsError::NodeFailure);
-            pool.record_failure(
-                node,
-                &format!(
-                    "no UDP answer within udp_timeout ({:?})",
-                    cfg.udp.as_ref().map_or(Duration::ZERO, |u| u.timeout)
-                ),
-            );
+            pool.record_failure(node, &format!("no UDP answer within udp_timeout ({:?})", flow.udp.timeout));
         }
         End::NodeError(ref e) => {
             stats.error(crate::stats::VsError::NodeFailure);
             pool.record_failure(node, &format!("UDP: {e}"))
         }
         End::Idle | End::Closed => {}
-    }
-    if flow.probe {
-        flow.lease.node().health.end_probe();
     }
     log::debug!(
         "virtual server {}: client {} <-> node {}: flow ended ({end:?}; {up_n} datagram(s) up, {down_n} down)",

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 /// A batch of receive slots and, after [`RecvBatch::recv`], the datagrams
@@ -123,11 +123,7 @@ impl RecvBatch {
 /// (or the error, if the first did).
 pub fn send_from(fd: RawFd, batch: &RecvBatch, items: &[usize], to: Option<SocketAddr>) -> io::Result<usize> {
     const MAX: usize = 64;
-    let (name, namelen) = match to {
-        Some(a) => std_to_sockaddr(a),
-        // SAFETY: all-zero sockaddr_storage is valid (unused: length 0).
-        None => (unsafe { zeroed() }, 0),
-    };
+    let name: Option<socket2::SockAddr> = to.map(Into::into);
     let mut sent = 0;
     while sent < items.len() {
         let chunk = &items[sent..items.len().min(sent + MAX)];
@@ -138,9 +134,10 @@ pub fn send_from(fd: RawFd, batch: &RecvBatch, items: &[usize], to: Option<Socke
             let d = batch.get(i).data;
             iovs[k] = libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() };
             let h = &mut hdrs[k].msg_hdr;
-            if namelen > 0 {
-                h.msg_name = (&name as *const libc::sockaddr_storage as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = namelen;
+            if let Some(name) = &name {
+                // sendmsg only reads the address.
+                h.msg_name = name.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = name.len();
             }
             h.msg_iov = &mut iovs[k];
             h.msg_iovlen = 1;
@@ -177,40 +174,9 @@ pub fn send(fd: RawFd, data: &[u8]) -> io::Result<bool> {
 }
 
 fn sockaddr_to_std(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
-    match s.ss_family as libc::c_int {
-        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the storage holds a sockaddr_in, and
-            // sockaddr_storage is aligned and large enough for it.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(u32::from_be(a.sin_addr.s_addr).into(), u16::from_be(a.sin_port))))
-        }
-        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                a.sin6_addr.s6_addr.into(),
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-fn std_to_sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    let s: socket2::SockAddr = a.into();
-    // SAFETY: all-zero sockaddr_storage is valid; socket2 gives a pointer
-    // to `s.len()` bytes of a sockaddr, at most sizeof(sockaddr_storage).
-    unsafe {
-        let mut out: libc::sockaddr_storage = zeroed();
-        std::ptr::copy_nonoverlapping(
-            s.as_ptr().cast::<u8>(),
-            (&mut out as *mut libc::sockaddr_storage).cast::<u8>(),
-            s.len() as usize,
-        );
-        (out, s.len())
-    }
+    // SAFETY: the kernel wrote a socket address of `len` bytes into `s`
+    // (any family: `as_socket` reads only IPv4 and IPv6 ones).
+    unsafe { socket2::SockAddr::new(*s, len) }.as_socket()
 }
 
 #[cfg(test)]
