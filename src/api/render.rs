@@ -32,9 +32,9 @@ pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
         "rule_errors": v.rule_errors,
         "cache": cache_json(v),
         "compression": compression_json(v),
-        "requests_by_version": VERSIONS.iter().zip(v.versions).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
-        "http2": H2_COUNTERS.iter().zip(v.http2).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
-        "udp": UDP_COUNTERS.iter().zip(v.udp).map(|((_, n), c)| ((*n).into(), c.into())).collect::<Map<String, Value>>(),
+        "requests_by_version": named(&VERSIONS, &v.versions),
+        "http2": named(&H2_COUNTERS, &v.http2),
+        "udp": named(&UDP_COUNTERS, &v.udp),
     })
 }
 
@@ -46,9 +46,13 @@ fn compression_json(v: &VsSnapshot) -> Value {
     Value::Object(m)
 }
 
+/// `{"name": count, ...}` for counters kept in `kinds`' order.
+fn named<K>(kinds: &[(K, &str)], counts: &[u64]) -> Map<String, Value> {
+    kinds.iter().zip(counts).map(|((_, n), c)| ((*n).into(), (*c).into())).collect()
+}
+
 fn cache_json(v: &VsSnapshot) -> Value {
-    let mut m: Map<String, Value> =
-        CACHE_COUNTERS.iter().zip(v.cache).map(|((_, n), c)| ((*n).into(), c.into())).collect();
+    let mut m = named(&CACHE_COUNTERS, &v.cache);
     m.insert("hit_bytes".into(), v.cache_hit_bytes.into());
     Value::Object(m)
 }
@@ -268,6 +272,25 @@ impl Metrics {
             self.sample(name, &[("class", class)], v);
         }
     }
+    /// A counter family with one sample per virtual server and kind:
+    /// label `label` takes each name of `kinds`, the value `counts(v)`'s
+    /// entry in the same place.
+    fn per_vs_kind<K>(
+        &mut self,
+        vss: &[VsSnapshot],
+        name: &str,
+        help: &str,
+        label: &str,
+        kinds: &[(K, &str)],
+        counts: impl Fn(&VsSnapshot) -> &[u64],
+    ) {
+        self.family(name, "counter", help);
+        for v in vss {
+            for ((_, kind), n) in kinds.iter().zip(counts(v)) {
+                self.sample(name, &[("virtual_server", &v.name), (label, kind)], *n as f64);
+            }
+        }
+    }
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
         self.0.push_str(name);
         if !labels.is_empty() {
@@ -340,46 +363,39 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
         m.sample("shoal_virtual_server_request_duration_seconds_count", &l, v.requests as f64);
     }
 
-    m.family("shoal_virtual_server_cache_events_total", "counter", "Content cache events, by kind (docs/cache.md).");
-    for v in &t.virtual_servers {
-        for (i, (_, event)) in CACHE_COUNTERS.iter().enumerate() {
-            m.sample(
-                "shoal_virtual_server_cache_events_total",
-                &[("virtual_server", &v.name), ("event", event)],
-                v.cache[i] as f64,
-            );
-        }
-    }
-    m.family("shoal_virtual_server_requests_by_version_total", "counter", "Requests by protocol version.");
-    for v in &t.virtual_servers {
-        for (i, (_, version)) in VERSIONS.iter().enumerate() {
-            m.sample(
-                "shoal_virtual_server_requests_by_version_total",
-                &[("virtual_server", &v.name), ("version", version)],
-                v.versions[i] as f64,
-            );
-        }
-    }
-    m.family("shoal_virtual_server_http2_events_total", "counter", "HTTP/2 connection events (docs/http2.md).");
-    for v in &t.virtual_servers {
-        for (i, (_, event)) in H2_COUNTERS.iter().enumerate() {
-            m.sample(
-                "shoal_virtual_server_http2_events_total",
-                &[("virtual_server", &v.name), ("event", event)],
-                v.http2[i] as f64,
-            );
-        }
-    }
-    m.family("shoal_virtual_server_udp_events_total", "counter", "UDP datagrams relayed and dropped (docs/udp.md).");
-    for v in &t.virtual_servers {
-        for (i, (_, event)) in UDP_COUNTERS.iter().enumerate() {
-            m.sample(
-                "shoal_virtual_server_udp_events_total",
-                &[("virtual_server", &v.name), ("event", event)],
-                v.udp[i] as f64,
-            );
-        }
-    }
+    let vss = &t.virtual_servers;
+    m.per_vs_kind(
+        vss,
+        "shoal_virtual_server_cache_events_total",
+        "Content cache events, by kind (docs/cache.md).",
+        "event",
+        &CACHE_COUNTERS,
+        |v| &v.cache,
+    );
+    m.per_vs_kind(
+        vss,
+        "shoal_virtual_server_requests_by_version_total",
+        "Requests by protocol version.",
+        "version",
+        &VERSIONS,
+        |v| &v.versions,
+    );
+    m.per_vs_kind(
+        vss,
+        "shoal_virtual_server_http2_events_total",
+        "HTTP/2 connection events (docs/http2.md).",
+        "event",
+        &H2_COUNTERS,
+        |v| &v.http2,
+    );
+    m.per_vs_kind(
+        vss,
+        "shoal_virtual_server_udp_events_total",
+        "UDP datagrams relayed and dropped (docs/udp.md).",
+        "event",
+        &UDP_COUNTERS,
+        |v| &v.udp,
+    );
     m.family("shoal_virtual_server_cache_hit_bytes_total", "counter", "Body bytes sent to clients from the cache.");
     for v in &t.virtual_servers {
         m.sample(

@@ -125,6 +125,9 @@ impl std::fmt::Display for Error {
     }
 }
 
+/// The most header fields a message may have, whatever `max_headers` says.
+const MAX_HEADER_SLOTS: usize = 256;
+
 /// The frame at the start of `buf`: `Ok(None)` while its head is
 /// incomplete (and within the limits).
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Frame>, Error> {
@@ -149,9 +152,11 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Frame>, Error> {
     let line = &buf[skip..skip + nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let (start, version) = start_line(line, skip)?;
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers.min(256)];
+    // On the stack: a head parsed again as its bytes arrive allocates
+    // nothing until it is complete.
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
     let rest = &buf[line_end..];
-    let (n, fields) = match httparse::parse_headers(rest, &mut slots) {
+    let (n, fields) = match httparse::parse_headers(rest, &mut slots[..limits.max_headers.min(MAX_HEADER_SLOTS)]) {
         Ok(httparse::Status::Complete((n, fields))) => (n, fields),
         Ok(httparse::Status::Partial) => {
             return if buf.len() > limits.max_head { Err(Error::HeadTooLarge) } else { Ok(None) };

@@ -168,21 +168,20 @@ async function confirmed(text, choice = null) {
   return (await new Promise((ok) => d.addEventListener("close", () => ok(d.returnValue), { once: true }))) === "ok";
 }
 
-$("purge").addEventListener("click", async () => {
-  if (!(await confirmed("Purge every object from the cache, on every shard?"))) return;
-  const r = await fetch(`${API}/cache/purge`, { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"all": true}' });
-  $("purged").textContent = r.ok ? `purged ${(await r.json()).purged} object(s)` : `purge failed: ${r.status}`;
-  refresh();
-});
-
-$("purge-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const kind = $("purge-kind").value, target = $("purge-target").value.trim();
-  if (!target) return;
-  if (!(await confirmed(`Purge ${kind === "prefix" ? "every object under" : "the object at"} ${target}, on every shard?`))) return;
-  const r = await fetch(`${API}/cache/purge`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ [kind]: target }) });
+// POST /cache/purge with `body` once the operator confirms `question`.
+async function purge(question, body) {
+  if (!(await confirmed(question))) return;
+  const r = await fetch(`${API}/cache/purge`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   $("purged").textContent = r.ok ? `purged ${(await r.json()).purged} object(s)` : `purge failed: ${r.status} ${(await r.json().catch(() => ({}))).error_text || ""}`;
   refresh();
+}
+
+$("purge").addEventListener("click", () => purge("Purge every object from the cache, on every shard?", { all: true }));
+
+$("purge-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const kind = $("purge-kind").value, target = $("purge-target").value.trim();
+  if (target) purge(`Purge ${kind === "prefix" ? "every object under" : "the object at"} ${target}, on every shard?`, { [kind]: target });
 });
 
 function events(list) {
