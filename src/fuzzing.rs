@@ -588,6 +588,33 @@ pub fn rtsp_message(data: &[u8]) {
         if total > buf.len() {
             return;
         }
+        if let Frame::Message(m) = &frame {
+            rtsp_rewrite(&buf[..total], m);
+        }
         buf = &buf[total..];
     }
+}
+
+/// What a rule's change writes (`rtsp::owned`): a message copied out of
+/// `buf` and written afresh parses back to the same message, its
+/// `Content-Length` made to match the body; URI paths never panic.
+fn rtsp_rewrite(buf: &[u8], m: &crate::rtsp::message::Message) {
+    use crate::rtsp::message::{parse, Frame, Limits};
+    use crate::rtsp::owned::{path, with_path, Owned};
+    let owned = Owned::copy(buf, m);
+    let bytes = owned.to_bytes();
+    let any = Limits { max_head: usize::MAX, max_headers: 256, max_body: usize::MAX };
+    let Ok(Some(Frame::Message(again))) = parse(&bytes, &any) else {
+        panic!("a written message does not parse: {:?}", String::from_utf8_lossy(&bytes))
+    };
+    assert_eq!(again.head_len + again.body_len, bytes.len());
+    let back = Owned::copy(&bytes, &again);
+    let fields = |o: &Owned| -> Vec<(Vec<u8>, Vec<u8>)> {
+        o.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(b"content-length")).cloned().collect()
+    };
+    assert_eq!((&back.start, back.version, &back.body), (&owned.start, owned.version, &owned.body));
+    assert_eq!(fields(&back), fields(&owned));
+    let uri = owned.uri();
+    let p = path(uri);
+    let _ = with_path(uri, p);
 }

@@ -97,6 +97,37 @@ pub const UDP_COUNTERS: [(UdpEvent, &str); 7] = [
     (UdpEvent::NoReply, "no_reply"),
 ];
 
+/// RTSP events per virtual server, by name (docs/rtsp.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtspEvent {
+    /// A client's request sent on to its node.
+    Request = 0,
+    /// A node's response sent back to the client (as received or as a
+    /// response rule changed it).
+    Response,
+    /// A request or response replaced by a rule's answer
+    /// (`rtsp.redirect`, `rtsp.sendResponse`).
+    RuleAnswer,
+    /// Interleaved RTP/RTCP frames relayed, both ways.
+    Interleaved,
+    /// A malformed message from a client: answered with its status, closed.
+    ClientMalformed,
+    /// A malformed message from a node: the client got a 502, closed.
+    NodeMalformed,
+    /// No node could take the session: the client got a 503.
+    NoNode,
+}
+
+pub const RTSP_COUNTERS: [(RtspEvent, &str); 7] = [
+    (RtspEvent::Request, "requests"),
+    (RtspEvent::Response, "responses"),
+    (RtspEvent::RuleAnswer, "rule_answers"),
+    (RtspEvent::Interleaved, "interleaved_frames"),
+    (RtspEvent::ClientMalformed, "client_malformed"),
+    (RtspEvent::NodeMalformed, "node_malformed"),
+    (RtspEvent::NoNode, "no_node"),
+];
+
 /// Requests by the protocol version they came in, by name.
 pub const VERSIONS: [(crate::http::Version, &str); 3] = [
     (crate::http::Version::Http10, "http/1.0"),
@@ -140,6 +171,8 @@ pub struct VsCounters {
     pub http2: [Cell<u64>; H2_COUNTERS.len()],
     /// UDP events, in [`UDP_COUNTERS`] order.
     pub udp: [Cell<u64>; UDP_COUNTERS.len()],
+    /// RTSP events, in [`RTSP_COUNTERS`] order.
+    pub rtsp: [Cell<u64>; RTSP_COUNTERS.len()],
 }
 
 impl VsCounters {
@@ -149,6 +182,14 @@ impl VsCounters {
 
     pub fn udp_n(&self, e: UdpEvent, n: u64) {
         bump(&self.udp[e as usize], n);
+    }
+
+    pub fn rtsp(&self, e: RtspEvent) {
+        self.rtsp_n(e, 1);
+    }
+
+    pub fn rtsp_n(&self, e: RtspEvent, n: u64) {
+        bump(&self.rtsp[e as usize], n);
     }
 
     pub fn h2(&self, e: H2Event) {
@@ -222,6 +263,7 @@ impl VsCounters {
             versions: self.versions.each_ref().map(Cell::get),
             http2: self.http2.each_ref().map(Cell::get),
             udp: self.udp.each_ref().map(Cell::get),
+            rtsp: self.rtsp.each_ref().map(Cell::get),
         }
     }
 }
@@ -281,6 +323,7 @@ pub struct VsSnapshot {
     pub versions: [u64; VERSIONS.len()],
     pub http2: [u64; H2_COUNTERS.len()],
     pub udp: [u64; UDP_COUNTERS.len()],
+    pub rtsp: [u64; RTSP_COUNTERS.len()],
 }
 
 /// A node's figures in one pool, from one shard or summed.
@@ -353,6 +396,9 @@ impl Totals {
                             *a += b;
                         }
                         for (a, b) in x.udp.iter_mut().zip(v.udp) {
+                            *a += b;
+                        }
+                        for (a, b) in x.rtsp.iter_mut().zip(v.rtsp) {
                             *a += b;
                         }
                         for (a, b) in x.cache.iter_mut().zip(v.cache) {

@@ -4,7 +4,9 @@
 
 use crate::http::coding::Coding;
 use crate::runtime::generation::Generation;
-use crate::stats::{NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, H2_COUNTERS, UDP_COUNTERS, VERSIONS, VS_ERRORS};
+use crate::stats::{
+    NodeSnapshot, Totals, VsSnapshot, CACHE_COUNTERS, H2_COUNTERS, RTSP_COUNTERS, UDP_COUNTERS, VERSIONS, VS_ERRORS,
+};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,6 +37,7 @@ pub fn vs_json(v: &VsSnapshot, pool: &str, protocol: &str) -> Value {
         "requests_by_version": named(&VERSIONS, &v.versions),
         "http2": named(&H2_COUNTERS, &v.http2),
         "udp": named(&UDP_COUNTERS, &v.udp),
+        "rtsp": named(&RTSP_COUNTERS, &v.rtsp),
     })
 }
 
@@ -395,6 +398,14 @@ pub fn prometheus(g: &Generation, t: &Totals) -> String {
         "event",
         &UDP_COUNTERS,
         |v| &v.udp,
+    );
+    m.per_vs_kind(
+        vss,
+        "shoal_virtual_server_rtsp_events_total",
+        "RTSP messages and frames relayed, answered and refused (docs/rtsp.md).",
+        "event",
+        &RTSP_COUNTERS,
+        |v| &v.rtsp,
     );
     m.family("shoal_virtual_server_cache_hit_bytes_total", "counter", "Body bytes sent to clients from the cache.");
     for v in &t.virtual_servers {

@@ -12,6 +12,7 @@ mod events;
 mod http2;
 pub mod model;
 pub mod raw;
+mod rtsp;
 mod rules;
 mod shaping;
 mod udp;

@@ -836,6 +836,9 @@ pub enum PersistenceType {
     Asp,
     /// The node names itself in a cookie (`X-Zeus-Backend`).
     NodeCookie,
+    /// RTSP `Session` identifiers, learned from the node's responses
+    /// (rtsp virtual servers).
+    RtspSession,
 }
 
 fn default_log_format() -> Spanned<String> {
@@ -1091,11 +1094,21 @@ pub enum Protocol {
     SslPassthrough,
     /// Datagrams (docs/udp.md).
     Udp,
+    /// RTSP control connections, balanced per session (docs/rtsp.md).
+    Rtsp,
 }
 
 impl Protocol {
-    pub const NAMES: &'static [&'static str] =
-        &["http", "server_first", "client_first", "server_first_banner", "generic_streaming", "ssl_passthrough", "udp"];
+    pub const NAMES: &'static [&'static str] = &[
+        "http",
+        "server_first",
+        "client_first",
+        "server_first_banner",
+        "generic_streaming",
+        "ssl_passthrough",
+        "udp",
+        "rtsp",
+    ];
 
     pub fn parse(s: &str) -> Option<Protocol> {
         Protocol::deserialize(de::value::StrDeserializer::<de::value::Error>::new(s)).ok()
@@ -1110,6 +1123,7 @@ impl Protocol {
             Protocol::GenericStreaming => "generic_streaming",
             Protocol::SslPassthrough => "ssl_passthrough",
             Protocol::Udp => "udp",
+            Protocol::Rtsp => "rtsp",
         }
     }
 }
@@ -1180,6 +1194,7 @@ impl PersistenceType {
             PersistenceType::J2ee => "j2ee",
             PersistenceType::Asp => "asp",
             PersistenceType::NodeCookie => "node_cookie",
+            PersistenceType::RtspSession => "rtsp_session",
         }
     }
 }

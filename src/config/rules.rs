@@ -136,17 +136,30 @@ pub(super) fn vs_rules(
                 ));
             }
             // HTTP rules use http.*; byte-stream rules request.get/set and
-            // response.get/set (subrequests work in both).
+            // response.get/set; RTSP rules rtsp.* (subrequests work in all).
+            let rtsp = v.protocol == super::raw::Protocol::Rtsp;
+            let http_only = |b: &builtins::Builtin| b.name.starts_with("http.") && !b.name.starts_with("http.request.");
+            let stream_only = |b: &builtins::Builtin| builtins::STREAM_ONLY.contains(&b.name);
+            let rtsp_only = |b: &builtins::Builtin| b.name.starts_with("rtsp.");
+            let program = &checked.programs[i];
             let wrong = if http {
-                checked.programs[i].first_call(|b| builtins::STREAM_ONLY.contains(&b.name))
+                program.first_call(|b| stream_only(b) || rtsp_only(b))
+            } else if rtsp {
+                program.first_call(|b| stream_only(b) || http_only(b))
             } else {
-                checked.programs[i].first_call(|b| b.name.starts_with("http.") && !b.name.starts_with("http.request."))
+                program.first_call(|b| http_only(b) || rtsp_only(b))
             };
             if let Some((line, func)) = wrong {
-                let why = if http {
-                    format!("{func} reads byte streams; on an http virtual server use http.*")
-                } else {
+                let why = if func.starts_with("rtsp.") {
+                    format!("{func} works on rtsp virtual servers; this one is {}", v.protocol.name())
+                } else if func.starts_with("http.") {
                     format!("{func} works on http virtual servers; this one is {}", v.protocol.name())
+                } else {
+                    format!(
+                        "{func} reads byte streams; on an {} virtual server use {}.*",
+                        v.protocol.name(),
+                        v.protocol.name()
+                    )
                 };
                 let e = error(&checked.rules[i], &checked.located[i], RuleError::at(line, 1, why));
                 return Err(f.error_at(name.span(), key, format!("rule \"{}\": {e}", name.get_ref())));

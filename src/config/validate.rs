@@ -171,6 +171,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
             }
             // First: a UDP virtual server's keys, and the keys it cannot have.
             let udp = super::udp::vs_udp(f, vname, v)?;
+            super::rtsp::vs_rtsp(f, vname, v)?;
             let banner = match (&v.banner, v.protocol) {
                 (Some(b), raw::Protocol::ServerFirstBanner) => Some(b.get_ref().as_bytes().to_vec()),
                 (None, raw::Protocol::ServerFirstBanner) => {
@@ -251,6 +252,7 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                 let Some(class) = pools[pi].persistence.map(|c: usize| &persistence[c]) else { continue };
                 let fits = match class.kind {
                     PersistenceType::SslSessionId => v.protocol == raw::Protocol::SslPassthrough,
+                    PersistenceType::RtspSession => v.protocol == raw::Protocol::Rtsp,
                     PersistenceType::Ip => true,
                     _ => v.protocol == raw::Protocol::Http,
                 };
@@ -260,7 +262,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
                         key("pool"),
                         format!(
                             "pool \"{}\" uses {} persistence (class \"{}\"), which a {} virtual server cannot apply: \
-                             ssl_session_id needs ssl_passthrough, the cookie and request classes need http, ip works everywhere",
+                             ssl_session_id needs ssl_passthrough, rtsp_session needs rtsp, \
+                             the cookie and request classes need http, ip works everywhere",
                             pools[pi].name,
                             PersistenceType::name(class.kind),
                             class.name,
@@ -272,6 +275,13 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
             let (request_rules, response_rules) = super::rules::vs_rules(&checked, f, vname, v)?;
             let rules_every_read = match v.rules_run.as_ref().map(|r| (r, r.get_ref().as_str())) {
                 None | Some((_, "once")) => false,
+                Some((r, _)) if v.protocol == raw::Protocol::Rtsp => {
+                    return Err(f.error_at(
+                        r.span(),
+                        key("rules_run"),
+                        "rules_run applies to the generic protocols; rtsp rules run on every message".into(),
+                    ))
+                }
                 Some((_, "every")) if v.protocol != raw::Protocol::Http => true,
                 Some((r, "every")) => {
                     return Err(f.error_at(

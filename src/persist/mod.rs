@@ -108,7 +108,8 @@ pub fn build(config: &Config, prev: Option<&Classes>) -> Classes {
     )
 }
 
-/// Nothing to claim in HTTP requests (SSL session IDs live in passthrough).
+/// Nothing to claim in HTTP requests (SSL session IDs live in passthrough,
+/// RTSP sessions in `rtsp::session`).
 struct NotHttp;
 
 impl Class for NotHttp {
@@ -119,7 +120,7 @@ impl Class for NotHttp {
 
 fn class(c: &Persistence, config: &Config) -> Box<dyn Class> {
     match c.kind {
-        PersistenceType::SslSessionId => Box::new(NotHttp),
+        PersistenceType::SslSessionId | PersistenceType::RtspSession => Box::new(NotHttp),
         PersistenceType::Ip => Box::new(ip::Ip),
         PersistenceType::Universal => Box::new(universal::Universal(c.source.clone().expect("validated"))),
         PersistenceType::NamedNode => {

@@ -1,6 +1,6 @@
 //! A client connection's task life, from accept to close: TLS termination
 //! where the virtual server has it, then its protocol (HTTP, a generic
-//! byte stream, SSL passthrough); an HTTP keepalive connection idle
+//! byte stream, RTSP, SSL passthrough); an HTTP keepalive connection idle
 //! between requests is parked in a small task until it speaks again; a
 //! client over its connection limit is refused (HTTP gets a 429).
 
@@ -85,7 +85,11 @@ fn spawn_served(view: Rc<ShardView>, vs: usize, stream: TcpStream, peer: SocketA
             }
             return;
         }
-        crate::proto::generic::serve(&view, vs, conn, peer, local).await;
+        if protocol == Protocol::Rtsp {
+            crate::rtsp::serve::serve(&view, vs, conn, peer, local).await;
+        } else {
+            crate::proto::generic::serve(&view, vs, conn, peer, local).await;
+        }
         drop(guard);
     });
 }

@@ -35,7 +35,8 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: S
         | Protocol::GenericStreaming
         | Protocol::Http
         | Protocol::SslPassthrough
-        | Protocol::Udp => {}
+        | Protocol::Udp
+        | Protocol::Rtsp => {}
         Protocol::ClientFirst | Protocol::ServerFirstBanner => {
             if let Some(banner) = &vs.banner {
                 let (res, _) = cw.write_all(banner.clone()).await;
@@ -73,6 +74,7 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: S
             pool: vs.pool,
             required_node: None,
             node: None,
+            rtsp: None,
         })
     });
     if let (Some(r), Some(c)) = (&rules, &mut conn) {

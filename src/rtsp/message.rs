@@ -226,7 +226,10 @@ fn start_line(line: &[u8], at: usize) -> Result<(StartLine, Version), Error> {
     let (Some(method), Some(uri), Some(ver), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Error::BadStartLine);
     };
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+    // A method may not begin with `$`: at the start of a frame `$` means
+    // interleaved data, so such a message would be framed differently once
+    // the empty lines before it are gone (a rule's rewrite drops them).
+    if method.is_empty() || method[0] == b'$' || !method.iter().all(|&b| is_tchar(b)) {
         return Err(Error::BadStartLine);
     }
     if uri.is_empty() || uri.iter().any(|&b| b <= b' ' || b == 0x7f) {
@@ -339,6 +342,7 @@ mod tests {
             (b"DESCRIBE rtsp://h/ RTSP/3.0\r\n\r\n", Error::BadVersion, 505),
             (b"DESCRIBE  RTSP/1.0\r\n\r\n", Error::BadStartLine, 400),
             (b"DESC(RIBE rtsp://h/ RTSP/1.0\r\n\r\n", Error::BadStartLine, 400),
+            (b"\r\n$ETUP rtsp://h/ RTSP/1.0\r\n\r\n", Error::BadStartLine, 400),
             (b"RTSP/1.0 20 OK\r\n\r\n", Error::BadStartLine, 400),
             (b"RTSP/1.0 999 Odd\r\n\r\n", Error::BadStartLine, 400),
             (b"OPTIONS * RTSP/1.0\r\nCSeq 1\r\n\r\n", Error::BadHeader, 400),

@@ -50,7 +50,7 @@ pub fn compile(
     }
     c.prog.funcs.push(Func { name: name.to_string(), entry: 0, params: 0, slots: 0 });
     for (full, s) in &all {
-        if builtins::lookup(full).is_ok() {
+        if builtins::lookup(full).is_some() {
             return Err(RuleError::at(
                 s.pos.line,
                 s.pos.col,
@@ -410,7 +410,7 @@ impl Compiler {
             return Ok(Op::CallSub { func, argc: argc as u8 });
         }
         match builtins::lookup(&lower) {
-            Ok(id) => {
+            Some(id) => {
                 let b = &builtins::TABLE[id as usize];
                 if argc < b.min as usize || argc > b.max as usize {
                     let want = if b.min == b.max { b.min.to_string() } else { format!("{} to {}", b.min, b.max) };
@@ -421,10 +421,7 @@ impl Compiler {
                 }
                 Ok(Op::Call { builtin: id, argc: argc as u8 })
             }
-            Err(builtins::Missing::Later(what)) => {
-                Err(at(format!("{name} is not available yet: it comes with {what}")))
-            }
-            Err(builtins::Missing::Unknown) => Err(at(format!("unknown function {name}"))),
+            None => Err(at(format!("unknown function {name}"))),
         }
     }
 

@@ -58,6 +58,11 @@ impl StreamRules {
         StreamRules { request, response, budget, shared, every }
     }
 
+    /// Whether there are request (response) rules at all.
+    pub fn has(&self, request: bool) -> bool {
+        !self.rules(request).is_empty()
+    }
+
     fn rules(&self, request: bool) -> &[Rc<Program>] {
         if request {
             &self.request

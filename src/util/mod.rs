@@ -1,5 +1,6 @@
 //! Small building blocks with no policy in them.
 
+pub mod baton;
 pub mod clock;
 pub mod coarse;
 pub mod event;

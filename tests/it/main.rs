@@ -27,6 +27,7 @@ mod modules;
 mod monitor;
 mod persist;
 mod reload;
+mod rtsp;
 mod rules;
 mod shaping;
 mod tls;

@@ -730,10 +730,7 @@ fn configuration_errors_point_into_rules() {
     let e = check(&format!("{base}[rules.r]\nfile = \"r.ts\"\n"));
     assert!(e.starts_with(&format!("{}:2:", dir.0.join("r.ts").display())), "{e}");
     let e = check(&format!("{base}[rules.r]\nsource = 'rtsp.getPath();'\n"));
-    assert!(
-        e.to_lowercase().contains("rtsp.getpath is not available yet: it comes with rtsp virtual servers (issue 23)"),
-        "{e}"
-    );
+    assert!(e.contains("rtsp.getpath works on rtsp virtual servers; this one is http"), "{e}");
     let e = check(&format!("{base}[rules.r]\nsource = 'string.len( 1, 2 );'\n"));
     assert!(e.contains("string.len takes 1 argument(s), given 2"), "{e}");
     let e = check(&format!("{base}[rules.r]\nsource = '''\nhttp.setResponseHeader( \"a\", \"b\" );'''\n"));

@@ -11,6 +11,7 @@ pub mod data;
 pub mod general;
 pub mod http;
 pub mod route;
+pub mod rtsp;
 pub mod shaping;
 pub mod text;
 
@@ -188,6 +189,8 @@ pub struct Stream {
     pub required_node: Option<usize>,
     /// The node connected to, once there is one.
     pub node: Option<String>,
+    /// On an RTSP virtual server: the message exchange the rules run on.
+    pub rtsp: Option<Box<crate::rtsp::exchange::Exchange>>,
 }
 
 /// How a function ends other than with a value.
@@ -303,28 +306,9 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// Why a name is not a function.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Missing {
-    /// It belongs to a feature that does not exist yet (which one).
-    Later(&'static str),
-    Unknown,
-}
-
-/// Functions of the source language that come with later features: a
-/// rule naming one is refused by `shoal check` with what it waits for,
-/// never silently ignored.
-const LATER: &[(&str, &str)] = &[("rtsp.", "RTSP virtual servers (issue 23)")];
-
-/// The built-in named `lower` (lower case).
-pub fn lookup(lower: &str) -> Result<u16, Missing> {
-    if let Some(i) = TABLE.iter().position(|b| b.name == lower) {
-        return Ok(i as u16);
-    }
-    match LATER.iter().find(|(prefix, _)| lower.starts_with(prefix)) {
-        Some((_, what)) => Err(Missing::Later(what)),
-        None => Err(Missing::Unknown),
-    }
+/// The built-in named `lower` (lower case), or `None`.
+pub fn lookup(lower: &str) -> Option<u16> {
+    TABLE.iter().position(|b| b.name == lower).map(|i| i as u16)
 }
 
 const fn f(name: &'static str, min: u8, max: u8, phases: u8, f: Func) -> Builtin {
@@ -381,6 +365,25 @@ pub static TABLE: &[Builtin] = &[
     f("http.setresponsecode", 1, 1, RESPONSE, http::set_response_code),
     f("http.getresponsebody", 0, 1, RESPONSE, http::get_response_body),
     f("http.setresponsebody", 1, 1, RESPONSE, http::set_response_body),
+    // rtsp.* (RTSP virtual servers)
+    f("rtsp.getmethod", 0, 0, ANY, rtsp::get_method),
+    f("rtsp.getrawurl", 0, 0, ANY, rtsp::get_raw_url),
+    f("rtsp.getpath", 0, 0, ANY, rtsp::get_path),
+    f("rtsp.getversion", 0, 0, ANY, rtsp::get_version),
+    f("rtsp.setrawurl", 1, 1, REQUEST, rtsp::set_raw_url),
+    f("rtsp.setpath", 1, 1, REQUEST, rtsp::set_path),
+    f("rtsp.getrequestheader", 1, 1, ANY, rtsp::get_request_header),
+    f("rtsp.setrequestheader", 2, 2, REQUEST, rtsp::set_request_header),
+    f("rtsp.removerequestheader", 1, 1, REQUEST, rtsp::remove_request_header),
+    f("rtsp.getsession", 0, 0, ANY, rtsp::get_session),
+    f("rtsp.getresponsecode", 0, 0, RESPONSE, rtsp::get_response_code),
+    f("rtsp.getresponseheader", 1, 1, RESPONSE, rtsp::get_response_header),
+    f("rtsp.setresponseheader", 2, 2, RESPONSE, rtsp::set_response_header),
+    f("rtsp.removeresponseheader", 1, 1, RESPONSE, rtsp::remove_response_header),
+    f("rtsp.getresponsebody", 0, 0, RESPONSE, rtsp::get_response_body),
+    f("rtsp.setresponsebody", 1, 1, RESPONSE, rtsp::set_response_body),
+    f("rtsp.redirect", 1, 1, ANY, rtsp::redirect),
+    f("rtsp.sendresponse", 1, 3, ANY, rtsp::send_response),
     // pool.*, connection.*, request.*
     f("pool.use", 1, 2, REQUEST, route::pool_use),
     f("pool.select", 1, 2, REQUEST, route::pool_select),
@@ -493,7 +496,6 @@ mod tests {
             assert_eq!(b.name, b.name.to_ascii_lowercase(), "{}", b.name);
             assert!(seen.insert(b.name), "{} twice", b.name);
             assert!(b.min <= b.max);
-            assert!(LATER.iter().all(|(p, _)| !b.name.starts_with(p)), "{} is both here and later", b.name);
         }
     }
 
