@@ -313,10 +313,14 @@ impl Session<'_> {
             };
             self.node_replied();
             let total = m.head_len + m.body_len;
+            // A response answers the waiting request with its CSeq (the
+            // oldest one when it has none).
             let answered = m.status().and_then(|_| {
-                let cseq = m.header(r.data(), "cseq");
                 let mut pending = self.pending.borrow_mut();
-                let i = pending.iter().position(|p| p.request.header("cseq") == cseq).unwrap_or(0);
+                let i = match m.header(r.data(), "cseq") {
+                    Some(cseq) => pending.iter().position(|p| p.request.header("cseq") == Some(cseq))?,
+                    None => 0,
+                };
                 pending.remove(i)
             });
             let Some(Pending { request, started }) = answered else {
