@@ -136,9 +136,10 @@ fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<Arc<rustls::ServerConf
         let close = req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
         let resp = handler.handle(&req, peer);
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
             resp.status,
             crate::http::reason(resp.status),
+            date(),
             resp.content_type,
             if req.method == "HEAD" { 0 } else { resp.body.len() }
         );
@@ -166,11 +167,16 @@ fn simple(status: u16, why: &str) -> Vec<u8> {
     let body = format!("{{\"error_id\":\"http.{status}\",\"error_text\":\"{why}\"}}\n");
     let auth = if status == 401 { "WWW-Authenticate: Basic realm=\"shoal\"\r\n" } else { "" };
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
         crate::http::reason(status),
+        date(),
         body.len()
     )
     .into_bytes()
+}
+
+fn date() -> String {
+    String::from_utf8_lossy(&crate::http::date::now()).into_owned()
 }
 
 /// Read one request; `Ok(None)` when the client closed (or idled out)

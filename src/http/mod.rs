@@ -7,6 +7,7 @@
 pub mod chunked;
 pub mod coding;
 pub mod cookie;
+pub mod date;
 pub mod fields;
 pub mod head;
 pub mod request;

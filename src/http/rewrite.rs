@@ -105,6 +105,13 @@ pub fn write_simple(status: u16, content_type: &str, body: &[u8], close: bool, o
     out.clear();
     let _ = write!(out, "HTTP/1.1 {status} {}\r\n", super::reason(status));
     if !(100..200).contains(&status) {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(&super::date::now());
+        out.extend_from_slice(b"\r\n");
+        if status == 405 {
+            // The one method shoal refuses is CONNECT; it relays the others.
+            out.extend_from_slice(b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n");
+        }
         let _ = write!(out, "Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len());
         if close {
             out.extend_from_slice(b"Connection: close\r\n");

@@ -180,6 +180,11 @@ pub async fn send<W: AsyncWriteRent>(
     for name in ["content-length", "transfer-encoding", "connection"] {
         resp.head.fields.remove(name);
     }
+    // Shoal's own answers carry its clock; a cached response keeps the
+    // Date its node gave it.
+    if !(100..200).contains(&status) && !resp.head.fields.contains("date") {
+        let _ = resp.head.fields.set("Date", &crate::http::date::now());
+    }
     rewrite::write_response(&resp.head, &ResponseChanges { close: !keep_alive, reframed: framing }, out);
     let head_len = out.len() as u64;
     let send_body = !head_request && !bodiless;

@@ -289,6 +289,15 @@ fn malformed_and_hostile_requests_table() {
             assert_eq!(r.status, *want, "case {name:?}");
             if *want >= 400 {
                 assert_eq!(r.header("connection"), Some("close"), "case {name:?}");
+                // shoal's own answers carry its clock (RFC 9110 §6.6.1).
+                let date = r.header("date").unwrap_or_else(|| panic!("case {name:?}: no Date"));
+                let at =
+                    httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("case {name:?}: Date {date:?}: {e}"));
+                let skew = std::time::SystemTime::now().duration_since(at).unwrap_or_default();
+                assert!(skew < Duration::from_secs(5), "case {name:?}: Date {date} is {skew:?} old");
+            }
+            if *want == 405 {
+                assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "case {name:?}: 405 without Allow");
             }
         }
         // Nothing further: shoal closed the connection.
