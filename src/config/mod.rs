@@ -68,6 +68,25 @@ impl SourceFile {
         let key = key.or_else(|| key_path_at(&self.text, span.start));
         ConfigError { file: self.name.clone(), line, column, key, message }
     }
+
+    /// An error at the first of virtual server `vname`'s `keys` that is
+    /// present (`Some` span): it does not apply to a `protocol` virtual
+    /// server. A key that cannot work is refused, never ignored.
+    pub(crate) fn refuse_keys(
+        &self,
+        vname: &str,
+        protocol: &str,
+        keys: &[(&str, Option<std::ops::Range<usize>>)],
+    ) -> Result<(), ConfigError> {
+        match keys.iter().find(|(_, s)| s.is_some()) {
+            Some((k, Some(span))) => Err(self.error_at(
+                span.clone(),
+                Some(format!("virtual_servers.{vname}.{k}")),
+                format!("`{k}` does not apply to {protocol} virtual servers"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Load a configuration file and everything it includes.

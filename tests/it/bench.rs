@@ -116,3 +116,54 @@ fn https_counts_handshakes_and_resumptions() {
     let (r, ok) = bench_json(&["-c", "2", "-n", "20", "--insecure", &url]);
     assert!(ok && r["requests"] == 20, "{r}");
 }
+
+/// The progress lines are current under load: each second's line has that
+/// second's requests (none is a repeat, the first is not empty), the
+/// running total adds up line by line, and the last line's total is close
+/// to the final report's.
+#[test]
+fn progress_lines_count_each_second() {
+    let _heavy = heavy();
+    let origin = Origin::start("http", &["a"]);
+    let url = format!("http://{}/x?size=100", origin.addr("a"));
+    let out = std::process::Command::new(bench_bin())
+        .args(["-c", "32", "-k", "-t", "4", "--threads", "2", "--json", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // [  1.0s] requests     12345  rate     12345/s  errors      0  total      12345  p99 so far …
+    let lines: Vec<(f64, u64, f64, u64)> = stderr
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains(" total "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let t: f64 = l[1..l.find("s]").unwrap()].trim().parse().unwrap();
+            let n = w.iter().position(|x| *x == "requests").map(|i| w[i + 1].parse().unwrap()).unwrap();
+            let rate = w.iter().position(|x| *x == "rate").map(|i| w[i + 1].trim_end_matches("/s").parse().unwrap());
+            let total = w.iter().position(|x| *x == "total").map(|i| w[i + 1].parse().unwrap()).unwrap();
+            (t, n, rate.unwrap(), total)
+        })
+        .collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    let mut prev = (0.0, 0u64);
+    for &(t, n, rate, total) in &lines {
+        assert!(n > 0, "a second with no requests under load: {stderr}");
+        assert_eq!(total, prev.1 + n, "the total adds up: {stderr}");
+        let secs = t - prev.0;
+        assert!((0.5..3.0).contains(&secs), "lines about a second apart: {stderr}");
+        // The rate is this line's count over its own interval (to the
+        // printed tenth of a second).
+        let expect = n as f64 / secs;
+        assert!((rate - expect).abs() <= expect * 0.15 + 1.0, "rate {rate} for {n} in {secs:.1} s: {stderr}");
+        prev = (t, total);
+    }
+    let fin = report["requests"].as_u64().unwrap();
+    let (t_last, _, _, total_last) = *lines.last().unwrap();
+    let elapsed = report["duration_s"].as_f64().unwrap_or(4.0);
+    assert!(
+        total_last as f64 >= 0.5 * fin as f64 * t_last / elapsed && total_last <= fin,
+        "the last line ({total_last} at {t_last} s) lags the report ({fin} in {elapsed} s): {stderr}"
+    );
+}

@@ -165,7 +165,7 @@ fn udp_errors_name_position() {
     refused(&with(&udp, "udp_timeout = \"0s\""), "6:15", "longer than 0s");
     refused(&with(&udp, "udp_max_datagram = 100"), "6:20", "between 512 and 65507");
     refused(&with(GOOD, "udp_mode = \"streaming\""), "6:12", "applies to udp virtual servers only");
-    refused(&with(&udp, "cache = true"), "6:9", "does not apply to a udp virtual server");
+    refused(&with(&udp, "cache = true"), "6:9", "does not apply to udp virtual servers");
     let both = format!(
         "{udp}\n[virtual_servers.tcp]\nlisten = \"127.0.0.1:8080\"\nprotocol = \"client_first\"\npool = \"app\"\n"
     );

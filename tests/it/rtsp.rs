@@ -11,7 +11,7 @@ use crate::support::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,21 +20,12 @@ const NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rtsp/rtsp_
 /// Whether ffprobe, ffmpeg and gst-rtsp-server (Debian's python3 with its
 /// GObject bindings) are here; CI requires them (SHOAL_REQUIRE_RTSP).
 fn have_media_tools() -> bool {
-    let gst = Command::new("/usr/bin/python3")
-        .args(["-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !gst {
-        assert!(
-            std::env::var_os("SHOAL_REQUIRE_RTSP").is_none(),
-            "gst-rtsp-server is required (SHOAL_REQUIRE_RTSP) but not importable by /usr/bin/python3"
-        );
-        eprintln!("gst-rtsp-server not installed (Debian: python3-gi gir1.2-gst-rtsp-server-1.0): skipped");
-        return false;
-    }
-    have_tool("ffprobe", "SHOAL_REQUIRE_RTSP", "Debian package ffmpeg")
+    let gst = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer";
+    have_probe(
+        "gst-rtsp-server for /usr/bin/python3 (Debian: python3-gi gir1.2-gst-rtsp-server-1.0)",
+        Command::new("/usr/bin/python3").args(["-c", gst]),
+        "SHOAL_REQUIRE_RTSP",
+    ) && have_tool("ffprobe", "SHOAL_REQUIRE_RTSP", "Debian package ffmpeg")
 }
 
 /// A gst-rtsp-server node serving `/stream` at `width`x`height`; its
@@ -559,12 +550,7 @@ fn quick_mode_serves_rtsp() {
 #[test]
 fn configuration_refuses_what_rtsp_cannot_do() {
     let dir = TempDir::new();
-    let check = |toml: &str| -> String {
-        let path = dir.write("shoal.toml", toml);
-        let out = Command::new(shoal_bin()).arg("check").arg("-c").arg(&path).output().unwrap();
-        assert!(!out.status.success(), "accepted:\n{toml}");
-        String::from_utf8_lossy(&out.stderr).trim().to_string()
-    };
+    let check = |toml: &str| check_refused(&dir, toml);
     let pool = "[pools.p]\nnodes = [\"127.0.0.1:9\"]\n";
     let path = dir.0.join("shoal.toml").display().to_string();
     let e = check(&format!(
@@ -580,7 +566,7 @@ fn configuration_refuses_what_rtsp_cannot_do() {
     let e = check(&format!("{}{pool}", rtsp_vs("m", "p", "rules_run = \"every\"")));
     assert!(e.starts_with(&format!("{path}:5:")) && e.contains("rtsp rules run on every message"), "{e}");
     let e = check(&format!("{}{pool}", rtsp_vs("m", "p", "compression = { enabled = true }")));
-    assert!(e.contains("`compression` does not apply to an rtsp virtual server"), "{e}");
+    assert!(e.contains("`compression` does not apply to rtsp virtual servers"), "{e}");
     let e = check(&format!(
         "[virtual_servers.w]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\n\n{pool}persistence = \"s\"\n\n\
          [persistence.s]\ntype = \"rtsp_session\"\n"

@@ -714,12 +714,7 @@ fn a_waiting_subrequest_holds_up_only_its_connection() {
 #[test]
 fn configuration_errors_point_into_rules() {
     let dir = TempDir::new();
-    let check = |toml: &str| -> String {
-        let path = dir.write("shoal.toml", toml);
-        let out = Command::new(shoal_bin()).arg("check").arg("-c").arg(&path).output().unwrap();
-        assert!(!out.status.success(), "accepted:\n{toml}");
-        String::from_utf8_lossy(&out.stderr).trim().to_string()
-    };
+    let check = |toml: &str| check_refused(&dir, toml);
     let base = "[virtual_servers.web]\nlisten = \"127.0.0.1:0\"\nprotocol = \"http\"\npool = \"p\"\nrequest_rules = [\"r\"]\n\n[pools.p]\nnodes = [\"127.0.0.1:9\"]\n\n";
     // Inline, line 3 of the rule (line 13 of the file).
     let e = check(&format!("{base}[rules.r]\nsource = '''\n$a = 1;\n$b = 2;\n$c = string.nosuch( $a );\n'''\n"));

@@ -785,6 +785,30 @@ impl Shoal {
     }
 }
 
+/// `shoal check` on `toml`, written as `dir`/shoal.toml, which must refuse
+/// it: the error it printed.
+pub fn check_refused(dir: &TempDir, toml: &str) -> String {
+    let path = dir.write("shoal.toml", toml);
+    let out = Command::new(shoal_bin()).arg("check").arg("-c").arg(&path).output().unwrap();
+    assert!(!out.status.success(), "accepted:\n{toml}");
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+/// Whether `probe` (a command that checks for `what`) succeeds here. When
+/// it does not: false with a line saying the check was skipped, or a
+/// panic when `require_var` is set (CI sets it, so CI cannot skip).
+pub fn have_probe(what: &str, probe: &mut Command, require_var: &str) -> bool {
+    let ok = probe.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os(require_var).is_none(),
+            "{what} is required ({require_var}) but missing (.ci/run installs it)"
+        );
+        eprintln!("{what} missing: its check is skipped");
+    }
+    ok
+}
+
 /// Whether the external checker `tool` runs here (`tool --help`). When it
 /// does not: false with a line saying the check was skipped, or a panic
 /// when `require_var` is set (CI sets it, so CI cannot skip the check).

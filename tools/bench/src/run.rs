@@ -104,8 +104,19 @@ pub struct Snapshot {
     pub done: bool,
 }
 
+/// A shard's running totals, stored as it goes (each shard its own line of
+/// cache): the progress lines read them on the main thread's own clock, so
+/// a shard too busy to send its snapshot on time still counts.
+#[repr(align(128))]
+#[derive(Default)]
+struct Live {
+    requests: AtomicU64,
+    errors: AtomicU64,
+}
+
 struct Plan {
     opts: Opts,
+    live: Vec<Live>,
     /// Request bytes per target, for the lifetime of the run.
     requests: Vec<&'static [u8]>,
     start: Instant,
@@ -119,7 +130,8 @@ pub fn run(opts: Opts) -> (Stats, Duration, Vec<String>) {
     let start = Instant::now();
     let requests = opts.targets.iter().map(|t: &Target| &*Box::leak(t.request.clone().into_boxed_slice())).collect();
     let deadline = opts.duration.map(|d| start + d);
-    let plan = Arc::new(Plan { opts, requests, start, deadline, issued: AtomicU64::new(0) });
+    let live = (0..opts.threads).map(|_| Live::default()).collect();
+    let plan = Arc::new(Plan { opts, live, requests, start, deadline, issued: AtomicU64::new(0) });
     let (tx, rx) = mpsc::channel::<Snapshot>();
     let threads = plan.opts.threads;
     let mut notes = Vec::new();
@@ -153,11 +165,15 @@ pub fn run(opts: Opts) -> (Stats, Duration, Vec<String>) {
     drop(note_tx);
     let mut latest: Vec<Option<Stats>> = vec![None; threads];
     let mut done = 0;
-    let mut last_print = Instant::now();
+    // Progress: one line a second on this thread's clock, with that
+    // second's requests and rate, read from the shards' live totals.
+    let (mut tick, mut last_tick) = (1u32, start);
+    let (mut last_requests, mut last_errors) = (0u64, 0u64);
     // A shard that panicked never says it is done: stop when every thread
     // has ended, whatever it said.
     while done < threads && !handles.iter().all(|h| h.is_finished()) {
-        match rx.recv_timeout(Duration::from_millis(200)) {
+        let due = start + Duration::from_secs(u64::from(tick));
+        match rx.recv_timeout(due.saturating_duration_since(Instant::now()).min(Duration::from_millis(200))) {
             Ok(s) => {
                 done += usize::from(s.done);
                 latest[s.shard] = Some(s.stats);
@@ -165,19 +181,33 @@ pub fn run(opts: Opts) -> (Stats, Duration, Vec<String>) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if !plan.opts.quiet && last_print.elapsed() >= Duration::from_secs(1) && done < threads {
-            last_print = Instant::now();
-            let mut m = Stats::new();
-            latest.iter().flatten().for_each(|s| m.merge(s));
-            let t = start.elapsed().as_secs_f64();
-            eprintln!(
-                "[{t:5.1}s] requests {:>9}  rate {:>9.0}/s  errors {:>6}  p99 so far {}",
-                m.requests,
-                m.requests as f64 / t,
-                m.errors.total(),
-                crate::report::fmt_us(m.latency.value_at_quantile(0.99))
-            );
+        let now = Instant::now();
+        if now < due || done >= threads {
+            continue;
         }
+        // Skip ticks missed entirely (a stalled terminal): one line per
+        // wake-up, covering the time since the last.
+        while start + Duration::from_secs(u64::from(tick)) <= now {
+            tick += 1;
+        }
+        if plan.opts.quiet {
+            continue;
+        }
+        let requests: u64 = plan.live.iter().map(|l| l.requests.load(Relaxed)).sum();
+        let errors: u64 = plan.live.iter().map(|l| l.errors.load(Relaxed)).sum();
+        let secs = (now - last_tick).as_secs_f64();
+        let mut m = Stats::new();
+        latest.iter().flatten().for_each(|s| m.merge(s));
+        eprintln!(
+            "[{:5.1}s] requests {:>9}  rate {:>9.0}/s  errors {:>6}  total {:>10}  p99 so far {}",
+            (now - start).as_secs_f64(),
+            requests - last_requests,
+            (requests - last_requests) as f64 / secs,
+            errors - last_errors,
+            requests,
+            if m.latency.is_empty() { "-".into() } else { crate::report::fmt_us(m.latency.value_at_quantile(0.99)) }
+        );
+        (last_tick, last_requests, last_errors) = (now, requests, errors);
     }
     notes.extend(note_rx.try_iter());
     while let Ok(s) = rx.try_recv() {
@@ -213,7 +243,9 @@ async fn shard_main(shard: usize, plan: Arc<Plan>, conns: usize, tx: mpsc::Sende
         .map(|_| {
             let (plan, stats, next_slot, next_target) =
                 (plan.clone(), stats.clone(), next_slot.clone(), next_target.clone());
-            monoio::spawn(async move { conn_loop(&plan, &stats, rate, &next_slot, &next_target).await })
+            monoio::spawn(
+                async move { conn_loop(&plan, &plan.live[shard], &stats, rate, &next_slot, &next_target).await },
+            )
         })
         .collect();
     for h in handles {
@@ -282,6 +314,7 @@ async fn open(opts: &Opts, target: &Target, stats: &RefCell<Stats>) -> Result<Co
 
 async fn conn_loop(
     plan: &Plan,
+    live: &Live,
     stats: &RefCell<Stats>,
     rate: Option<f64>,
     next_slot: &Cell<u64>,
@@ -291,6 +324,12 @@ async fn conn_loop(
     let mut conn: Option<Conn> = None;
     let mut resp = ResponseHead::default();
     loop {
+        {
+            // What the last turn counted, whichever way it ended.
+            let s = stats.borrow();
+            live.requests.store(s.requests, Relaxed);
+            live.errors.store(s.errors.total(), Relaxed);
+        }
         if let Some(limit) = opts.requests {
             if plan.issued.fetch_add(1, Relaxed) >= limit {
                 return;
