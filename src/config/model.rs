@@ -417,6 +417,9 @@ pub struct TlsServer {
     pub client_ca: Option<PathBuf>,
     pub session_cache_size: usize,
     pub session_tickets: bool,
+    /// Pick the cipher suite by shoal's order (`cipher_order = "server"`,
+    /// the default), not the client's.
+    pub server_cipher_order: bool,
     /// HTTP: `X-Forwarded-Proto: https` to nodes.
     pub add_x_forwarded_proto: bool,
     /// HTTP: `SSL-Protocol`, `SSL-Cipher`, `SSL-Server-Name`,

@@ -720,6 +720,9 @@ pub struct RawVsTls {
     pub session_cache_size: u32,
     #[serde(default = "yes")]
     pub session_tickets: bool,
+    /// Whose preference picks the cipher suite: `server` (shoal's order,
+    /// the default) or `client`.
+    pub cipher_order: Option<Spanned<String>>,
     #[serde(default = "yes")]
     pub add_x_forwarded_proto: bool,
     #[serde(default)]

@@ -764,6 +764,17 @@ fn vs_tls(
         None if protocol == raw::Protocol::Http => vec![b"http/1.1".to_vec()],
         None => Vec::new(),
     };
+    let server_cipher_order = match r.cipher_order.as_ref().map(|o| (o, o.get_ref().as_str())) {
+        None | Some((_, "server")) => true,
+        Some((_, "client")) => false,
+        Some((o, other)) => {
+            return Err(f.error_at(
+                o.span(),
+                key("cipher_order"),
+                format!("expected \"server\" or \"client\", found \"{other}\""),
+            ))
+        }
+    };
     let settings = TlsServer {
         certificates,
         versions: tls_versions(f, &r.versions, key("versions"))?,
@@ -772,6 +783,7 @@ fn vs_tls(
         client_ca: r.client_ca.as_ref().map(|p| base.join(p.get_ref())),
         session_cache_size: r.session_cache_size as usize,
         session_tickets: r.session_tickets,
+        server_cipher_order,
         add_x_forwarded_proto: r.add_x_forwarded_proto,
         add_ssl_headers: r.add_ssl_headers,
     };

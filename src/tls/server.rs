@@ -131,6 +131,10 @@ pub fn build(settings: &TlsServer, base: &Path) -> Result<Acceptor, BuildError> 
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = settings.alpn.clone();
+    // The server's order by default: a client offering a weak suite first
+    // does not get it while a stronger one is shared (scanners flag
+    // client order).
+    config.ignore_client_order = settings.server_cipher_order;
     config.session_storage = if settings.session_cache_size > 0 {
         rustls::server::ServerSessionMemoryCache::new(settings.session_cache_size)
     } else {

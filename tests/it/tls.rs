@@ -664,3 +664,24 @@ fn sighup_reloads_a_pools_ca() {
     // The node failed before: it is tried again after node_fail_time.
     poll(std::time::Duration::from_secs(15), "the node accepted with the new CA", || (status() == 200).then_some(()));
 }
+
+/// The cipher suite is chosen by shoal's order by default: a client that
+/// prefers AES-128 still gets AES-256, which shoal lists first; with
+/// `cipher_order = "client"` it gets what it prefers.
+#[test]
+fn cipher_suite_by_server_order_unless_told_otherwise() {
+    let certs = TempDir::new();
+    let pki = Pki::new(&certs.0, "shoal");
+    let (a, b) = (pki.server("a", &["a.test"]), pki.server("b", &["b.test"]));
+    let origin: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let prefers_128 = ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"];
+    for (extra, want) in [
+        ("", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("cipher_order = \"server\"", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("cipher_order = \"client\"", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    ] {
+        let shoal = Shoal::start(&tls_config(origin, &a, &b, extra));
+        let out = s_client(shoal.addr("web"), &prefers_128);
+        assert!(out.contains(&format!("Cipher is {want}")), "{extra:?}: want {want}:\n{out}");
+    }
+}
