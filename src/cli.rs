@@ -204,8 +204,15 @@ fn real_main(modules: Modules) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Passwd => {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
+            // On a terminal: a prompt, and the password not echoed. From a
+            // pipe (scripts): one line.
+            let line = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"))?
+            } else {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
+                line
+            };
             let pw = line.trim_end_matches(['\r', '\n']);
             if pw.is_empty() {
                 return Err("the password is empty".into());

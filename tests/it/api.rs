@@ -479,3 +479,38 @@ fn history_samples_every_second() {
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
 }
+
+/// `shoal passwd` on a terminal prompts and does not echo the password
+/// (a pseudo-terminal from Python's pty module); the hash it prints
+/// verifies against the password.
+#[test]
+fn passwd_on_a_terminal_does_not_echo() {
+    const PTY: &str = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "passwd"])
+out, sent, end = b"", False, time.time() + 30
+while time.time() < end:
+    if not sent and b"Password:" in out:
+        os.write(fd, b"s3cret-pw\n")
+        sent = True
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode("latin-1"))
+"#;
+    let out = Command::new("python3").args(["-c", PTY]).arg(shoal_bin()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("Password:"), "no prompt: {text:?}");
+    assert!(!text.contains("s3cret-pw"), "the password was echoed: {text:?}");
+    let hash = text.split_whitespace().find(|w| w.contains('$')).unwrap_or_else(|| panic!("no hash: {text:?}"));
+    assert!(shoal::api::auth::verify_password(hash, "s3cret-pw"), "{hash}");
+}
