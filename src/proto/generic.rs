@@ -20,8 +20,9 @@ use crate::net::stream::Split;
 use crate::rules::builtins::Stream;
 use crate::rules::stream::{Filter, StreamConn, StreamFlow};
 use crate::runtime::shard::ShardView;
+use crate::util::baton::Baton;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -101,7 +102,7 @@ pub async fn serve(view: &Rc<ShardView>, vs_index: usize, client: Split, peer: S
         c.stream.node = Some(lease.node().name.clone());
     }
     // From here both directions' rules share the connection's state.
-    let conn = conn.map(RefCell::new);
+    let conn = conn.map(Baton::new);
     if let Some(c) = class {
         c.store.record(pool.uid, &key, pool.node_id(lease.index()));
     }

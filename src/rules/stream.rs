@@ -14,7 +14,8 @@ use super::builtins::{Phase, Shared, State, Stream};
 use super::module::{run, Site};
 use super::program::Program;
 use super::vm::Budget;
-use std::cell::{Cell, RefCell};
+use crate::util::baton::Baton;
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// One virtual server's byte-stream rules on one shard.
@@ -108,7 +109,7 @@ impl StreamRules {
 /// (which lasts only while those wait on something, a subrequest).
 pub struct Filter<'a> {
     pub rules: &'a StreamRules,
-    pub conn: &'a RefCell<StreamConn>,
+    pub conn: &'a Baton<StreamConn>,
     /// Reads each direction's rules have seen: `[request, response]`.
     pub runs: &'a [Cell<u64>; 2],
 }
@@ -119,17 +120,10 @@ impl Filter<'_> {
         self.rules.due(&self.runs[usize::from(!request)], request)
     }
 
-    /// Run this direction's rules on `data`. The state stays borrowed
-    /// while they run, waits included: the other direction only ever
-    /// `try_borrow`s it, and waits its turn.
-    #[allow(clippy::await_holding_refcell_ref)]
+    /// Run this direction's rules on `data`, once the other direction's
+    /// are not running (the state is held, waits included).
     pub async fn apply(&self, request: bool, data: &mut Vec<u8>) -> StreamFlow {
-        let mut conn = loop {
-            match self.conn.try_borrow_mut() {
-                Ok(c) => break c,
-                Err(_) => monoio::time::sleep(std::time::Duration::from_millis(1)).await,
-            }
-        };
+        let mut conn = self.conn.take().await;
         self.rules.run(request, &mut conn, data).await
     }
 }
