@@ -486,16 +486,18 @@ fn history_samples_every_second() {
 #[test]
 fn passwd_on_a_terminal_does_not_echo() {
     const PTY: &str = r#"
-import os, pty, select, sys, time
+import os, pty, select, sys, termios, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], [sys.argv[1], "passwd"])
 out, sent, end = b"", False, time.time() + 30
 while time.time() < end:
-    if not sent and b"Password:" in out:
+    # Type only once the prompt is out and the terminal's echo is off, as
+    # a person would: typed before that, the terminal itself echoes.
+    if not sent and b"Password:" in out and not termios.tcgetattr(fd)[3] & termios.ECHO:
         os.write(fd, b"s3cret-pw\n")
         sent = True
-    r, _, _ = select.select([fd], [], [], 0.5)
+    r, _, _ = select.select([fd], [], [], 0.5 if sent or b"Password:" not in out else 0.01)
     if r:
         try:
             chunk = os.read(fd, 4096)
