@@ -563,6 +563,24 @@ pub struct RawVirtualServer {
     pub udp_max_datagram: Option<Spanned<u32>>,
 }
 
+impl RawVirtualServer {
+    /// The keys of HTTP's features, and the byte-stream protocols'
+    /// `banner`, with where each is set (`None`: not set): what the udp
+    /// and rtsp protocols refuse.
+    pub fn http_feature_keys(&self) -> [(&'static str, Option<std::ops::Range<usize>>); 8] {
+        [
+            ("dsr", self.dsr.as_ref().map(|x| x.span())),
+            ("cache", self.cache.as_ref().map(|x| x.span())),
+            ("rate_class", self.rate_class.as_ref().map(|x| x.span())),
+            ("bandwidth_class", self.bandwidth_class.as_ref().map(|x| x.span())),
+            ("service_level", self.service_level.as_ref().map(|x| x.span())),
+            ("compression", self.compression.as_ref().map(|x| x.span())),
+            ("http2", self.http2.as_ref().map(|x| x.span())),
+            ("banner", self.banner.as_ref().map(|x| x.span())),
+        ]
+    }
+}
+
 /// `[virtual_servers.NAME.http2]`: HTTP/2 to clients, by ALPN on TLS and
 /// with prior knowledge on cleartext, and its limits.
 #[derive(Debug, Deserialize)]

@@ -10,18 +10,5 @@ pub(crate) fn vs_rtsp(f: &SourceFile, vname: &str, v: &RawVirtualServer) -> Resu
     if v.protocol != raw::Protocol::Rtsp {
         return Ok(());
     }
-    f.refuse_keys(
-        vname,
-        "rtsp",
-        &[
-            ("dsr", v.dsr.as_ref().map(|x| x.span())),
-            ("cache", v.cache.as_ref().map(|x| x.span())),
-            ("rate_class", v.rate_class.as_ref().map(|x| x.span())),
-            ("bandwidth_class", v.bandwidth_class.as_ref().map(|x| x.span())),
-            ("service_level", v.service_level.as_ref().map(|x| x.span())),
-            ("compression", v.compression.as_ref().map(|x| x.span())),
-            ("http2", v.http2.as_ref().map(|x| x.span())),
-            ("banner", v.banner.as_ref().map(|x| x.span())),
-        ],
-    )
+    f.refuse_keys(vname, "rtsp", &v.http_feature_keys())
 }

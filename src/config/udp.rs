@@ -36,16 +36,9 @@ pub(crate) fn vs_udp(f: &SourceFile, vname: &str, v: &RawVirtualServer) -> Resul
             ("tls", v.tls.as_ref().map(|x| x.span())),
             ("request_rules", v.request_rules.first().map(|x| x.span())),
             ("response_rules", v.response_rules.first().map(|x| x.span())),
-            ("dsr", v.dsr.as_ref().map(|x| x.span())),
-            ("cache", v.cache.as_ref().map(|x| x.span())),
-            ("rate_class", v.rate_class.as_ref().map(|x| x.span())),
-            ("bandwidth_class", v.bandwidth_class.as_ref().map(|x| x.span())),
-            ("service_level", v.service_level.as_ref().map(|x| x.span())),
-            ("compression", v.compression.as_ref().map(|x| x.span())),
-            ("http2", v.http2.as_ref().map(|x| x.span())),
-            ("banner", v.banner.as_ref().map(|x| x.span())),
         ],
     )?;
+    f.refuse_keys(vname, "udp", &v.http_feature_keys())?;
     let mode = match v.udp_mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
         None | Some((_, "one_response")) => UdpMode::OneResponse,
         Some((_, "streaming")) => UdpMode::Streaming,

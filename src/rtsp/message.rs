@@ -11,6 +11,8 @@
 //! parsed by `httparse::parse_headers` (RTSP's are HTTP's); the start line,
 //! whose version is `RTSP/1.0` or `RTSP/2.0`, here.
 
+use crate::http::fields::is_token;
+use crate::http::trim_ows as trim;
 use std::ops::Range;
 
 /// Bounds on what one frame may hold.
@@ -229,7 +231,7 @@ fn start_line(line: &[u8], at: usize) -> Result<(StartLine, Version), Error> {
     // A method may not begin with `$`: at the start of a frame `$` means
     // interleaved data, so such a message would be framed differently once
     // the empty lines before it are gone (a rule's rewrite drops them).
-    if method.is_empty() || method[0] == b'$' || !method.iter().all(|&b| is_tchar(b)) {
+    if method.first() == Some(&b'$') || !is_token(method) {
         return Err(Error::BadStartLine);
     }
     if uri.is_empty() || uri.iter().any(|&b| b <= b' ' || b == 0x7f) {
@@ -241,14 +243,11 @@ fn start_line(line: &[u8], at: usize) -> Result<(StartLine, Version), Error> {
     Ok((StartLine::Request { method: m, uri: u }, v))
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let s = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let e = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(s, |e| e + 1);
-    &v[s..e]
+/// The session identifier in a `Session` field's value: what comes before
+/// any `;timeout=`, trimmed; `None` when empty.
+pub fn session_id(value: &[u8]) -> Option<&[u8]> {
+    let id = trim(value.split(|&b| b == b';').next().unwrap_or(value));
+    (!id.is_empty()).then_some(id)
 }
 
 impl Message {
@@ -286,9 +285,7 @@ impl Message {
 
     /// The session identifier of the `Session` field (before any `;timeout=`).
     pub fn session<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
-        let v = self.header(buf, "session")?;
-        let id = trim(v.split(|&b| b == b';').next().unwrap_or(v));
-        (!id.is_empty()).then_some(id)
+        session_id(self.header(buf, "session")?)
     }
 }
 

@@ -6,6 +6,7 @@
 //! `Content-Length` that matches its body.
 
 use super::message::{Message, StartLine, Version};
+use crate::http::trim_ows as trim;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
@@ -25,6 +26,14 @@ pub struct Owned {
 impl Owned {
     /// The message `m` parsed from `buf`, which holds it whole (body too).
     pub fn copy(buf: &[u8], m: &Message) -> Owned {
+        let mut o = Owned::copy_head(buf, m);
+        o.body = buf[m.head_len..m.head_len + m.body_len].to_vec();
+        o
+    }
+
+    /// [`Owned::copy`] without the body (left empty): for a message no
+    /// rule will read or rewrite, kept only to be matched and logged.
+    pub fn copy_head(buf: &[u8], m: &Message) -> Owned {
         let start = match &m.start {
             StartLine::Request { method, uri } => {
                 Start::Request { method: buf[method.clone()].to_vec(), uri: buf[uri.clone()].to_vec() }
@@ -35,8 +44,7 @@ impl Owned {
         };
         let headers =
             m.headers.iter().map(|(n, v)| (buf[n.clone()].to_vec(), trim(&buf[v.clone()]).to_vec())).collect();
-        let body = buf[m.head_len..m.head_len + m.body_len].to_vec();
-        Owned { start, version: m.version, headers, body }
+        Owned { start, version: m.version, headers, body: Vec::new() }
     }
 
     /// A response of shoal's own to `request`: its version and `CSeq`.
@@ -102,9 +110,7 @@ impl Owned {
 
     /// The `Session` identifier (before any `;timeout=`).
     pub fn session(&self) -> Option<&[u8]> {
-        let v = self.header("session")?;
-        let id = trim(v.split(|&b| b == b';').next().unwrap_or(v));
-        (!id.is_empty()).then_some(id)
+        super::message::session_id(self.header("session")?)
     }
 
     /// The message as it goes on the wire; `Content-Length` says the
@@ -182,34 +188,21 @@ fn path_range(uri: &[u8]) -> std::ops::Range<usize> {
     from..to
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let s = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let e = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(s, |e| e + 1);
-    &v[s..e]
-}
-
-/// The reason phrase of the statuses shoal itself sends.
+/// The reason phrase of a status shoal sends: RTSP's own (RFC 2326 §7.1.1)
+/// where it differs from HTTP's, else HTTP's.
 pub fn reason(status: u16) -> &'static str {
     match status {
-        200 => "OK",
         301 => "Moved Permanently",
         302 => "Moved Temporarily",
         303 => "See Other",
         305 => "Use Proxy",
-        400 => "Bad Request",
         401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
         413 => "Request Entity Too Large",
         454 => "Session Not Found",
         494 => "Request Header Field Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
         504 => "Gateway Time-out",
         505 => "RTSP Version Not Supported",
-        _ => "Status",
+        _ => crate::http::reason(status),
     }
 }
 

@@ -20,7 +20,7 @@
 //! (docs/rtsp.md, "Statistics").
 
 use super::exchange::Exchange;
-use super::message::{self, Frame, Limits};
+use super::message::{self, Frame, Limits, Message};
 use super::owned::Owned;
 use crate::config::{PersistenceType, VirtualServer};
 use crate::net::reader::Reader;
@@ -79,15 +79,6 @@ struct Pending {
     /// Its head (the body is not kept).
     request: Owned,
     started: Instant,
-}
-
-/// What the rules decided for a message.
-enum Flow {
-    Close,
-    /// Send this to the client instead (the message goes no further).
-    Answer(Owned),
-    /// Send the message on: as received (`None`), or as the rules changed it.
-    Forward(Option<Vec<u8>>, Owned),
 }
 
 /// A connection's shared state: both pumps read it.
@@ -181,19 +172,13 @@ impl Session<'_> {
                 Some(Frame::Message(m)) => m,
             };
             let total = m.head_len + m.body_len;
-            let request = Owned::copy(reader.data(), &m);
-            let started = Instant::now();
-            match self.on_request(request).await {
-                Flow::Close => return Err(End::RuleClosed),
-                Flow::Answer(a) => {
+            if let Some((changed, head)) = self.request(&mut reader, &m).await? {
+                let bytes = changed.unwrap_or_else(|| {
+                    let bytes = reader.data()[..total].to_vec();
                     reader.consume(total);
-                    self.answer(a, None, started).await?;
-                }
-                Flow::Forward(changed, head) => {
-                    let bytes = changed.unwrap_or_else(|| reader.data()[..total].to_vec());
-                    reader.consume(total);
-                    break (bytes, head);
-                }
+                    bytes
+                });
+                break (bytes, head);
             }
         };
         let Some((lease, node)) = self.connect(&head).await else {
@@ -271,21 +256,14 @@ impl Session<'_> {
                 self.up.set(self.up.get() + total as u64);
                 continue;
             }
-            let request = Owned::copy(r.data(), &m);
-            let started = Instant::now();
-            match self.on_request(request).await {
-                Flow::Close => return Err(End::RuleClosed),
-                Flow::Answer(a) => {
-                    r.consume(total);
-                    self.answer(a, None, started).await?;
-                }
-                Flow::Forward(None, head) => {
+            match self.request(&mut r, &m).await? {
+                None => {}
+                Some((None, head)) => {
                     self.pend(head)?;
                     r.forward(&mut nw, total).await.map_err(|e| End::Write(Side::Node, e))?;
                     self.up.set(self.up.get() + total as u64);
                 }
-                Flow::Forward(Some(bytes), head) => {
-                    r.consume(total);
+                Some((Some(bytes), head)) => {
                     self.pend(head)?;
                     self.to_node(&mut nw, bytes).await?;
                 }
@@ -332,61 +310,65 @@ impl Session<'_> {
             };
             let response = Owned::copy(r.data(), &m);
             self.learn(&response);
-            match self.on_response(request.clone(), response).await {
-                Flow::Close => return Err(End::RuleClosed),
-                Flow::Answer(a) => {
-                    r.consume(total);
-                    self.answer(a, Some(&request), started).await?;
-                }
-                Flow::Forward(changed, response) => {
-                    match changed {
-                        None => {
-                            let mut w = self.client.take().await;
-                            r.forward(&mut *w, total).await.map_err(|e| End::Write(Side::Client, e))?;
-                            self.down.set(self.down.get() + total as u64);
-                        }
-                        Some(bytes) => {
-                            r.consume(total);
-                            self.write_client(bytes).await?;
-                        }
-                    }
-                    self.view.vs_stats(self.vs).rtsp(RtspEvent::Response);
-                    self.done(&request, &response, started, None);
-                }
+            let ex = Exchange::response(request, response);
+            let Some(Exchange { request, response, changed, answer }) = self.apply(false, ex).await else {
+                return Err(End::RuleClosed);
+            };
+            if let Some(a) = answer {
+                r.consume(total);
+                self.answer(a, Some(&request), started).await?;
+                continue;
             }
+            let response = response.expect("a response exchange keeps its response");
+            if changed {
+                r.consume(total);
+                self.write_client(response.to_bytes()).await?;
+            } else {
+                r.forward(&mut *self.client.take().await, total).await.map_err(|e| End::Write(Side::Client, e))?;
+                self.down.set(self.down.get() + total as u64);
+            }
+            self.view.vs_stats(self.vs).rtsp(RtspEvent::Response);
+            self.done(&request, &response, started, None);
         }
     }
 
-    /// The request rules on `request` (before it goes on, or is answered).
-    async fn on_request(&self, request: Owned) -> Flow {
-        match &self.rules {
-            Some(rules) if rules.has(true) => self.apply(rules, true, Exchange::request(request)).await,
-            _ => Flow::Forward(None, request),
+    /// The request `m` at the front of `r`, through the request rules.
+    /// `None` when a rule answered it (sent, and consumed from `r`);
+    /// otherwise it goes on, with its head: as the rules rewrote it (the
+    /// bytes; the original consumed), or as received (`None`: still the
+    /// first bytes of `r`).
+    async fn request(&self, r: &mut Reader<ConnRead>, m: &Message) -> Result<Option<(Option<Vec<u8>>, Owned)>, End> {
+        let total = m.head_len + m.body_len;
+        let started = Instant::now();
+        // The body only for rules, which may rewrite the request: the
+        // head is all that waits for the response.
+        let copy = if self.rules.as_deref().is_some_and(|r| r.has(true)) { Owned::copy } else { Owned::copy_head };
+        let ex = Exchange::request(copy(r.data(), m));
+        let Some(Exchange { request, changed, answer, .. }) = self.apply(true, ex).await else {
+            return Err(End::RuleClosed);
+        };
+        if let Some(a) = answer {
+            r.consume(total);
+            self.answer(a, None, started).await?;
+            return Ok(None);
         }
+        if !changed {
+            return Ok(Some((None, request)));
+        }
+        r.consume(total);
+        Ok(Some((Some(request.to_bytes()), request)))
     }
 
-    /// The response rules on the node's `response` to `request`.
-    async fn on_response(&self, request: Owned, response: Owned) -> Flow {
-        match &self.rules {
-            Some(rules) if rules.has(false) => self.apply(rules, false, Exchange::response(request, response)).await,
-            _ => Flow::Forward(None, response),
-        }
-    }
-
-    async fn apply(&self, rules: &StreamRules, request: bool, ex: Exchange) -> Flow {
+    /// The request (response) rules on `ex`, which comes back with what
+    /// they did; `None` when a rule closed the connection. Without rules
+    /// of the phase, `ex` comes back as it went.
+    async fn apply(&self, request: bool, ex: Exchange) -> Option<Exchange> {
+        let Some(rules) = self.rules.as_deref().filter(|r| r.has(request)) else { return Some(ex) };
         let mut conn = self.conn.take().await;
         conn.stream.rtsp = Some(Box::new(ex));
         let flow = rules.run(request, &mut conn, &mut Vec::new()).await;
         let ex = conn.stream.rtsp.take().expect("the rules give the exchange back");
-        if flow == StreamFlow::Close {
-            return Flow::Close;
-        }
-        if let Some(a) = ex.answer {
-            return Flow::Answer(a);
-        }
-        let message = if request { ex.request } else { ex.response.expect("a response exchange") };
-        let changed = ex.changed.then(|| message.to_bytes());
-        Flow::Forward(changed, message)
+        (flow == StreamFlow::Continue).then_some(*ex)
     }
 
     /// Send a rule's answer to the client, counted and logged (`request`:
@@ -442,10 +424,9 @@ impl Session<'_> {
     /// A node for the session `head` begins, by the pool's persistence
     /// class; `None` when there is none (logged).
     async fn connect(&self, head: &Owned) -> Option<(crate::pool::NodeLease, Split)> {
-        let (pool_index, wanted) = {
-            let c = self.conn.take().await;
-            (c.stream.pool, c.stream.required_node)
-        };
+        // No rule runs before the pumps start: the state is ours meanwhile.
+        let mut conn = self.conn.take().await;
+        let (pool_index, wanted, local) = (conn.stream.pool, conn.stream.required_node, conn.stream.local);
         self.pool.set(pool_index);
         let pool = &self.view.pools[pool_index];
         let class = pool.cfg.persistence.map(|c| &self.view.persist[c]);
@@ -454,14 +435,13 @@ impl Session<'_> {
             Some(PersistenceType::Ip) => crate::persist::ip::key(self.peer.ip()),
             _ => Vec::new(),
         };
-        let local = self.conn.take().await.stream.local;
         let (lease, node) =
             crate::proto::persistent::connect(self.view, self.vs, pool_index, &key, (self.peer, local), wanted).await?;
         if let Some(c) = class.filter(|c| c.cfg.kind == PersistenceType::Ip) {
             c.store.record(pool.uid, &key, pool.node_id(lease.index()));
         }
         self.node.set(Some(lease.index()));
-        self.conn.take().await.stream.node = Some(lease.node().name.clone());
+        conn.stream.node = Some(lease.node().name.clone());
         Some((lease, node))
     }
 
@@ -486,12 +466,16 @@ impl Session<'_> {
         }
     }
 
-    fn pend(&self, request: Owned) -> Result<(), End> {
+    /// The `CSeq` of the oldest request still waiting for its response.
+    fn waiting_cseq(&self) -> Option<Vec<u8>> {
+        self.pending.borrow().front().and_then(|p| p.request.header("cseq").map(<[u8]>::to_vec))
+    }
+
+    fn pend(&self, mut request: Owned) -> Result<(), End> {
         let mut pending = self.pending.borrow_mut();
         if pending.len() >= MAX_PENDING {
             return Err(End::TooManyPending);
         }
-        let mut request = request;
         request.body = Vec::new();
         pending.push_back(Pending { request, started: Instant::now() });
         self.view.vs_stats(self.vs).rtsp(RtspEvent::Request);
@@ -560,7 +544,7 @@ impl Session<'_> {
                 if let Some(n) = self.node.get() {
                     pool.record_failure(n, &format!("malformed RTSP message: {e}"));
                 }
-                let cseq = self.pending.borrow().front().and_then(|p| p.request.header("cseq").map(<[u8]>::to_vec));
+                let cseq = self.waiting_cseq();
                 log::info!(
                     "virtual server {vs}: client {peer}: node {node_name}: malformed RTSP message: {e}; answered 502"
                 );
@@ -573,11 +557,11 @@ impl Session<'_> {
                         &format!("no reply within server_idle_timeout ({:?})", self.cfg.server_idle_timeout),
                     );
                 }
-                let cseq = self.pending.borrow().front().and_then(|p| p.request.header("cseq").map(<[u8]>::to_vec));
+                let cseq = self.waiting_cseq();
                 let _ = self.write_client(error_response(504, cseq.as_deref())).await;
             }
             Err(End::Truncated(Side::Node)) => {
-                let cseq = self.pending.borrow().front().and_then(|p| p.request.header("cseq").map(<[u8]>::to_vec));
+                let cseq = self.waiting_cseq();
                 log::info!("virtual server {vs}: client {peer}: node {node_name} closed in the middle of a message");
                 if cseq.is_some() {
                     let _ = self.write_client(error_response(502, cseq.as_deref())).await;
