@@ -106,7 +106,11 @@ fn ffprobe_describes_and_ffmpeg_plays_through_shoal() {
         let st = rtsp_stats(&shoal, "media");
         (st["responses"].as_u64() >= Some(8)).then_some(st)
     });
-    assert_eq!(st["requests"], st["responses"], "{st}");
+    // Every request got its response, except perhaps each client's last:
+    // FFmpeg sends TEARDOWN without waiting for its answer and closes, so
+    // the node's answer may find the client gone.
+    let (requests, responses) = (st["requests"].as_u64().unwrap(), st["responses"].as_u64().unwrap());
+    assert!(responses <= requests && requests - responses <= 2, "{st}");
     assert!(st["interleaved_frames"].as_u64() > Some(20), "RTP came over the connection: {st}");
     assert_eq!((st["client_malformed"].as_u64(), st["node_malformed"].as_u64()), (Some(0), Some(0)));
     let log = shoal.dir.0.join("access.log");
