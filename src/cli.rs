@@ -247,7 +247,16 @@ fn real_main(modules: Modules) -> Result<ExitCode, String> {
             std::io::stdout().write_all(&rule.source).map_err(|e| e.to_string())?;
             return Ok(ExitCode::SUCCESS);
         }
-        Cmd::Run { file: Some(f) } => config::load_file(&f).map_err(|e| e.to_string())?,
+        Cmd::Run { file: Some(f) } => {
+            let cfg = config::load_file(&f).map_err(|e| e.to_string())?;
+            if cfg.cluster.is_some() {
+                // Logging first: the cluster's start says what it found.
+                crate::logging::init(level.unwrap_or(cfg.global.log_level));
+                crate::cluster::start(&f, cfg)?
+            } else {
+                cfg
+            }
+        }
         Cmd::Run { file: None } => config::embedded_default(),
         Cmd::Proxy(q) => quick_config(*q)?,
     };
@@ -255,7 +264,12 @@ fn real_main(modules: Modules) -> Result<ExitCode, String> {
     for line in cfg.summary().lines() {
         log::info!("{line}");
     }
-    crate::runtime::run(cfg, modules, |control| crate::api::start(&control))?;
+    crate::runtime::run(cfg, modules, |control| {
+        crate::api::start(&control)?;
+        crate::cluster::attach(control);
+        Ok(())
+    })?;
+    crate::cluster::leave();
     Ok(ExitCode::SUCCESS)
 }
 

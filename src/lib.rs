@@ -19,6 +19,7 @@ pub mod api;
 pub mod autoscale;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod compress;
 pub mod config;
 pub mod error;

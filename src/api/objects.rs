@@ -37,6 +37,7 @@ pub const TYPES: &[&str] = &[
     "bandwidth_classes",
     "service_levels",
     "event_handlers",
+    "traffic_ip_groups",
 ];
 
 /// The node states `set_node_state` accepts.

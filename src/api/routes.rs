@@ -60,11 +60,13 @@ fn error_id(status: u16) -> &'static str {
     match status {
         400 => "request.invalid",
         401 => "auth.required",
+        403 => "auth.forbidden",
         404 => "resource.not_found",
         405 => "method.not_allowed",
         409 => "resource.conflict",
         413 => "request.too_large",
         415 => "request.media_type",
+        503 => "server.unavailable",
         _ => "server.error",
     }
 }
@@ -139,6 +141,14 @@ fn json_body(req: &Request) -> Result<Value, Fail> {
     serde_json::from_slice(&req.body).map_err(|e| Fail::new(400, format!("the body is not valid JSON: {e}")))
 }
 
+/// How the API names a cluster object's text (`etcd:TYPE/NAME`).
+const CLUSTER_SOURCE: &str = "etcd:";
+
+/// The "type/name" of a cluster object's source path.
+fn cluster_id(path: &Path) -> Option<&str> {
+    path.to_str()?.strip_prefix(CLUSTER_SOURCE)
+}
+
 /// A file name the API may store: no directories, no hidden files.
 fn file_name_ok(name: &str) -> bool {
     !name.is_empty()
@@ -168,8 +178,17 @@ impl Api {
         }
     }
 
-    /// The running configuration's files as they are on disk now.
+    /// The running configuration's files as they are on disk now; in a
+    /// cluster whose objects etcd has shown, those objects, one text each,
+    /// named `etcd:TYPE/NAME` (docs/cluster.md).
     fn sources(&self) -> Result<Vec<SourceText>, Fail> {
+        if let Some(objects) = crate::cluster::get().and_then(|c| c.objects()) {
+            return Ok(objects
+                .items
+                .into_iter()
+                .map(|(id, text)| SourceText { path: PathBuf::from(format!("{CLUSTER_SOURCE}{id}")), text })
+                .collect());
+        }
         let cfg = self.control.config();
         if cfg.files.is_empty() {
             return Err(Fail::new(409, format!("the running configuration ({}) has no file to edit", cfg.source)));
@@ -184,12 +203,30 @@ impl Api {
             .collect()
     }
 
+    /// [`Api::sources`] for a PUT of `kind/name`: in a cluster, an object
+    /// that does not exist yet gets an empty text of its own to be
+    /// created in, first, where `objects::put` creates new objects.
+    fn sources_for(&self, kind: &str, name: &str) -> Result<Vec<SourceText>, Fail> {
+        let mut sources = self.sources()?;
+        let own = PathBuf::from(format!("{CLUSTER_SOURCE}{kind}/{name}"));
+        let clustered = sources.first().is_some_and(|s| cluster_id(&s.path).is_some());
+        if clustered && !sources.iter().any(|s| s.path == own) {
+            sources.insert(0, SourceText { path: own, text: String::new() });
+        }
+        Ok(sources)
+    }
+
     /// Validate the configuration with `changed` files, write them, apply
-    /// it live; put the old files back if it cannot be applied.
+    /// it live; put the old files back if it cannot be applied. Changed
+    /// cluster objects go to etcd instead ([`Api::commit_cluster`]).
     fn commit(&self, sources: &[SourceText], changed: Vec<(PathBuf, String)>) -> Result<u64, Fail> {
-        let main = sources.first().map(|s| s.path.clone()).ok_or_else(|| Fail::new(409, "no configuration file"))?;
+        if let Some(c) = crate::cluster::get().filter(|_| changed.iter().any(|(p, _)| cluster_id(p).is_some())) {
+            return self.commit_cluster(c, sources, changed);
+        }
+        let cfg = self.control.config();
+        let main = cfg.files.first().cloned().ok_or_else(|| Fail::new(409, "no configuration file"))?;
         let overrides: crate::config::Overrides = changed.iter().cloned().collect();
-        let new = crate::config::load_file_with(&main, &overrides).map_err(|e| {
+        let new = crate::cluster::load_with(&main, &overrides).map_err(|e| {
             crate::runtime::control::refused("REST API", &e.to_string());
             Fail::new(400, format!("the configuration would be invalid: {e}"))
         })?;
@@ -210,6 +247,66 @@ impl Api {
                 Err(Fail::new(409, format!("the configuration cannot be applied: {e}")))
             }
         }
+    }
+
+    /// A change to the cluster's objects: validated here as this member
+    /// would run it, written to etcd only if the cluster's configuration
+    /// is still the one it was computed from (else 409: read and retry),
+    /// and answered once this member runs it. Every member applies it from
+    /// etcd's watch, this one included.
+    fn commit_cluster(
+        &self,
+        c: &crate::cluster::Cluster,
+        sources: &[SourceText],
+        changed: Vec<(PathBuf, String)>,
+    ) -> Result<u64, Fail> {
+        if c.settings.read_only {
+            return Err(Fail::new(
+                403,
+                format!(
+                    "member {} is read-only ([cluster] read_only): change the cluster's configuration through another member",
+                    c.settings.member
+                ),
+            ));
+        }
+        let objects = c
+            .objects()
+            .ok_or_else(|| Fail::new(503, "etcd has not answered yet: the cluster's configuration cannot change"))?;
+        let conflict = || {
+            Fail::new(
+                409,
+                "the cluster's configuration changed while this change was made (another member's change): read it again and retry",
+            )
+        };
+        let mut items = objects.items.clone();
+        let mut changes = Vec::new();
+        for (path, text) in changed {
+            let id = cluster_id(&path)
+                .ok_or_else(|| Fail::new(500, format!("{} is not a cluster object", path.display())))?;
+            let before = sources.iter().find(|s| s.path == path).map_or("", |s| s.text.as_str());
+            if items.get(id).map_or("", String::as_str) != before {
+                return Err(conflict());
+            }
+            if crate::cluster::layout::defines(&text, id) {
+                items.insert(id.to_owned(), text.clone());
+                changes.push((id.to_owned(), Some(text)));
+            } else {
+                items.remove(id);
+                changes.push((id.to_owned(), None));
+            }
+        }
+        let shared: Vec<crate::config::SharedObject> =
+            items.into_iter().map(|(id, text)| crate::config::SharedObject { id, text }).collect();
+        let cfg = self.control.config();
+        let main = cfg.files.first().cloned().ok_or_else(|| Fail::new(409, "no configuration file"))?;
+        crate::config::load_member(&main, &crate::config::Overrides::new(), &shared).map_err(|e| {
+            crate::runtime::control::refused("REST API", &e.to_string());
+            Fail::new(400, format!("the configuration would be invalid: {e}"))
+        })?;
+        c.write(objects.version, changes).map_err(|e| match e {
+            crate::cluster::WriteError::Conflict => conflict(),
+            crate::cluster::WriteError::Unavailable(why) => Fail::new(503, why),
+        })
     }
 
     fn restore(&self, old: &[&SourceText]) {
@@ -305,7 +402,11 @@ impl Api {
             ["status"] => {
                 only(req, &["GET"])?;
                 let (g, t) = (self.control.current(), self.control.stats());
-                Ok(json_answer(200, &super::render::status(&g, &t)))
+                let mut status = super::render::status(&g, &t);
+                if let (Some(c), Some(o)) = (crate::cluster::get(), status.as_object_mut()) {
+                    o.insert("cluster".into(), c.status_json());
+                }
+                Ok(json_answer(200, &status))
             }
             ["status", "history"] => {
                 only(req, &["GET"])?;
@@ -354,7 +455,7 @@ impl Api {
             "PUT" => {
                 let body = json_body(req)?;
                 let _w = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-                let sources = self.sources()?;
+                let sources = self.sources_for(kind, name)?;
                 let edit = objects::put(&sources, kind, name, &body)?;
                 let g = self.commit(&sources, edit.changed)?;
                 log::info!("api: {kind}/{name} {} (generation {g})", if edit.created { "created" } else { "updated" });

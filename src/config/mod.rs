@@ -7,6 +7,7 @@
 
 mod autoscale;
 pub(crate) mod cache;
+pub(crate) mod cluster;
 mod compression;
 mod events;
 mod http2;
@@ -60,6 +61,10 @@ pub(crate) struct SourceFile {
     pub name: String,
     pub text: String,
     pub raw: raw::RawConfig,
+    /// The directory relative paths in this file resolve against: its
+    /// own, or for a cluster's object (named `etcd:KEY`) the member's
+    /// main file's.
+    pub base: PathBuf,
 }
 
 impl SourceFile {
@@ -110,6 +115,39 @@ pub fn load_file_with(path: &Path, overrides: &Overrides) -> Result<Config, Conf
     Ok(cfg)
 }
 
+/// One configuration object a cluster shares (docs/cluster.md): its
+/// "type/name" and its TOML text, which holds that object only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedObject {
+    pub id: String,
+    pub text: String,
+}
+
+/// A cluster member's configuration: its own file tree (as
+/// [`load_file_with`] reads it) for its settings, less the configuration
+/// objects in it, plus the cluster's `shared` objects. Errors in a shared
+/// object name it as `etcd:type/name`.
+pub fn load_member(path: &Path, overrides: &Overrides, shared: &[SharedObject]) -> Result<Config, ConfigError> {
+    let mut files = Vec::new();
+    let mut seen = Vec::new();
+    read_tree(path, &mut files, &mut seen, 0, overrides)?;
+    for f in &mut files {
+        f.raw.clear_shared_objects();
+    }
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    for o in shared {
+        let name = format!("etcd:{}", o.id);
+        cluster::check_object_text(&name, &o.id, &o.text)?;
+        let mut f = parse(&name, o.text.clone())?;
+        f.base = base.clone();
+        files.push(f);
+    }
+    let mut cfg = validate::validate(&files)?;
+    cfg.source = path.display().to_string();
+    cfg.files = seen;
+    Ok(cfg)
+}
+
 /// Load a configuration from text (no includes allowed: there is no
 /// directory to resolve them against).
 pub fn load_str(text: &str, name: &str) -> Result<Config, ConfigError> {
@@ -133,7 +171,10 @@ pub fn embedded_default() -> Config {
 
 fn parse(name: &str, text: String) -> Result<SourceFile, ConfigError> {
     match toml::from_str::<raw::RawConfig>(&text) {
-        Ok(raw) => Ok(SourceFile { name: name.to_owned(), text, raw }),
+        Ok(raw) => {
+            let base = Path::new(name).parent().unwrap_or(Path::new(".")).to_path_buf();
+            Ok(SourceFile { name: name.to_owned(), text, raw, base })
+        }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let (line, column) = line_col(&text, span.start);

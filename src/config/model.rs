@@ -39,6 +39,42 @@ pub struct Config {
     /// `[event_handlers.NAME]`, in name order, then the built-in "log all"
     /// handler when `[events] log` names a file.
     pub event_handlers: Vec<EventHandler>,
+    /// `[cluster]`: this instance is a member of a cluster on etcd.
+    pub cluster: Option<ClusterSettings>,
+    /// `[traffic_ip_groups.NAME]`, in name order.
+    pub traffic_ip_groups: Vec<TrafficIpGroup>,
+}
+
+/// `[cluster]` (docs/cluster.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    pub etcd: Vec<String>,
+    pub member: String,
+    /// Starts and ends with '/'.
+    pub prefix: String,
+    pub read_only: bool,
+    /// Whole seconds.
+    pub lease_ttl: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// `[traffic_ip_groups.NAME]` (docs/cluster.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficIpGroup {
+    pub name: String,
+    pub addresses: Vec<std::net::IpAddr>,
+    pub members: Vec<String>,
+    pub mode: TipMode,
+    pub interface: String,
+}
+
+/// How a traffic IP group's addresses are hosted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TipMode {
+    /// Each address on one member.
+    Single,
+    /// Every address on every member; each keeps its share of the flows.
+    Multi,
 }
 
 /// `[events]` (docs/events.md).
@@ -565,6 +601,16 @@ impl Config {
             Shards::Cpus(c) => format!("{c:?}"),
         };
         let _ = writeln!(s, "  shards: {shards}");
+        if let Some(c) = &self.cluster {
+            let _ = writeln!(
+                s,
+                "  cluster: member {} over etcd {} (prefix {}{})",
+                c.member,
+                c.etcd.join(", "),
+                c.prefix,
+                if c.read_only { ", read-only" } else { "" }
+            );
+        }
         for vs in &self.virtual_servers {
             let listen: Vec<String> = vs.listen.iter().map(|a| a.to_string()).collect();
             let _ = writeln!(

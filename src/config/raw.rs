@@ -56,6 +56,83 @@ pub struct RawConfig {
     /// Event handlers (I4): which events go where.
     #[serde(default)]
     pub event_handlers: BTreeMap<Spanned<String>, Spanned<RawEventHandler>>,
+    /// This instance as a member of a cluster on etcd (K1-K5).
+    pub cluster: Option<Spanned<RawCluster>>,
+    /// Traffic IP groups (K3, K4): addresses the cluster's members raise.
+    #[serde(default)]
+    pub traffic_ip_groups: BTreeMap<Spanned<String>, Spanned<RawTrafficIpGroup>>,
+}
+
+impl RawConfig {
+    /// Remove the configuration objects a cluster shares (everything the
+    /// REST API edits, and traffic IP groups; `cluster::SHARED_KINDS`): a
+    /// member's own file keeps only its own settings once the cluster's
+    /// objects are known (docs/cluster.md).
+    pub fn clear_shared_objects(&mut self) {
+        self.virtual_servers.clear();
+        self.pools.clear();
+        self.responders.clear();
+        self.persistence.clear();
+        self.monitors.clear();
+        self.rules.clear();
+        self.rate_classes.clear();
+        self.bandwidth_classes.clear();
+        self.service_levels.clear();
+        self.event_handlers.clear();
+        self.traffic_ip_groups.clear();
+    }
+}
+
+/// `[cluster]` (docs/cluster.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// etcd's client endpoints, `http://host:port`.
+    pub etcd: Spanned<Vec<String>>,
+    /// This instance's name in the cluster.
+    pub member: Spanned<String>,
+    /// The key prefix under which the cluster keeps everything.
+    #[serde(default = "default_cluster_prefix")]
+    pub prefix: Spanned<String>,
+    /// A member that may not change the cluster's configuration.
+    #[serde(default)]
+    pub read_only: bool,
+    /// How long a member whose lease is not renewed stays in the cluster.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: Spanned<Dur>,
+    /// How long a start waits for etcd before serving its own file.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Spanned<Dur>,
+}
+
+fn default_cluster_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "/shoal/".into())
+}
+fn default_lease_ttl() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(3)))
+}
+fn default_connect_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(5)))
+}
+
+/// `[traffic_ip_groups.NAME]` (docs/cluster.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrafficIpGroup {
+    /// The addresses, IPv4 or IPv6, each raised as a host address.
+    pub addresses: Spanned<Vec<String>>,
+    /// The members that host them.
+    pub members: Spanned<Vec<String>>,
+    /// "single" (each address on one member) or "multi" (every address on
+    /// every member, each keeping its share of the connections).
+    #[serde(default = "default_tip_mode")]
+    pub mode: Spanned<String>,
+    /// The network interface the addresses are raised on.
+    pub interface: Spanned<String>,
+}
+
+fn default_tip_mode() -> Spanned<String> {
+    Spanned::new(0..0, "single".into())
 }
 
 /// `[events]` (docs/events.md).

@@ -368,6 +368,30 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         }
     }
 
+    let cluster = super::cluster::settings(files)?;
+    let traffic_ip_groups = super::cluster::groups(files)?;
+    if let Some((f, name)) = files.iter().find_map(|f| f.raw.traffic_ip_groups.keys().next().map(|n| (f, n))) {
+        // K3/K4 land next (docs/cluster.md, "Not yet"): a group that
+        // raised no address would look configured and do nothing.
+        return Err(f.error_at(
+            name.span(),
+            None,
+            format!(
+                "traffic IP group \"{}\": traffic IP groups are not implemented yet (docs/cluster.md)",
+                name.get_ref()
+            ),
+        ));
+    }
+    if cluster.is_none() {
+        if let Some((f, name)) = files.iter().find_map(|f| f.raw.traffic_ip_groups.keys().next().map(|n| (f, n))) {
+            return Err(f.error_at(
+                name.span(),
+                None,
+                format!("traffic IP group \"{}\" needs [cluster]: its members are the cluster's", name.get_ref()),
+            ));
+        }
+    }
+
     Ok(Config {
         source: String::new(),
         files: Vec::new(),
@@ -385,6 +409,8 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
         service_levels,
         events: super::events::settings(files)?,
         event_handlers: super::events::handlers(files)?,
+        cluster,
+        traffic_ip_groups,
     })
 }
 
@@ -696,7 +722,7 @@ fn monitor(f: &SourceFile, name: &Spanned<String>, m: &raw::RawMonitor) -> Resul
 
 /// The directory relative paths in `f` are resolved against.
 pub(super) fn base_dir(f: &SourceFile) -> &std::path::Path {
-    std::path::Path::new(&f.name).parent().unwrap_or(std::path::Path::new("."))
+    &f.base
 }
 
 fn tls_versions(f: &SourceFile, v: &Spanned<Vec<String>>, key: Option<String>) -> Result<Vec<TlsVersion>, ConfigError> {
@@ -939,7 +965,7 @@ fn http_settings(f: &SourceFile, vname: &str, v: &raw::RawVirtualServer) -> Resu
     let error_page = match &v.error_file {
         None => None,
         Some(path) => {
-            let base = std::path::Path::new(&f.name).parent().unwrap_or(std::path::Path::new("."));
+            let base = base_dir(f);
             let p = base.join(path.get_ref());
             let body = std::fs::read(&p)
                 .map_err(|e| f.error_at(path.span(), key("error_file"), format!("cannot read {}: {e}", p.display())))?;
@@ -949,7 +975,7 @@ fn http_settings(f: &SourceFile, vname: &str, v: &raw::RawVirtualServer) -> Resu
     let access_log = match &v.access_log {
         None => None,
         Some(path) => {
-            let base = std::path::Path::new(&f.name).parent().unwrap_or(std::path::Path::new("."));
+            let base = base_dir(f);
             let fmt = v.access_log_format.get_ref();
             let format = crate::log::access::Format::named_or_parse(fmt)
                 .map_err(|e| f.error_at(v.access_log_format.span(), key("access_log_format"), e))?;

@@ -40,6 +40,13 @@ kinds! {
     RATE_OVERFLOW = "rate.overflow", Warning, "ratequeuefull", "a rate class refused requests: its queue was full or their wait too long (at most one a second per class)";
     AUTOSCALE_ACTION = "autoscale.action", Info, "autoscale", "an autoscaled pool added or removed a node";
     AUTOSCALE_ERROR = "autoscale.error", Serious, "autoscalefail", "an autoscaling driver failed; autoscaling pauses for its credentials";
+    CLUSTER_ETCD_LOST = "cluster.etcd_lost", Serious, "etcdlost", "this member lost etcd: it keeps serving its last configuration and its traffic IPs until etcd is back";
+    CLUSTER_ETCD_BACK = "cluster.etcd_back", Info, "etcdback", "this member reached etcd again (or first) and caught up with the cluster's configuration";
+    CLUSTER_MEMBER_JOINED = "cluster.member_joined", Info, "machineok", "a member joined the cluster (its lease appeared)";
+    CLUSTER_MEMBER_LEFT = "cluster.member_left", Warning, "machinefail", "a member left the cluster: it stopped, or its lease expired";
+    TIP_RAISED = "cluster.tip_raised", Info, "flipperraiselocal", "this member raised a traffic IP address";
+    TIP_LOWERED = "cluster.tip_lowered", Info, "flipperdroplocal", "this member lowered a traffic IP address";
+    TIP_ERROR = "cluster.tip_error", Serious, "flipperfail", "a traffic IP address could not be raised, lowered or filtered (the command's error in the text)";
     PROCESS_TROUBLE = "process.trouble", Fatal, "fatal", "the monitor thread could not start, or a shard panicked";
 }
 

@@ -161,7 +161,7 @@ impl Control {
                 None => return Err(format!("running {} has no file to re-read", s.generation.config.source)),
             }
         };
-        let new = crate::config::load_file(&path).map_err(|e| {
+        let new = crate::cluster::load_with(&path, &Default::default()).map_err(|e| {
             let e = e.to_string();
             refused("SIGHUP", &e);
             e

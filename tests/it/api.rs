@@ -55,6 +55,7 @@ fn objects_crud_auth_and_integrity() {
             "bandwidth_classes",
             "service_levels",
             "event_handlers",
+            "traffic_ip_groups",
             "files"
         ]
     );

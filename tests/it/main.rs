@@ -12,6 +12,7 @@ mod balance;
 mod bench;
 mod bench_tls;
 mod cache;
+mod cluster;
 mod compression;
 mod config;
 mod dashboard;

@@ -1,0 +1,445 @@
+//! This instance as a member of a cluster whose shared state lives in etcd
+//! (K1, K2; docs/cluster.md). shoal builds no consensus of its own: etcd
+//! orders every change, and each member follows it.
+//!
+//! What is shared: the configuration objects (`config::cluster::
+//! SHARED_KINDS`), one etcd key each under `PREFIX/config/TYPE/NAME`
+//! holding that object's TOML text, and `PREFIX/version`, rewritten by
+//! every change so that a change made from a stale view is refused
+//! (optimistic concurrency on the whole configuration). What is each
+//! member's own: its file's other sections (`[global]`, `[api]`,
+//! `[cluster]`, ...), and `PREFIX/members/NAME`, its health, on a lease
+//! that expires `lease_ttl` after the member stops renewing it.
+//!
+//! [`Cluster`] is the state the API, the reload path and the status share
+//! with the cluster's control thread ([`store`]), which alone talks to
+//! etcd, on a tokio runtime of its own (never on a shard). The thread
+//! applies every change it sees through the live-reconfiguration path
+//! ([`Control::apply_as`]); without etcd the member keeps serving what it
+//! last applied and says so (status, `cluster.etcd_lost`), and catches up
+//! with a full read when etcd answers again.
+
+pub mod layout;
+mod store;
+
+use crate::config::{ClusterSettings, Config, ConfigError, Overrides, SharedObject};
+use crate::events::{catalogue, emit, Event};
+use crate::runtime::Control;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The process's cluster membership, once `[cluster]` started it.
+static CLUSTER: OnceLock<Arc<Cluster>> = OnceLock::new();
+
+/// The cluster this process is a member of, if any.
+pub fn get() -> Option<&'static Arc<Cluster>> {
+    CLUSTER.get()
+}
+
+/// The configuration objects as etcd last showed them.
+#[derive(Debug, Clone, Default)]
+pub struct Objects {
+    /// etcd's revision this view is at.
+    pub revision: i64,
+    /// The mod revision of `PREFIX/version`: what a change must compare
+    /// against (0 before the cluster was seeded).
+    pub version: i64,
+    /// "type/name" → the object's TOML text.
+    pub items: BTreeMap<String, String>,
+}
+
+impl Objects {
+    pub fn shared(&self) -> Vec<SharedObject> {
+        self.items.iter().map(|(id, text)| SharedObject { id: id.clone(), text: text.clone() }).collect()
+    }
+}
+
+/// Whether this member reaches etcd.
+#[derive(Debug, Clone)]
+enum Etcd {
+    Connecting,
+    Up,
+    Lost(String),
+}
+
+/// What a member publishes about itself in `PREFIX/members/NAME`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemberInfo {
+    pub member: String,
+    /// Unix seconds when it started.
+    pub started: u64,
+    /// The etcd revision of the configuration it runs.
+    pub revision: i64,
+    /// Its configuration generation.
+    pub generation: u64,
+    /// "ok", or why it could not apply the cluster's configuration.
+    pub config: String,
+}
+
+struct State {
+    control: Option<Arc<Control>>,
+    /// None until etcd answered once.
+    objects: Option<Objects>,
+    etcd: Etcd,
+    /// Since when `etcd` has been what it is.
+    since: SystemTime,
+    /// Live members, by name, as their leased keys say.
+    members: BTreeMap<String, MemberInfo>,
+    /// The revision of the objects the running configuration was built
+    /// from (or was refused at: `config_error` says so).
+    applied: i64,
+    generation: u64,
+    config_error: Option<String>,
+}
+
+/// What the rest of the process asks of the control thread.
+pub(crate) enum Request {
+    Write(WriteRequest),
+    /// The process stops: revoke the lease, so the member leaves the
+    /// cluster now rather than a TTL later.
+    Leave(std::sync::mpsc::Sender<()>),
+}
+
+/// A change the API asks the control thread to write.
+pub(crate) struct WriteRequest {
+    /// `Objects::version` the change was computed from.
+    base: i64,
+    /// "type/name" → new text, or None to delete it.
+    changes: Vec<(String, Option<String>)>,
+    reply: std::sync::mpsc::Sender<Result<i64, WriteError>>,
+}
+
+/// Why a change was not written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The cluster's configuration changed since this member's view.
+    Conflict,
+    /// etcd could not be reached or refused it.
+    Unavailable(String),
+}
+
+/// The state the API, reloads and the status share with the control
+/// thread. Lives as long as the process.
+pub struct Cluster {
+    pub settings: ClusterSettings,
+    /// The member's own main file.
+    main: PathBuf,
+    started: SystemTime,
+    state: Mutex<State>,
+    /// Signalled whenever `State` changes (objects seen, applied).
+    changed: Condvar,
+    requests: tokio::sync::mpsc::Sender<Request>,
+}
+
+/// How long an API write waits for its change to come back from etcd and
+/// be applied here.
+const WRITE_WAIT: Duration = Duration::from_secs(5);
+
+/// Start membership for `cfg` (loaded from `main`, with `[cluster]`):
+/// the control thread connects, seeds an empty cluster from `main`'s
+/// objects, and follows the cluster. Returns the configuration to start
+/// with: the cluster's, if etcd answers within `connect_timeout`, else
+/// `cfg` itself (the member's own file), to be replaced once etcd answers.
+pub fn start(main: &Path, cfg: Config) -> Result<Config, String> {
+    let settings = cfg.cluster.clone().ok_or("no [cluster] section")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let cluster = Arc::new(Cluster {
+        settings: settings.clone(),
+        main: main.to_path_buf(),
+        started: SystemTime::now(),
+        state: Mutex::new(State {
+            control: None,
+            objects: None,
+            etcd: Etcd::Connecting,
+            since: SystemTime::now(),
+            members: BTreeMap::new(),
+            applied: 0,
+            generation: 0,
+            config_error: None,
+        }),
+        changed: Condvar::new(),
+        requests: tx,
+    });
+    CLUSTER.set(cluster.clone()).map_err(|_| "cluster membership started twice")?;
+    let c = cluster.clone();
+    std::thread::Builder::new()
+        .name("cluster".into())
+        .spawn(move || store::run(c, rx))
+        .map_err(|e| format!("cannot start the cluster thread: {e}"))?;
+    let deadline = Instant::now() + settings.connect_timeout;
+    let mut s = cluster.lock();
+    while s.objects.is_none() && Instant::now() < deadline {
+        s = cluster
+            .changed
+            .wait_timeout(s, deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    let Some(objects) = s.objects.clone() else {
+        log::warn!(
+            "cluster: etcd ({}) did not answer within {:?}: serving {} until it does",
+            settings.etcd.join(", "),
+            settings.connect_timeout,
+            main.display()
+        );
+        return Ok(cfg);
+    };
+    drop(s);
+    let built = crate::config::load_member(main, &Overrides::new(), &objects.shared())
+        .map_err(|e| format!("the cluster's configuration (revision {}) is invalid here: {e}", objects.revision))?;
+    let mut s = cluster.lock();
+    s.applied = objects.revision;
+    Ok(built)
+}
+
+/// The shards run: from now on the control thread applies what changes.
+pub fn attach(control: Arc<Control>) {
+    let Some(c) = get() else { return };
+    let g = control.current().id;
+    let mut s = c.lock();
+    s.control = Some(control);
+    s.generation = g;
+    let behind = s.objects.as_ref().is_some_and(|o| o.revision != s.applied);
+    drop(s);
+    if behind {
+        c.apply();
+    }
+}
+
+/// The process stops: leave the cluster (revoke the lease), waiting at
+/// most a second for etcd.
+pub fn leave() {
+    let Some(c) = get() else { return };
+    let (tx, rx) = std::sync::mpsc::channel();
+    if c.requests.try_send(Request::Leave(tx)).is_ok() {
+        let _ = rx.recv_timeout(Duration::from_secs(1));
+    }
+}
+
+/// Load the configuration `path` names as this process runs it: in a
+/// cluster whose objects are known, the member's settings from `path` and
+/// the objects from etcd; otherwise `path` alone.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    match get().and_then(|c| c.objects()) {
+        Some(o) => crate::config::load_member(path, overrides, &o.shared()),
+        None => crate::config::load_file_with(path, overrides),
+    }
+}
+
+impl Cluster {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The objects as last seen in etcd (None before it ever answered).
+    pub fn objects(&self) -> Option<Objects> {
+        self.lock().objects.clone()
+    }
+
+    /// Build and apply the configuration for the objects seen last. A
+    /// configuration this member cannot run (an invalid object, a port
+    /// it cannot bind) is refused here only: it keeps its running one,
+    /// and its member key says why.
+    fn apply(&self) {
+        let (control, objects) = {
+            let s = self.lock();
+            match (&s.control, &s.objects) {
+                (Some(c), Some(o)) => (c.clone(), o.clone()),
+                _ => return,
+            }
+        };
+        let result = crate::config::load_member(&self.main, &Overrides::new(), &objects.shared())
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| control.apply_as(cfg, "cluster"));
+        let mut s = self.lock();
+        s.applied = s.applied.max(objects.revision);
+        match result {
+            Ok(g) => {
+                s.generation = g;
+                s.config_error = None;
+            }
+            Err(e) => {
+                if !matches!(&s.config_error, Some(old) if *old == e) {
+                    log::error!("cluster: the configuration at revision {} is refused here: {e}", objects.revision);
+                }
+                s.config_error = Some(e);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// What this member publishes about itself now.
+    fn info(&self) -> MemberInfo {
+        let s = self.lock();
+        MemberInfo {
+            member: self.settings.member.clone(),
+            started: unix(self.started),
+            revision: s.applied,
+            generation: s.generation,
+            config: s.config_error.as_ref().map_or_else(|| "ok".to_owned(), |e| format!("refused: {e}")),
+        }
+    }
+
+    /// etcd answered a full read: the objects and members as of `objects.
+    /// revision`.
+    fn snapshot(&self, objects: Objects, members: BTreeMap<String, MemberInfo>) {
+        let mut s = self.lock();
+        let was = std::mem::replace(&mut s.etcd, Etcd::Up);
+        s.since = SystemTime::now();
+        for (name, _) in members.iter().filter(|(n, _)| !s.members.contains_key(*n)) {
+            self.member_event(true, name);
+        }
+        for name in s.members.keys().filter(|n| !members.contains_key(*n)) {
+            self.member_event(false, name);
+        }
+        s.members = members;
+        let changed = s.objects.as_ref().is_none_or(|o| o.items != objects.items);
+        s.objects = Some(objects);
+        self.changed.notify_all();
+        drop(s);
+        let text = match was {
+            Etcd::Lost(_) => "etcd is back: this member follows the cluster again",
+            Etcd::Connecting | Etcd::Up => "connected to etcd: this member follows the cluster",
+        };
+        log::info!("cluster: {text}");
+        emit(Event::new(&catalogue::CLUSTER_ETCD_BACK, "cluster", text));
+        if changed {
+            self.apply();
+        } else {
+            // Nothing to build; what runs is what etcd has.
+            let mut s = self.lock();
+            s.applied = s.objects.as_ref().map_or(s.applied, |o| o.revision);
+            self.changed.notify_all();
+        }
+    }
+
+    /// A watched change at `revision`.
+    fn update(&self, revision: i64, config: Vec<(String, Option<String>)>, version: Option<i64>) {
+        let mut s = self.lock();
+        let Some(o) = s.objects.as_mut() else { return };
+        o.revision = o.revision.max(revision);
+        if let Some(v) = version {
+            o.version = v;
+        }
+        let touched = !config.is_empty();
+        for (id, text) in config {
+            match text {
+                Some(t) => o.items.insert(id, t),
+                None => o.items.remove(&id),
+            };
+        }
+        if !touched {
+            s.applied = s.applied.max(revision);
+        }
+        self.changed.notify_all();
+        drop(s);
+        if touched {
+            self.apply();
+        }
+    }
+
+    fn member_put(&self, info: MemberInfo) {
+        let mut s = self.lock();
+        if !s.members.contains_key(&info.member) {
+            self.member_event(true, &info.member);
+        }
+        s.members.insert(info.member.clone(), info);
+    }
+
+    fn member_gone(&self, name: &str) {
+        if self.lock().members.remove(name).is_some() {
+            self.member_event(false, name);
+        }
+    }
+
+    fn member_event(&self, joined: bool, name: &str) {
+        if name == self.settings.member {
+            return;
+        }
+        let (kind, what) = if joined {
+            (&catalogue::CLUSTER_MEMBER_JOINED, "joined the cluster")
+        } else {
+            (&catalogue::CLUSTER_MEMBER_LEFT, "left the cluster (stopped, or its lease expired)")
+        };
+        if joined {
+            log::info!("cluster: member {name} {what}");
+        } else {
+            log::warn!("cluster: member {name} {what}");
+        }
+        emit(Event::new(kind, format!("cluster/{name}"), format!("member {name} {what}")));
+    }
+
+    /// etcd stopped answering (or never did): keep serving, say so once.
+    fn lost(&self, why: &str) {
+        let mut s = self.lock();
+        let first = !matches!(s.etcd, Etcd::Lost(_));
+        s.etcd = Etcd::Lost(why.to_owned());
+        if first {
+            s.since = SystemTime::now();
+            drop(s);
+            log::error!("cluster: lost etcd ({why}): serving the last configuration until it is back");
+            emit(Event::new(
+                &catalogue::CLUSTER_ETCD_LOST,
+                "cluster",
+                format!("lost etcd ({why}): serving the last configuration until it is back"),
+            ));
+        }
+    }
+
+    /// Write `changes` (computed from `Objects::version` `base`) to etcd
+    /// and wait until this member runs them. Returns the generation.
+    pub fn write(&self, base: i64, changes: Vec<(String, Option<String>)>) -> Result<u64, WriteError> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.requests
+            .try_send(Request::Write(WriteRequest { base, changes, reply }))
+            .map_err(|_| WriteError::Unavailable("the cluster thread is busy or gone".into()))?;
+        let revision = answer
+            .recv_timeout(WRITE_WAIT)
+            .map_err(|_| WriteError::Unavailable("etcd did not answer in time".into()))??;
+        let deadline = Instant::now() + WRITE_WAIT;
+        let mut s = self.lock();
+        while s.applied < revision {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(WriteError::Unavailable(format!(
+                    "written at revision {revision}, but this member has not seen it back from etcd yet"
+                )));
+            }
+            s = self.changed.wait_timeout(s, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        match &s.config_error {
+            Some(e) => Err(WriteError::Unavailable(format!(
+                "written at revision {revision}, but this member cannot run it: {e}"
+            ))),
+            None => Ok(s.generation),
+        }
+    }
+
+    /// The `cluster` section of the status API.
+    pub fn status_json(&self) -> Value {
+        let s = self.lock();
+        let (state, error) = match &s.etcd {
+            Etcd::Connecting => ("connecting", None),
+            Etcd::Up => ("up", None),
+            Etcd::Lost(why) => ("lost", Some(why.clone())),
+        };
+        let members: serde_json::Map<String, Value> =
+            s.members.iter().map(|(n, i)| (n.clone(), serde_json::to_value(i).unwrap_or(Value::Null))).collect();
+        json!({
+            "member": self.settings.member,
+            "read_only": self.settings.read_only,
+            "etcd": { "endpoints": self.settings.etcd, "state": state, "since": unix(s.since), "error": error },
+            "revision": s.objects.as_ref().map(|o| o.revision),
+            "applied_revision": s.applied,
+            "config_error": s.config_error,
+            "members": members,
+        })
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,425 @@
+//! Clusters on etcd (K1, K2; docs/cluster.md), as an operator would run
+//! one: a real etcd and three real shoal members, each in a network
+//! namespace of its own on a bridge the test creates; the test process is
+//! the clients, and curl inside each member's namespace is the operator
+//! using that member's REST API.
+//!
+//! Needs root (namespaces, a bridge) and etcd; skipped without them,
+//! except where SHOAL_REQUIRE_CLUSTER is set (CI sets it).
+
+use crate::support::*;
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const REQUIRE: &str = "SHOAL_REQUIRE_CLUSTER";
+const TTL: Duration = Duration::from_secs(2);
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// A bridge in this namespace (10.77.ID.1/24, where etcd and the nodes
+/// listen) and one namespace per member (10.77.ID.1x/24) on it.
+pub struct Net {
+    id: u32,
+    members: usize,
+}
+
+impl Net {
+    /// None (the test skips) where namespaces cannot be made here.
+    pub fn new(members: usize) -> Option<Net> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        static PROBE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let probe = *PROBE.get_or_init(|| {
+            let name = format!("shoal-probe-{}", std::process::id());
+            have_probe(
+                "root and network namespaces",
+                Command::new("sh").arg("-c").arg(format!("ip netns add {name} && ip netns del {name}")),
+                REQUIRE,
+            )
+        });
+        if !probe
+            || !have_probe("etcd", Command::new("etcd").arg("--version"), REQUIRE)
+            || !have_tool("curl", REQUIRE, "apt install curl")
+        {
+            return None;
+        }
+        // Distinct per test and per test process, so that reruns and
+        // concurrent tests never share a name or a subnet.
+        let id = 20 + (std::process::id() % 40) * 5 + NEXT.fetch_add(1, Ordering::Relaxed) % 5;
+        let net = Net { id, members };
+        net.teardown();
+        let b = net.bridge();
+        let hub = format!("{}/24", net.hub());
+        let steps: Vec<Vec<String>> = [
+            vec!["ip", "link", "add", &b, "type", "bridge"],
+            vec!["ip", "addr", "add", &hub, "dev", &b],
+            vec!["ip", "link", "set", &b, "up"],
+        ]
+        .iter()
+        .map(|v| v.iter().map(|s| s.to_string()).collect())
+        .collect();
+        for s in steps {
+            run(&s.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        }
+        for i in 1..=members {
+            let (ns, host, peer) = (net.ns(i), format!("sc{id}v{i}"), net.iface(i));
+            let addr = format!("{}/24", net.ip(i));
+            run(&["ip", "netns", "add", &ns]).unwrap();
+            run(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &peer, "netns", &ns]).unwrap();
+            run(&["ip", "link", "set", &host, "master", &b, "up"]).unwrap();
+            run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", &peer]).unwrap();
+            run(&["ip", "-n", &ns, "link", "set", &peer, "up"]).unwrap();
+            run(&["ip", "-n", &ns, "link", "set", "lo", "up"]).unwrap();
+        }
+        Some(net)
+    }
+
+    fn bridge(&self) -> String {
+        format!("scb{}", self.id)
+    }
+
+    pub fn ns(&self, i: usize) -> String {
+        format!("sc{}m{i}", self.id)
+    }
+
+    /// Member `i`'s interface, in its namespace.
+    pub fn iface(&self, i: usize) -> String {
+        format!("sc{}p{i}", self.id)
+    }
+
+    /// The bridge's address: etcd's and the nodes'.
+    pub fn hub(&self) -> String {
+        format!("10.77.{}.1", self.id)
+    }
+
+    pub fn ip(&self, i: usize) -> String {
+        format!("10.77.{}.{}", self.id, 10 + i)
+    }
+
+    fn teardown(&self) {
+        for i in 1..=self.members {
+            let _ = run(&["ip", "netns", "del", &self.ns(i)]);
+        }
+        let _ = run(&["ip", "link", "del", &self.bridge()]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// A one-node etcd on the bridge, its data kept across restarts.
+pub struct Etcd {
+    proc: Option<Proc>,
+    dir: TempDir,
+    host: String,
+}
+
+impl Etcd {
+    pub fn start(net: &Net) -> Etcd {
+        let mut e = Etcd { proc: None, dir: TempDir::new(), host: net.hub() };
+        e.restart();
+        e
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}:2379", self.host)
+    }
+
+    pub fn restart(&mut self) {
+        let peer = format!("http://{}:2380", self.host);
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", "e", "--data-dir"])
+            .arg(self.dir.0.join("data"))
+            .args(["--listen-client-urls", &self.url(), "--advertise-client-urls", &self.url()])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("e={peer}")]);
+        self.proc = Some(Proc::spawn(cmd, false));
+        let addr: SocketAddr = format!("{}:2379", self.host).parse().unwrap();
+        poll(Duration::from_secs(20), "etcd listening", || TcpStream::connect(addr).ok());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
+
+/// Member `i` (named `m{i}`) in its namespace; `extra` is the rest of
+/// its file (`[cluster]` keys first, then sections).
+pub fn member(net: &Net, etcd: &Etcd, i: usize, extra: &str) -> Shoal {
+    let (cluster_keys, rest) = extra.split_once("\n\n").unwrap_or((extra, ""));
+    let toml = format!(
+        "[global]\nshards = 1\n\n[cluster]\netcd = [\"{}\"]\nmember = \"m{i}\"\nlease_ttl = \"{}s\"\n{cluster_keys}\n\n{}\n{rest}",
+        etcd.url(),
+        TTL.as_secs(),
+        api_section()
+    );
+    let dir = TempDir::new();
+    let config = dir.write("shoal.toml", &toml);
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &net.ns(i)]).arg(shoal_bin()).arg("run").arg("-c").arg(&config);
+    Shoal::from_command(cmd, dir, config)
+}
+
+/// One REST API request to member `i` by curl in its namespace: status
+/// and body.
+pub fn api(net: &Net, i: usize, shoal: &Shoal, method: &str, path: &str, body: &str) -> (u16, String) {
+    let url = format!("http://{}{path}", shoal.api_addr());
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &net.ns(i), "curl", "-s", "-u", "admin:secret", "-X", method, "-w", "\n%{http_code}"]);
+    if method != "GET" {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+    }
+    let out = cmd.arg(&url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Which node answered a request to member `i`'s port 8080.
+pub fn served_by(net: &Net, i: usize) -> Option<String> {
+    let addr: SocketAddr = format!("{}:8080", net.ip(i)).parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    use std::io::Write;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n").ok()?;
+    let r = read_response(&mut s, false);
+    (r.status == 200).then(|| r.header("x-node").unwrap_or("?").to_owned())
+}
+
+/// The first member's objects: one virtual server (port 8080 on every
+/// member) over pool `p`.
+fn seed_objects(node: SocketAddr) -> String {
+    format!(
+        "[virtual_servers.web]\nlisten = \"0.0.0.0:8080\"\nprotocol = \"http\"\npool = \"p\"\n\n\
+         [pools.p]\nnodes = [\"{node}\"]\n"
+    )
+}
+
+const CFG: &str = "/api/tm/1.0/config/active";
+
+/// Member `i`'s status document.
+pub fn status(net: &Net, i: usize, s: &Shoal) -> serde_json::Value {
+    let (code, body) = api(net, i, s, "GET", "/api/tm/1.0/status", "");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn members_seen(net: &Net, i: usize, s: &Shoal) -> Vec<String> {
+    let st = status(net, i, s);
+    st["cluster"]["members"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// K1: a change through one member's API reaches every member within
+/// a second; two members changing the same object at once: one wins, the
+/// other is told 409, and every member ends with the winner's version;
+/// a read-only member refuses changes. K2: every member sees the others.
+#[test]
+fn changes_reach_every_member_and_conflicts_are_refused() {
+    let Some(net) = Net::new(3) else { return };
+    let etcd = Etcd::start(&net);
+    let hub = net.hub();
+    let origin = Origin::start_at(
+        "http",
+        &[("a", format!("{hub}:0").parse().unwrap()), ("b", format!("{hub}:0").parse().unwrap())],
+    );
+    let (a, b) = (origin.addr("a"), origin.addr("b"));
+    let m1 = member(&net, &etcd, 1, &format!("\n\n{}", seed_objects(a)));
+    // The others' files have no objects: they run the cluster's.
+    let m2 = member(&net, &etcd, 2, "");
+    let m3 = member(&net, &etcd, 3, "read_only = true");
+    let ms = [&m1, &m2, &m3];
+    for i in 1..=3 {
+        assert_eq!(served_by(&net, i).as_deref(), Some("a"), "member {i}");
+    }
+    for (i, m) in ms.iter().enumerate() {
+        poll(Duration::from_secs(10), "every member sees all three", || {
+            (members_seen(&net, i + 1, m) == ["m1", "m2", "m3"]).then_some(())
+        });
+        let st = status(&net, i + 1, m);
+        assert_eq!(st["cluster"]["etcd"]["state"], "up", "member {}: {st}", i + 1);
+        assert_eq!(st["cluster"]["member"], format!("m{}", i + 1));
+    }
+
+    // A pool added through m2, and the virtual server switched to it.
+    let (code, body) = api(
+        &net,
+        2,
+        &m2,
+        "PUT",
+        &format!("{CFG}/pools/q"),
+        &format!("{{\"properties\":{{\"basic\":{{\"nodes\":[\"{b}\"]}}}}}}"),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) =
+        api(&net, 2, &m2, "PUT", &format!("{CFG}/virtual_servers/web"), r#"{"properties":{"basic":{"pool":"q"}}}"#);
+    assert_eq!(code, 200, "{body}");
+    let t0 = Instant::now();
+    for i in 1..=3 {
+        poll(Duration::from_secs(5), "member serves from the new pool", || {
+            (served_by(&net, i).as_deref() == Some("b")).then_some(())
+        });
+    }
+    let took = t0.elapsed();
+    eprintln!("the change reached all three members in {took:?}");
+    assert!(took <= Duration::from_secs(1), "the change took {took:?} to reach all three members");
+    // Every member's API shows the cluster's objects.
+    let (code, body) = api(&net, 3, &m3, "GET", &format!("{CFG}/pools/q"), "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&b.to_string()), "{body}");
+
+    // A read-only member refuses changes, and nothing changes.
+    let (code, body) = api(&net, 3, &m3, "PUT", &format!("{CFG}/pools/q"), r#"{"properties":{"basic":{"nodes":[]}}}"#);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+
+    // Two members create the same pool at the same moment, each with its
+    // own node. Repeated until the two writes really overlap (one 409).
+    let mut conflicts = 0;
+    for round in 0..30 {
+        let pool = format!("r{round}");
+        let path = format!("{CFG}/pools/{pool}");
+        let go = Arc::new(Barrier::new(2));
+        let results: Vec<(u16, String, SocketAddr)> = std::thread::scope(|sc| {
+            let hs: Vec<_> = [(1, &m1, a), (2, &m2, b)]
+                .into_iter()
+                .map(|(i, m, node)| {
+                    let (go, net, path) = (go.clone(), &net, &path);
+                    sc.spawn(move || {
+                        let body = format!("{{\"properties\":{{\"basic\":{{\"nodes\":[\"{node}\"]}}}}}}");
+                        go.wait();
+                        let (code, text) = api(net, i, m, "PUT", path, &body);
+                        (code, text, node)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let codes: Vec<u16> = results.iter().map(|r| r.0).collect();
+        // Created by one; the other either lost (409) or came after and
+        // updated it (200): never two creations, never an error.
+        let winner = match codes.as_slice() {
+            [201, 409] | [409, 201] => {
+                conflicts += 1;
+                results.iter().find(|r| r.0 == 201).unwrap().2
+            }
+            [201, 200] | [200, 201] => results.iter().find(|r| r.0 == 200).unwrap().2,
+            _ => panic!("round {round}: {results:?}"),
+        };
+        let loser = results.iter().find(|r| r.0 == 409);
+        if let Some(l) = loser {
+            assert!(l.1.contains("changed while"), "{}", l.1);
+        }
+        // Every member ends with the winner's node.
+        for (i, m) in ms.iter().enumerate() {
+            poll(Duration::from_secs(5), "members agree on the winner", || {
+                let (code, body) = api(&net, i + 1, m, "GET", &path, "");
+                (code == 200 && body.contains(&winner.to_string())).then_some(())
+            });
+        }
+        if conflicts > 0 {
+            eprintln!("round {round}: {codes:?}");
+            break;
+        }
+    }
+    assert!(conflicts > 0, "no two writes overlapped in 30 rounds");
+}
+
+/// K1's failure model: etcd stopped for 30 s; every member keeps serving
+/// with no error and says etcd is lost; when it returns they catch up,
+/// and a change made then reaches all of them. K2: a member that dies is
+/// out of the cluster within its lease's TTL.
+#[test]
+fn members_serve_through_an_etcd_outage_and_catch_up() {
+    let Some(net) = Net::new(3) else { return };
+    let mut etcd = Etcd::start(&net);
+    let hub = net.hub();
+    let origin = Origin::start_at(
+        "http",
+        &[("a", format!("{hub}:0").parse().unwrap()), ("b", format!("{hub}:0").parse().unwrap())],
+    );
+    let (a, b) = (origin.addr("a"), origin.addr("b"));
+    let m1 = member(&net, &etcd, 1, &format!("\n\n{}", seed_objects(a)));
+    let m2 = member(&net, &etcd, 2, "");
+    let mut m3 = member(&net, &etcd, 3, "");
+    for (i, m) in [&m1, &m2, &m3].into_iter().enumerate() {
+        poll(Duration::from_secs(10), "every member sees all three", || {
+            (members_seen(&net, i + 1, m) == ["m1", "m2", "m3"]).then_some(())
+        });
+    }
+
+    etcd.stop();
+    let t0 = Instant::now();
+    let mut requests = 0;
+    let mut lost_seen = [false; 3];
+    while t0.elapsed() < Duration::from_secs(30) {
+        for i in 1..=3 {
+            assert_eq!(served_by(&net, i).as_deref(), Some("a"), "member {i} after {:?} without etcd", t0.elapsed());
+            requests += 1;
+        }
+        for (i, m) in [&m1, &m2, &m3].iter().enumerate() {
+            if !lost_seen[i] && status(&net, i + 1, m)["cluster"]["etcd"]["state"] == "lost" {
+                lost_seen[i] = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(lost_seen.iter().all(|s| *s), "every member says etcd is lost: {lost_seen:?}");
+    assert!(requests > 100);
+    // Without etcd the configuration cannot change, and says why.
+    let to_b = format!("{{\"properties\":{{\"basic\":{{\"nodes\":[\"{b}\"]}}}}}}");
+    let (code, body) = api(&net, 1, &m1, "PUT", &format!("{CFG}/pools/p"), &to_b);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("etcd is unreachable"), "{body}");
+    m1.proc.wait_line(Duration::from_secs(1), |l| l.contains("cluster: lost etcd"));
+
+    etcd.restart();
+    for (i, m) in [&m1, &m2, &m3].into_iter().enumerate() {
+        poll(Duration::from_secs(15), "the member reaches etcd again", || {
+            (status(&net, i + 1, m)["cluster"]["etcd"]["state"] == "up").then_some(())
+        });
+    }
+    m1.proc.wait_line(Duration::from_secs(1), |l| l.contains("cluster: etcd is back"));
+    let (_, events) = api(&net, 1, &m1, "GET", "/api/tm/1.0/events", "");
+    for kind in ["cluster.etcd_lost", "cluster.etcd_back", "cluster.member_joined"] {
+        assert!(events.contains(kind), "{kind} in {events}");
+    }
+    let (code, body) = api(&net, 2, &m2, "PUT", &format!("{CFG}/pools/p"), &to_b);
+    assert_eq!(code, 200, "{body}");
+    for i in 1..=3 {
+        poll(Duration::from_secs(5), "the change reaches the member", || {
+            (served_by(&net, i).as_deref() == Some("b")).then_some(())
+        });
+    }
+
+    // A member killed outright: its lease runs out and the others see it
+    // go, within the TTL (plus etcd's lease check, every 500 ms).
+    let _ = m3.proc.child.kill();
+    let _ = m3.proc.child.wait();
+    let t0 = Instant::now();
+    poll(Duration::from_secs(10), "m3 leaves the cluster", || {
+        (members_seen(&net, 1, &m1) == ["m1", "m2"]).then_some(())
+    });
+    let took = t0.elapsed();
+    assert!(took <= TTL + Duration::from_millis(1500), "m3 stayed {took:?} after it died");
+    m1.proc.wait_line(Duration::from_secs(1), |l| l.contains("cluster: member m3 left"));
+    // A member that stops cleanly leaves at once (its lease revoked).
+    m2.proc.signal("TERM");
+    let t0 = Instant::now();
+    poll(Duration::from_secs(5), "m2 leaves the cluster", || (members_seen(&net, 1, &m1) == ["m1"]).then_some(()));
+    assert!(t0.elapsed() < TTL, "a clean stop should revoke the lease: {:?}", t0.elapsed());
+}
