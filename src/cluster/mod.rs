@@ -19,14 +19,17 @@
 //! last applied and says so (status, `cluster.etcd_lost`), and catches up
 //! with a full read when etcd answers again.
 
+mod addresses;
+mod announce;
 pub mod layout;
+pub mod owners;
 mod store;
 
 use crate::config::{ClusterSettings, Config, ConfigError, Overrides, SharedObject};
 use crate::events::{catalogue, emit, Event};
 use crate::runtime::Control;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -132,6 +135,8 @@ pub struct Cluster {
     /// Signalled whenever `State` changes (objects seen, applied).
     changed: Condvar,
     requests: tokio::sync::mpsc::Sender<Request>,
+    /// The traffic IP addresses this member holds (K3).
+    holder: addresses::Holder,
 }
 
 /// How long an API write waits for its change to come back from etcd and
@@ -162,6 +167,7 @@ pub fn start(main: &Path, cfg: Config) -> Result<Config, String> {
         }),
         changed: Condvar::new(),
         requests: tx,
+        holder: addresses::Holder::start().map_err(|e| format!("cannot start the traffic IP thread: {e}"))?,
     });
     CLUSTER.set(cluster.clone()).map_err(|_| "cluster membership started twice")?;
     let c = cluster.clone();
@@ -206,6 +212,8 @@ pub fn attach(control: Arc<Control>) {
     drop(s);
     if behind {
         c.apply();
+    } else {
+        c.retarget();
     }
 }
 
@@ -217,6 +225,40 @@ pub fn leave() {
     if c.requests.try_send(Request::Leave(tx)).is_ok() {
         let _ = rx.recv_timeout(Duration::from_secs(1));
     }
+    // Lower this member's addresses: the others take them over now that
+    // its lease is gone.
+    c.holder.want(None);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !c.holder.held().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `ip` is an address of one of the running configuration's
+/// traffic IP groups.
+pub fn is_traffic_ip(ip: std::net::IpAddr) -> bool {
+    let Some(control) = get().and_then(|c| c.lock().control.clone()) else { return false };
+    let cfg = control.config();
+    cfg.traffic_ip_groups.iter().any(|g| g.addresses.contains(&ip))
+}
+
+/// The addresses `me` should hold of `cfg`'s single-hosted groups when
+/// `live` are the live members.
+fn wanted(cfg: &Config, me: &str, live: &BTreeSet<String>) -> BTreeSet<addresses::Placed> {
+    let mut out = BTreeSet::new();
+    for g in &cfg.traffic_ip_groups {
+        let Some(mine) = g.members.iter().position(|m| m == me) else { continue };
+        let owners = match g.mode {
+            crate::config::TipMode::Single => owners::single(&g.addresses, &g.members, live),
+            crate::config::TipMode::Multi => continue,
+        };
+        for (ip, owner) in g.addresses.iter().zip(owners) {
+            if owner == Some(mine) {
+                out.insert((*ip, g.interface.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Load the configuration `path` names as this process runs it: in a
@@ -269,6 +311,23 @@ impl Cluster {
             }
         }
         self.changed.notify_all();
+        drop(s);
+        self.retarget();
+    }
+
+    /// Hold the traffic IP addresses the running configuration and the
+    /// live members give this member. Without etcd nothing changes: the
+    /// member keeps what it holds (docs/cluster.md, failure model).
+    fn retarget(&self) {
+        let (control, live) = {
+            let s = self.lock();
+            if !matches!(s.etcd, Etcd::Up) {
+                return;
+            }
+            (s.control.clone(), s.members.keys().cloned().collect::<BTreeSet<String>>())
+        };
+        let Some(control) = control else { return };
+        self.holder.want(Some(wanted(&control.config(), &self.settings.member, &live)));
     }
 
     /// What this member publishes about itself now.
@@ -313,6 +372,8 @@ impl Cluster {
             let mut s = self.lock();
             s.applied = s.objects.as_ref().map_or(s.applied, |o| o.revision);
             self.changed.notify_all();
+            drop(s);
+            self.retarget();
         }
     }
 
@@ -343,15 +404,22 @@ impl Cluster {
 
     fn member_put(&self, info: MemberInfo) {
         let mut s = self.lock();
-        if !s.members.contains_key(&info.member) {
+        let joined = !s.members.contains_key(&info.member);
+        if joined {
             self.member_event(true, &info.member);
         }
         s.members.insert(info.member.clone(), info);
+        drop(s);
+        if joined {
+            self.retarget();
+        }
     }
 
     fn member_gone(&self, name: &str) {
-        if self.lock().members.remove(name).is_some() {
+        let gone = self.lock().members.remove(name).is_some();
+        if gone {
             self.member_event(false, name);
+            self.retarget();
         }
     }
 
@@ -428,8 +496,29 @@ impl Cluster {
         };
         let members: serde_json::Map<String, Value> =
             s.members.iter().map(|(n, i)| (n.clone(), serde_json::to_value(i).unwrap_or(Value::Null))).collect();
+        let live: BTreeSet<String> = s.members.keys().cloned().collect();
+        let mut groups = serde_json::Map::new();
+        if let Some(control) = &s.control {
+            for g in &control.config().traffic_ip_groups {
+                let addresses: serde_json::Map<String, Value> = match g.mode {
+                    crate::config::TipMode::Single => g
+                        .addresses
+                        .iter()
+                        .zip(owners::single(&g.addresses, &g.members, &live))
+                        .map(|(ip, o)| (ip.to_string(), o.map_or(Value::Null, |m| json!(g.members[m]))))
+                        .collect(),
+                    crate::config::TipMode::Multi => {
+                        g.addresses.iter().map(|ip| (ip.to_string(), json!("multi"))).collect()
+                    }
+                };
+                groups.insert(g.name.clone(), json!({ "addresses": addresses }));
+            }
+        }
+        let held: Vec<String> = self.holder.held().iter().map(|(ip, _)| ip.to_string()).collect();
         json!({
             "member": self.settings.member,
+            "traffic_ip_groups": groups,
+            "held": held,
             "read_only": self.settings.read_only,
             "etcd": { "endpoints": self.settings.etcd, "state": state, "since": unix(s.since), "error": error },
             "revision": s.objects.as_ref().map(|o| o.revision),

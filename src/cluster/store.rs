@@ -96,7 +96,13 @@ async fn session(cluster: &Arc<Cluster>, requests: &mut Receiver<Request>) -> Re
     seed(cluster, &mut client, &layout).await?;
 
     let ttl = s.lease_ttl.as_secs() as i64;
-    let lease = call("lease grant", client.lease_grant(ttl, None)).await?.id();
+    let granted = call("lease grant", client.lease_grant(ttl, None)).await?;
+    let lease = granted.id();
+    if granted.ttl() != ttl {
+        // etcd raises a TTL below its minimum (3 election timeouts' worth
+        // of heartbeats: 3 s with its default settings).
+        log::warn!("cluster: etcd granted a lease of {}s for lease_ttl {ttl}s", granted.ttl());
+    }
     let (mut keeper, mut renewals) = call("lease keepalive", client.lease_keep_alive(lease)).await?;
     let mut published = cluster.info();
     publish(&mut client, &layout, lease, &published).await?;

@@ -217,6 +217,15 @@ pub(crate) fn groups(files: &[SourceFile]) -> Result<Vec<TrafficIpGroup>, Config
             if members.is_empty() {
                 return Err(f.error_at(r.members.span(), key("members"), "needs at least one member".into()));
             }
+            if mode == TipMode::Multi {
+                // K4 lands next (docs/cluster.md, "Not yet"): a group that
+                // filtered nothing would serve every connection twice.
+                return Err(f.error_at(
+                    r.mode.span(),
+                    key("mode"),
+                    "multi-hosted traffic IP groups are not implemented yet (docs/cluster.md)".into(),
+                ));
+            }
             if mode == TipMode::Multi && members.len() > MAX_MULTI_MEMBERS {
                 return Err(f.error_at(
                     r.members.span(),
@@ -270,6 +279,27 @@ mod tests {
         assert!(err("lease_ttl = \"1500ms\"\n").contains("whole seconds"));
         assert!(err("lease_ttl = \"0s\"\n").contains("whole seconds"));
         assert!(err("etcd_timeout = \"1s\"\n").contains("unknown field `etcd_timeout`"));
+    }
+
+    #[test]
+    fn traffic_ip_groups_are_checked() {
+        let g = |body: &str| format!("[traffic_ip_groups.front]\n{body}\n");
+        let ok = g("addresses = [\"10.0.0.10\", \"2001:db8::1\"]\nmembers = [\"m1\", \"m2\"]\ninterface = \"eth0\"");
+        let c = load_str(&format!("{HEAD}{ok}"), "t.toml").unwrap();
+        assert_eq!(c.traffic_ip_groups[0].addresses.len(), 2);
+        assert_eq!(c.traffic_ip_groups[0].mode, super::TipMode::Single);
+        let e = load_str(&ok, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("needs [cluster]"), "{e}");
+        let e = err(&g("addresses = [\"10.0.0.10\", \"10.0.0.10\"]\nmembers = [\"m1\"]\ninterface = \"eth0\""));
+        assert!(e.contains("listed twice"), "{e}");
+        let e = err(&g("addresses = [\"127.0.0.1\"]\nmembers = [\"m1\"]\ninterface = \"eth0\""));
+        assert!(e.contains("cannot be a traffic IP"), "{e}");
+        let e = err(&g("addresses = [\"10.0.0.10\"]\nmembers = []\ninterface = \"eth0\""));
+        assert!(e.contains("at least one member"), "{e}");
+        let e = err(&g("addresses = [\"10.0.0.10\"]\nmembers = [\"m1\"]\nmode = \"both\"\ninterface = \"eth0\""));
+        assert!(e.contains("expected \"single\" or \"multi\""), "{e}");
+        let e = err(&g("addresses = [\"10.0.0.10\"]\nmembers = [\"m1\"]\ninterface = \"a/b\""));
+        assert!(e.contains("invalid interface name"), "{e}");
     }
 
     #[test]

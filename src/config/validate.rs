@@ -370,18 +370,6 @@ pub(crate) fn validate(files: &[SourceFile]) -> Result<Config, ConfigError> {
 
     let cluster = super::cluster::settings(files)?;
     let traffic_ip_groups = super::cluster::groups(files)?;
-    if let Some((f, name)) = files.iter().find_map(|f| f.raw.traffic_ip_groups.keys().next().map(|n| (f, n))) {
-        // K3/K4 land next (docs/cluster.md, "Not yet"): a group that
-        // raised no address would look configured and do nothing.
-        return Err(f.error_at(
-            name.span(),
-            None,
-            format!(
-                "traffic IP group \"{}\": traffic IP groups are not implemented yet (docs/cluster.md)",
-                name.get_ref()
-            ),
-        ));
-    }
     if cluster.is_none() {
         if let Some((f, name)) = files.iter().find_map(|f| f.raw.traffic_ip_groups.keys().next().map(|n| (f, n))) {
             return Err(f.error_at(

@@ -27,7 +27,21 @@ impl ListenSocket {
 
 /// Bind one SO_REUSEPORT listener.
 pub fn bind_reuseport(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    bind_tcp(addr, backlog, false)
+}
+
+/// `freebind`: the address may not be this host's yet (a traffic IP
+/// address another cluster member holds now, docs/cluster.md): bind with
+/// IP_FREEBIND, so the listener takes its connections once it is raised.
+fn bind_tcp(addr: SocketAddr, backlog: u32, freebind: bool) -> io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if freebind {
+        if addr.is_ipv6() {
+            s.set_freebind_ipv6(true)?;
+        } else {
+            s.set_freebind(true)?;
+        }
+    }
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     if addr.is_ipv6() {
@@ -45,9 +59,16 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener>
 /// net.core.rmem_max / wmem_max).
 const UDP_SOCKET_BUFFER: usize = 4 << 20;
 
-/// Bind one SO_REUSEPORT UDP socket.
-pub fn bind_udp_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// Bind one SO_REUSEPORT UDP socket (`freebind` as for TCP).
+fn bind_udp_reuseport(addr: SocketAddr, freebind: bool) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if freebind {
+        if addr.is_ipv6() {
+            s.set_freebind_ipv6(true)?;
+        } else {
+            s.set_freebind(true)?;
+        }
+    }
     // SO_REUSEPORT only: the kernel shares it among sockets of the same
     // user. SO_REUSEADDR on UDP would let any process that also sets it
     // bind the same address and port and take some of its datagrams (the
@@ -70,21 +91,22 @@ pub fn bind_any_group(
     udp: bool,
     backlog: u32,
     count: usize,
+    freebind: bool,
 ) -> io::Result<(SocketAddr, Vec<ListenSocket>)> {
-    let first = bind_any(addr, udp, backlog)?;
+    let first = bind_any(addr, udp, backlog, freebind)?;
     let actual = first.local_addr()?;
     let mut v = vec![first];
     for _ in 1..count {
-        v.push(bind_any(actual, udp, backlog)?);
+        v.push(bind_any(actual, udp, backlog, freebind)?);
     }
     Ok((actual, v))
 }
 
-/// One socket for a listener at `addr`.
-pub fn bind_any(addr: SocketAddr, udp: bool, backlog: u32) -> io::Result<ListenSocket> {
+/// One socket for a listener at `addr` (`freebind`: see `bind_tcp`).
+pub fn bind_any(addr: SocketAddr, udp: bool, backlog: u32, freebind: bool) -> io::Result<ListenSocket> {
     Ok(if udp {
-        ListenSocket::Udp(bind_udp_reuseport(addr)?)
+        ListenSocket::Udp(bind_udp_reuseport(addr, freebind)?)
     } else {
-        ListenSocket::Tcp(bind_reuseport(addr, backlog)?)
+        ListenSocket::Tcp(bind_tcp(addr, backlog, freebind)?)
     })
 }

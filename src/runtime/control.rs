@@ -75,19 +75,22 @@ pub fn bind(config: &Config, n: usize, bound: &BTreeMap<ListenKey, Bound>) -> Re
         let udp = vs.protocol == crate::config::Protocol::Udp;
         for addr in &vs.listen {
             let key = super::shard::listen_key(vs, *addr);
+            // A traffic IP address is this member's only while it holds it.
+            let freebind = config.traffic_ip_groups.iter().any(|g| g.addresses.contains(&addr.ip()));
             let err =
                 |a: SocketAddr, e: std::io::Error| format!("virtual server {}: cannot listen on {a}: {e}", vs.name);
             let actual = match bound.get(&key) {
                 Some(b) => {
                     for &sh in shards.difference(&b.shards) {
-                        let sock = listener::bind_any(b.actual, udp, vs.backlog).map_err(|e| err(b.actual, e))?;
+                        let sock =
+                            listener::bind_any(b.actual, udp, vs.backlog, freebind).map_err(|e| err(b.actual, e))?;
                         l.sockets[sh].push((key.clone(), sock));
                     }
                     b.actual
                 }
                 None => {
-                    let (a, socks) =
-                        listener::bind_any_group(*addr, udp, vs.backlog, shards.len()).map_err(|e| err(*addr, e))?;
+                    let (a, socks) = listener::bind_any_group(*addr, udp, vs.backlog, shards.len(), freebind)
+                        .map_err(|e| err(*addr, e))?;
                     for (&sh, sock) in shards.iter().zip(socks) {
                         l.sockets[sh].push((key.clone(), sock));
                     }

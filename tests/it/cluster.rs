@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 const REQUIRE: &str = "SHOAL_REQUIRE_CLUSTER";
 const TTL: Duration = Duration::from_secs(2);
+/// Every member's interface on the bridge.
+const IFACE: &str = "tip0";
 
 fn run(args: &[&str]) -> Result<(), String> {
     let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{args:?}: {e}"))?;
@@ -71,13 +73,17 @@ impl Net {
             run(&s.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
         }
         for i in 1..=members {
-            let (ns, host, peer) = (net.ns(i), format!("sc{id}v{i}"), net.iface(i));
+            let (ns, host, peer) = (net.ns(i), format!("sc{id}v{i}"), IFACE);
             let addr = format!("{}/24", net.ip(i));
+            let tmp = format!("sc{id}p{i}");
             run(&["ip", "netns", "add", &ns]).unwrap();
-            run(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &peer, "netns", &ns]).unwrap();
+            run(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &tmp, "netns", &ns]).unwrap();
+            // Every member's interface has the same name, as a traffic IP
+            // group's `interface` expects.
+            run(&["ip", "-n", &ns, "link", "set", &tmp, "name", peer]).unwrap();
             run(&["ip", "link", "set", &host, "master", &b, "up"]).unwrap();
-            run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", &peer]).unwrap();
-            run(&["ip", "-n", &ns, "link", "set", &peer, "up"]).unwrap();
+            run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", peer]).unwrap();
+            run(&["ip", "-n", &ns, "link", "set", peer, "up"]).unwrap();
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"]).unwrap();
         }
         Some(net)
@@ -91,9 +97,12 @@ impl Net {
         format!("sc{}m{i}", self.id)
     }
 
-    /// Member `i`'s interface, in its namespace.
-    pub fn iface(&self, i: usize) -> String {
-        format!("sc{}p{i}", self.id)
+    /// Member `i`'s machine dies: its shoal is killed and its link goes
+    /// down, so nothing there answers for its addresses any more.
+    pub fn kill(&self, i: usize, shoal: &mut Shoal) {
+        let _ = shoal.proc.child.kill();
+        let _ = shoal.proc.child.wait();
+        run(&["ip", "-n", &self.ns(i), "link", "set", IFACE, "down"]).unwrap();
     }
 
     /// The bridge's address: etcd's and the nodes'.
@@ -192,8 +201,12 @@ pub fn api(net: &Net, i: usize, shoal: &Shoal, method: &str, path: &str, body: &
 
 /// Which node answered a request to member `i`'s port 8080.
 pub fn served_by(net: &Net, i: usize) -> Option<String> {
-    let addr: SocketAddr = format!("{}:8080", net.ip(i)).parse().unwrap();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    served_at(format!("{}:8080", net.ip(i)).parse().unwrap(), Duration::from_secs(2))
+}
+
+/// Which node answered a request to `addr`, giving up after `timeout`.
+pub fn served_at(addr: SocketAddr, timeout: Duration) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     use std::io::Write;
     s.write_all(b"GET / HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n").ok()?;
@@ -422,4 +435,93 @@ fn members_serve_through_an_etcd_outage_and_catch_up() {
     let t0 = Instant::now();
     poll(Duration::from_secs(5), "m2 leaves the cluster", || (members_seen(&net, 1, &m1) == ["m1"]).then_some(()));
     assert!(t0.elapsed() < TTL, "a clean stop should revoke the lease: {:?}", t0.elapsed());
+}
+
+fn held(net: &Net, i: usize, s: &Shoal) -> Vec<String> {
+    let st = status(net, i, s);
+    let mut v: Vec<String> =
+        st["cluster"]["held"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+    v.sort();
+    v
+}
+
+/// One request on a kept-alive connection; whether it was answered.
+fn again(s: &mut TcpStream) -> bool {
+    use std::io::Write;
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: cluster\r\n\r\n").is_err() {
+        return false;
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_response(s, false)));
+    r.is_ok_and(|r| r.status == 200)
+}
+
+/// K3: 6 addresses over 3 members, 2 each; a member dies and only its 2
+/// move, served again within the lease TTL plus 1 s, while connections to
+/// the other 4 never break.
+#[test]
+fn single_hosted_addresses_spread_and_only_the_dead_members_move() {
+    let Some(net) = Net::new(3) else { return };
+    let etcd = Etcd::start(&net);
+    let hub = net.hub();
+    let origin = Origin::start_at("http", &[("a", format!("{hub}:0").parse().unwrap())]);
+    let vips: Vec<String> = (101..=106).map(|h| format!("10.77.{}.{h}", net.id)).collect();
+    let quoted: Vec<String> = vips.iter().map(|v| format!("\"{v}\"")).collect();
+    let objects = format!(
+        "{}\n[traffic_ip_groups.front]\naddresses = [{}]\nmembers = [\"m1\", \"m2\", \"m3\"]\ninterface = \"{IFACE}\"\n",
+        seed_objects(origin.addr("a")),
+        quoted.join(", ")
+    );
+    let m1 = member(&net, &etcd, 1, &format!("\n\n{objects}"));
+    let m2 = member(&net, &etcd, 2, "");
+    let mut m3 = member(&net, &etcd, 3, "");
+    let ms = [&m1, &m2, &m3];
+    let mut before: Vec<Vec<String>> = Vec::new();
+    for (i, m) in ms.iter().enumerate() {
+        let h = poll(Duration::from_secs(10), "each member holds two addresses", || {
+            let h = held(&net, i + 1, m);
+            (h.len() == 2).then_some(h)
+        });
+        before.push(h);
+    }
+    let mut all: Vec<String> = before.concat();
+    all.sort();
+    assert_eq!(all, vips, "every address held once: {before:?}");
+    // The status says who holds what, the same on every member.
+    let st = status(&net, 2, &m2);
+    for (i, h) in before.iter().enumerate() {
+        for a in h {
+            assert_eq!(st["cluster"]["traffic_ip_groups"]["front"]["addresses"][a], format!("m{}", i + 1));
+        }
+    }
+    // A kept-alive client connection to every address.
+    let mut conns: Vec<(String, TcpStream)> = vips
+        .iter()
+        .map(|v| {
+            let addr: SocketAddr = format!("{v}:8080").parse().unwrap();
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            assert!(again(&mut s), "{v}");
+            (v.clone(), s)
+        })
+        .collect();
+
+    net.kill(3, &mut m3);
+    let t0 = Instant::now();
+    for v in &before[2] {
+        let addr: SocketAddr = format!("{v}:8080").parse().unwrap();
+        poll(Duration::from_secs(10), "the dead member's address is served again", || {
+            served_at(addr, Duration::from_millis(200)).filter(|n| n == "a")
+        });
+    }
+    let took = t0.elapsed();
+    eprintln!("the dead member's addresses were served again after {took:?}");
+    assert!(took <= TTL + Duration::from_secs(1), "{took:?}");
+    for (v, s) in conns.iter_mut().filter(|(v, _)| !before[2].contains(v)) {
+        assert!(again(s), "the connection to {v} broke");
+    }
+    // Only m3's addresses moved, one to each survivor.
+    let (h1, h2) = (held(&net, 1, &m1), held(&net, 2, &m2));
+    assert!(before[0].iter().all(|a| h1.contains(a)) && before[1].iter().all(|a| h2.contains(a)), "{h1:?} {h2:?}");
+    assert_eq!((h1.len(), h2.len()), (3, 3), "{h1:?} {h2:?}");
+    m1.proc.wait_line(Duration::from_secs(1), |l| l.contains("cluster: raised traffic IP"));
 }

@@ -1,0 +1,106 @@
+//! Telling the segment that an address moved here (K3): a gratuitous ARP
+//! for IPv4 (an ARP request from the address to itself, broadcast, which
+//! neighbours holding an entry for it update from) and an unsolicited
+//! neighbour advertisement for IPv6 (to all nodes, with the Override flag
+//! and our link-layer address, RFC 4861 section 7.2.6).
+//!
+//! Why `unsafe` here: the ARP frame is sent on an AF_PACKET socket, which
+//! neither std nor socket2 can address safely (a `sockaddr_ll` built by
+//! hand). The socket is owned by an `OwnedFd` from the moment it exists,
+//! and the one `sendto` reads a frame and an address that live on this
+//! function's stack for the whole call. IPv6 needs no unsafe: a raw
+//! ICMPv6 socket through socket2, whose checksum the kernel fills in.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The interface's index and MAC address, from sysfs (the network
+/// namespace's, under `ip netns exec`).
+pub fn link(iface: &str) -> io::Result<(u32, [u8; 6])> {
+    let read = |what: &str| std::fs::read_to_string(format!("/sys/class/net/{iface}/{what}"));
+    let index: u32 =
+        read("ifindex")?.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad ifindex"))?;
+    let text = read("address")?;
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    if parts.len() != 6 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{iface} has no Ethernet address")));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad MAC"))?;
+    }
+    Ok((index, mac))
+}
+
+/// One gratuitous ARP for `ip` on `iface`.
+pub fn garp(iface: &str, ip: Ipv4Addr) -> io::Result<()> {
+    let (index, mac) = link(iface)?;
+    let mut frame = [0u8; 42];
+    frame[0..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes()); // ARP
+    frame[14..16].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
+    frame[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
+    frame[18] = 6;
+    frame[19] = 4;
+    frame[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
+    frame[22..28].copy_from_slice(&mac);
+    frame[28..32].copy_from_slice(&ip.octets());
+    // Target hardware address zero, target protocol address ours.
+    frame[38..42].copy_from_slice(&ip.octets());
+    // SAFETY: socket(2) has no memory arguments; a valid descriptor is
+    // owned by the OwnedFd at once and closed when it drops.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_protocol = 0x0806u16.to_be();
+    to.sll_ifindex = index as i32;
+    to.sll_halen = 6;
+    to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    // SAFETY: `frame` and `to` are live locals for the whole call, and
+    // the lengths passed are theirs.
+    let sent = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&to as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One unsolicited neighbour advertisement for `ip` on `iface`.
+pub fn unsolicited_na(iface: &str, ip: Ipv6Addr) -> io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (index, mac) = link(iface)?;
+    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?;
+    // Neighbour discovery is accepted only with a hop limit of 255.
+    s.set_multicast_hops_v6(255)?;
+    s.set_multicast_if_v6(index)?;
+    s.bind(&SocketAddrV6::new(ip, 0, 0, 0).into())?;
+    let mut msg = [0u8; 32];
+    msg[0] = 136; // neighbour advertisement; code 0; checksum by the kernel
+    msg[4] = 0x20; // Override: replace what neighbours have cached
+    msg[8..24].copy_from_slice(&ip.octets());
+    msg[24] = 2; // option: target link-layer address
+    msg[25] = 1; // its length in units of 8 bytes
+    msg[26..32].copy_from_slice(&mac);
+    let all_nodes = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, index);
+    s.send_to(&msg, &all_nodes.into())?;
+    Ok(())
+}
