@@ -2,13 +2,16 @@
 //! for IPv4 (an ARP request from the address to itself, broadcast, which
 //! neighbours holding an entry for it update from) and an unsolicited
 //! neighbour advertisement for IPv6 (to all nodes, with the Override flag
-//! and our link-layer address, RFC 4861 section 7.2.6).
+//! and our link-layer address, RFC 4861 section 7.2.6); and, for
+//! multi-hosted addresses (K4), answering ARP requests with the address's
+//! multicast MAC ([`ArpResponder`]).
 //!
-//! Why `unsafe` here: the ARP frame is sent on an AF_PACKET socket, which
-//! neither std nor socket2 can address safely (a `sockaddr_ll` built by
-//! hand). The socket is owned by an `OwnedFd` from the moment it exists,
-//! and the one `sendto` reads a frame and an address that live on this
-//! function's stack for the whole call. IPv6 needs no unsafe: a raw
+//! Why `unsafe` here: ARP frames are sent and received on AF_PACKET
+//! sockets, which neither std nor socket2 can address safely (a
+//! `sockaddr_ll` built by hand). Each socket is owned by an `OwnedFd` from
+//! the moment it exists, and every `sendto`/`recvfrom`/`setsockopt` reads
+//! or writes buffers and addresses that live on the calling function's
+//! stack for the whole call. IPv6 needs no unsafe: a raw
 //! ICMPv6 socket through socket2, whose checksum the kernel fills in.
 
 #![allow(unsafe_code)]
@@ -103,4 +106,148 @@ pub fn unsolicited_na(iface: &str, ip: Ipv6Addr) -> io::Result<()> {
     let all_nodes = SocketAddrV6::new(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 0, 0, index);
     s.send_to(&msg, &all_nodes.into())?;
     Ok(())
+}
+
+/// The multicast MAC a multi-hosted address is answered with (K4): the
+/// IPv4 multicast prefix 01:00:5e, then a fixed 0x7f (bit 23 clear, as
+/// the IP multicast mapping requires) and the address's last two octets.
+/// Switches flood it to every port, so every member receives the
+/// address's traffic.
+pub fn multicast_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x01, 0x00, 0x5e, 0x7f, o[2], o[3]]
+}
+
+/// Answers ARP requests for multi-hosted addresses with their multicast
+/// MAC (the kernel's own answers are dropped by nftables, multi.rs).
+pub struct ArpResponder {
+    fd: OwnedFd,
+}
+
+/// How long one `answer_one` call waits for a request, so that its thread
+/// sees changes to what it answers for.
+const ARP_WAIT: libc::timeval = libc::timeval { tv_sec: 0, tv_usec: 250_000 };
+
+impl ArpResponder {
+    pub fn new() -> io::Result<ArpResponder> {
+        // SAFETY: socket(2) has no memory arguments; a valid descriptor is
+        // owned by the OwnedFd at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from((libc::ETH_P_ARP as u16).to_be()),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: the option value is a live local of the size passed.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&ARP_WAIT as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ArpResponder { fd })
+    }
+
+    /// Wait (at most 250 ms) for one ARP frame; if it is a request for an
+    /// address `lookup` knows on the interface it came in on (by index),
+    /// answer it with that address's multicast MAC. Returns whether it
+    /// answered.
+    pub fn answer_one(&self, lookup: impl Fn(u32, Ipv4Addr) -> Option<[u8; 6]>) -> io::Result<bool> {
+        let mut frame = [0u8; 128];
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `frame`, `from` and `from_len` are live locals for the
+        // whole call and the lengths passed are theirs.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                frame.as_mut_ptr().cast(),
+                frame.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut from_len,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(false),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        // Ethernet + ARP for IPv4 over Ethernet, a request, not our own.
+        if n < 42
+            || from.sll_pkttype == libc::PACKET_OUTGOING
+            || frame[12..14] != [0x08, 0x06]
+            || frame[14..22] != [0, 1, 8, 0, 6, 4, 0, 1]
+        {
+            return Ok(false);
+        }
+        let index = from.sll_ifindex as u32;
+        let target = Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]);
+        let Some(mac) = lookup(index, target) else { return Ok(false) };
+        let mut asker_mac = [0u8; 6];
+        asker_mac.copy_from_slice(&frame[22..28]);
+        let asker_ip: [u8; 4] = [frame[28], frame[29], frame[30], frame[31]];
+        let own = own_mac(index)?;
+        let mut reply = [0u8; 42];
+        reply[0..6].copy_from_slice(&asker_mac);
+        reply[6..12].copy_from_slice(&own);
+        reply[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        reply[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]); // a reply
+        reply[22..28].copy_from_slice(&mac);
+        reply[28..32].copy_from_slice(&target.octets());
+        reply[32..38].copy_from_slice(&asker_mac);
+        reply[38..42].copy_from_slice(&asker_ip);
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_protocol = 0x0806u16.to_be();
+        to.sll_ifindex = index as i32;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&asker_mac);
+        // SAFETY: `reply` and `to` are live locals for the whole call, and
+        // the lengths passed are theirs.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                reply.as_ptr().cast(),
+                reply.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(true)
+    }
+}
+
+/// The MAC address of the interface with index `index`.
+fn own_mac(index: u32) -> io::Result<[u8; 6]> {
+    for e in std::fs::read_dir("/sys/class/net")?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok((i, mac)) = link(&name) {
+            if i == index {
+                return Ok(mac);
+            }
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface with index {index}")))
 }

@@ -22,6 +22,7 @@
 mod addresses;
 mod announce;
 pub mod layout;
+mod multi;
 pub mod owners;
 mod store;
 
@@ -137,6 +138,8 @@ pub struct Cluster {
     requests: tokio::sync::mpsc::Sender<Request>,
     /// The traffic IP addresses this member holds (K3).
     holder: addresses::Holder,
+    /// Its shares of multi-hosted groups (K4).
+    multi: multi::MultiHost,
 }
 
 /// How long an API write waits for its change to come back from etcd and
@@ -168,6 +171,7 @@ pub fn start(main: &Path, cfg: Config) -> Result<Config, String> {
         changed: Condvar::new(),
         requests: tx,
         holder: addresses::Holder::start().map_err(|e| format!("cannot start the traffic IP thread: {e}"))?,
+        multi: multi::MultiHost::start().map_err(|e| format!("cannot start the multi-hosted thread: {e}"))?,
     });
     CLUSTER.set(cluster.clone()).map_err(|_| "cluster membership started twice")?;
     let c = cluster.clone();
@@ -228,8 +232,9 @@ pub fn leave() {
     // Lower this member's addresses: the others take them over now that
     // its lease is gone.
     c.holder.want(None);
+    c.multi.want(None);
     let deadline = Instant::now() + Duration::from_secs(1);
-    while !c.holder.held().is_empty() && Instant::now() < deadline {
+    while (!c.holder.held().is_empty() || !c.multi.running().is_empty()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -240,6 +245,28 @@ pub fn is_traffic_ip(ip: std::net::IpAddr) -> bool {
     let Some(control) = get().and_then(|c| c.lock().control.clone()) else { return false };
     let cfg = control.config();
     cfg.traffic_ip_groups.iter().any(|g| g.addresses.contains(&ip))
+}
+
+/// `me`'s shares of `cfg`'s multi-hosted groups when `live` are the live
+/// members.
+fn shares(cfg: &Config, me: &str, live: &BTreeSet<String>) -> Vec<multi::Share> {
+    cfg.traffic_ip_groups
+        .iter()
+        .filter(|g| g.mode == crate::config::TipMode::Multi && g.members.iter().any(|m| m == me))
+        .map(|g| multi::Share {
+            group: g.name.clone(),
+            iface: g.interface.clone(),
+            addresses: g
+                .addresses
+                .iter()
+                .filter_map(|a| match a {
+                    std::net::IpAddr::V4(v4) => Some(*v4),
+                    std::net::IpAddr::V6(_) => None, // refused by the loader
+                })
+                .collect(),
+            buckets: owners::buckets(&g.members, live, me),
+        })
+        .collect()
 }
 
 /// The addresses `me` should hold of `cfg`'s single-hosted groups when
@@ -327,7 +354,9 @@ impl Cluster {
             (s.control.clone(), s.members.keys().cloned().collect::<BTreeSet<String>>())
         };
         let Some(control) = control else { return };
-        self.holder.want(Some(wanted(&control.config(), &self.settings.member, &live)));
+        let cfg = control.config();
+        self.holder.want(Some(wanted(&cfg, &self.settings.member, &live)));
+        self.multi.want(Some(shares(&cfg, &self.settings.member, &live)));
     }
 
     /// What this member publishes about itself now.
@@ -508,10 +537,16 @@ impl Cluster {
                         .map(|(ip, o)| (ip.to_string(), o.map_or(Value::Null, |m| json!(g.members[m]))))
                         .collect(),
                     crate::config::TipMode::Multi => {
-                        g.addresses.iter().map(|ip| (ip.to_string(), json!("multi"))).collect()
+                        let on: Vec<&String> = g.members.iter().filter(|m| live.contains(*m)).collect();
+                        g.addresses.iter().map(|ip| (ip.to_string(), json!(on))).collect()
                     }
                 };
-                groups.insert(g.name.clone(), json!({ "addresses": addresses }));
+                let mut group = json!({ "mode": g.mode.name(), "addresses": addresses });
+                if g.mode == crate::config::TipMode::Multi {
+                    let mine = owners::buckets(&g.members, &live, &self.settings.member).len();
+                    group["buckets"] = json!({ "mine": mine, "of": owners::BUCKETS });
+                }
+                groups.insert(g.name.clone(), group);
             }
         }
         let held: Vec<String> = self.holder.held().iter().map(|(ip, _)| ip.to_string()).collect();

@@ -217,15 +217,6 @@ pub(crate) fn groups(files: &[SourceFile]) -> Result<Vec<TrafficIpGroup>, Config
             if members.is_empty() {
                 return Err(f.error_at(r.members.span(), key("members"), "needs at least one member".into()));
             }
-            if mode == TipMode::Multi {
-                // K4 lands next (docs/cluster.md, "Not yet"): a group that
-                // filtered nothing would serve every connection twice.
-                return Err(f.error_at(
-                    r.mode.span(),
-                    key("mode"),
-                    "multi-hosted traffic IP groups are not implemented yet (docs/cluster.md)".into(),
-                ));
-            }
             if mode == TipMode::Multi && members.len() > MAX_MULTI_MEMBERS {
                 return Err(f.error_at(
                     r.members.span(),

@@ -77,6 +77,15 @@ pub enum TipMode {
     Multi,
 }
 
+impl TipMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TipMode::Single => "single",
+            TipMode::Multi => "multi",
+        }
+    }
+}
+
 /// `[events]` (docs/events.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSettings {

@@ -62,7 +62,9 @@ impl Net {
         let b = net.bridge();
         let hub = format!("{}/24", net.hub());
         let steps: Vec<Vec<String>> = [
-            vec!["ip", "link", "add", &b, "type", "bridge"],
+            // No multicast snooping: a multi-hosted address's multicast
+            // MAC floods to every member, as on most switches.
+            vec!["ip", "link", "add", &b, "type", "bridge", "mcast_snooping", "0"],
             vec!["ip", "addr", "add", &hub, "dev", &b],
             vec!["ip", "link", "set", &b, "up"],
         ]
@@ -524,4 +526,124 @@ fn single_hosted_addresses_spread_and_only_the_dead_members_move() {
     assert!(before[0].iter().all(|a| h1.contains(a)) && before[1].iter().all(|a| h2.contains(a)), "{h1:?} {h2:?}");
     assert_eq!((h1.len(), h2.len()), (3, 3), "{h1:?} {h2:?}");
     m1.proc.wait_line(Duration::from_secs(1), |l| l.contains("cluster: raised traffic IP"));
+}
+
+/// The client ports in member `m`'s access log (format `%a`).
+fn logged_ports(m: &Shoal) -> Vec<u16> {
+    let text = std::fs::read_to_string(m.dir.0.join("access.log")).unwrap_or_default();
+    text.lines().filter_map(|l| l.trim().rsplit(':').next()?.parse().ok()).collect()
+}
+
+/// `n` connections to `addr` from `threads` threads, one request each;
+/// the client ports of those answered 200.
+fn burst(addr: SocketAddr, n: usize, threads: usize) -> Vec<u16> {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(move || {
+                    let mut ports = Vec::new();
+                    for _ in 0..n / threads {
+                        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { continue };
+                        let port = s.local_addr().unwrap().port();
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        use std::io::Write;
+                        if s.write_all(b"GET / HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n").is_err() {
+                            continue;
+                        }
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_response(&mut s, false)));
+                        if r.is_ok_and(|r| r.status == 200) {
+                            ports.push(port);
+                        }
+                    }
+                    ports
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn buckets_of(net: &Net, i: usize, m: &Shoal) -> u64 {
+    status(net, i, m)["cluster"]["traffic_ip_groups"]["all"]["buckets"]["mine"].as_u64().unwrap_or(0)
+}
+
+/// K4: one address on 3 members; 3,000 connections are split among them
+/// with none handled by two (each client port in exactly one member's
+/// access log); a member dies and only its share moves: connections the
+/// others held go on, and new ones are all served by the two.
+#[test]
+fn multi_hosted_address_splits_connections_and_only_the_dead_members_share_moves() {
+    let Some(net) = Net::new(3) else { return };
+    if !have_probe("nftables", Command::new("nft").arg("--version"), REQUIRE) {
+        return;
+    }
+    let etcd = Etcd::start(&net);
+    let hub = net.hub();
+    let origin = Origin::start_at("http", &[("a", format!("{hub}:0").parse().unwrap())]);
+    let vip = format!("10.77.{}.200", net.id);
+    let objects = format!(
+        "[virtual_servers.web]\nlisten = \"0.0.0.0:8080\"\nprotocol = \"http\"\npool = \"p\"\n\
+         access_log = \"access.log\"\naccess_log_format = \"%a\"\n\n\
+         [pools.p]\nnodes = [\"{}\"]\n\n\
+         [traffic_ip_groups.all]\naddresses = [\"{vip}\"]\nmembers = [\"m1\", \"m2\", \"m3\"]\nmode = \"multi\"\ninterface = \"{IFACE}\"\n",
+        origin.addr("a")
+    );
+    let m1 = member(&net, &etcd, 1, &format!("\n\n{objects}"));
+    let m2 = member(&net, &etcd, 2, "");
+    let mut m3 = member(&net, &etcd, 3, "");
+    let ms = [&m1, &m2, &m3];
+    let shares: Vec<u64> = poll(Duration::from_secs(10), "the buckets are split three ways", || {
+        let b: Vec<u64> = ms.iter().enumerate().map(|(i, m)| buckets_of(&net, i + 1, m)).collect();
+        (b.iter().sum::<u64>() == 1024 && b.iter().all(|&x| x > 0)).then_some(b)
+    });
+    let addr: SocketAddr = format!("{vip}:8080").parse().unwrap();
+
+    let ports = burst(addr, 3000, 4);
+    assert_eq!(ports.len(), 3000, "every connection answered");
+    let logged: Vec<Vec<u16>> = poll(Duration::from_secs(10), "every request logged", || {
+        let l: Vec<Vec<u16>> = ms.iter().map(|m| logged_ports(m)).collect();
+        (l.iter().map(Vec::len).sum::<usize>() >= 3000).then_some(l)
+    });
+    assert_eq!(logged.iter().map(Vec::len).sum::<usize>(), 3000, "a connection was handled twice");
+    let mut used_once: std::collections::HashMap<u16, usize> = Default::default();
+    for p in &ports {
+        *used_once.entry(*p).or_default() += 1;
+    }
+    for p in ports.iter().filter(|p| used_once[p] == 1) {
+        let holders = logged.iter().filter(|l| l.contains(p)).count();
+        assert_eq!(holders, 1, "client port {p} was handled by {holders} members");
+    }
+    for (i, l) in logged.iter().enumerate() {
+        let expect = 3000 * shares[i] as usize / 1024;
+        assert!(l.len().abs_diff(expect) < 300, "member {} served {} (its share {expect}): {shares:?}", i + 1, l.len());
+    }
+    eprintln!("shares {shares:?}, served {:?}", logged.iter().map(Vec::len).collect::<Vec<_>>());
+
+    // Kept-alive connections, each on the member whose log has its port.
+    let mut kept: Vec<(TcpStream, usize)> = Vec::new();
+    let before: Vec<usize> = ms.iter().map(|m| logged_ports(m).len()).collect();
+    for _ in 0..60 {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        assert!(again(&mut s));
+        kept.push((s, 0));
+    }
+    poll(Duration::from_secs(10), "the kept connections are logged", || {
+        (ms.iter().map(|m| logged_ports(m).len()).sum::<usize>() >= before.iter().sum::<usize>() + 60).then_some(())
+    });
+    for (s, owner) in kept.iter_mut() {
+        let port = s.local_addr().unwrap().port();
+        *owner = ms.iter().position(|m| logged_ports(m).contains(&port)).unwrap() + 1;
+    }
+
+    net.kill(3, &mut m3);
+    poll(Duration::from_secs(10), "m1 and m2 take m3's buckets", || {
+        (buckets_of(&net, 1, &m1) + buckets_of(&net, 2, &m2) == 1024).then_some(())
+    });
+    assert!(buckets_of(&net, 1, &m1) >= shares[0] && buckets_of(&net, 2, &m2) >= shares[1]);
+    for (s, owner) in kept.iter_mut().filter(|(_, o)| *o != 3) {
+        assert!(again(s), "a connection member {owner} held broke when m3 died");
+    }
+    let ports = burst(addr, 600, 4);
+    assert_eq!(ports.len(), 600, "every new connection answered by the two left");
 }
