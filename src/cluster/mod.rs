@@ -81,6 +81,56 @@ pub struct MemberInfo {
     pub generation: u64,
     /// "ok", or why it could not apply the cluster's configuration.
     pub config: String,
+    /// What it carries, for cluster-wide state (K5).
+    #[serde(default)]
+    pub load: Load,
+}
+
+/// A member's load as it publishes it (K5): its demand on the cluster's
+/// shared bandwidth classes, its service level readings, its statistics.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Load {
+    /// Responses sending through each cluster-shared bandwidth class now.
+    #[serde(default)]
+    pub bandwidth: BTreeMap<String, u64>,
+    /// Each service level class's window: [requests, conforming].
+    #[serde(default)]
+    pub slm: BTreeMap<String, [u64; 2]>,
+    /// Totals over its virtual servers since it started.
+    #[serde(default)]
+    pub stats: Stats,
+}
+
+/// A member's statistics, summed over its virtual servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub current_connections: u64,
+    pub connections: u64,
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.current_connections += o.current_connections;
+        self.connections += o.connections;
+        self.requests += o.requests;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+    }
+}
+
+/// Whether bandwidth class `c` is shared by the cluster's members.
+fn cluster_shared(c: &crate::config::BandwidthClass) -> bool {
+    !c.per_connection && !c.per_member
+}
+
+/// The weight of a member with `active` responses in a shared class: a
+/// member with none keeps a sliver, so its first response is not held up
+/// until the next exchange.
+fn weight(active: u64) -> f64 {
+    active as f64 + 0.05
 }
 
 struct State {
@@ -340,6 +390,7 @@ impl Cluster {
         self.changed.notify_all();
         drop(s);
         self.retarget();
+        self.reshare();
     }
 
     /// Hold the traffic IP addresses the running configuration and the
@@ -359,8 +410,67 @@ impl Cluster {
         self.multi.want(Some(shares(&cfg, &self.settings.member, &live)));
     }
 
+    /// This member's load now (K5).
+    fn load(&self) -> Load {
+        let Some(control) = self.lock().control.clone() else { return Load::default() };
+        let g = control.current();
+        let now = Instant::now();
+        let bandwidth =
+            g.bandwidth.iter().filter(|b| cluster_shared(&b.cfg)).map(|b| (b.cfg.name.clone(), b.active())).collect();
+        let slm = g
+            .slm
+            .iter()
+            .map(|c| {
+                let (r, _) = c.read(now);
+                (c.cfg.name.clone(), [r.requests, r.conforming])
+            })
+            .collect();
+        let mut stats = Stats::default();
+        for v in control.stats().virtual_servers {
+            stats.add(&Stats {
+                current_connections: v.current_connections,
+                connections: v.connections,
+                requests: v.requests,
+                bytes_in: v.bytes_in,
+                bytes_out: v.bytes_out,
+            });
+        }
+        Load { bandwidth, slm, stats }
+    }
+
+    /// Pace each cluster-shared bandwidth class at this member's share of
+    /// it: the class's rate times its weight over the live members' (each
+    /// member's weight from the demand it published), so the members'
+    /// rates add up to the class's. Without etcd the shares stay as they
+    /// were.
+    fn reshare(&self) {
+        let (control, weights) = {
+            let s = self.lock();
+            if !matches!(s.etcd, Etcd::Up) {
+                return;
+            }
+            let Some(c) = s.control.clone() else { return };
+            let w: Vec<(String, BTreeMap<String, u64>)> =
+                s.members.iter().map(|(n, i)| (n.clone(), i.load.bandwidth.clone())).collect();
+            (c, w)
+        };
+        let me = &self.settings.member;
+        if !weights.iter().any(|(n, _)| n == me) {
+            return;
+        }
+        for class in control.current().bandwidth.iter().filter(|b| cluster_shared(&b.cfg)) {
+            let name = &class.cfg.name;
+            let of = |l: &BTreeMap<String, u64>| weight(l.get(name).copied().unwrap_or(0));
+            let total: f64 = weights.iter().map(|(_, l)| of(l)).sum();
+            let mine = weights.iter().find(|(n, _)| n == me).map_or(0.0, |(_, l)| of(l));
+            let share = class.cfg.bits_per_second as f64 * mine / total;
+            class.set_rate(share as u64);
+        }
+    }
+
     /// What this member publishes about itself now.
     fn info(&self) -> MemberInfo {
+        let load = self.load();
         let s = self.lock();
         MemberInfo {
             member: self.settings.member.clone(),
@@ -368,6 +478,7 @@ impl Cluster {
             revision: s.applied,
             generation: s.generation,
             config: s.config_error.as_ref().map_or_else(|| "ok".to_owned(), |e| format!("refused: {e}")),
+            load,
         }
     }
 
@@ -442,6 +553,7 @@ impl Cluster {
         if joined {
             self.retarget();
         }
+        self.reshare();
     }
 
     fn member_gone(&self, name: &str) {
@@ -449,6 +561,7 @@ impl Cluster {
         if gone {
             self.member_event(false, name);
             self.retarget();
+            self.reshare();
         }
     }
 
@@ -526,6 +639,7 @@ impl Cluster {
         let members: serde_json::Map<String, Value> =
             s.members.iter().map(|(n, i)| (n.clone(), serde_json::to_value(i).unwrap_or(Value::Null))).collect();
         let live: BTreeSet<String> = s.members.keys().cloned().collect();
+        let running = self.multi.running();
         let mut groups = serde_json::Map::new();
         if let Some(control) = &s.control {
             for g in &control.config().traffic_ip_groups {
@@ -544,12 +658,47 @@ impl Cluster {
                 let mut group = json!({ "mode": g.mode.name(), "addresses": addresses });
                 if g.mode == crate::config::TipMode::Multi {
                     let mine = owners::buckets(&g.members, &live, &self.settings.member).len();
-                    group["buckets"] = json!({ "mine": mine, "of": owners::BUCKETS });
+                    // What the filters in place keep (they follow `mine`
+                    // within milliseconds).
+                    let installed = running.iter().find(|r| r.group == g.name).map_or(0, |r| r.buckets.len());
+                    group["buckets"] = json!({ "mine": mine, "installed": installed, "of": owners::BUCKETS });
                 }
                 groups.insert(g.name.clone(), group);
             }
         }
         let held: Vec<String> = self.holder.held().iter().map(|(ip, _)| ip.to_string()).collect();
+        // Cluster-wide state (K5): the live members' published loads merged.
+        let mut totals = Stats::default();
+        let mut slm: BTreeMap<&String, [u64; 2]> = BTreeMap::new();
+        for i in s.members.values() {
+            totals.add(&i.load.stats);
+            for (c, [r, ok]) in &i.load.slm {
+                let e = slm.entry(c).or_default();
+                e[0] += r;
+                e[1] += ok;
+            }
+        }
+        let slm: serde_json::Map<String, Value> = slm
+            .into_iter()
+            .map(|(c, [r, ok])| {
+                let pct = (ok * 100).checked_div(r).unwrap_or(100);
+                (c.clone(), json!({"requests": r, "conforming": ok, "percent_conforming": pct}))
+            })
+            .collect();
+        let mut bandwidth = serde_json::Map::new();
+        if let Some(control) = &s.control {
+            for b in control.current().bandwidth.iter().filter(|b| cluster_shared(&b.cfg)) {
+                let demand: serde_json::Map<String, Value> = s
+                    .members
+                    .iter()
+                    .map(|(n, i)| (n.clone(), json!(i.load.bandwidth.get(&b.cfg.name).copied().unwrap_or(0))))
+                    .collect();
+                bandwidth.insert(
+                    b.cfg.name.clone(),
+                    json!({"max_rate_bps": b.cfg.bits_per_second, "share_bps": b.rate(), "demand": demand}),
+                );
+            }
+        }
         json!({
             "member": self.settings.member,
             "traffic_ip_groups": groups,
@@ -559,6 +708,9 @@ impl Cluster {
             "revision": s.objects.as_ref().map(|o| o.revision),
             "applied_revision": s.applied,
             "config_error": s.config_error,
+            "totals": totals,
+            "service_levels": slm,
+            "bandwidth_classes": bandwidth,
             "members": members,
         })
     }

@@ -132,7 +132,9 @@ async fn session(cluster: &Arc<Cluster>, requests: &mut Receiver<Request>) -> Re
     log::info!("cluster: following {} at revision {revision} ({} objects)", layout.all(), objects.items.len());
     cluster.snapshot(objects, members);
 
-    let mut renew = tokio::time::interval(s.lease_ttl / 3);
+    // Renewals every third of the TTL; the member key (with its load,
+    // K5) at least every second when it changed.
+    let mut renew = tokio::time::interval((s.lease_ttl / 3).min(Duration::from_secs(1)));
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

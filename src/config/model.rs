@@ -142,6 +142,9 @@ pub struct BandwidthClass {
     pub bits_per_second: u64,
     /// Each connection gets the rate (else the class's connections share it).
     pub per_connection: bool,
+    /// In a cluster, each member gets the rate (else the members share it
+    /// by demand, K5).
+    pub per_member: bool,
 }
 
 /// `[rate_classes.NAME]` (docs/shaping.md).
@@ -263,6 +266,9 @@ pub struct Persistence {
     pub secret: Option<String>,
     pub on_failure: FailureAction,
     pub failure_url: Option<String>,
+    /// A new session's node by rendezvous hash of its key over the pool's
+    /// nodes (key-based classes; docs/persistence.md).
+    pub hash: bool,
 }
 
 /// Where a persistence key is read from in a request.

@@ -198,6 +198,10 @@ pub struct RawBandwidthClass {
     /// connections share it (false).
     #[serde(default)]
     pub per_connection: bool,
+    /// In a cluster: each member gets `max_rate` (true), or the members
+    /// share it by demand (false).
+    #[serde(default)]
+    pub per_member: bool,
 }
 
 /// `[rate_classes.NAME]` (docs/shaping.md). 0 for a limit: none.
@@ -895,6 +899,9 @@ pub struct RawPersistence {
     pub on_failure: FailureAction,
     /// `on_failure = "redirect"`: where to.
     pub failure_url: Option<Spanned<String>>,
+    /// Key-based classes: a new session's node is decided by a hash of its
+    /// key over the pool's nodes, the same on every cluster member (K5).
+    pub hash: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -63,6 +63,7 @@ pub(crate) fn bandwidth_classes(files: &[SourceFile]) -> Result<Vec<BandwidthCla
                 name: name.get_ref().clone(),
                 bits_per_second: bits,
                 per_connection: b.per_connection,
+                per_member: b.per_member,
             });
         }
     }

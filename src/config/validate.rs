@@ -619,6 +619,17 @@ fn persistence_class(
                 .into(),
         ));
     }
+    let hash = match &p.hash {
+        Some(h) if *h.get_ref() && !matches!(p.kind, T::Ip | T::Universal | T::J2ee | T::Asp) => {
+            return Err(f.error_at(
+                h.span(),
+                key("hash"),
+                "`hash` applies to the key-based types: ip, universal, j2ee and asp".into(),
+            ))
+        }
+        Some(h) => *h.get_ref(),
+        None => false,
+    };
     Ok(Persistence {
         name: cname.clone(),
         kind: p.kind,
@@ -628,6 +639,7 @@ fn persistence_class(
         secret: p.secret.clone(),
         on_failure: p.on_failure,
         failure_url,
+        hash,
     })
 }
 

@@ -310,6 +310,11 @@ impl ShardPool {
     }
 
     /// Node `i` exists and its state lets it keep sessions (not disabled).
+    /// May node `i` be given a new session (active, not failed)?
+    pub fn takes_new_sessions(&self, i: usize) -> bool {
+        i < self.nodes.len() && self.nodes[i].state.get() == NodeState::Active && self.can_persist(i)
+    }
+
     fn keeps_sessions(&self, i: usize) -> bool {
         i < self.nodes.len() && self.nodes[i].state.get() != NodeState::Disabled
     }

@@ -24,6 +24,11 @@
 //! compare-and-swap per piece, so shards never wait for each other and
 //! the limit is the class's on 1 shard or 64. A per-connection class keeps
 //! `next` in the response's own [`Shaper`].
+//!
+//! In a cluster a shared class's rate is the cluster's: each member paces
+//! at its share ([`BandwidthClass::set_rate`], set by the cluster thread
+//! from the members' demand, K5), and counts its connections sending
+//! through the class ([`BandwidthClass::active`]) as its demand.
 
 use crate::config::model::BandwidthClass as BandwidthConfig;
 use crate::util::clock;
@@ -50,29 +55,52 @@ pub struct BandwidthClass {
     /// Bytes sent through the class, and pieces that had to wait.
     pub bytes: AtomicU64,
     pub waits: AtomicU64,
+    /// The rate this process paces at: the configured one, or in a
+    /// cluster this member's share of it.
+    rate_bps: AtomicU64,
+    /// Responses sending through the class now (live [`Shaper`]s).
+    active: AtomicU64,
 }
 
 impl BandwidthClass {
     pub fn new(cfg: BandwidthConfig) -> BandwidthClass {
         let made_ns = clock::nanos(Instant::now());
         BandwidthClass {
-            cfg,
             made_ns,
             next_ns: AtomicU64::new(made_ns),
             bytes: AtomicU64::new(0),
             waits: AtomicU64::new(0),
+            rate_bps: AtomicU64::new(cfg.bits_per_second),
+            active: AtomicU64::new(0),
+            cfg,
         }
+    }
+
+    /// The rate this process paces at, bits per second.
+    pub fn rate(&self) -> u64 {
+        self.rate_bps.load(Ordering::Relaxed)
+    }
+
+    /// Pace at `bps` from now on (a cluster member's share of a shared
+    /// class); at least 1 kbit/s, so that no sender waits forever.
+    pub fn set_rate(&self, bps: u64) {
+        self.rate_bps.store(bps.max(1000), Ordering::Relaxed);
+    }
+
+    /// Responses sending through the class now.
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// The largest piece sent at once: the class's rate for 5 ms.
     pub fn chunk(&self) -> usize {
-        let per_5ms = self.cfg.bits_per_second / 8 / 200;
+        let per_5ms = self.rate() / 8 / 200;
         usize::try_from(per_5ms).unwrap_or(usize::MAX).clamp(1024, 1 << 20)
     }
 
     /// Nanoseconds `n` bytes take at the class's rate.
     fn duration_ns(&self, n: usize) -> u64 {
-        let ns = (n as u128 * 8 * 1_000_000_000) / u128::from(self.cfg.bits_per_second.max(1));
+        let ns = (n as u128 * 8 * 1_000_000_000) / u128::from(self.rate().max(1));
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 }
@@ -88,6 +116,7 @@ pub struct Shaper {
 impl Shaper {
     pub fn new(class: Arc<BandwidthClass>) -> Shaper {
         let start = class.made_ns;
+        class.active.fetch_add(1, Ordering::Relaxed);
         Shaper { class, own_next: Cell::new(start) }
     }
 
@@ -121,6 +150,12 @@ impl Shaper {
             c.waits.fetch_add(1, Ordering::Relaxed);
             monoio::time::sleep_until(clock::at_nanos(slot).into()).await;
         }
+    }
+}
+
+impl Drop for Shaper {
+    fn drop(&mut self) {
+        self.class.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -193,7 +228,12 @@ mod tests {
     use std::time::Duration;
 
     fn class(bits: u64, per_connection: bool) -> Arc<BandwidthClass> {
-        Arc::new(BandwidthClass::new(BandwidthConfig { name: "t".into(), bits_per_second: bits, per_connection }))
+        Arc::new(BandwidthClass::new(BandwidthConfig {
+            name: "t".into(),
+            bits_per_second: bits,
+            per_connection,
+            per_member: false,
+        }))
     }
 
     #[test]

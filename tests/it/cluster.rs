@@ -563,8 +563,17 @@ fn burst(addr: SocketAddr, n: usize, threads: usize) -> Vec<u16> {
     })
 }
 
+/// Member `i`'s buckets of group "all" once its filters keep exactly
+/// them (0 while they do not).
 fn buckets_of(net: &Net, i: usize, m: &Shoal) -> u64 {
-    status(net, i, m)["cluster"]["traffic_ip_groups"]["all"]["buckets"]["mine"].as_u64().unwrap_or(0)
+    let st = status(net, i, m);
+    let b = &st["cluster"]["traffic_ip_groups"]["all"]["buckets"];
+    let (mine, installed) = (b["mine"].as_u64().unwrap_or(0), b["installed"].as_u64().unwrap_or(0));
+    if mine == installed {
+        mine
+    } else {
+        0
+    }
 }
 
 /// K4: one address on 3 members; 3,000 connections are split among them
@@ -646,4 +655,65 @@ fn multi_hosted_address_splits_connections_and_only_the_dead_members_share_moves
     }
     let ports = burst(addr, 600, 4);
     assert_eq!(ports.len(), 600, "every new connection answered by the two left");
+}
+
+/// K5: a bandwidth class of 60 Mbit/s shared by 3 members with uneven
+/// demand (4 downloads through m1, 1 through m2, none through m3) holds
+/// the cluster's total within ±10%, each member pacing at its share of
+/// the demand the others publish through etcd.
+#[test]
+fn a_bandwidth_class_is_shared_by_the_members_demand() {
+    let _heavy = heavy();
+    let Some(net) = Net::new(3) else { return };
+    let etcd = Etcd::start(&net);
+    let hub = net.hub();
+    let origin = Origin::start_at("http", &[("a", format!("{hub}:0").parse().unwrap())]);
+    let objects = format!(
+        "[virtual_servers.web]\nlisten = \"0.0.0.0:8080\"\nprotocol = \"http\"\npool = \"p\"\nbandwidth_class = \"shared\"\n\n\
+         [pools.p]\nnodes = [\"{}\"]\n\n[bandwidth_classes.shared]\nmax_rate = \"60Mbit\"\n",
+        origin.addr("a")
+    );
+    let m1 = member(&net, &etcd, 1, &format!("\n\n{objects}"));
+    let m2 = member(&net, &etcd, 2, "");
+    let m3 = member(&net, &etcd, 3, "");
+    for (i, m) in [&m1, &m2, &m3].into_iter().enumerate() {
+        poll(Duration::from_secs(10), "every member sees all three", || {
+            (members_seen(&net, i + 1, m) == ["m1", "m2", "m3"]).then_some(())
+        });
+    }
+    let at = |i: usize| -> SocketAddr { format!("{}:8080", net.ip(i)).parse().unwrap() };
+    let t0 = Instant::now();
+    // Counted from 3 s in, once the members have exchanged their demand.
+    let (start, secs) = (t0 + Duration::from_secs(3), 8);
+    let readers: Vec<_> = [1, 1, 1, 1, 2]
+        .into_iter()
+        .map(|i| {
+            let addr = at(i);
+            std::thread::spawn(move || crate::shaping::read_for(addr, "/big?size=500000000", start, secs))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    let st = status(&net, 1, &m1);
+    let got: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let total: u64 = got.iter().sum();
+    let want = 60_000_000.0 / 8.0 * secs as f64;
+    let ratio = total as f64 / want;
+    eprintln!("cluster total {ratio:.3} of the class: {got:?}; {}", st["cluster"]["bandwidth_classes"]);
+    assert!((0.9..=1.1).contains(&ratio), "the members sent {ratio:.3} of the class's rate: {got:?}");
+    // The demand each member published, as m1 saw it mid-run.
+    let b = &st["cluster"]["bandwidth_classes"]["shared"];
+    assert_eq!(b["demand"]["m1"], 4, "{b}");
+    assert_eq!(b["demand"]["m2"], 1, "{b}");
+    assert_eq!(b["demand"]["m3"], 0, "{b}");
+    // m1's four downloads together got about four times m2's one.
+    let m1_total: u64 = got[..4].iter().sum();
+    assert!(m1_total > got[4] * 3, "{got:?}");
+    // The cluster's statistics are the members' sums.
+    let st = status(&net, 3, &m3);
+    let sum: u64 = ["m1", "m2", "m3"]
+        .iter()
+        .map(|m| st["cluster"]["members"][m]["load"]["stats"]["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(st["cluster"]["totals"]["connections"].as_u64().unwrap(), sum, "{}", st["cluster"]);
+    assert!(sum >= 5, "{}", st["cluster"]);
 }

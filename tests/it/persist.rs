@@ -338,3 +338,48 @@ fn ip_persistence_on_a_generic_protocol() {
     }
     assert_eq!(seen.len(), 1, "one client address, one node: {seen:?}");
 }
+
+/// K5: with `hash = true` a new session's node is decided by its key, so
+/// two separate instances (cluster members, or one before and after a
+/// restart) that share no table put every session on the same node, even
+/// when the sessions arrive in opposite orders; without it each balances
+/// its own way. A node that is disabled is skipped the same way by all.
+#[test]
+fn hashed_persistence_agrees_across_instances_without_a_shared_table() {
+    let nodes = Nodes::start();
+    let class = "type = \"universal\"\nsource = \"header:X-Session\"";
+    let node_of = |shoal: &Shoal, k: &str| -> String {
+        let mut s = connect(shoal.addr("web"));
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET /h HTTP/1.1\r\nHost: t\r\nX-Session: {k}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(r.status, 200);
+        r.header("x-node").unwrap().to_string()
+    };
+    let keys: Vec<String> = (0..24).map(|i| format!("session-{i}")).collect();
+    let placements = |extra: &str| -> (Vec<String>, Vec<String>) {
+        let a = Shoal::start(&config(&nodes, &format!("{class}\n{extra}")));
+        let b = Shoal::start(&config(&nodes, &format!("{class}\n{extra}")));
+        let on_a: Vec<String> = keys.iter().map(|k| node_of(&a, k)).collect();
+        let mut on_b: Vec<String> = keys.iter().rev().map(|k| node_of(&b, k)).collect();
+        on_b.reverse();
+        // Each instance keeps its sessions, hashed or not.
+        for (k, n) in keys.iter().zip(&on_a) {
+            assert_eq!(&node_of(&a, k), n, "{k}");
+        }
+        (on_a, on_b)
+    };
+    let (a, b) = placements("hash = true");
+    assert_eq!(a, b, "hashed sessions land on the same node on both instances");
+    let used: HashSet<&String> = a.iter().collect();
+    assert_eq!(used.len(), 3, "the hash spreads sessions over every node: {a:?}");
+    let (a, b) = placements("");
+    assert_ne!(a, b, "balanced sessions depend on arrival order (so the test above can fail)");
+    // `hash` applies to key-based classes only.
+    let dir = TempDir::new();
+    let e = check_refused(&dir, &config(&nodes, "type = \"node_cookie\"\nhash = true"));
+    assert!(e.contains("`hash` applies to the key-based types"), "{e}");
+}

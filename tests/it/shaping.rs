@@ -267,7 +267,7 @@ fn get(addr: SocketAddr, path: &str) -> Resp {
 
 /// Read a response to `GET path` on a new connection for `secs` seconds
 /// (from `start`); the body bytes that came in that time.
-fn read_for(addr: SocketAddr, path: &str, start: Instant, secs: u64) -> u64 {
+pub fn read_for(addr: SocketAddr, path: &str, start: Instant, secs: u64) -> u64 {
     read_for_with(addr, path, "", start, secs)
 }
 

@@ -124,6 +124,19 @@ fn begin(tx: &mut Txn) -> Result<Option<Session>, Refuse> {
     // balanced afresh and recorded on their new node.
     let stored = key.and_then(|k| rt.store.lookup_key(&k)).and_then(|id| pool.node_by_id(id));
     let node = named.or(stored);
+    // A new session of a hashed class: the node its key's rendezvous hash
+    // picks among the nodes taking new work, the same answer on every
+    // cluster member and after every restart, with no table to share.
+    if node.is_none() && rt.cfg.hash {
+        if let Claim::Key(k) = &claim {
+            let pick = (0..pool.nodes.len())
+                .filter(|&i| pool.takes_new_sessions(i))
+                .max_by_key(|&i| crate::cluster::owners::score(k, &pool.cfg.nodes[i].name));
+            if let Some(n) = pick {
+                tx.required_node = Some(n);
+            }
+        }
+    }
     if let Some(n) = node {
         if pool.can_persist(n) {
             tx.required_node = Some(n);
