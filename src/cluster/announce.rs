@@ -188,21 +188,13 @@ impl ArpResponder {
                 _ => Err(e),
             };
         }
-        let n = n as usize;
-        // Ethernet + ARP for IPv4 over Ethernet, a request, not our own.
-        if n < 42
-            || from.sll_pkttype == libc::PACKET_OUTGOING
-            || frame[12..14] != [0x08, 0x06]
-            || frame[14..22] != [0, 1, 8, 0, 6, 4, 0, 1]
-        {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             return Ok(false);
         }
+        let Some(ask) = ArpRequest::parse(&frame[..n as usize]) else { return Ok(false) };
         let index = from.sll_ifindex as u32;
-        let target = Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]);
-        let Some(mac) = lookup(index, target) else { return Ok(false) };
-        let mut asker_mac = [0u8; 6];
-        asker_mac.copy_from_slice(&frame[22..28]);
-        let asker_ip: [u8; 4] = [frame[28], frame[29], frame[30], frame[31]];
+        let Some(mac) = lookup(index, ask.target) else { return Ok(false) };
+        let (asker_mac, asker_ip, target) = (ask.sender_mac, ask.sender_ip.octets(), ask.target);
         let own = own_mac(index)?;
         let mut reply = [0u8; 42];
         reply[0..6].copy_from_slice(&asker_mac);
@@ -239,6 +231,30 @@ impl ArpResponder {
     }
 }
 
+/// An ARP request for an IPv4 address over Ethernet, as read off the
+/// wire (untrusted: anything else, or anything short, is not one).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ArpRequest {
+    pub sender_mac: [u8; 6],
+    pub sender_ip: Ipv4Addr,
+    pub target: Ipv4Addr,
+}
+
+impl ArpRequest {
+    pub fn parse(frame: &[u8]) -> Option<ArpRequest> {
+        // Ethernet header, then ARP: Ethernet (1), IPv4 (0x0800), lengths
+        // 6 and 4, operation request (1).
+        let arp = frame.get(14..42)?;
+        if frame[12..14] != [0x08, 0x06] || arp[..8] != [0, 1, 8, 0, 6, 4, 0, 1] {
+            return None;
+        }
+        let mut sender_mac = [0u8; 6];
+        sender_mac.copy_from_slice(&arp[8..14]);
+        let ip = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+        Some(ArpRequest { sender_mac, sender_ip: ip(&arp[14..18]), target: ip(&arp[24..28]) })
+    }
+}
+
 /// The MAC address of the interface with index `index`.
 fn own_mac(index: u32) -> io::Result<[u8; 6]> {
     for e in std::fs::read_dir("/sys/class/net")?.flatten() {
@@ -250,4 +266,48 @@ fn own_mac(index: u32) -> io::Result<[u8; 6]> {
         }
     }
     Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface with index {index}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend([2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend([2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 200]);
+        f
+    }
+
+    #[test]
+    fn arp_requests_are_read_and_anything_else_refused() {
+        let r = ArpRequest::parse(&request()).unwrap();
+        assert_eq!(r.sender_mac, [2, 0, 0, 0, 0, 1]);
+        assert_eq!((r.sender_ip, r.target), (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 200)));
+        let mut reply = request();
+        reply[21] = 2;
+        assert_eq!(ArpRequest::parse(&reply), None);
+        let mut ipv6 = request();
+        ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(ArpRequest::parse(&ipv6), None);
+        // Every truncation, and noise of every length, is refused or read
+        // without a panic.
+        let f = request();
+        for n in 0..f.len() {
+            assert_eq!(ArpRequest::parse(&f[..n]), None, "{n} bytes");
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..200 {
+            let noise: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = ArpRequest::parse(&noise);
+        }
+        assert_eq!(multicast_mac(Ipv4Addr::new(192, 0, 2, 20)), [0x01, 0x00, 0x5e, 0x7f, 2, 20]);
+    }
 }
