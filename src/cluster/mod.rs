@@ -147,6 +147,11 @@ struct State {
     applied: i64,
     generation: u64,
     config_error: Option<String>,
+    /// The revision of the last configuration change seen: `applied`
+    /// reaches it only through an apply.
+    config_rev: i64,
+    /// This member's load as last read (by the applier, each second).
+    load: Load,
 }
 
 /// What the rest of the process asks of the control thread.
@@ -186,6 +191,8 @@ pub struct Cluster {
     /// Signalled whenever `State` changes (objects seen, applied).
     changed: Condvar,
     requests: tokio::sync::mpsc::Sender<Request>,
+    /// Asks the applier thread to apply the objects seen last.
+    kick: Mutex<std::sync::mpsc::Sender<()>>,
     /// The traffic IP addresses this member holds (K3).
     holder: addresses::Holder,
     /// Its shares of multi-hosted groups (K4).
@@ -204,6 +211,7 @@ const WRITE_WAIT: Duration = Duration::from_secs(5);
 pub fn start(main: &Path, cfg: Config) -> Result<Config, String> {
     let settings = cfg.cluster.clone().ok_or("no [cluster] section")?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (kick_tx, kick_rx) = std::sync::mpsc::channel();
     let cluster = Arc::new(Cluster {
         settings: settings.clone(),
         main: main.to_path_buf(),
@@ -217,13 +225,21 @@ pub fn start(main: &Path, cfg: Config) -> Result<Config, String> {
             applied: 0,
             generation: 0,
             config_error: None,
+            config_rev: 0,
+            load: Load::default(),
         }),
         changed: Condvar::new(),
         requests: tx,
+        kick: Mutex::new(kick_tx),
         holder: addresses::Holder::start().map_err(|e| format!("cannot start the traffic IP thread: {e}"))?,
         multi: multi::MultiHost::start().map_err(|e| format!("cannot start the multi-hosted thread: {e}"))?,
     });
     CLUSTER.set(cluster.clone()).map_err(|_| "cluster membership started twice")?;
+    let c = cluster.clone();
+    std::thread::Builder::new()
+        .name("cluster-apply".into())
+        .spawn(move || c.applier(kick_rx))
+        .map_err(|e| format!("cannot start the cluster's apply thread: {e}"))?;
     let c = cluster.clone();
     std::thread::Builder::new()
         .name("cluster".into())
@@ -410,6 +426,36 @@ impl Cluster {
         self.multi.want(Some(shares(&cfg, &self.settings.member, &live)));
     }
 
+    /// The applier thread: applies the objects seen last whenever kicked
+    /// (kicks while it applies fold into one), and reads this member's
+    /// load every second. Both wait for the shards, which the etcd
+    /// thread must never do: a slow apply there would delay lease
+    /// renewals until the others counted this member out.
+    fn applier(&self, kicks: std::sync::mpsc::Receiver<()>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut next_load = Instant::now();
+        loop {
+            match kicks.recv_timeout(next_load.saturating_duration_since(Instant::now())) {
+                Ok(()) => {
+                    while kicks.try_recv().is_ok() {}
+                    self.apply();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= next_load {
+                let load = self.load();
+                self.lock().load = load;
+                next_load = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+
+    /// Have the applier apply the objects seen last.
+    fn kick(&self) {
+        let _ = self.kick.lock().unwrap_or_else(|e| e.into_inner()).send(());
+    }
+
     /// This member's load now (K5).
     fn load(&self) -> Load {
         let Some(control) = self.lock().control.clone() else { return Load::default() };
@@ -470,8 +516,8 @@ impl Cluster {
 
     /// What this member publishes about itself now.
     fn info(&self) -> MemberInfo {
-        let load = self.load();
         let s = self.lock();
+        let load = s.load.clone();
         MemberInfo {
             member: self.settings.member.clone(),
             started: unix(self.started),
@@ -496,6 +542,9 @@ impl Cluster {
         }
         s.members = members;
         let changed = s.objects.as_ref().is_none_or(|o| o.items != objects.items);
+        if changed {
+            s.config_rev = objects.revision;
+        }
         s.objects = Some(objects);
         self.changed.notify_all();
         drop(s);
@@ -506,11 +555,14 @@ impl Cluster {
         log::info!("cluster: {text}");
         emit(Event::new(&catalogue::CLUSTER_ETCD_BACK, "cluster", text));
         if changed {
-            self.apply();
+            self.kick();
         } else {
-            // Nothing to build; what runs is what etcd has.
+            // Nothing to build; what runs is what etcd has (unless an
+            // apply is still due).
             let mut s = self.lock();
-            s.applied = s.objects.as_ref().map_or(s.applied, |o| o.revision);
+            if s.applied >= s.config_rev {
+                s.applied = s.objects.as_ref().map_or(s.applied, |o| o.revision);
+            }
             self.changed.notify_all();
             drop(s);
             self.retarget();
@@ -532,13 +584,17 @@ impl Cluster {
                 None => o.items.remove(&id),
             };
         }
-        if !touched {
+        if touched {
+            s.config_rev = revision;
+        } else if s.applied >= s.config_rev {
+            // Nothing of the configuration is waiting to be applied, so
+            // what runs is what etcd has at `revision`.
             s.applied = s.applied.max(revision);
         }
         self.changed.notify_all();
         drop(s);
         if touched {
-            self.apply();
+            self.kick();
         }
     }
 
