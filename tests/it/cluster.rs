@@ -74,6 +74,8 @@ impl Net {
         for s in steps {
             run(&s.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
         }
+        // IPv6 beside IPv4 (no duplicate address detection: usable at once).
+        run(&["ip", "addr", "add", &format!("{}/64", net.hub6()), "dev", &b, "nodad"]).unwrap();
         for i in 1..=members {
             let (ns, host, peer) = (net.ns(i), format!("sc{id}v{i}"), IFACE);
             let addr = format!("{}/24", net.ip(i));
@@ -87,6 +89,7 @@ impl Net {
             run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", peer]).unwrap();
             run(&["ip", "-n", &ns, "link", "set", peer, "up"]).unwrap();
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"]).unwrap();
+            run(&["ip", "-n", &ns, "addr", "add", &format!("{}/64", net.ip6(i)), "dev", peer, "nodad"]).unwrap();
         }
         Some(net)
     }
@@ -114,6 +117,15 @@ impl Net {
 
     pub fn ip(&self, i: usize) -> String {
         format!("10.77.{}.{}", self.id, 10 + i)
+    }
+
+    /// The bridge's IPv6 address, and member `i`'s.
+    pub fn hub6(&self) -> String {
+        format!("fd77:{}::1", self.id)
+    }
+
+    pub fn ip6(&self, i: usize) -> String {
+        format!("fd77:{}::{}", self.id, 10 + i)
     }
 
     fn teardown(&self) {
@@ -716,4 +728,46 @@ fn a_bandwidth_class_is_shared_by_the_members_demand() {
         .sum();
     assert_eq!(st["cluster"]["totals"]["connections"].as_u64().unwrap(), sum, "{}", st["cluster"]);
     assert!(sum >= 5, "{}", st["cluster"]);
+}
+
+/// K3 for IPv6: an address raised on one of two members and announced by
+/// unsolicited neighbour advertisement; when its member dies the other
+/// raises it and clients, whose neighbour cache held the dead member's
+/// MAC, are served again within TTL + 1 s.
+#[test]
+fn an_ipv6_traffic_ip_moves_with_a_neighbour_advertisement() {
+    let Some(net) = Net::new(2) else { return };
+    let etcd = Etcd::start(&net);
+    let hub = net.hub();
+    let origin = Origin::start_at("http", &[("a", format!("{hub}:0").parse().unwrap())]);
+    let vip = format!("fd77:{}::100", net.id);
+    let objects = format!(
+        "[virtual_servers.web]\nlisten = [\"0.0.0.0:8080\", \"[{vip}]:8080\"]\nprotocol = \"http\"\npool = \"p\"\n\n\
+         [pools.p]\nnodes = [\"{}\"]\n\n\
+         [traffic_ip_groups.v6]\naddresses = [\"{vip}\"]\nmembers = [\"m1\", \"m2\"]\ninterface = \"{IFACE}\"\n",
+        origin.addr("a")
+    );
+    let mut m1 = member(&net, &etcd, 1, &format!("\n\n{objects}"));
+    let mut m2 = member(&net, &etcd, 2, "");
+    let holder = poll(Duration::from_secs(10), "one member holds the address", || {
+        let (h1, h2) = (held(&net, 1, &m1), held(&net, 2, &m2));
+        match (h1.len(), h2.len()) {
+            (1, 0) => Some(1),
+            (0, 1) => Some(2),
+            _ => None,
+        }
+    });
+    let addr: SocketAddr = format!("[{vip}]:8080").parse().unwrap();
+    // Listening on the address itself works on the member without it too
+    // (IP_FREEBIND), so the survivor needs no rebind.
+    poll(Duration::from_secs(5), "the address is served", || served_at(addr, Duration::from_millis(500)));
+    let (dead, other) = if holder == 1 { (&mut m1, 2) } else { (&mut m2, 1) };
+    net.kill(holder, dead);
+    let t0 = Instant::now();
+    poll(Duration::from_secs(10), "the address is served again", || served_at(addr, Duration::from_millis(200)));
+    let took = t0.elapsed();
+    eprintln!("the IPv6 address was served again after {took:?}");
+    assert!(took <= TTL + Duration::from_secs(1), "{took:?}");
+    let survivor = if other == 1 { &m1 } else { &m2 };
+    assert_eq!(held(&net, other, survivor), [vip.clone()]);
 }
