@@ -769,5 +769,5 @@ fn an_ipv6_traffic_ip_moves_with_a_neighbour_advertisement() {
     eprintln!("the IPv6 address was served again after {took:?}");
     assert!(took <= TTL + Duration::from_secs(1), "{took:?}");
     let survivor = if other == 1 { &m1 } else { &m2 };
-    assert_eq!(held(&net, other, survivor), [vip.clone()]);
+    assert_eq!(held(&net, other, survivor), std::slice::from_ref(&vip));
 }
