@@ -594,6 +594,8 @@ fn buckets_of(net: &Net, i: usize, m: &Shoal) -> u64 {
 /// others held go on, and new ones are all served by the two.
 #[test]
 fn multi_hosted_address_splits_connections_and_only_the_dead_members_share_moves() {
+    // 3,000 connections in a burst: not beside the latency measurements.
+    let _heavy = heavy();
     let Some(net) = Net::new(3) else { return };
     if !have_probe("nftables", Command::new("nft").arg("--version"), REQUIRE) {
         return;
